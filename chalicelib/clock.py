@@ -1,0 +1,427 @@
+"""The SLA clock: a pure function of (policy, request, events, now).
+
+`replay` walks a request's event timeline, enforcing the lifecycle (an impossible event raises
+ConflictError), and returns the facts the clocks need. `evaluate` turns those facts into deadlines,
+met/breached flags, remaining time, accrued penalty, milestones (warnings, breaches, penalty days)
+and the next instant at which any of that changes (`next_check_at`, cached for the scanner).
+
+No AWS, no clock reads: `now` is always an argument.
+"""
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from chalicelib.errors import ConflictError
+
+EVENT_TYPES = (
+    "received", "respond", "progress", "await_customer", "customer_reply", "reprioritize",
+    "register", "resolve", "reopen", "rate",
+)
+OPEN, AWAITING_CUSTOMER, RESOLVED = "open", "awaiting_customer", "resolved"
+STATUSES = (OPEN, AWAITING_CUSTOMER, RESOLVED)
+FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION = "first_response", "progress_update", "resolution"
+DAY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    type: str
+    at: datetime
+    by: str | None = None
+    note: str | None = None
+    priority: str | None = None
+    score: int | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the request was created with; everything after that is in its events."""
+
+    priority: str
+    channel: str
+    received_at: datetime
+
+
+@dataclass
+class Timeline:
+    """Facts of a replayed timeline: what the clocks run on."""
+
+    status: str = OPEN
+    priority: str = ""
+    clock_start: datetime | None = None
+    first_response_at: datetime | None = None
+    stopped: list = field(default_factory=list)  # [start, end|None): clocks do not run (paused, resolved)
+    progress_marks: list = field(default_factory=list)  # (at, "progress"|"resolve"|"reopen") after respond
+    resolved_at: datetime | None = None
+    rated_since_resolve: bool = False
+    ratings: list = field(default_factory=list)  # (at, score)
+    last_at: datetime | None = None
+
+    @property
+    def paused(self):
+        return self.status == AWAITING_CUSTOMER
+
+
+def _conflict(event, why):
+    raise ConflictError(f"cannot {event.type}: {why}")
+
+
+def replay(policy, request, events):
+    """Walk the timeline; raise ConflictError on the first impossible event."""
+    timeline = Timeline(priority=request.priority)
+    if request.channel is not None and policy.is_designated(request.channel):
+        timeline.clock_start = request.received_at
+    for event in events:
+        _apply(policy, timeline, event)
+    return timeline
+
+
+def _stop(timeline, at):
+    timeline.stopped.append([at, None])
+
+
+def _resume(timeline, at):
+    timeline.stopped[-1][1] = at
+
+
+def _apply(policy, t, event):
+    if t.last_at is not None and event.at < t.last_at:
+        _conflict(event, f"its time {event.at.isoformat()} precedes the previous event")
+    kind, at = event.type, event.at
+    if kind == "received":
+        pass
+    elif kind == "register":
+        if t.clock_start is not None:
+            _conflict(event, "the request is already on a designated channel")
+        if t.status == RESOLVED:
+            _conflict(event, "the request is resolved")
+        t.clock_start = at
+    elif kind == "reopen":
+        if t.status != RESOLVED:
+            _conflict(event, "the request is not resolved")
+        t.status, t.resolved_at = OPEN, None
+        _resume(t, at)
+        if t.first_response_at is not None:
+            t.progress_marks.append((at, "reopen"))
+    elif kind == "rate":
+        if t.status != RESOLVED:
+            _conflict(event, "only a resolved request can be rated")
+        if t.rated_since_resolve:
+            _conflict(event, "the request was already rated since it was resolved")
+        t.rated_since_resolve = True
+        t.ratings.append((at, event.score))
+    elif t.status == RESOLVED:
+        _conflict(event, "the request is resolved")
+    elif kind == "resolve":
+        if t.status == AWAITING_CUSTOMER:
+            _resume(t, at)
+        if t.clock_start is not None and t.first_response_at is None:
+            t.first_response_at = at  # resolving answers the customer too
+        elif t.first_response_at is not None:
+            t.progress_marks.append((at, "resolve"))
+        t.status, t.resolved_at, t.rated_since_resolve = RESOLVED, at, False
+        _stop(t, at)
+    elif kind == "reprioritize":
+        if event.priority == t.priority:
+            _conflict(event, f"the priority is already {t.priority}")
+        t.priority = event.priority
+    elif t.clock_start is None:
+        _conflict(event, "the request is not on a designated channel yet: post a register event first")
+    elif kind == "respond":
+        if t.first_response_at is not None:
+            _conflict(event, "the request already has its first response")
+        if t.status == AWAITING_CUSTOMER:
+            _conflict(event, "the request is awaiting the customer")
+        t.first_response_at = at
+    elif kind == "progress":
+        if t.first_response_at is None:
+            _conflict(event, "the request has no first response yet")
+        if t.status == AWAITING_CUSTOMER:
+            _conflict(event, "the request is awaiting the customer")
+        t.progress_marks.append((at, "progress"))
+    elif kind == "await_customer":
+        if t.status == AWAITING_CUSTOMER:
+            _conflict(event, "the request is already awaiting the customer")
+        t.status = AWAITING_CUSTOMER
+        _stop(t, at)
+    elif kind == "customer_reply":
+        if t.status != AWAITING_CUSTOMER:
+            _conflict(event, "the request is not awaiting the customer")
+        t.status = OPEN
+        _resume(t, at)
+    else:  # pragma: no cover - intake rejects unknown types before replay
+        raise ValueError(f"unknown event type {kind!r}")
+    t.last_at = at
+
+
+# --- meters: how a clock measures time (business calendar or wall clock) -----------------------
+
+
+class BusinessMeter:
+    def __init__(self, calendar):
+        self.calendar = calendar
+
+    def measure(self, a, b):
+        return self.calendar.between(a, b)
+
+    def advance(self, start, minutes):
+        return self.calendar.add(start, minutes)
+
+
+class WallMeter:
+    def measure(self, a, b):
+        return (b - a).total_seconds() / 60
+
+    def advance(self, start, minutes):
+        return start + timedelta(minutes=minutes)
+
+
+WALL = WallMeter()
+
+
+class RunningClock:
+    """A clock that starts at `start` and stops during `stopped` intervals, measured by `meter`."""
+
+    def __init__(self, meter, start, stopped):
+        self.meter, self.start = meter, start
+        self.stopped = [(a, b) for a, b in stopped if b is None or b > start]
+
+    def _segments(self, start):
+        """Running intervals from `start` on; the last may be open-ended (None)."""
+        cursor = start
+        for a, b in self.stopped:
+            if b is not None and b <= cursor:
+                continue
+            if a > cursor:
+                yield cursor, a
+            if b is None:
+                return
+            cursor = max(cursor, b)
+        yield cursor, None
+
+    def elapsed(self, until, start=None):
+        start = self.start if start is None else start
+        total = 0.0
+        for a, b in self._segments(start):
+            if a >= until:
+                break
+            total += self.meter.measure(a, until if b is None else min(b, until))
+        return total
+
+    def deadline(self, minutes, start=None):
+        """Earliest instant at which `minutes` of running time have elapsed; None while stopped short."""
+        remaining = minutes
+        for a, b in self._segments(self.start if start is None else start):
+            if b is None:
+                return self.meter.advance(a, remaining)
+            span = self.meter.measure(a, b)
+            if remaining <= span:
+                return self.meter.advance(a, remaining)
+            remaining -= span
+        return None
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Milestone:
+    kind: str  # "warn", "breach" or "penalty_day"
+    metric: str
+    cycle: int  # 0 for first_response/resolution; progress cycles count from 1; penalty days from 1
+    at: datetime
+    threshold: float | None = None
+
+
+@dataclass
+class MetricState:
+    due_at: datetime | None
+    met_at: datetime | None
+    breached: bool
+    remaining_minutes: float | None
+    misses: int | None = None  # progress_update only
+    running: bool = False  # still counting toward due_at (not met, not stopped for good)
+
+
+@dataclass
+class SlaState:
+    status: str
+    priority: str
+    clock_started_at: datetime | None
+    paused: bool
+    metrics: dict  # metric name -> MetricState, only the metrics the contract sets
+    penalty: float
+    milestones: list
+    next_check_at: datetime | None
+    contract_version: int
+    ratings: list
+
+    @property
+    def breached(self):
+        return any(m.breached for m in self.metrics.values())
+
+
+def _target_minutes(policy, meter, start, duration):
+    if duration.is_working_days:
+        return meter.measure(start, policy.calendar.add_working_days(start, duration.count))
+    return float(duration.minutes)
+
+
+def _first_response_target(policy, prio, meter, start):
+    target = _target_minutes(policy, meter, start, prio.first_response)
+    off_hours = policy.off_hours_first_response
+    if off_hours is not None and not prio.around_the_clock and policy.calendar.is_off_hours(start):
+        # No business time passes between an off-hours start and next_open, so measuring the
+        # off-hours allowance from next_open equals measuring it from the start.
+        opens = policy.calendar.next_open(start)
+        target = min(target, _target_minutes(policy, meter, opens, off_hours))
+    return target
+
+
+def _single_metric(clock, name, target, met_at, now, warn_at):
+    """first_response or resolution: one deadline, met once."""
+    due = clock.deadline(target)
+    end = met_at or now
+    breached = due is not None and end > due
+    state = MetricState(due, met_at, breached, target - clock.elapsed(end), running=met_at is None)
+    milestones = []
+    if breached:
+        milestones.append(Milestone("breach", name, 0, due))
+    if met_at is None:
+        milestones += _warnings(clock, name, 0, target, warn_at)
+    return state, milestones
+
+
+def _warnings(clock, name, cycle, target, warn_at, start=None):
+    found = []
+    for fraction in warn_at:
+        at = clock.deadline(target * fraction, start)
+        if at is not None:
+            found.append(Milestone("warn", name, cycle, at, fraction))
+    return found
+
+
+def _progress_metric(clock, policy, target_of, timeline, now):
+    """Progress cycles: each runs from the previous respond/progress (or the lapsed deadline)."""
+    milestones, misses, cycle, last_met = [], 0, 1, None
+    cycle_start, running = timeline.first_response_at, True
+
+    def lapse_until(limit):
+        nonlocal cycle_start, cycle, misses
+        while True:
+            due = clock.deadline(target_of(cycle_start), cycle_start)
+            if due is None or due >= limit:
+                return
+            misses += 1
+            milestones.append(Milestone("breach", PROGRESS_UPDATE, cycle, due))
+            cycle_start, cycle = due, cycle + 1
+
+    for at, mark in timeline.progress_marks:
+        if running:
+            lapse_until(at)
+            if mark in ("progress", "resolve"):
+                last_met, cycle = at, cycle + 1
+                cycle_start = at
+                running = mark == "progress"
+        elif mark == "reopen":
+            running, cycle_start, cycle = True, at, cycle + 1
+    due = remaining = None
+    if running:
+        lapse_until(now)
+        target = target_of(cycle_start)
+        due = clock.deadline(target, cycle_start)
+        remaining = target - clock.elapsed(now, cycle_start)
+        milestones += _warnings(clock, PROGRESS_UPDATE, cycle, target, policy.warn_at, cycle_start)
+    state = MetricState(due, last_met, misses > 0, remaining, misses, running)
+    return state, milestones
+
+
+def _penalty_days(clock, due, end):
+    """Started 24 h periods of wall-clock lateness (outside pauses) past `due` up to `end`."""
+    wall = RunningClock(WALL, due, clock.stopped)
+    late = wall.elapsed(end)
+    days = math.ceil(late / DAY_MINUTES) if late > 0 else 0
+    starts = [wall.deadline(k * DAY_MINUTES) for k in range(days + 1)]
+    return days, starts
+
+
+def evaluate(policy, request, events, now):
+    """SLA state of a request at `now`. Raises ConflictError if the timeline is impossible."""
+    timeline = replay(policy, request, events)
+    prio = policy.priorities.get(timeline.priority)
+    if prio is None:
+        # A contract update may not drop a priority that open requests use (store checks it); a
+        # request stuck with one anyway has no targets rather than an error on every read.
+        return _state(timeline, policy, {}, [], 0.0, now)
+    meter = WALL if prio.around_the_clock else BusinessMeter(policy.calendar)
+    metrics, milestones, penalty = {}, [], 0.0
+    start = timeline.clock_start
+    if start is None:
+        for name in _metric_names(prio):
+            metrics[name] = MetricState(None, None, False, None, misses=0 if name == PROGRESS_UPDATE else None)
+    else:
+        fr_clock = RunningClock(meter, start, timeline.stopped)
+        target = _first_response_target(policy, prio, meter, start)
+        fr, found = _single_metric(fr_clock, FIRST_RESPONSE, target, timeline.first_response_at, now, policy.warn_at)
+        metrics[FIRST_RESPONSE] = fr
+        milestones += found
+        if fr.breached:
+            penalty += policy.penalties.late_first_response
+
+        if prio.progress_every is not None:
+            if timeline.first_response_at is None:
+                metrics[PROGRESS_UPDATE] = MetricState(None, None, False, None, misses=0)
+            else:
+                clock = RunningClock(meter, timeline.first_response_at, timeline.stopped)
+
+                def target_of(cycle_start):
+                    return _target_minutes(policy, meter, cycle_start, prio.progress_every)
+
+                progress, found = _progress_metric(clock, policy, target_of, timeline, now)
+                metrics[PROGRESS_UPDATE] = progress
+                milestones += found
+                penalty += policy.penalties.late_progress * progress.misses
+
+        if prio.resolution is not None:
+            res_start = start if policy.resolution_from == "received" else timeline.first_response_at
+            if res_start is None:
+                metrics[RESOLUTION] = MetricState(None, None, False, None)
+            else:
+                clock = RunningClock(meter, res_start, timeline.stopped)
+                target = _target_minutes(policy, meter, res_start, prio.resolution)
+                res, found = _single_metric(clock, RESOLUTION, target, timeline.resolved_at, now, policy.warn_at)
+                metrics[RESOLUTION] = res
+                milestones += found
+                if res.breached:
+                    days, starts = _penalty_days(clock, res.due_at, timeline.resolved_at or now)
+                    penalty += policy.penalties.late_resolution_per_day * days
+                    milestones += [Milestone("penalty_day", RESOLUTION, k + 1, at) for k, at in enumerate(starts) if at]
+
+    return _state(timeline, policy, metrics, milestones, penalty, now)
+
+
+def _state(timeline, policy, metrics, milestones, penalty, now):
+    checkpoints = [m.at for m in milestones] + [s.due_at for s in metrics.values() if s.running and s.due_at]
+    future = [at for at in checkpoints if at > now]
+    return SlaState(
+        status=timeline.status,
+        priority=timeline.priority,
+        clock_started_at=timeline.clock_start,
+        paused=timeline.paused,
+        metrics=metrics,
+        penalty=penalty,
+        milestones=sorted(milestones, key=lambda m: m.at),
+        next_check_at=min(future) if future and timeline.status != RESOLVED else None,
+        contract_version=policy.version,
+        ratings=list(timeline.ratings),
+    )
+
+
+def _metric_names(prio):
+    yield FIRST_RESPONSE
+    if prio.progress_every is not None:
+        yield PROGRESS_UPDATE
+    if prio.resolution is not None:
+        yield RESOLUTION

@@ -1,0 +1,39 @@
+"""Contract durations: "<n>m" minutes, "<n>h" hours, "<n>wd" working days."""
+import re
+from dataclasses import dataclass
+
+from chalicelib.errors import ValidationError
+
+_DURATION = re.compile(r"^([1-9][0-9]{0,6})(m|h|wd)$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    count: int
+    unit: str  # "m", "h" or "wd"
+
+    @property
+    def is_working_days(self):
+        return self.unit == "wd"
+
+    @property
+    def minutes(self):
+        """Length in minutes of an "m"/"h" duration; "wd" has no fixed length in minutes."""
+        if self.is_working_days:
+            raise ValueError("a working-day duration has no fixed length in minutes")
+        return self.count * (60 if self.unit == "h" else 1)
+
+    def __str__(self):
+        return f"{self.count}{self.unit}"
+
+
+def parse_duration(text, field):
+    """Parse a contract duration, raising ValidationError naming `field` when it is not one."""
+    if not isinstance(text, str):
+        raise ValidationError(field, 'must be a duration string such as "30m", "2h" or "5wd"')
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValidationError(
+            field, f'{text!r} is not a duration: use a positive whole number and m, h or wd, e.g. "30m", "2h", "5wd"'
+        )
+    return Duration(int(match.group(1)), match.group(2))

@@ -1,0 +1,69 @@
+"""Field checks shared by every document the API accepts; each error names the field."""
+import math
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+
+from chalicelib.errors import ValidationError
+
+MAX_CHANNEL = 64
+
+
+def require_object(value, name):
+    if not isinstance(value, dict):
+        raise ValidationError(name, "must be a JSON object")
+    return value
+
+
+def reject_unknown(doc, allowed, prefix=""):
+    """`prefix` is the dotted path of `doc` ("" at the top level)."""
+    for key in doc:
+        if key not in allowed:
+            raise ValidationError(f"{prefix}.{key}" if prefix else str(key), "unknown key")
+
+
+def text(value, name, max_len, min_len=1):
+    """A string of min_len..max_len characters once surrounding white space is stripped."""
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string")
+    value = value.strip()
+    if not min_len <= len(value) <= max_len:
+        raise ValidationError(name, f"must be {min_len}–{max_len} characters")
+    return value
+
+
+def number(value, name, lo=None, hi=None, lo_open=False, hi_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(name, "must be a number")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise ValidationError(name, f"must be {'>' if lo_open else '≥'} {lo}")
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        raise ValidationError(name, f"must be {'<' if hi_open else '≤'} {hi}")
+    return value
+
+
+def email_address(value, name):
+    """A syntactically valid e-mail address (no DNS look-up), normalized."""
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an e-mail address string")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValidationError(name, f"{value!r} is not a valid e-mail address: {exc}") from None
+
+
+def channel_name(value, name):
+    return text(value, name, MAX_CHANNEL)
+
+
+def instant(value, name):
+    """An ISO-8601 timestamp with a UTC offset."""
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an ISO-8601 timestamp string with an offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(name, f"{value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValidationError(name, "must include a UTC offset, e.g. 2026-02-13T16:30:00+08:00")
+    return parsed

@@ -1,0 +1,138 @@
+"""Validation of incoming request and event bodies (pure: `now` and the caller are arguments).
+
+Every error is a ValidationError naming the field; nothing is stored unless the whole body is valid.
+"""
+from dataclasses import dataclass
+from datetime import datetime
+
+from chalicelib.errors import ForbiddenError, ValidationError
+from chalicelib.fields import channel_name, email_address, instant, reject_unknown, require_object, text
+
+MAX_SUBJECT = 200
+MAX_DESCRIPTION = 20000
+MAX_NOTE = 4000
+MAX_NAME = 200
+REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "description", "requester", "received_at")
+EVENT_KEYS = ("type", "at", "note", "priority", "score", "channel")
+POSTABLE_EVENTS = (
+    "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
+    "reopen", "rate",
+)
+# What each role may post: customers (through client systems) reply, reopen and rate; agents run
+# the request; admins may do everything.
+EVENTS_BY_ROLE = {
+    "client": frozenset({"customer_reply", "reopen", "rate"}),
+    "agent": frozenset(POSTABLE_EVENTS) - {"rate"},
+    "admin": frozenset(POSTABLE_EVENTS),
+}
+BACKDATING_ROLES = ("agent", "admin")
+EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "register"}
+
+
+def _backdated(body, key, role, now, not_before=None):
+    """`received_at` / `at`: only agents and admins may set it; never in the future."""
+    if body.get(key) is None:
+        return now
+    if role not in BACKDATING_ROLES:
+        raise ValidationError(key, "only agent or admin tokens may set it")
+    at = instant(body[key], key)
+    if at > now:
+        raise ValidationError(key, "must not lie in the future")
+    if not_before is not None and at < not_before:
+        raise ValidationError(key, f"must not precede the previous event ({not_before.isoformat()})")
+    return at
+
+
+def _priority(value, policy):
+    if not isinstance(value, str) or value not in policy.priorities:
+        raise ValidationError("priority", f"must be one of the contract's priorities: {', '.join(policy.priorities)}")
+    return value
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    contract_id: str
+    priority: str
+    channel: str
+    subject: str
+    description: str | None
+    requester: dict
+    received_at: datetime
+
+
+def contract_id_of(body):
+    require_object(body, "body")
+    if "contract_id" not in body:
+        raise ValidationError("contract_id", "is required")
+    return text(body["contract_id"], "contract_id", 64)
+
+
+def parse_new_request(body, policy, role, now):
+    """A POST /requests body, checked against the contract's policy."""
+    require_object(body, "body")
+    reject_unknown(body, REQUEST_KEYS)
+    for key in ("priority", "channel", "subject", "requester"):
+        if key not in body:
+            raise ValidationError(key, "is required")
+    priority = _priority(body["priority"], policy)
+    requester = require_object(body["requester"], "requester")
+    reject_unknown(requester, ("name", "email"), "requester")
+    if "email" not in requester:
+        raise ValidationError("requester.email", "is required")
+    clean_requester = {"email": email_address(requester["email"], "requester.email")}
+    if requester.get("name") is not None:
+        clean_requester["name"] = text(requester["name"], "requester.name", MAX_NAME)
+    description = body.get("description")
+    if description is not None:
+        description = text(description, "description", MAX_DESCRIPTION, min_len=0)
+    return NewRequest(
+        contract_id=contract_id_of(body),
+        priority=priority,
+        channel=channel_name(body["channel"], "channel"),
+        subject=text(body["subject"], "subject", MAX_SUBJECT),
+        description=description,
+        requester=clean_requester,
+        received_at=_backdated(body, "received_at", role, now),
+    )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    at: datetime
+    note: str | None = None
+    priority: str | None = None
+    score: int | None = None
+    channel: str | None = None
+
+
+def parse_event(body, policy, role, now, last_at):
+    """A POST /requests/{id}/events body. `last_at`: time of the request's latest event."""
+    require_object(body, "body")
+    reject_unknown(body, EVENT_KEYS)
+    kind = body.get("type")
+    if kind is None:
+        raise ValidationError("type", "is required")
+    if kind not in POSTABLE_EVENTS:
+        raise ValidationError("type", f"must be one of {', '.join(POSTABLE_EVENTS)}")
+    if kind not in EVENTS_BY_ROLE[role]:
+        raise ForbiddenError(f"a {role} token may not post {kind} events")
+    for key, only_for in EVENT_ONLY_KEYS.items():
+        if body.get(key) is not None and kind != only_for:
+            raise ValidationError(key, f"only allowed on {only_for} events")
+    fields = {}
+    if kind == "reprioritize":
+        fields["priority"] = _priority(body.get("priority"), policy)
+    if kind == "rate":
+        score = body.get("score")
+        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+            raise ValidationError("score", "must be a whole number from 1 to 5")
+        fields["score"] = score
+    if kind == "register" and body.get("channel") is not None:
+        channel = channel_name(body["channel"], "channel")
+        if not policy.is_designated(channel):
+            raise ValidationError("channel", f"{channel!r} is not a designated channel of the contract")
+        fields["channel"] = channel
+    if body.get("note") is not None:
+        fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0)
+    return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=last_at), **fields)

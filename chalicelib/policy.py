@@ -1,0 +1,211 @@
+"""Contract (SLA policy) document → validated, normalized document and policy objects.
+
+`parse_contract` is the only way a contract enters the system: every field is checked, unknown keys
+are rejected, and omitted keys get the defaults of DESIGN.md §2. Errors name the field.
+"""
+from dataclasses import dataclass, field
+
+from chalicelib.calendar import BusinessCalendar
+from chalicelib.durations import Duration, parse_duration
+from chalicelib.errors import ValidationError
+from chalicelib.fields import channel_name, email_address, number, reject_unknown, require_object, text
+
+PRIORITIES = ("urgent", "high", "medium", "low")
+CLOCKS = ("business", "24x7")
+LANGUAGES = ("zh-CN", "en")
+RESOLUTION_FROM = ("received", "first_response")
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_WARN_AT = (0.5, 0.8)
+DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.95}
+MONEY_KEYS = ("late_first_response", "late_progress", "late_resolution_per_day", "monthly_cap")
+MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class PriorityPolicy:
+    first_response: Duration
+    resolution: Duration | None = None
+    progress_every: Duration | None = None
+    clock: str = "business"
+
+    @property
+    def around_the_clock(self):
+        return self.clock == "24x7"
+
+
+@dataclass(frozen=True)
+class Penalties:
+    currency: str = "CNY"
+    late_first_response: float = 0
+    late_progress: float = 0
+    late_resolution_per_day: float = 0
+    monthly_cap: float | None = None
+
+
+@dataclass(frozen=True)
+class Notify:
+    sender: str | None = None
+    provider: tuple = ()
+    admins: tuple = ()
+    language: str = "zh-CN"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    timezone: str
+    calendar: BusinessCalendar = field(compare=False)
+    priorities: dict
+    designated_channels: frozenset | None  # None: every channel is designated
+    off_hours_first_response: Duration | None
+    warn_at: tuple
+    resolution_from: str
+    penalties: Penalties
+    kpi: dict
+    notify: Notify
+    version: int = 0
+
+    def is_designated(self, channel):
+        return self.designated_channels is None or channel in self.designated_channels
+
+
+def _email_list(value, name):
+    if not isinstance(value, list):
+        raise ValidationError(name, "must be a list of e-mail addresses")
+    return [email_address(item, f"{name}[{i}]") for i, item in enumerate(value)]
+
+
+def _priorities(value):
+    require_object(value, "priorities")
+    if not value:
+        raise ValidationError("priorities", "must define at least one priority")
+    normalized, policies = {}, {}
+    for key, spec in value.items():
+        where = f"priorities.{key}"
+        if key not in PRIORITIES:
+            raise ValidationError(where, f"unknown priority; use {', '.join(PRIORITIES)}")
+        require_object(spec, where)
+        reject_unknown(spec, ("first_response", "resolution", "progress_every", "clock"), where)
+        if "first_response" not in spec:
+            raise ValidationError(f"{where}.first_response", "is required")
+        durations = {
+            k: parse_duration(spec[k], f"{where}.{k}")
+            for k in ("first_response", "resolution", "progress_every")
+            if spec.get(k) is not None
+        }
+        clock = spec.get("clock", "business")
+        if clock not in CLOCKS:
+            raise ValidationError(f"{where}.clock", f"must be one of {', '.join(CLOCKS)}")
+        policies[key] = PriorityPolicy(clock=clock, **durations)
+        normalized[key] = {k: str(v) for k, v in durations.items()} | {"clock": clock}
+    return normalized, policies
+
+
+def _penalties(value):
+    value = require_object(value if value is not None else {}, "penalties")
+    reject_unknown(value, ("currency",) + MONEY_KEYS, "penalties")
+    currency = value.get("currency", "CNY")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        raise ValidationError("penalties.currency", "must be a three-letter ISO 4217 code such as CNY")
+    amounts = {k: number(value[k], f"penalties.{k}", lo=0) for k in MONEY_KEYS if value.get(k) is not None}
+    return {"currency": currency} | amounts, Penalties(currency=currency, **amounts)
+
+
+def _kpi(value):
+    value = require_object(value if value is not None else {}, "kpi")
+    reject_unknown(value, tuple(DEFAULT_KPI), "kpi")
+    return {k: number(value.get(k, default), f"kpi.{k}", lo=0, hi=1) for k, default in DEFAULT_KPI.items()}
+
+
+def _notify(value):
+    value = require_object(value if value is not None else {}, "notify")
+    reject_unknown(value, ("sender", "provider", "admins", "language"), "notify")
+    sender = email_address(value["sender"], "notify.sender") if value.get("sender") is not None else None
+    provider = _email_list(value.get("provider", []), "notify.provider")
+    admins = _email_list(value.get("admins", []), "notify.admins")
+    language = value.get("language", "zh-CN")
+    if language not in LANGUAGES:
+        raise ValidationError("notify.language", f"must be one of {', '.join(LANGUAGES)}")
+    normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language}
+    return normalized, Notify(sender, tuple(provider), tuple(admins), language)
+
+
+def _warn_at(value):
+    if value is None:
+        return list(DEFAULT_WARN_AT)
+    if not isinstance(value, list):
+        raise ValidationError("warn_at", "must be a list of fractions between 0 and 1")
+    fractions = [number(v, f"warn_at[{i}]", lo=0, hi=1, lo_open=True, hi_open=True) for i, v in enumerate(value)]
+    if len(set(fractions)) != len(fractions):
+        raise ValidationError("warn_at", "must not repeat a fraction")
+    return sorted(fractions)
+
+
+def _designated_channels(value):
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValidationError("designated_channels", "must be a list of channel names")
+    return sorted({channel_name(v, f"designated_channels[{i}]") for i, v in enumerate(value)})
+
+
+CONTRACT_KEYS = (
+    "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
+    "resolution_from", "priorities", "penalties", "kpi", "notify",
+)
+
+
+def parse_contract(doc, version=0):
+    """Validate a contract document. Returns (normalized document with defaults, Policy)."""
+    require_object(doc, "contract")
+    reject_unknown(doc, CONTRACT_KEYS, "")
+    if "name" not in doc:
+        raise ValidationError("name", "is required")
+    name = text(doc["name"], "name", MAX_NAME)
+    timezone = doc.get("timezone", DEFAULT_TIMEZONE)
+    if not isinstance(timezone, str):
+        raise ValidationError("timezone", "must be an IANA timezone name such as Asia/Shanghai")
+    calendar_config = require_object(doc.get("calendar") or {}, "calendar")
+    calendar = BusinessCalendar.from_config(calendar_config, timezone=timezone)
+    if "priorities" not in doc:
+        raise ValidationError("priorities", "is required")
+    priorities_doc, priorities = _priorities(doc["priorities"])
+    off_hours = doc.get("off_hours_first_response")
+    off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
+    resolution_from = doc.get("resolution_from", "received")
+    if resolution_from not in RESOLUTION_FROM:
+        raise ValidationError("resolution_from", f"must be one of {', '.join(RESOLUTION_FROM)}")
+    channels = _designated_channels(doc.get("designated_channels"))
+    warn_at = _warn_at(doc.get("warn_at"))
+    penalties_doc, penalties = _penalties(doc.get("penalties"))
+    kpi = _kpi(doc.get("kpi"))
+    notify_doc, notify = _notify(doc.get("notify"))
+
+    normalized = {
+        "name": name,
+        "timezone": timezone,
+        "calendar": calendar.config,
+        "designated_channels": channels,
+        "off_hours_first_response": str(off_hours) if off_hours else None,
+        "warn_at": warn_at,
+        "resolution_from": resolution_from,
+        "priorities": priorities_doc,
+        "penalties": penalties_doc,
+        "kpi": kpi,
+        "notify": notify_doc,
+    }
+    policy = Policy(
+        name=name,
+        timezone=timezone,
+        calendar=calendar,
+        priorities=priorities,
+        designated_channels=frozenset(channels) if channels is not None else None,
+        off_hours_first_response=off_hours,
+        warn_at=tuple(warn_at),
+        resolution_from=resolution_from,
+        penalties=penalties,
+        kpi=kpi,
+        notify=notify,
+        version=version,
+    )
+    return normalized, policy
