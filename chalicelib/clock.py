@@ -40,7 +40,7 @@ class RequestFacts:
     """What the request was created with; everything after that is in its events."""
 
     priority: str
-    channel: str
+    designated: bool  # received on a designated channel: the clock starts at once
     received_at: datetime
 
 
@@ -68,13 +68,15 @@ def _conflict(event, why):
     raise ConflictError(f"cannot {event.type}: {why}")
 
 
-def replay(policy, request, events):
-    """Walk the timeline; raise ConflictError on the first impossible event."""
-    timeline = Timeline(priority=request.priority)
-    if request.channel is not None and policy.is_designated(request.channel):
-        timeline.clock_start = request.received_at
+def replay(request, events):
+    """Walk the timeline; raise ConflictError on the first impossible event.
+
+    Depends on the request's facts only, never on the contract, so a contract change cannot make a
+    stored timeline impossible.
+    """
+    timeline = Timeline(priority=request.priority, clock_start=request.received_at if request.designated else None)
     for event in events:
-        _apply(policy, timeline, event)
+        _apply(timeline, event)
     return timeline
 
 
@@ -86,7 +88,7 @@ def _resume(timeline, at):
     timeline.stopped[-1][1] = at
 
 
-def _apply(policy, t, event):
+def _apply(t, event):
     if t.last_at is not None and event.at < t.last_at:
         _conflict(event, f"its time {event.at.isoformat()} precedes the previous event")
     kind, at = event.type, event.at
@@ -349,7 +351,7 @@ def _penalty_days(clock, due, end):
 
 def evaluate(policy, request, events, now):
     """SLA state of a request at `now`. Raises ConflictError if the timeline is impossible."""
-    timeline = replay(policy, request, events)
+    timeline = replay(request, events)
     prio = policy.priorities.get(timeline.priority)
     if prio is None:
         # A contract update may not drop a priority that open requests use (store checks it); a

@@ -1,10 +1,10 @@
-"""Domain errors. The API layer maps each to an HTTP status; the core never knows about HTTP."""
+"""Domain errors. Each carries the `Code` the API reports (Chalice's names); the core never sees HTTP."""
 
 
 class SlaError(Exception):
     """Base of every error the service reports to a caller as {"Code", "Message"}."""
 
-    code = "BadRequest"
+    code = "BadRequestError"
 
     def __init__(self, message):
         super().__init__(message)
@@ -14,7 +14,7 @@ class SlaError(Exception):
 class ValidationError(SlaError, ValueError):
     """A field of a document is missing or wrong. `field` is its dotted path, e.g. `calendar.hours[1]`."""
 
-    code = "BadRequest"
+    code = "BadRequestError"
 
     def __init__(self, field, message):
         super().__init__(f"{field}: {message}")
@@ -24,16 +24,16 @@ class ValidationError(SlaError, ValueError):
 class ConflictError(SlaError):
     """The request is valid but impossible in the current state (respond twice, resolve a resolved...)."""
 
-    code = "Conflict"
+    code = "ConflictError"
 
 
 class NotFoundError(SlaError):
-    code = "NotFound"
+    code = "NotFoundError"
 
 
 class ForbiddenError(SlaError):
-    code = "Forbidden"
+    code = "ForbiddenError"
 
 
 class UnauthorizedError(SlaError):
-    code = "Unauthorized"
+    code = "UnauthorizedError"

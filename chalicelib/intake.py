@@ -3,11 +3,12 @@
 Every error is a ValidationError naming the field; nothing is stored unless the whole body is valid.
 """
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from chalicelib.errors import ForbiddenError, ValidationError
 from chalicelib.fields import channel_name, email_address, instant, reject_unknown, require_object, text
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
 MAX_SUBJECT = 200
 MAX_DESCRIPTION = 20000
 MAX_NOTE = 4000
@@ -36,6 +37,8 @@ def _backdated(body, key, role, now, not_before=None):
     if role not in BACKDATING_ROLES:
         raise ValidationError(key, "only agent or admin tokens may set it")
     at = instant(body[key], key)
+    if at < EARLIEST:
+        raise ValidationError(key, f"must not precede {EARLIEST.date().isoformat()}")
     if at > now:
         raise ValidationError(key, "must not lie in the future")
     if not_before is not None and at < not_before:

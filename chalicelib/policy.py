@@ -5,6 +5,7 @@ are rejected, and omitted keys get the defaults of DESIGN.md §2. Errors name th
 """
 from dataclasses import dataclass, field
 
+from chalicelib.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.calendar import BusinessCalendar
 from chalicelib.durations import Duration, parse_duration
 from chalicelib.errors import ValidationError
@@ -184,7 +185,7 @@ def parse_contract(doc, version=0):
     normalized = {
         "name": name,
         "timezone": timezone,
-        "calendar": calendar.config,
+        "calendar": {**CALENDAR_DEFAULTS, **calendar_config},
         "designated_channels": channels,
         "off_hours_first_response": str(off_hours) if off_hours else None,
         "warn_at": warn_at,

@@ -68,6 +68,7 @@ class RequestModel(Model):
     listed_at = UnicodeAttribute()
     priority = UnicodeAttribute()  # as created; reprioritize events change the current one
     channel = UnicodeAttribute()
+    designated = BooleanAttribute()  # channel was designated at receipt: the clock started then
     subject = UnicodeAttribute()
     description = UnicodeAttribute(null=True)
     requester = JSONAttribute()

@@ -1,0 +1,88 @@
+"""Tokens, roles and contract scoping (DESIGN.md §6).
+
+A token reads `<token_id>.<secret>`; the tokens table stores only the secret's SHA-256, compared in
+constant time. The bootstrap admin token comes from `SLA_ADMIN_TOKEN` and is never stored.
+"""
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from chalicelib.tables import TokenModel
+
+ROLES = ("admin", "agent", "client")
+BOOTSTRAP_ID = "bootstrap-admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    role: str
+    contract_id: str | None  # None for admins: they see every contract
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
+
+    def require_contract(self, contract_id):
+        """Agents and clients touch their own contract only; the answer never says whether another exists."""
+        if not self.is_admin and contract_id != self.contract_id:
+            raise ForbiddenError(f"this token is scoped to contract {self.contract_id!r}")
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _bearer(header):
+    if not header:
+        raise UnauthorizedError("missing Authorization: Bearer <token> header")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("the Authorization header must read: Bearer <token>")
+    return token.strip()
+
+
+def authenticate(header):
+    """The principal behind an Authorization header, or UnauthorizedError."""
+    token = _bearer(header)
+    bootstrap = os.environ.get("SLA_ADMIN_TOKEN")
+    if bootstrap and hmac.compare_digest(_sha256(token), _sha256(bootstrap)):
+        return Principal(BOOTSTRAP_ID, "admin", None)
+    token_id, dot, secret = token.partition(".")
+    if not dot or not token_id or not secret or len(token) > 200:
+        raise UnauthorizedError("unknown or revoked token")
+    try:
+        record = TokenModel.get(token_id, consistent_read=True)
+    except DoesNotExist:
+        raise UnauthorizedError("unknown or revoked token") from None
+    if not hmac.compare_digest(_sha256(secret), record.secret_sha256):
+        raise UnauthorizedError("unknown or revoked token")
+    return Principal(record.token_id, record.role, record.contract_id)
+
+
+def issue_token(role, contract_id, created_by, now):
+    """Store a new token's hash; return (record, token). The token itself is never stored."""
+    token_id = "tok_" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    record = TokenModel(
+        token_id,
+        secret_sha256=_sha256(secret),
+        role=role,
+        contract_id=contract_id,
+        created_at=now,
+        created_by=created_by,
+    )
+    record.save(condition=TokenModel.token_id.does_not_exist())
+    return record, f"{token_id}.{secret}"
+
+
+def revoke_token(token_id):
+    try:
+        TokenModel.get(token_id).delete()
+    except DoesNotExist:
+        raise NotFoundError(f"no token {token_id!r}") from None

@@ -1,0 +1,85 @@
+"""JSON documents the API returns (DESIGN.md §2–3). Pure: records and SLA state in, dicts out."""
+import math
+from datetime import UTC
+
+from chalicelib.clock import PROGRESS_UPDATE
+
+
+def iso(dt, tz):
+    return dt.astimezone(tz).isoformat() if dt is not None else None
+
+
+def _minutes(value):
+    # Floor: 0.4 business minutes left is "0 left", 0.4 minutes late is already "-1".
+    return math.floor(value + 1e-9) if value is not None else None
+
+
+def _money(value):
+    return int(value) if float(value).is_integer() else round(value, 2)
+
+
+def metric_document(name, state, tz):
+    doc = {
+        "due_at": iso(state.due_at, tz),
+        "met_at": iso(state.met_at, tz),
+        "breached": state.breached,
+        "remaining_minutes": _minutes(state.remaining_minutes),
+    }
+    if name == PROGRESS_UPDATE:
+        doc["misses"] = state.misses
+    return doc
+
+
+def request_document(item, state, policy, events=None):
+    tz = policy.calendar.tz
+    doc = {
+        "request_id": item.request_id,
+        "contract_id": item.contract_id,
+        "priority": state.priority,
+        "status": state.status,
+        "channel": item.channel,
+        "subject": item.subject,
+        "description": item.description,
+        "requester": item.requester,
+        "received_at": iso(item.received_at, tz),
+        "clock_started_at": iso(state.clock_started_at, tz),
+        "sla": {name: metric_document(name, metric, tz) for name, metric in state.metrics.items()},
+        "paused": state.paused,
+        "breached": state.breached,
+        "penalty": {"amount": _money(state.penalty), "currency": policy.penalties.currency},
+        "rating": state.ratings[-1][1] if state.ratings else None,
+        "contract_version": state.contract_version,
+        "next_check_at": iso(state.next_check_at, tz),
+    }
+    if events is not None:
+        doc["events"] = [event_document(event, tz) for event in events]
+    return doc
+
+
+def event_document(event, tz):
+    doc = {"seq": event.seq, "type": event.type, "at": iso(event.at, tz), "by": event.by}
+    if event.note is not None:
+        doc["note"] = event.note
+    doc.update(event.details or {})
+    return doc
+
+
+def contract_document(record):
+    return {
+        "contract_id": record.contract_id,
+        "version": int(record.version),
+        "updated_at": record.updated_at.astimezone(UTC).isoformat(),
+        **record.document,
+    }
+
+
+def token_document(record, token=None):
+    doc = {
+        "token_id": record.token_id,
+        "role": record.role,
+        "contract_id": record.contract_id,
+        "created_at": record.created_at.astimezone(UTC).isoformat(),
+    }
+    if token is not None:
+        doc["token"] = token
+    return doc

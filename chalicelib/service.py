@@ -1,0 +1,289 @@
+"""Use cases behind the API: load, check, call the pure core, store. `now` is always an argument."""
+import hashlib
+import json
+import re
+import uuid
+from datetime import datetime
+from functools import lru_cache
+
+from chalicelib import auth, store
+from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate
+from chalicelib.documents import contract_document, request_document, token_document
+from chalicelib.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.fields import reject_unknown, require_object
+from chalicelib.intake import contract_id_of, parse_event, parse_new_request
+from chalicelib.policy import parse_contract
+from chalicelib.tables import EventModel, RequestModel
+
+CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+WRITE_ATTEMPTS = 8
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+def check_contract_id(contract_id, name="contract_id"):
+    if not isinstance(contract_id, str) or not CONTRACT_ID.match(contract_id):
+        raise ValidationError(name, "must be 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return contract_id
+
+
+# --- contracts -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _policy(contract_id, version, document_json):
+    return parse_contract(json.loads(document_json), version=version)[1]
+
+
+def policy_of(record):
+    """The Policy of a stored contract version, parsed once per warm Lambda (keyed by its content)."""
+    return _policy(record.contract_id, int(record.version), json.dumps(record.document, sort_keys=True))
+
+
+def _latest(contract_id):
+    record = store.latest_contract(contract_id)
+    if record is None:
+        raise NotFoundError(f"no contract {contract_id!r}")
+    return record
+
+
+def get_contract(principal, contract_id):
+    check_contract_id(contract_id)
+    principal.require_contract(contract_id)
+    return contract_document(_latest(contract_id))
+
+
+def put_contract(principal, contract_id, body, now):
+    """Create or replace a contract; re-evaluate its open requests. Returns (document, created)."""
+    check_contract_id(contract_id)
+    document, policy = parse_contract(body)
+    open_requests = list(store.open_requests_of_contract(contract_id))
+    for item in open_requests:
+        if item.current_priority not in policy.priorities:
+            raise ConflictError(
+                f"priorities: open request {item.request_id} has priority {item.current_priority!r}, "
+                "which this version drops; reprioritize or resolve it first"
+            )
+    for _ in range(WRITE_ATTEMPTS):
+        previous = store.latest_contract(contract_id)
+        version = int(previous.version) + 1 if previous else 1
+        try:
+            record = store.save_contract_version(contract_id, version, document, principal.token_id, now)
+            break
+        except store.StaleWrite:
+            continue
+    else:
+        raise ConflictError("the contract is being changed concurrently; retry")
+    policy = policy_of(record)
+    for item in open_requests:
+        state = evaluate(policy, facts_of(item), clock_events(item), now)
+        store.refresh_cache(item, cache_fields(state))
+    return contract_document(record), previous is None
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def facts_of(item):
+    return RequestFacts(priority=item.priority, designated=item.designated, received_at=item.received_at)
+
+
+def clock_events(item):
+    return [
+        Event(
+            seq=e["seq"], type=e["type"], at=datetime.fromisoformat(e["at"]),
+            priority=e.get("priority"), score=e.get("score"), channel=e.get("channel"),
+        )
+        for e in item.timeline
+    ]
+
+
+def cache_fields(state):
+    return {
+        "status": state.status,
+        "current_priority": state.priority,
+        "contract_version": state.contract_version,
+        "breached": state.breached,
+        "next_check_at": state.next_check_at.timestamp() if state.next_check_at else None,
+    }
+
+
+def _policy_for(item):
+    """A resolved request keeps the contract version it was resolved under; others follow the latest."""
+    if item.status == RESOLVED:
+        record = store.contract_version(item.contract_id, int(item.contract_version))
+        if record is not None:
+            return policy_of(record)
+    return policy_of(_latest(item.contract_id))
+
+
+def _visible_request(principal, request_id):
+    item = store.get_request(request_id) if isinstance(request_id, str) and len(request_id) <= 64 else None
+    if item is None or not (principal.is_admin or principal.contract_id == item.contract_id):
+        # Another contract's request answers exactly like a missing one.
+        raise NotFoundError(f"no request {request_id!r}")
+    return item
+
+
+def _event_model(request_id, event, by, note):
+    details = {k: v for k, v in (("priority", event.priority), ("score", event.score), ("channel", event.channel))
+               if v is not None}
+    return EventModel(request_id, event.seq, type=event.type, at=event.at, by=by, note=note, details=details or None)
+
+
+def get_request(principal, request_id, now):
+    item = _visible_request(principal, request_id)
+    policy = _policy_for(item)
+    state = evaluate(policy, facts_of(item), clock_events(item), now)
+    return request_document(item, state, policy, events=store.events_of(item.request_id))
+
+
+def create_request(principal, body, idempotency_key, raw_body, now):
+    """POST /requests. Returns (status, document); honours Idempotency-Key per token for 24 h."""
+    if idempotency_key is None:
+        return 201, _create_request(principal, body, now)
+    if not 1 <= len(idempotency_key) <= 255:
+        raise ValidationError("Idempotency-Key", "must be 1–255 characters")
+    key = hashlib.sha256(f"{principal.token_id}\n{idempotency_key}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(raw_body or b"").hexdigest()
+    stored = store.claim_idempotency(key, fingerprint, now)
+    if stored is not None:
+        return stored
+    try:
+        document = _create_request(principal, body, now)
+    except BaseException:
+        store.release_idempotency(key)
+        raise
+    store.complete_idempotency(key, 201, document)
+    return 201, document
+
+
+def _create_request(principal, body, now):
+    contract_id = check_contract_id(contract_id_of(body))
+    principal.require_contract(contract_id)
+    record = _latest(contract_id)
+    policy = policy_of(record)
+    new = parse_new_request(body, policy, principal.role, now)
+    request_id = "req_" + uuid.uuid4().hex
+    received = Event(seq=1, type="received", at=new.received_at)
+    item = RequestModel(
+        request_id,
+        contract_id=contract_id,
+        listed_at=f"{new.received_at.timestamp():017.6f}#{request_id}",
+        priority=new.priority,
+        channel=new.channel,
+        designated=policy.is_designated(new.channel),
+        subject=new.subject,
+        description=new.description,
+        requester=new.requester,
+        received_at=new.received_at,
+        created_by=principal.token_id,
+        timeline=[store.compact_event(_event_model(request_id, received, principal.token_id, None))],
+    )
+    state = evaluate(policy, facts_of(item), clock_events(item), now)
+    for name, value in cache_fields(state).items():
+        setattr(item, name, value)
+    event = _event_model(request_id, received, principal.token_id, None)
+    store.create_request(item, event)
+    return request_document(item, state, policy, events=[event])
+
+
+def post_event(principal, request_id, body, now):
+    """Append one event. Concurrent posts are serialized by the request's version: reload, retry."""
+    require_object(body, "body")
+    for _ in range(WRITE_ATTEMPTS):
+        item = _visible_request(principal, request_id)
+        reopening = body.get("type") == "reopen"
+        policy = policy_of(_latest(item.contract_id)) if reopening else _policy_for(item)
+        events = clock_events(item)
+        new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
+        event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
+                      priority=new.priority, score=new.score, channel=new.channel)
+        state = evaluate(policy, facts_of(item), events + [event], now)  # ConflictError: nothing written
+        model = _event_model(item.request_id, event, principal.token_id, new.note)
+        try:
+            store.append_event(item, model, cache_fields(state))
+        except store.StaleWrite:
+            continue
+        item.timeline = item.timeline + [store.compact_event(model)]
+        return request_document(item, state, policy, events=store.events_of(item.request_id))
+    raise ConflictError("the request is being changed concurrently; retry")
+
+
+def _bool_param(params, name):
+    value = params.get(name)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise ValidationError(name, "must be true or false")
+    return value == "true"
+
+
+def list_requests(principal, params, now):
+    """GET /requests: a contract's requests, newest first, filtered, with an opaque cursor."""
+    params = params or {}
+    reject_unknown(params, ("contract_id", "status", "breached", "limit", "next"))
+    contract_id = params.get("contract_id") or principal.contract_id
+    if contract_id is None:
+        raise ValidationError("contract_id", "is required for admin tokens")
+    check_contract_id(contract_id)
+    principal.require_contract(contract_id)
+    status = params.get("status")
+    if status is not None and status not in STATUSES:
+        raise ValidationError("status", f"must be one of {', '.join(STATUSES)}")
+    breached = _bool_param(params, "breached")
+    limit = params.get("limit", str(DEFAULT_LIMIT))
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    limit = int(limit)
+    start = store.decode_cursor(params["next"]) if params.get("next") else None
+    if start is not None and start["contract_id"]["S"] != contract_id:
+        raise ValidationError("next", "belongs to another listing")
+    latest = policy_of(_latest(contract_id))
+
+    items, next_key = [], None
+    while len(items) < limit:
+        page, last = store.requests_of_contract(contract_id, start, page_size=limit)
+        for position, item in enumerate(page):
+            if status is not None and item.status != status:
+                continue
+            policy = latest if item.status != RESOLVED else _policy_for(item)
+            state = evaluate(policy, facts_of(item), clock_events(item), now)
+            if breached is not None and state.breached != breached:
+                continue
+            items.append(request_document(item, state, policy))
+            if len(items) == limit:
+                more_in_page = position < len(page) - 1
+                if more_in_page or last is not None:
+                    next_key = _listing_key(item)
+                break
+        if last is None:
+            break
+        start = last
+    return {"items": items, "next": store.encode_cursor(next_key)}
+
+
+def _listing_key(item):
+    return {name: {"S": getattr(item, name)} for name in ("request_id", "contract_id", "listed_at")}
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+
+def issue_token(principal, body, now):
+    body = require_object(body, "body")
+    reject_unknown(body, ("role", "contract_id"))
+    role = body.get("role")
+    if role not in auth.ROLES:
+        raise ValidationError("role", f"must be one of {', '.join(auth.ROLES)}")
+    contract_id = body.get("contract_id")
+    if role == "admin":
+        if contract_id is not None:
+            raise ValidationError("contract_id", "admin tokens are not scoped to a contract")
+    else:
+        if contract_id is None:
+            raise ValidationError("contract_id", f"is required for {role} tokens")
+        check_contract_id(contract_id)
+        _latest(contract_id)
+    record, token = auth.issue_token(role, contract_id, principal.token_id, now)
+    return token_document(record, token)
+

@@ -1,0 +1,190 @@
+"""Persistence of contracts, requests, events and idempotency records (DynamoDB through PynamoDB).
+
+Writes that must not race are conditional: a contract version is written once, a request's
+`VersionAttribute` guards its timeline, an event's (request_id, seq) key is written once, and the
+request update and event put commit in one transaction.
+"""
+import base64
+import binascii
+import json
+from datetime import UTC, timedelta
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.errors import ConflictError, ValidationError
+from chalicelib.tables import ContractModel, EventModel, IdempotencyModel, RequestModel
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class StaleWrite(Exception):
+    """Someone else wrote the item first; reload and try again."""
+
+
+def _condition_failed(exc):
+    if isinstance(exc, TransactWriteError):
+        return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def _connection():
+    return Connection(region=RequestModel.Meta.region, host=RequestModel.Meta.host)
+
+
+# --- contracts -----------------------------------------------------------------------------------
+
+
+def latest_contract(contract_id):
+    items = list(ContractModel.query(contract_id, scan_index_forward=False, limit=1, consistent_read=True))
+    return items[0] if items else None
+
+
+def contract_version(contract_id, version):
+    try:
+        return ContractModel.get(contract_id, version)
+    except DoesNotExist:
+        return None
+
+
+def save_contract_version(contract_id, version, document, by, now):
+    """Write version `version`; StaleWrite if another writer took that number first."""
+    record = ContractModel(contract_id, version, document=document, updated_at=now, updated_by=by)
+    try:
+        record.save(condition=ContractModel.version.does_not_exist())
+    except PutError as exc:
+        if _condition_failed(exc):
+            raise StaleWrite() from exc
+        raise
+    return record
+
+
+# --- requests and events ----------------------------------------------------------------------
+
+
+def create_request(request, received_event):
+    with TransactWrite(connection=_connection()) as tx:
+        tx.save(request, condition=RequestModel.request_id.does_not_exist())
+        tx.save(received_event, condition=EventModel.seq.does_not_exist())
+
+
+def get_request(request_id):
+    try:
+        return RequestModel.get(request_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def events_of(request_id):
+    return list(EventModel.query(request_id, consistent_read=True))
+
+
+def append_event(request, event, cache):
+    """Append `event` to `request`'s timeline and refresh its cached fields, atomically.
+
+    `request` is the item as read; its VersionAttribute makes the update fail if anyone else
+    appended meanwhile (StaleWrite), and the event key can be written once only.
+    """
+    entry = compact_event(event)
+    actions = [RequestModel.timeline.set(request.timeline + [entry])]
+    actions += [getattr(RequestModel, name).set(value) for name, value in cache.items()]
+    try:
+        with TransactWrite(connection=_connection()) as tx:
+            tx.update(request, actions=actions)
+            tx.save(event, condition=EventModel.seq.does_not_exist())
+    except TransactWriteError as exc:
+        if _condition_failed(exc) or (exc.cause_response_code == "TransactionConflictException"):
+            raise StaleWrite() from exc
+        raise
+
+
+def refresh_cache(request, cache):
+    """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine."""
+    actions = [getattr(RequestModel, name).set(value) for name, value in cache.items()]
+    try:
+        request.update(actions=actions)
+    except Exception as exc:  # noqa: BLE001 - an UpdateError with a failed version condition
+        if not _condition_failed(exc):
+            raise
+
+
+def compact_event(event):
+    """The clock-relevant part of an event, kept inside the request item."""
+    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC).isoformat()}
+    entry.update(event.details or {})
+    return entry
+
+
+def requests_of_contract(contract_id, start_key=None, page_size=50):
+    """One page of a contract's requests, newest first: (items, last evaluated key or None)."""
+    result = RequestModel.by_contract.query(
+        contract_id, scan_index_forward=False, limit=page_size, last_evaluated_key=start_key
+    )
+    items = list(result)
+    return items, result.last_evaluated_key
+
+
+def open_requests_of_contract(contract_id):
+    return RequestModel.by_contract.query(contract_id, filter_condition=RequestModel.status != "resolved")
+
+
+def encode_cursor(key):
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor):
+    """The DynamoDB start key inside an opaque `next` cursor; ValidationError if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ValidationError("next", "is not a cursor returned by this API") from None
+    expected = {"request_id", "contract_id", "listed_at"}
+    if not isinstance(key, dict) or set(key) != expected or not all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+    ):
+        raise ValidationError("next", "is not a cursor returned by this API")
+    return key
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+
+def claim_idempotency(key, fingerprint, now):
+    """Claim `key` for a new answer. Returns None when claimed, or the stored (status, body).
+
+    Raises ConflictError when the key is being answered right now or was used with another body.
+    """
+    record = IdempotencyModel(key, fingerprint=fingerprint, status="in_progress", expires_at=now + IDEMPOTENCY_TTL)
+    try:
+        record.save(
+            condition=IdempotencyModel.key.does_not_exist() | (IdempotencyModel.expires_at < now)
+        )
+        return None
+    except PutError as exc:
+        if not _condition_failed(exc):
+            raise
+    existing = IdempotencyModel.get(key, consistent_read=True)
+    if existing.fingerprint != fingerprint:
+        raise ConflictError("Idempotency-Key was already used with a different request body")
+    if existing.status != "done":
+        raise ConflictError("a request with this Idempotency-Key is still being processed; retry shortly")
+    return existing.response_status, existing.response_body
+
+
+def complete_idempotency(key, status, body):
+    IdempotencyModel(key).update(
+        actions=[
+            IdempotencyModel.status.set("done"),
+            IdempotencyModel.response_status.set(status),
+            IdempotencyModel.response_body.set(body),
+        ]
+    )
+
+
+def release_idempotency(key):
+    """The first attempt failed: forget the key so the client may retry with it."""
+    IdempotencyModel(key).delete()

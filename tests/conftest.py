@@ -1,0 +1,95 @@
+"""Test setup: fake AWS credentials and table prefix before anything imports the models, moto for
+every AWS call, and a thin JSON client over `chalice.test.Client`."""
+import json
+import os
+from pathlib import Path
+
+# PynamoDB Meta and botocore read these at import: set them first, never reach a real account.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    SLA_TABLE_PREFIX="test-sla-",
+    SLA_ADMIN_TOKEN="bootstrap-admin-secret",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+import pytest  # noqa: E402
+from chalice.test import Client  # noqa: E402
+from hypothesis import settings  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from chalicelib import tables  # noqa: E402
+
+settings.register_profile("default", deadline=None, max_examples=60)
+settings.load_profile("default")
+
+ADMIN_TOKEN = os.environ["SLA_ADMIN_TOKEN"]
+DEMO_CONTRACT = json.loads((Path(__file__).parent.parent / "seed" / "demo-contract.json").read_text("utf-8"))
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        tables.create_all()
+        yield
+
+
+class JsonClient:
+    """`chalice.test.Client` speaking JSON with a bearer token; returns (status, body)."""
+
+    def __init__(self, http, token=None):
+        self.http, self.token = http, token
+
+    def as_token(self, token):
+        return JsonClient(self.http, token)
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        sent = {"Content-Type": "application/json"}
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        sent.update(headers or {})
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(self.http, method.lower())(path, headers=sent, body=payload)
+        text = response.body.decode("utf-8") if isinstance(response.body, bytes) else response.body
+        return response.status_code, (json.loads(text) if text else None)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.call("POST", path, body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.call("PUT", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.call("DELETE", path, **kw)
+
+
+@pytest.fixture
+def client(aws):
+    from app import app
+
+    with Client(app) as chalice_client:
+        yield JsonClient(chalice_client.http)
+
+
+@pytest.fixture
+def admin(client):
+    return client.as_token(ADMIN_TOKEN)
+
+
+@pytest.fixture
+def acme(admin):
+    """The demo contract as "acme", with an agent and a client token: (admin, agent, client)."""
+    status, _ = admin.put("/contracts/acme", DEMO_CONTRACT)
+    assert status == 201
+    tokens = {}
+    for role in ("agent", "client"):
+        status, body = admin.post("/tokens", {"role": role, "contract_id": "acme"})
+        assert status == 201, body
+        tokens[role] = body["token"]
+    return admin, admin.as_token(tokens["agent"]), admin.as_token(tokens["client"])
