@@ -9,9 +9,13 @@ def iso(dt, tz):
     return dt.astimezone(tz).isoformat() if dt is not None else None
 
 
-def _minutes(value):
-    # Floor: 0.4 business minutes left is "0 left", 0.4 minutes late is already "-1".
-    return math.floor(value + 1e-9) if value is not None else None
+def _minutes(value, breached):
+    """Whole minutes, floored: 0.4 left is 0, 0.4 late is -1. A breached metric always shows a
+    negative number, even in a lunch break right after its deadline when no business time has run."""
+    if value is None:
+        return None
+    minutes = math.floor(value + 1e-9)
+    return min(minutes, -1) if breached else minutes
 
 
 def _money(value):
@@ -23,7 +27,7 @@ def metric_document(name, state, tz):
         "due_at": iso(state.due_at, tz),
         "met_at": iso(state.met_at, tz),
         "breached": state.breached,
-        "remaining_minutes": _minutes(state.remaining_minutes),
+        "remaining_minutes": _minutes(state.remaining_minutes, state.breached and state.met_at is None),
     }
     if name == PROGRESS_UPDATE:
         doc["misses"] = state.misses
