@@ -190,6 +190,11 @@ class RunningClock:
         self.meter, self.start = meter, start
         self.stopped = [(a, b) for a, b in stopped if b is None or b > start]
 
+    def stopped_before(self, instant):
+        """This clock without the stops that begin at or after `instant`: a metric met at `instant`
+        keeps the deadline it had, whatever pause or resolution followed."""
+        return RunningClock(self.meter, self.start, [(a, b) for a, b in self.stopped if a < instant])
+
     def _segments(self, start):
         """Running intervals from `start` on; the last may be open-ended (None)."""
         cursor = start
@@ -284,6 +289,8 @@ def _first_response_target(policy, prio, meter, start):
 
 def _single_metric(clock, name, target, met_at, now, warn_at):
     """first_response or resolution: one deadline, met once."""
+    if met_at is not None:
+        clock = clock.stopped_before(met_at)
     due = clock.deadline(target)
     end = met_at or now
     breached = due is not None and end > due
@@ -340,13 +347,18 @@ def _progress_metric(clock, policy, target_of, timeline, now):
     return state, milestones
 
 
-def _penalty_days(clock, due, end):
-    """Started 24 h periods of wall-clock lateness (outside pauses) past `due` up to `end`."""
+def _penalty_days(clock, due, resolved_at, now):
+    """Started 24 h periods of wall-clock lateness (outside pauses) past `due`, and when each began.
+
+    While unresolved, the start of the next day is included too: it is the next instant to check.
+    """
+    if resolved_at is not None:
+        clock = clock.stopped_before(resolved_at)
     wall = RunningClock(WALL, due, clock.stopped)
-    late = wall.elapsed(end)
+    late = wall.elapsed(resolved_at or now)
     days = math.ceil(late / DAY_MINUTES) if late > 0 else 0
-    starts = [wall.deadline(k * DAY_MINUTES) for k in range(days + 1)]
-    return days, starts
+    starts = [wall.deadline(k * DAY_MINUTES) for k in range(days if resolved_at else days + 1)]
+    return days, [at for at in starts if at is not None]
 
 
 def evaluate(policy, request, events, now):
@@ -397,9 +409,9 @@ def evaluate(policy, request, events, now):
                 metrics[RESOLUTION] = res
                 milestones += found
                 if res.breached:
-                    days, starts = _penalty_days(clock, res.due_at, timeline.resolved_at or now)
+                    days, starts = _penalty_days(clock, res.due_at, timeline.resolved_at, now)
                     penalty += policy.penalties.late_resolution_per_day * days
-                    milestones += [Milestone("penalty_day", RESOLUTION, k + 1, at) for k, at in enumerate(starts) if at]
+                    milestones += [Milestone("penalty_day", RESOLUTION, k, at) for k, at in enumerate(starts, 1)]
 
     return _state(timeline, policy, metrics, milestones, penalty, now)
 

@@ -386,3 +386,12 @@ def test_evaluation_is_pure_same_inputs_same_answer():
     b = run("high", "2026-11-23 10:00", now="2026-11-24 10:00")
     assert a == b
     assert a.next_check_at is None or a.next_check_at > at("2026-11-24 10:00") - timedelta(0)
+
+
+def test_a_met_deadline_stays_visible_through_a_later_pause_or_resolution():
+    paused = run("high", "2026-11-23 10:00", [("respond", "2026-11-23 10:30"), ("await_customer", "2026-11-23 11:00")])
+    assert due(paused, FIRST_RESPONSE) == "2026-11-23 12:00"
+    resolved = run("high", "2026-11-23 10:00", [("resolve", "2026-11-23 10:00")], now="2026-11-30 10:00")
+    assert due(resolved, FIRST_RESPONSE) == "2026-11-23 12:00"
+    assert due(resolved, RESOLUTION) == "2026-11-24 11:00"
+    assert not resolved.breached and resolved.penalty == 0
