@@ -1,7 +1,9 @@
 """Use cases behind the API: load, check, call the pure core, store. `now` is always an argument."""
 import hashlib
 import json
+import random
 import re
+import time
 import uuid
 from datetime import datetime
 from functools import lru_cache
@@ -16,7 +18,7 @@ from chalicelib.policy import parse_contract
 from chalicelib.tables import EventModel, RequestModel
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-WRITE_ATTEMPTS = 8
+WRITE_ATTEMPTS = 10
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
@@ -24,6 +26,17 @@ def check_contract_id(contract_id, name="contract_id"):
     if not isinstance(contract_id, str) or not CONTRACT_ID.match(contract_id):
         raise ValidationError(name, "must be 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return contract_id
+
+
+def _retrying(write, what):
+    """Run a read-check-write until it stops losing races to concurrent writers (store.StaleWrite),
+    with jittered exponential backoff as DynamoDB advises; give up with 409 after WRITE_ATTEMPTS."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return write()
+        except store.StaleWrite:
+            time.sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+    raise ConflictError(f"{what} is being changed concurrently; retry")
 
 
 # --- contracts -----------------------------------------------------------------------------------
@@ -63,16 +76,13 @@ def put_contract(principal, contract_id, body, now):
                 f"priorities: open request {item.request_id} has priority {item.current_priority!r}, "
                 "which this version drops; reprioritize or resolve it first"
             )
-    for _ in range(WRITE_ATTEMPTS):
+
+    def write_next_version():
         previous = store.latest_contract(contract_id)
         version = int(previous.version) + 1 if previous else 1
-        try:
-            record = store.save_contract_version(contract_id, version, document, principal.token_id, now)
-            break
-        except store.StaleWrite:
-            continue
-    else:
-        raise ConflictError("the contract is being changed concurrently; retry")
+        return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
+
+    previous, record = _retrying(write_next_version, "the contract")
     policy = policy_of(record)
     for item in open_requests:
         state = evaluate(policy, facts_of(item), clock_events(item), now)
@@ -190,7 +200,8 @@ def _create_request(principal, body, now):
 def post_event(principal, request_id, body, now):
     """Append one event. Concurrent posts are serialized by the request's version: reload, retry."""
     require_object(body, "body")
-    for _ in range(WRITE_ATTEMPTS):
+
+    def append():
         item = _visible_request(principal, request_id)
         reopening = body.get("type") == "reopen"
         policy = policy_of(_latest(item.contract_id)) if reopening else _policy_for(item)
@@ -200,13 +211,11 @@ def post_event(principal, request_id, body, now):
                       priority=new.priority, score=new.score, channel=new.channel)
         state = evaluate(policy, facts_of(item), events + [event], now)  # ConflictError: nothing written
         model = _event_model(item.request_id, event, principal.token_id, new.note)
-        try:
-            store.append_event(item, model, cache_fields(state))
-        except store.StaleWrite:
-            continue
+        store.append_event(item, model, cache_fields(state))
         item.timeline = item.timeline + [store.compact_event(model)]
         return request_document(item, state, policy, events=store.events_of(item.request_id))
-    raise ConflictError("the request is being changed concurrently; retry")
+
+    return _retrying(append, "the request")
 
 
 def _bool_param(params, name):
