@@ -5,11 +5,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from conftest import DEMO_CONTRACT
 
 from chalicelib import service
 from chalicelib.auth import authenticate
 from chalicelib.tables import EventModel, RequestModel
+from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
 REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
