@@ -9,7 +9,7 @@ No AWS, no clock reads: `now` is always an argument.
 """
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from chalicelib.errors import ConflictError
 
@@ -72,12 +72,18 @@ def replay(request, events):
     """Walk the timeline; raise ConflictError on the first impossible event.
 
     Depends on the request's facts only, never on the contract, so a contract change cannot make a
-    stored timeline impossible.
+    stored timeline impossible. Every instant is taken in UTC: aware datetimes sharing a tzinfo
+    compare by wall time, which is wrong in the repeated hour when daylight saving time ends.
     """
-    timeline = Timeline(priority=request.priority, clock_start=request.received_at if request.designated else None)
+    received = _utc(request.received_at)
+    timeline = Timeline(priority=request.priority, clock_start=received if request.designated else None)
     for event in events:
         _apply(timeline, event)
     return timeline
+
+
+def _utc(moment):
+    return moment.astimezone(timezone.utc)
 
 
 def _stop(timeline, at):
@@ -89,9 +95,9 @@ def _resume(timeline, at):
 
 
 def _apply(t, event):
-    if t.last_at is not None and event.at < t.last_at:
+    kind, at = event.type, _utc(event.at)
+    if t.last_at is not None and at < t.last_at:
         _conflict(event, f"its time {event.at.isoformat()} precedes the previous event")
-    kind, at = event.type, event.at
     if kind == "received":
         pass
     elif kind == "register":
@@ -169,7 +175,7 @@ class BusinessMeter:
         return self.calendar.between(a, b)
 
     def advance(self, start, minutes):
-        return self.calendar.add(start, minutes)
+        return _utc(self.calendar.add(start, minutes))
 
 
 class WallMeter:
@@ -363,6 +369,7 @@ def _penalty_days(clock, due, resolved_at, now):
 
 def evaluate(policy, request, events, now):
     """SLA state of a request at `now`. Raises ConflictError if the timeline is impossible."""
+    now = _utc(now)
     timeline = replay(request, events)
     prio = policy.priorities.get(timeline.priority)
     if prio is None:

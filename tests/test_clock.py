@@ -395,3 +395,24 @@ def test_a_met_deadline_stays_visible_through_a_later_pause_or_resolution():
     assert due(resolved, FIRST_RESPONSE) == "2026-11-23 12:00"
     assert due(resolved, RESOLUTION) == "2026-11-24 11:00"
     assert not resolved.breached and resolved.penalty == 0
+
+
+def test_deadlines_across_the_berlin_autumn_clock_change_count_real_elapsed_time():
+    berlin = ZoneInfo("Europe/Berlin")
+    contract = parse_contract({
+        "name": "Berlin", "timezone": "Europe/Berlin",
+        "calendar": {"holidays": None, "workdays": [1, 2, 3, 4, 5, 6, 7], "hours": [["00:00", "24:00"]]},
+        "priorities": {"high": {"first_response": "2h", "progress_every": "30m"}},
+    })[1]
+    # 25 Oct 2026: 03:00 CEST falls back to 02:00 CET, so 02:00–03:00 happens twice.
+    received = datetime(2026, 10, 25, 2, 10, tzinfo=berlin)  # first pass, CEST (00:10 UTC)
+    facts = RequestFacts("high", True, received)
+    timeline = [Event(1, "received", received), Event(2, "respond", datetime(2026, 10, 25, 2, 15, tzinfo=berlin))]
+    now = datetime(2026, 10, 25, 2, 50, tzinfo=berlin, fold=1)  # second pass, CET (01:50 UTC)
+    state = evaluate(contract, facts, timeline, now)
+    due_at = state.metrics[FIRST_RESPONSE].due_at.astimezone(berlin)
+    assert (due_at.hour, due_at.minute, due_at.utcoffset()) == (3, 10, timedelta(hours=1))
+    # Progress cycles from 00:15 UTC lapse at 00:45, 01:15 and 01:45 UTC: three misses by 01:50 UTC,
+    assert state.metrics[PROGRESS_UPDATE].misses == 3
+    next_due = state.metrics[PROGRESS_UPDATE].due_at.astimezone(berlin)
+    assert (next_due.hour, next_due.minute, next_due.utcoffset()) == (3, 15, timedelta(hours=1))
