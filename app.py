@@ -26,9 +26,7 @@ def get_contract(call, contract_id):
 
 @api.route("/requests", methods=["POST"])
 def create_request(call):
-    return service.create_request(
-        call.principal, call.body, call.header("idempotency-key"), call.raw_body, call.now
-    )
+    return service.create_request(call.principal, call.body, call.header("idempotency-key"), call.now)
 
 
 @api.route("/requests", methods=["GET"])

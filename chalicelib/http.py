@@ -36,12 +36,8 @@ class Call:
         self.request, self.principal, self.now = request, principal, now
 
     @property
-    def raw_body(self):
-        return self.request.raw_body or b""
-
-    @property
     def body(self):
-        raw = self.raw_body
+        raw = self.request.raw_body or b""
         if not raw.strip():
             raise ValidationError("body", "is required (a JSON object)")
         try:

@@ -147,14 +147,16 @@ def get_request(principal, request_id, now):
     return request_document(item, state, policy, events=store.events_of(item.request_id))
 
 
-def create_request(principal, body, idempotency_key, raw_body, now):
+def create_request(principal, body, idempotency_key, now):
     """POST /requests. Returns (status, document); honours Idempotency-Key per token for 24 h."""
     if idempotency_key is None:
         return 201, _create_request(principal, body, now)
     if not 1 <= len(idempotency_key) <= 255:
         raise ValidationError("Idempotency-Key", "must be 1–255 characters")
     key = hashlib.sha256(f"{principal.token_id}\n{idempotency_key}".encode()).hexdigest()
-    fingerprint = hashlib.sha256(raw_body or b"").hexdigest()
+    # The same JSON document, however it is spaced or ordered, is the same request.
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     stored = store.claim_idempotency(key, fingerprint, now)
     if stored is not None:
         return stored

@@ -1,4 +1,5 @@
 """Requests and events end to end: `chalice.test.Client` + moto + time-machine (DESIGN.md §3)."""
+import json
 import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -252,6 +253,8 @@ def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(acme, 
     assert RequestModel.count() == 1
     other_token = client.post("/requests", REQUEST, headers=headers)
     assert other_token[0] == 201 and other_token[1]["request_id"] != first[1]["request_id"]
+    reordered = agent.post("/requests", raw=json.dumps(dict(reversed(REQUEST.items())), indent=2), headers=headers)
+    assert reordered == first
     status, body = agent.post("/requests", {**REQUEST, "subject": "另一个"}, headers=headers)
     assert status == 409 and "Idempotency-Key" in body["Message"]
 
