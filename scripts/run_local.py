@@ -1,0 +1,239 @@
+"""`make run`: the whole SLA Clock on this machine, no AWS account needed.
+
+1. Fake AWS credentials; `SLA_ADMIN_TOKEN` (random when unset), `SLA_TABLE_PREFIX` (default "sla-local-").
+2. An embedded moto server on 127.0.0.1 (`SLA_MOTO_PORT`, default: a free port) stands in for DynamoDB
+   and SES; `AWS_ENDPOINT_URL` points at it before `chalicelib.tables` is imported.
+3. Tables, the demo contract (seed/demo-contract.json as contract "demo", its SES sender verified),
+   one agent and one client token; the tokens and ready-to-paste `export` lines are printed.
+4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000).
+5. A ticker runs every `@app.schedule` function every `SLA_TICK_SECONDS` (default 60): `chalice local`
+   never runs them. A failing run is logged; the next tick runs again.
+
+Ctrl-C or SIGTERM stops everything and exits 0. Everything lives in memory: a restart starts afresh.
+"""
+import logging
+import os
+import secrets
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+ACCOUNT = "123456789012"  # moto's default account
+log = logging.getLogger("run_local")
+
+
+class StartupError(Exception):
+    """A problem the user can fix (a busy port): reported in one line, exit code 1."""
+
+
+def prepare_environment(environ, chalice_env):
+    """Fake AWS credentials; local defaults, then .chalice/config.json's variables, never overriding a set one.
+
+    (`chalice local` applies config.json with os.environ.update, which would force its "sla-dev-"
+    table prefix over ours: we serve the app ourselves and keep the local prefix.)
+    Returns the admin token when one had to be generated, else None.
+    """
+    environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")  # never a real account
+    for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        environ.pop(key, None)
+    environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    environ.setdefault("SLA_TABLE_PREFIX", "sla-local-")
+    for key, value in chalice_env.items():
+        environ.setdefault(key, value)
+    if environ.get("SLA_ADMIN_TOKEN"):
+        return None
+    environ["SLA_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
+    return environ["SLA_ADMIN_TOKEN"]
+
+
+def port_from_env(name, default):
+    """The port in env var `name`, checked free on 127.0.0.1 (0 = let the OS choose)."""
+    try:
+        port = int(os.environ.get(name) or default)
+    except ValueError:
+        raise StartupError(f"{name} must be a port number, not {os.environ[name]!r}") from None
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as err:
+            raise StartupError(f"cannot listen on {HOST}:{port} ({err.strerror}); set {name} to another port") from None
+    return port
+
+
+def tick_seconds():
+    raw = os.environ.get("SLA_TICK_SECONDS") or "60"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise StartupError(f"SLA_TICK_SECONDS must be a positive number of seconds, not {raw!r}")
+    return seconds
+
+
+def scheduled_functions(app):
+    """(name, schedule expression) of every `@app.schedule` function registered on `app`."""
+    from chalice.app import ScheduledEventConfig
+
+    found = []
+    for source in app.event_sources:
+        if isinstance(source, ScheduledEventConfig):
+            expression = source.schedule_expression
+            found.append((source.name, expression if isinstance(expression, str) else expression.to_string()))
+    return found
+
+
+def scheduled_event(name, region, now):
+    """The event EventBridge hands a scheduled Lambda."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": ACCOUNT, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "resources": [f"arn:aws:events:{region}:{ACCOUNT}:rule/{name}"], "detail": {},
+    }
+
+
+class Ticker(threading.Thread):
+    """Every `interval` seconds, invoke each scheduled function of `app` as EventBridge would."""
+
+    def __init__(self, app, interval, region):
+        super().__init__(name="ticker", daemon=True)
+        self.app, self.interval, self.region = app, interval, region
+        self.stopped = threading.Event()
+
+    def tick(self):
+        """One round over every scheduled function; errors are logged, never raised. Returns failures."""
+        from chalice.local import LambdaContext
+
+        failures = 0
+        for name, expression in scheduled_functions(self.app):
+            started = time.monotonic()
+            try:
+                event = scheduled_event(name, self.region, datetime.now(UTC))
+                self.app.handler_map[name](event, LambdaContext(name, memory_size=128, max_runtime_ms=900_000))
+            except Exception:
+                failures += 1
+                log.exception("ticker: %s (%s) failed", name, expression)
+            else:
+                log.info("ticker: ran %s (%s) in %.0f ms", name, expression, (time.monotonic() - started) * 1000)
+        return failures
+
+    def run(self):
+        while not self.stopped.wait(self.interval):
+            self.tick()
+
+    def stop(self):
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+def banner(urls, admin_token, generated, seeded):
+    q = shlex.quote
+    lines = [
+        "",
+        "SLA Clock is running locally. Ctrl-C stops it; all data lives in memory.",
+        f"  API URL       {urls['api']}",
+        f"  AWS (moto)    {urls['moto']}   tables {os.environ['SLA_TABLE_PREFIX']}*",
+        f"  contract      {seeded['contract_id']} (seed/demo-contract.json, version {seeded['version']}), "
+        f"SES sender {seeded['sender']} verified",
+        f"  admin token   {admin_token}" + ("   (generated; set SLA_ADMIN_TOKEN to choose one)" if generated else ""),
+        f"  agent token   {seeded['agent']}",
+        f"  client token  {seeded['client']}",
+        "",
+        "Paste into another shell:",
+        f"export SLA={urls['api']}",
+        f"export ADMIN={q(admin_token)}",
+        f"export AGENT={q(seeded['agent'])}",
+        f"export CLIENT={q(seeded['client'])}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def serve(stack):
+    """Start everything, registering each stop on `stack`; returns once the API is listening."""
+    from chalice.cli.factory import CLIFactory
+
+    config = CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name="dev")
+    generated = prepare_environment(os.environ, config.environment_variables)
+    api_port = port_from_env("SLA_PORT", 8000)
+    moto_port = port_from_env("SLA_MOTO_PORT", 0)
+    interval = tick_seconds()
+
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address=HOST, port=moto_port, verbose=False)
+    moto.start()
+    stack.callback(moto.stop)
+    moto_host, moto_port = moto.get_host_and_port()
+    moto_url = f"http://{moto_host}:{moto_port}"
+    os.environ["AWS_ENDPOINT_URL"] = moto_url  # before chalicelib.tables is imported: Meta.host reads it
+
+    sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+    import seed
+    from chalicelib import tables
+
+    tables.create_all()
+    seeded = seed.seed_demo(datetime.now(UTC))
+
+    from chalice.deploy.validate import validate_routes
+    from chalice.local import create_local_server
+
+    from app import app
+
+    validate_routes(app.routes)  # as `chalice local` does: what would not deploy should not run
+    try:
+        server = create_local_server(app, config, HOST, api_port)
+    except OSError as err:
+        raise StartupError(f"cannot listen on {HOST}:{api_port} ({err.strerror}); set SLA_PORT") from None
+    stack.callback(server.server.server_close)
+    thread = threading.Thread(target=server.server.serve_forever, name="api", daemon=True)
+    thread.start()
+    stack.callback(server.shutdown)
+
+    ticker = Ticker(app, interval, os.environ["AWS_DEFAULT_REGION"])
+    names = [f"{name} ({expression})" for name, expression in scheduled_functions(app)]
+    log.info("ticker: every %gs: %s", ticker.interval, ", ".join(names) or "no scheduled functions yet")
+    ticker.start()
+    stack.callback(ticker.stop)
+
+    banner({"api": f"http://{HOST}:{server.port}", "moto": moto_url}, os.environ["SLA_ADMIN_TOKEN"],
+           generated is not None, seeded)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main():
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("werkzeug", "botocore", "pynamodb"):  # moto's access log, "Found credentials..."
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: shells start background jobs ignoring it
+        signal.signal(signum, _interrupt)
+    with ExitStack() as stack:
+        try:
+            serve(stack)
+            threading.Event().wait()  # until Ctrl-C / SIGTERM
+        except KeyboardInterrupt:
+            print("\nstopping...", flush=True)
+        except StartupError as err:
+            print(f"run_local: {err}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the shutdown
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Seed data for the local run: the demo contract (seed/demo-contract.json), its SES sender, its tokens.
+
+Import this module only after the AWS environment is set (AWS_ENDPOINT_URL, SLA_TABLE_PREFIX):
+`chalicelib.tables` reads it at import time. Seeding is idempotent: re-running it against the same
+tables leaves the contract at its current version when the document has not changed.
+"""
+import json
+import os
+from pathlib import Path
+
+import boto3
+
+from chalicelib import auth, service
+from chalicelib.errors import NotFoundError
+from chalicelib.policy import parse_contract
+
+DEMO_FILE = Path(__file__).resolve().parent.parent / "seed" / "demo-contract.json"
+DEMO_ID = "demo"
+BOOTSTRAP = auth.Principal(auth.BOOTSTRAP_ID, "admin", None)
+_META_KEYS = ("contract_id", "version", "updated_at")
+
+
+def demo_document():
+    return json.loads(DEMO_FILE.read_text("utf-8"))
+
+
+def verify_sender(document):
+    """Verify the contract's notify.sender as an SES identity, so that sending mail from it succeeds."""
+    sender = document.get("notify", {}).get("sender")
+    if sender:
+        ses = boto3.client("ses", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+        ses.verify_email_identity(EmailAddress=sender)
+    return sender
+
+
+def ensure_contract(contract_id, document, now):
+    """Store `document` unless the latest version already holds exactly it. Returns (version, changed)."""
+    normalized, _ = parse_contract(document)
+    try:
+        current = service.get_contract(BOOTSTRAP, contract_id)
+    except NotFoundError:
+        current = None
+    if current is not None and {k: v for k, v in current.items() if k not in _META_KEYS} == normalized:
+        return current["version"], False
+    stored, _ = service.put_contract(BOOTSTRAP, contract_id, document, now)
+    return stored["version"], True
+
+
+def seed_demo(now, contract_id=DEMO_ID):
+    """Seed the demo contract and issue one agent and one client token for it.
+
+    Returns {"contract_id", "version", "changed", "sender", "agent", "client"} (the tokens in clear:
+    they are shown once, only their hashes are stored).
+    """
+    document = demo_document()
+    sender = verify_sender(document)
+    version, changed = ensure_contract(contract_id, document, now)
+    tokens = {role: auth.issue_token(role, contract_id, BOOTSTRAP.token_id, now)[1] for role in ("agent", "client")}
+    return {"contract_id": contract_id, "version": version, "changed": changed, "sender": sender, **tokens}

@@ -1,0 +1,180 @@
+"""`make run` (scripts/run_local.py): the real program end to end, its ticker, and the idempotent seed."""
+import importlib.util
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from chalice import Chalice, Rate
+
+from chalicelib import auth
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "run_local.py"
+
+
+def load_script(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run_local = load_script("run_local_under_test", SCRIPT)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def call(method, url, token=None, body=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+@pytest.fixture
+def running():
+    """scripts/run_local.py on free ports; yields (process, exports, stdout lines so far, drained_stderr())."""
+    env = dict(os.environ, SLA_PORT=str(free_port()), SLA_MOTO_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    for key in ("SLA_ADMIN_TOKEN", "SLA_TABLE_PREFIX", "AWS_ENDPOINT_URL"):
+        env.pop(key, None)  # the script's own defaults: a generated admin token, the local prefix
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines, stderr = queue.Queue(), []
+    readers = [
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True),
+        threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    exports, output, deadline = {}, [], time.monotonic() + 30
+    while len(exports) < 4 and time.monotonic() < deadline and process.poll() is None:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        output.append(line)
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].strip().partition("=")
+            exports[key] = value
+    try:
+        assert len(exports) == 4, "".join(output) + "".join(stderr)
+        yield process, exports, output, lambda: [reader.join(5) for reader in readers] and "".join(stderr)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_make_run_serves_the_api_on_seeded_moto_and_stops_cleanly_on_ctrl_c(running):
+    process, exports, output, drained_stderr = running
+    base = exports["SLA"]
+    assert base.startswith("http://127.0.0.1:")
+    for _ in range(50):  # the banner is printed once the socket listens: a few polls at most
+        try:
+            health = call("GET", f"{base}/health")
+        except OSError:
+            health = None
+        if health == (200, {"status": "ok"}):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"GET /health never answered: {health}")
+
+    status, contract = call("GET", f"{base}/contracts/demo", exports["ADMIN"])
+    assert status == 200 and contract["version"] == 1 and contract["name"] == "XX系统技术支持"
+    body = {"contract_id": "demo", "priority": "high", "channel": "portal", "subject": "系统无法登录",
+            "requester": {"name": "张三", "email": "zhang@customer.example"}}
+    status, created = call("POST", f"{base}/requests", exports["AGENT"], body)
+    assert status == 201, created
+    status, fetched = call("GET", f"{base}/requests/{created['request_id']}", exports["CLIENT"])
+    assert status == 200, fetched
+    assert fetched["contract_id"] == "demo" and fetched["status"] == "open"
+    assert fetched["sla"]["first_response"]["due_at"] and fetched["events"][0]["type"] == "received"
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=20) == 0
+    assert "Traceback" not in drained_stderr()
+    assert any("no scheduled functions yet" in line or "ticker: every" in line for line in output)
+
+
+def test_ticker_invokes_every_scheduled_function_and_logs_failures(caplog):
+    app = Chalice(app_name="ticker-test")
+    seen = []
+
+    @app.schedule(Rate(1, unit=Rate.MINUTES))
+    def scan(event):
+        seen.append((event.detail_type, event.source, event.resources))
+
+    @app.schedule("cron(5 16 * * ? *)")
+    def broken(event):
+        raise RuntimeError("boom")
+
+    @app.lambda_function()
+    def not_scheduled(event, context):
+        raise AssertionError("only scheduled functions run")
+
+    ticker = run_local.Ticker(app, interval=60, region="us-east-1")
+    assert run_local.scheduled_functions(app) == [("scan", "rate(1 minute)"), ("broken", "cron(5 16 * * ? *)")]
+    with caplog.at_level(logging.INFO, logger="run_local"):
+        assert ticker.tick() == 1
+        assert ticker.tick() == 1  # a failure is not fatal: the next tick runs everything again
+    assert seen == [("Scheduled Event", "aws.events", ["arn:aws:events:us-east-1:123456789012:rule/scan"])] * 2
+    assert "ticker: broken (cron(5 16 * * ? *)) failed" in caplog.text and "boom" in caplog.text
+    assert "ticker: ran scan (rate(1 minute))" in caplog.text
+
+
+def test_ticker_without_scheduled_functions_does_nothing():
+    ticker = run_local.Ticker(Chalice(app_name="empty"), interval=0.01, region="us-east-1")
+    assert ticker.tick() == 0
+    ticker.start()
+    ticker.stop()
+    assert not ticker.is_alive()
+
+
+def test_seed_is_idempotent_and_its_tokens_work(aws):
+    seed = load_script("seed_under_test", ROOT / "scripts" / "seed.py")
+    now = datetime.now(UTC)
+    first = seed.seed_demo(now)
+    again = seed.seed_demo(now)
+    assert (first["version"], first["changed"]) == (1, True)
+    assert (again["version"], again["changed"]) == (1, False)  # same document: no new contract version
+    assert first["agent"] != again["agent"]
+    assert auth.authenticate(f"Bearer {first['agent']}") == auth.Principal(
+        first["agent"].split(".")[0], "agent", "demo"
+    )
+    assert auth.authenticate(f"Bearer {again['client']}").role == "client"
+    changed = dict(seed.demo_document(), name="changed")
+    assert seed.ensure_contract("demo", changed, now) == (2, True)
+
+
+def test_environment_defaults_never_override_what_is_set():
+    env = {"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIAREAL", "SLA_ADMIN_TOKEN": "mine"}
+    assert run_local.prepare_environment(env, {"SLA_TABLE_PREFIX": "sla-dev-", "OTHER": "x"}) is None
+    assert env["AWS_ACCESS_KEY_ID"] == "testing" and "AWS_PROFILE" not in env
+    assert (env["SLA_TABLE_PREFIX"], env["OTHER"], env["SLA_ADMIN_TOKEN"]) == ("sla-local-", "x", "mine")
+    fresh = {}
+    generated = run_local.prepare_environment(fresh, {})
+    assert generated and fresh["SLA_ADMIN_TOKEN"] == generated and len(generated) >= 24
