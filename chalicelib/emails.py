@@ -1,0 +1,221 @@
+"""Notification emails (DESIGN.md §4): templates in zh-CN and en, rendered to subject, text and HTML.
+
+Pure rendering: no AWS and no clock. The caller passes every value already formatted as a string;
+`render` only localizes the raw priority and metric, derives the optional blocks (greeting, note,
+first-response promise) and escapes for HTML, so the template files hold no logic.
+
+Templates live in `chalicelib/templates/<language>/<kind>.{subject.txt,txt,html}` (Chalice packages
+everything under chalicelib/) and are read once per process.
+"""
+import html
+import math
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from functools import cache
+from importlib import resources
+from string import Template
+from types import MappingProxyType
+
+REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
+PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
+KINDS = REQUESTER_KINDS + PROVIDER_KINDS
+LANGUAGES = ("zh-CN", "en")
+
+_COMMON = ("contract_name", "request_id", "subject", "priority", "requester_name")
+REQUIRED_KEYS = MappingProxyType({
+    "acknowledgement": _COMMON + ("received_at", "first_response_due", "note"),
+    "respond": _COMMON + ("received_at", "note"),
+    "progress": _COMMON + ("received_at", "note"),
+    "resolve": _COMMON + ("received_at", "note"),
+    "await_customer": _COMMON + ("received_at", "note"),
+    "warning": _COMMON + ("metric", "deadline", "remaining", "threshold"),
+    "breach": _COMMON + ("metric", "deadline", "remaining"),
+    "progress_reminder": _COMMON + ("deadline", "remaining", "cycle"),
+})
+"""Context keys each kind needs; render() raises KeyError naming the first one missing.
+Optional: `cycle` for warning/breach (shown when the metric is progress_update), `metric` for
+progress_reminder (always progress_update). Extra keys are ignored by the templates."""
+
+PRIORITY_LABELS = MappingProxyType({
+    "zh-CN": {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"},
+    "en": {"urgent": "Urgent", "high": "High", "medium": "Medium", "low": "Low"},
+})
+METRIC_LABELS = MappingProxyType({
+    "zh-CN": {"first_response": "首次响应", "progress_update": "进度更新", "resolution": "解决"},
+    "en": {"first_response": "first response", "progress_update": "progress update", "resolution": "resolution"},
+})
+
+# Wording that depends on whether an optional value is present: chosen here, not in the templates.
+_PHRASES = {
+    "zh-CN": {
+        "greeting_named": "{name}，您好：",
+        "greeting": "您好：",
+        "due": "我们将在 {due} 前给予您首次答复。",
+        "no_due": "我们将在服务协议约定的时限内尽快与您联系。",
+        "cycle": "{metric}（第 {cycle} 个周期）",
+        "nobody": "—",
+        "colon": "：",
+        "note_heading": {
+            "acknowledgement": "备注",
+            "respond": "回复内容",
+            "progress": "进展说明",
+            "resolve": "处理结果",
+            "await_customer": "需要您提供的信息",
+        },
+    },
+    "en": {
+        "greeting_named": "Dear {name},",
+        "greeting": "Hello,",
+        "due": "We will respond by {due}.",
+        "no_due": "We will respond as soon as possible within the time agreed in your service contract.",
+        "cycle": "{metric} (cycle {cycle})",
+        "nobody": "—",
+        "colon": ":",
+        "note_heading": {
+            "acknowledgement": "Note",
+            "respond": "Our response",
+            "progress": "Latest progress",
+            "resolve": "Resolution",
+            "await_customer": "What we need from you",
+        },
+    },
+}
+
+_NOTE_HTML = (
+    '<p style="margin:16px 0 4px 0;font-weight:bold;">{heading}</p>\n'
+    '<div style="margin:0 0 16px 0;padding:8px 12px;border-left:3px solid #1a73e8;background:#f4f8fe;">'
+    "{note}</div>\n"
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def render(kind, language, context):
+    """Render one notification. ValueError for an unknown kind or language, KeyError for a missing key."""
+    _check_kind(kind)
+    _check_language(language)
+    for key in REQUIRED_KEYS[kind]:
+        if key not in context:
+            raise KeyError(key)
+    values = {key: _string(value) for key, value in context.items()}
+    phrases = _PHRASES[language]
+    labels = {
+        "priority_label": PRIORITY_LABELS[language].get(values["priority"], values["priority"]),
+    }
+    if "metric" in values:
+        metric_label = METRIC_LABELS[language].get(values["metric"], values["metric"])
+        labels["metric_label"] = metric_label
+        cycle = values.get("cycle", "")
+        if values["metric"] == "progress_update" and cycle:
+            labels["metric_detail"] = phrases["cycle"].format(metric=metric_label, cycle=cycle)
+        else:
+            labels["metric_detail"] = metric_label
+    labels["requester_display"] = values["requester_name"] or phrases["nobody"]
+
+    text = values | labels | _derived(kind, phrases, values, escape=False)
+    markup = {key: html.escape(value) for key, value in (values | labels).items()}
+    markup |= _derived(kind, phrases, values, escape=True)
+    subject_values = {key: _one_line(value) for key, value in (values | labels).items()}
+
+    return Rendered(
+        subject=_one_line(_template(language, kind, "subject.txt").substitute(subject_values)),
+        text=_template(language, kind, "txt").substitute(text),
+        html=_template(language, kind, "html").substitute(markup),
+    )
+
+
+def format_minutes(minutes, language):
+    """Business minutes for humans: 95 -> "1 小时 35 分钟" / "1 h 35 min"; negative -> overdue; None -> "—".
+
+    Fractions are floored: 0.5 minutes left shows "0 min", half a minute past the deadline "1 min overdue".
+    """
+    _check_language(language)
+    if minutes is None:
+        return "—"
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not math.isfinite(minutes):
+        raise ValueError(f"minutes must be a finite number or None, not {minutes!r}")
+    whole = math.floor(minutes)
+    hours, rest = divmod(abs(whole), 60)
+    if language == "zh-CN":
+        parts = ([f"{hours} 小时"] if hours else []) + ([f"{rest} 分钟"] if rest or not hours else [])
+        span = " ".join(parts)
+        return f"已超时 {span}" if whole < 0 else span
+    parts = ([f"{hours} h"] if hours else []) + ([f"{rest} min"] if rest or not hours else [])
+    span = " ".join(parts)
+    return f"{span} overdue" if whole < 0 else span
+
+
+def build_message(sender, recipients, rendered, headers=None):
+    """A multipart/alternative (text, HTML) UTF-8 message for SES send_raw_email: `msg.as_bytes()`.
+
+    The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects.
+    """
+    recipients = list(recipients)
+    if not recipients:
+        raise ValueError("an email needs at least one recipient")
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = rendered.subject
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    for name, value in (headers or {}).items():
+        message[name] = str(value)
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+    return message
+
+
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _check_language(language):
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
+
+
+def _derived(kind, phrases, values, escape):
+    """Greeting, note block and first-response promise, as text or (escape=True) as HTML."""
+    quote = html.escape if escape else str
+    name = _one_line(values["requester_name"])
+    found = {
+        "greeting": phrases["greeting_named"].format(name=quote(name)) if name else phrases["greeting"],
+    }
+    if kind in REQUESTER_KINDS:
+        note = values["note"].strip("\r\n")
+        heading = phrases["note_heading"][kind]
+        if not note.strip():
+            found["note_block"] = ""
+        elif escape:
+            body = "<br>\n".join(html.escape(line) for line in note.splitlines())
+            found["note_block"] = _NOTE_HTML.format(heading=heading, note=body)
+        else:
+            found["note_block"] = f"{heading}{phrases['colon']}\n{note}\n\n"
+    if kind == "acknowledgement":
+        due = values["first_response_due"].strip()
+        found["due_sentence"] = phrases["due"].format(due=quote(due)) if due else phrases["no_due"]
+    return found
+
+
+def _string(value):
+    return "" if value is None else str(value)
+
+
+def _one_line(value):
+    return " ".join(value.split())
+
+
+def _cte(body):
+    return None if body.isascii() else "base64"  # None: 7bit, or quoted-printable for long lines
+
+
+@cache
+def _template(language, kind, part):
+    source = resources.files(__package__) / "templates" / language / f"{kind}.{part}"
+    return Template(source.read_text(encoding="utf-8"))
