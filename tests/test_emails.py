@@ -1,0 +1,342 @@
+"""Notification emails (DESIGN.md §4): every kind in zh-CN and en carries the request id, the priority,
+the deadline and the remaining time; values are escaped in HTML; messages survive SES's raw format."""
+import email
+import email.policy
+import re
+
+import pytest
+
+from chalicelib import emails
+from chalicelib.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, build_message, format_minutes, render
+
+REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
+PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
+TAGS = {
+    "zh-CN": {"acknowledgement": "[已受理]", "respond": "[已回复]", "progress": "[处理进展]", "resolve": "[已解决]",
+              "await_customer": "[待补充信息]", "warning": "[SLA 预警]", "breach": "[SLA 违约]",
+              "progress_reminder": "[SLA 进度提醒]"},
+    "en": {"acknowledgement": "[Received]", "respond": "[Response]", "progress": "[Progress update]",
+           "resolve": "[Resolved]", "await_customer": "[Information needed]", "warning": "[SLA warning]",
+           "breach": "[SLA breach]", "progress_reminder": "[SLA progress reminder]"},
+}
+PRIORITY = {"zh-CN": "紧急", "en": "Urgent"}
+DEADLINE = "2026-02-13 17:00 (Asia/Shanghai)"
+DUE = "2026-02-16 09:30 (Asia/Shanghai)"
+
+
+def context(kind, language="zh-CN", **changes):
+    """A full context for `kind`, as the caller (chalicelib.alerts) builds it."""
+    values = {
+        "contract_name": "Acme 年度运维服务协议",
+        "request_id": "req_7Q2M",
+        "subject": "系统无法登录",
+        "priority": "urgent",
+        "requester_name": "张三",
+    }
+    if kind in REQUESTER_KINDS:
+        values |= {"received_at": "2026-02-13 16:30 (Asia/Shanghai)", "first_response_due": DUE,
+                   "note": "已为您重置密码，请重新登录。"}
+    else:
+        values |= {"metric": "progress_update" if kind == "progress_reminder" else "first_response",
+                   "deadline": DEADLINE, "remaining": format_minutes(25, language), "threshold": "80%", "cycle": "2"}
+    return values | changes
+
+
+def every_kind_and_language():
+    return [(kind, language) for kind in KINDS for language in LANGUAGES]
+
+
+def test_the_interface_lists_eight_kinds_and_two_languages():
+    assert KINDS == REQUESTER_KINDS + PROVIDER_KINDS
+    assert LANGUAGES == ("zh-CN", "en")
+    assert set(REQUIRED_KEYS) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind, language", every_kind_and_language())
+def test_every_kind_renders_in_both_languages_with_the_facts_design_requires(kind, language):
+    rendered = render(kind, language, context(kind, language))
+    assert isinstance(rendered, Rendered)
+    assert rendered.subject.startswith(TAGS[language][kind] + " ")
+    assert "req_7Q2M" in rendered.subject
+    assert "\n" not in rendered.subject
+    for body in (rendered.text, rendered.html):
+        assert "req_7Q2M" in body
+        assert PRIORITY[language] in body
+        assert "系统无法登录" in body
+        assert "$" not in body
+    assert "$" not in rendered.subject
+    if kind in PROVIDER_KINDS:
+        remaining = format_minutes(25, language)
+        for body in (rendered.text, rendered.html):
+            assert DEADLINE in body and remaining in body
+            assert "Acme 年度运维服务协议" in body and "张三" in body
+        assert PRIORITY[language] in rendered.subject
+    if kind == "acknowledgement":
+        assert DUE in rendered.text and DUE in rendered.html
+
+
+@pytest.mark.parametrize("kind, language", every_kind_and_language())
+def test_the_text_body_is_plain_and_the_html_body_is_a_small_self_contained_page(kind, language):
+    rendered = render(kind, language, context(kind, language))
+    assert "<" not in rendered.text
+    assert rendered.html.startswith("<!DOCTYPE html>")
+    assert f'<html lang="{language}">' in rendered.html
+    assert '<meta charset="utf-8">' in rendered.html
+    assert not re.search(r"(?i)\b(src|href)=|<link|<script|<style|url\(", rendered.html)
+    if kind in PROVIDER_KINDS:
+        assert "<table" in rendered.html and "<th" in rendered.html
+
+
+@pytest.mark.parametrize("language, expected", [("zh-CN", ("紧急", "高", "中", "低")),
+                                                ("en", ("Urgent", "High", "Medium", "Low"))])
+def test_priorities_are_localized(language, expected):
+    for raw, label in zip(("urgent", "high", "medium", "low"), expected, strict=True):
+        rendered = render("warning", language, context("warning", language, priority=raw))
+        assert label in rendered.subject and label in rendered.text and label in rendered.html
+
+
+@pytest.mark.parametrize("language, labels", [
+    ("zh-CN", {"first_response": "首次响应", "progress_update": "进度更新", "resolution": "解决"}),
+    ("en", {"first_response": "first response", "progress_update": "progress update", "resolution": "resolution"}),
+])
+def test_metrics_are_localized_in_warnings_and_breaches(language, labels):
+    for kind in ("warning", "breach"):
+        for raw, label in labels.items():
+            rendered = render(kind, language, context(kind, language, metric=raw))
+            assert label in rendered.subject and label in rendered.text and label in rendered.html
+            assert "first_response" not in rendered.text and "progress_update" not in rendered.text
+
+
+def test_an_unknown_priority_or_metric_is_shown_as_given():
+    rendered = render("breach", "zh-CN", context("breach", priority="vip", metric="satisfaction"))
+    assert "vip" in rendered.text and "satisfaction" in rendered.text
+
+
+def test_the_progress_cycle_is_shown_for_progress_metrics_only():
+    progress = render("breach", "zh-CN", context("breach", metric="progress_update", cycle="3")).text
+    assert "进度更新（第 3 个周期）" in progress
+    first = render("breach", "zh-CN", context("breach", metric="first_response", cycle="0")).text
+    assert "周期" not in first
+    reminder = render("progress_reminder", "en", context("progress_reminder", "en", cycle="4")).text
+    assert "Current progress cycle: 4" in reminder
+
+
+def test_the_warning_names_its_threshold():
+    for language in LANGUAGES:
+        rendered = render("warning", language, context("warning", language, threshold="50%"))
+        assert "50%" in rendered.text and "50%" in rendered.html
+
+
+def test_breaches_read_as_overdue_with_a_negative_remaining_time():
+    rendered = render("breach", "zh-CN", context("breach", remaining=format_minutes(-30, "zh-CN")))
+    assert "已超时 30 分钟" in rendered.text
+    rendered = render("breach", "en", context("breach", "en", remaining=format_minutes(-95, "en")))
+    assert "1 h 35 min overdue" in rendered.text
+
+
+def test_values_are_escaped_in_html_and_verbatim_in_text_and_subject():
+    hostile = context("respond", subject='<script>alert("x")</script> & co', requester_name="<b>王五</b>",
+                      note="<img src=x onerror=alert(1)>", contract_name="A&B")
+    rendered = render("respond", "en", hostile)
+    assert '<script>alert("x")</script> & co' in rendered.text
+    assert '<script>alert("x")</script> & co' in rendered.subject
+    assert "<img src=x onerror=alert(1)>" in rendered.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in rendered.html
+    assert "&lt;b&gt;王五&lt;/b&gt;" in rendered.html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered.html
+    assert "A&amp;B" in rendered.html
+    assert "<script" not in rendered.html and "<img" not in rendered.html and "<b>" not in rendered.html
+
+
+@pytest.mark.parametrize("kind", PROVIDER_KINDS)
+def test_provider_values_are_escaped_in_html_too(kind):
+    rendered = render(kind, "zh-CN", context(kind, deadline="<i>17:00</i>", remaining="<u>25</u>"))
+    assert "&lt;i&gt;17:00&lt;/i&gt;" in rendered.html and "&lt;u&gt;25&lt;/u&gt;" in rendered.html
+    assert "<i>" not in rendered.html and "<u>" not in rendered.html
+    assert "<i>17:00</i>" in rendered.text
+
+
+def test_a_dollar_sign_in_a_value_is_kept_and_not_substituted():
+    rendered = render("resolve", "en", context("resolve", subject="Refund $amount of $100", note="$note"))
+    assert "Refund $amount of $100" in rendered.subject and "Refund $amount of $100" in rendered.text
+    assert "$note" in rendered.text
+
+
+def test_subjects_are_one_line_even_when_values_have_line_breaks():
+    rendered = render("acknowledgement", "zh-CN", context("acknowledgement", subject="第一行\r\n第二行\n"))
+    assert rendered.subject == "[已受理] 服务请求 req_7Q2M：第一行 第二行"
+    assert "第一行\r\n第二行\n" in rendered.text
+
+
+@pytest.mark.parametrize("kind, language", [(k, lang) for k in REQUESTER_KINDS for lang in LANGUAGES])
+def test_the_note_block_appears_only_when_a_note_is_given(kind, language):
+    with_note = render(kind, language, context(kind, language, note="第一步已完成。\n第二步进行中。"))
+    assert "第一步已完成。\n第二步进行中。" in with_note.text
+    assert "第一步已完成。<br>\n第二步进行中。" in with_note.html
+    heading = emails._PHRASES[language]["note_heading"][kind]
+    assert heading in with_note.text and heading in with_note.html
+    for empty in ("", "  \n"):
+        without = render(kind, language, context(kind, language, note=empty))
+        assert heading not in without.text and heading not in without.html
+        assert "\n\n\n" not in without.text
+        assert "border-left" not in without.html
+
+
+def test_the_acknowledgement_promises_the_first_response_deadline_only_when_there_is_one():
+    assert "我们将在 2026-02-16 09:30 (Asia/Shanghai) 前给予您首次答复。" in render(
+        "acknowledgement", "zh-CN", context("acknowledgement")).text
+    assert "We will respond by 2026-02-16 09:30 (Asia/Shanghai)." in render(
+        "acknowledgement", "en", context("acknowledgement")).text
+    for language in LANGUAGES:
+        rendered = render("acknowledgement", language, context("acknowledgement", language, first_response_due=""))
+        assert emails._PHRASES[language]["no_due"] in rendered.text
+        assert emails._PHRASES[language]["no_due"] in rendered.html
+        assert "2026-02-16" not in rendered.text
+
+
+def test_the_greeting_uses_the_requester_name_when_there_is_one():
+    assert render("respond", "zh-CN", context("respond")).text.startswith("张三，您好：\n")
+    assert render("respond", "en", context("respond", "en")).text.startswith("Dear 张三,\n")
+    assert render("respond", "zh-CN", context("respond", requester_name="")).text.startswith("您好：\n")
+    assert render("respond", "en", context("respond", "en", requester_name="")).text.startswith("Hello,\n")
+    rendered = render("warning", "zh-CN", context("warning", requester_name=""))
+    assert "请求人：—" in rendered.text
+
+
+def test_the_resolve_email_invites_a_rating_from_1_to_5():
+    assert "1–5 分" in render("resolve", "zh-CN", context("resolve")).text
+    assert "1 to 5" in render("resolve", "en", context("resolve", "en")).text
+
+
+def test_the_await_customer_email_says_the_clock_is_paused():
+    assert "暂停" in render("await_customer", "zh-CN", context("await_customer")).text
+    assert "paused" in render("await_customer", "en", context("await_customer", "en")).text
+
+
+@pytest.mark.parametrize("kind, language", [("remind", "zh-CN"), ("", "en"), (None, "en")])
+def test_an_unknown_kind_is_refused(kind, language):
+    with pytest.raises(ValueError, match="kind"):
+        render(kind, language, context("respond"))
+
+
+@pytest.mark.parametrize("language", ["zh", "zh-TW", "EN", "", None])
+def test_an_unknown_language_is_refused(language):
+    with pytest.raises(ValueError, match="language"):
+        render("respond", language, context("respond"))
+    with pytest.raises(ValueError, match="language"):
+        format_minutes(5, language)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_missing_required_key_raises_key_error_naming_it(kind):
+    for key in REQUIRED_KEYS[kind]:
+        partial = context(kind)
+        del partial[key]
+        with pytest.raises(KeyError) as raised:
+            render(kind, "zh-CN", partial)
+        assert raised.value.args == (key,)
+
+
+@pytest.mark.parametrize("kind, language", every_kind_and_language())
+def test_the_required_keys_are_enough_and_the_templates_use_only_known_names(kind, language):
+    minimal = {key: value for key, value in context(kind, language).items() if key in REQUIRED_KEYS[kind]}
+    render(kind, language, minimal)
+    derived = {"priority_label", "metric_label", "metric_detail", "requester_display", "greeting", "note_block",
+               "due_sentence"}
+    for part in ("subject.txt", "txt", "html"):
+        template = emails._template(language, kind, part)
+        assert template.is_valid()
+        assert set(template.get_identifiers()) <= set(REQUIRED_KEYS[kind]) | derived
+
+
+def test_templates_are_read_once_and_cached():
+    emails._template.cache_clear()
+    render("breach", "en", context("breach", "en"))
+    misses = emails._template.cache_info().misses
+    render("breach", "en", context("breach", "en"))
+    assert emails._template.cache_info().misses == misses == 3
+
+
+@pytest.mark.parametrize("minutes, zh, en", [
+    (0, "0 分钟", "0 min"),
+    (45, "45 分钟", "45 min"),
+    (60, "1 小时", "1 h"),
+    (95, "1 小时 35 分钟", "1 h 35 min"),
+    (1440, "24 小时", "24 h"),
+    (1505, "25 小时 5 分钟", "25 h 5 min"),
+    (-30, "已超时 30 分钟", "30 min overdue"),
+    (-95, "已超时 1 小时 35 分钟", "1 h 35 min overdue"),
+    (-120, "已超时 2 小时", "2 h overdue"),
+    (None, "—", "—"),
+    (95.9, "1 小时 35 分钟", "1 h 35 min"),
+    (0.5, "0 分钟", "0 min"),
+    (-0.5, "已超时 1 分钟", "1 min overdue"),
+    (-30.2, "已超时 31 分钟", "31 min overdue"),
+])
+def test_format_minutes_shows_business_time_for_humans(minutes, zh, en):
+    assert format_minutes(minutes, "zh-CN") == zh
+    assert format_minutes(minutes, "en") == en
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "95", True])
+def test_format_minutes_refuses_what_is_not_a_number(bad):
+    with pytest.raises(ValueError):
+        format_minutes(bad, "en")
+
+
+def parsed(message):
+    return email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+
+
+def test_build_message_makes_a_multipart_alternative_that_parses_back():
+    rendered = render("breach", "zh-CN", context("breach"))
+    message = build_message("SLA Clock <sla@provider.example>", ["ops@provider.example", "boss@provider.example"],
+                            rendered, headers={"X-SLA-Notification": "req_7Q2M|breach|first_response|0"})
+    back = parsed(message)
+    assert back.get_content_type() == "multipart/alternative"
+    assert back["Subject"] == rendered.subject
+    assert back["Subject"].startswith("[SLA 违约] 请求 req_7Q2M（优先级：紧急）")
+    assert back["From"] == "SLA Clock <sla@provider.example>"
+    assert [a.addr_spec for a in back["To"].addresses] == ["ops@provider.example", "boss@provider.example"]
+    assert back["X-SLA-Notification"] == "req_7Q2M|breach|first_response|0"
+    plain, markup = back.iter_parts()
+    assert plain.get_content_type() == "text/plain" and plain.get_content_charset() == "utf-8"
+    assert markup.get_content_type() == "text/html" and markup.get_content_charset() == "utf-8"
+    assert plain.get_content().replace("\r\n", "\n") == rendered.text
+    assert markup.get_content().replace("\r\n", "\n") == rendered.html
+    assert back.get_body(("plain",)).get_content().replace("\r\n", "\n") == rendered.text
+    assert back.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html
+
+
+def test_build_message_is_7bit_clean_with_crlf_lines_for_ses():
+    rendered = render("acknowledgement", "zh-CN", context("acknowledgement"))
+    raw = build_message("sla@provider.example", ["张三 <zhang@customer.example>"], rendered).as_bytes()
+    assert raw.isascii()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    back = email.message_from_bytes(raw, policy=email.policy.default)
+    assert back["Subject"] == "[已受理] 服务请求 req_7Q2M：系统无法登录"
+    assert back["To"].addresses[0].display_name == "张三"
+
+
+def test_build_message_keeps_ascii_bodies_readable():
+    rendered = Rendered(subject="[SLA warning] Request r1", text="Hello\n", html="<p>Hello</p>\n")
+    message = build_message("sla@provider.example", ["ops@provider.example"], rendered)
+    plain, markup = message.iter_parts()
+    assert plain["Content-Transfer-Encoding"] == "7bit" and markup["Content-Transfer-Encoding"] == "7bit"
+    assert parsed(message).get_body(("plain",)).get_content().replace("\r\n", "\n") == "Hello\n"
+
+
+def test_build_message_refuses_no_recipients_and_header_injection():
+    rendered = render("respond", "en", context("respond", "en"))
+    with pytest.raises(ValueError):
+        build_message("sla@provider.example", [], rendered)
+    with pytest.raises(ValueError):
+        build_message("sla@provider.example", ["a@b.example"], rendered, headers={"X-SLA-Notification": "a\r\nBcc: x"})
+
+
+def test_rendered_is_a_frozen_value():
+    rendered = Rendered("s", "t", "h")
+    assert rendered == Rendered(subject="s", text="t", html="h")
+    with pytest.raises(AttributeError):
+        rendered.subject = "other"
