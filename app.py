@@ -1,9 +1,12 @@
 """SLA Clock HTTP API (DESIGN.md §2–3, §6): routes only. Parse, authorize, call the core, render."""
-from chalice import Chalice
+from datetime import datetime, timezone
 
-from chalicelib import auth, service
+from chalice import Chalice, Rate
+
+from chalicelib import auth, logs, scanner, service
 from chalicelib.http import Api
 
+logs.configure()
 app = Chalice(app_name="sla-clock")
 api = Api(app)
 
@@ -53,3 +56,9 @@ def issue_token(call):
 def revoke_token(call, token_id):
     auth.revoke_token(token_id)
     return 204, None
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def scan_deadlines(event):
+    """Every minute: warnings, breach alerts and progress reminders that have come due (§4)."""
+    return scanner.scan(datetime.now(timezone.utc)).__dict__

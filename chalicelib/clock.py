@@ -9,7 +9,7 @@ No AWS, no clock reads: `now` is always an argument.
 """
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.errors import ConflictError
 
@@ -83,7 +83,7 @@ def replay(request, events):
 
 
 def _utc(moment):
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _stop(timeline, at):

@@ -34,7 +34,7 @@ def metric_document(name, state, tz):
     return doc
 
 
-def request_document(item, state, policy, events=None):
+def request_document(item, state, policy, events=None, notifications=None):
     tz = policy.calendar.tz
     doc = {
         "request_id": item.request_id,
@@ -57,7 +57,22 @@ def request_document(item, state, policy, events=None):
     }
     if events is not None:
         doc["events"] = [event_document(event, tz) for event in events]
+    if notifications is not None:
+        doc["notifications"] = [notification_document(entry, tz) for entry in notifications]
     return doc
+
+
+def notification_document(entry, tz):
+    """Where each email of the request stands; a failed one says why."""
+    return {
+        "key": entry.key,
+        "kind": entry.kind,
+        "to": list(entry.recipients),
+        "status": entry.status,
+        "attempts": int(entry.attempts),
+        "sent_at": iso(entry.sent_at, tz),
+        "last_error": entry.last_error,
+    }
 
 
 def event_document(event, tz):

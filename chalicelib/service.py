@@ -8,14 +8,14 @@ import uuid
 from datetime import datetime
 from functools import lru_cache
 
-from chalicelib import auth, store
+from chalicelib import alerts, auth, notify, store
 from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate
 from chalicelib.documents import contract_document, request_document, token_document
 from chalicelib.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.fields import reject_unknown, require_object
 from chalicelib.intake import contract_id_of, parse_event, parse_new_request
 from chalicelib.policy import parse_contract
-from chalicelib.tables import EventModel, RequestModel
+from chalicelib.tables import EventModel, RequestModel, shard_of
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WRITE_ATTEMPTS = 10
@@ -86,7 +86,7 @@ def put_contract(principal, contract_id, body, now):
     policy = policy_of(record)
     for item in open_requests:
         state = evaluate(policy, facts_of(item), clock_events(item), now)
-        store.refresh_cache(item, cache_fields(state))
+        store.refresh_cache(item, cache_fields(item.request_id, state))
     return contract_document(record), previous is None
 
 
@@ -107,17 +107,20 @@ def clock_events(item):
     ]
 
 
-def cache_fields(state):
+def cache_fields(request_id, state):
+    """Derived fields kept on the item: listing filters, and the scanner's sparse index (an item
+    leaves the index when it has nothing left to check)."""
     return {
         "status": state.status,
         "current_priority": state.priority,
         "contract_version": state.contract_version,
         "breached": state.breached,
         "next_check_at": state.next_check_at.timestamp() if state.next_check_at else None,
+        "due_shard": shard_of(request_id) if state.next_check_at else None,
     }
 
 
-def _policy_for(item):
+def policy_for(item):
     """A resolved request keeps the contract version it was resolved under; others follow the latest."""
     if item.status == RESOLVED:
         record = store.contract_version(item.contract_id, int(item.contract_version))
@@ -142,9 +145,14 @@ def _event_model(request_id, event, by, note):
 
 def get_request(principal, request_id, now):
     item = _visible_request(principal, request_id)
-    policy = _policy_for(item)
+    policy = policy_for(item)
     state = evaluate(policy, facts_of(item), clock_events(item), now)
-    return request_document(item, state, policy, events=store.events_of(item.request_id))
+    return _single_document(item, state, policy, store.events_of(item.request_id))
+
+
+def _single_document(item, state, policy, events):
+    """A request on its own: with its events and the state of its notifications."""
+    return request_document(item, state, policy, events=events, notifications=notify.of_request(item.request_id))
 
 
 def create_request(principal, body, idempotency_key, now):
@@ -176,7 +184,7 @@ def _create_request(principal, body, now):
     policy = policy_of(record)
     new = parse_new_request(body, policy, principal.role, now)
     request_id = "req_" + uuid.uuid4().hex
-    received = Event(seq=1, type="received", at=new.received_at)
+    event = _event_model(request_id, Event(seq=1, type="received", at=new.received_at), principal.token_id, None)
     item = RequestModel(
         request_id,
         contract_id=contract_id,
@@ -189,14 +197,15 @@ def _create_request(principal, body, now):
         requester=new.requester,
         received_at=new.received_at,
         created_by=principal.token_id,
-        timeline=[store.compact_event(_event_model(request_id, received, principal.token_id, None))],
+        timeline=[store.compact_event(event)],
     )
     state = evaluate(policy, facts_of(item), clock_events(item), now)
-    for name, value in cache_fields(state).items():
+    for name, value in cache_fields(request_id, state).items():
         setattr(item, name, value)
-    event = _event_model(request_id, received, principal.token_id, None)
-    store.create_request(item, event)
-    return request_document(item, state, policy, events=[event])
+    outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
+    store.create_request(item, event, outbox)
+    notify.deliver_quietly(outbox, now)
+    return _single_document(item, state, policy, [event])
 
 
 def post_event(principal, request_id, body, now):
@@ -206,16 +215,19 @@ def post_event(principal, request_id, body, now):
     def append():
         item = _visible_request(principal, request_id)
         reopening = body.get("type") == "reopen"
-        policy = policy_of(_latest(item.contract_id)) if reopening else _policy_for(item)
+        policy = policy_of(_latest(item.contract_id)) if reopening else policy_for(item)
         events = clock_events(item)
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
                       priority=new.priority, score=new.score, channel=new.channel)
         state = evaluate(policy, facts_of(item), events + [event], now)  # ConflictError: nothing written
         model = _event_model(item.request_id, event, principal.token_id, new.note)
-        store.append_event(item, model, cache_fields(state))
+        notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
+        outbox = [notify.outbox_entry(item, notice, policy, now)] if notice else []
+        store.append_event(item, model, cache_fields(item.request_id, state), outbox)
+        notify.deliver_quietly(outbox, now)
         item.timeline = item.timeline + [store.compact_event(model)]
-        return request_document(item, state, policy, events=store.events_of(item.request_id))
+        return _single_document(item, state, policy, store.events_of(item.request_id))
 
     return _retrying(append, "the request")
 
@@ -257,7 +269,7 @@ def list_requests(principal, params, now):
         for position, item in enumerate(page):
             if status is not None and item.status != status:
                 continue
-            policy = latest if item.status != RESOLVED else _policy_for(item)
+            policy = latest if item.status != RESOLVED else policy_for(item)
             state = evaluate(policy, facts_of(item), clock_events(item), now)
             if breached is not None and state.breached != breached:
                 continue

@@ -14,7 +14,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import ConflictError, ValidationError
-from chalicelib.tables import ContractModel, EventModel, IdempotencyModel, RequestModel
+from chalicelib.tables import ContractModel, EventModel, IdempotencyModel, NotificationModel, RequestModel
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -63,10 +63,13 @@ def save_contract_version(contract_id, version, document, by, now):
 # --- requests and events ----------------------------------------------------------------------
 
 
-def create_request(request, received_event):
+def create_request(request, received_event, outbox=()):
+    """Request, first event and the notifications it triggers: all or nothing."""
     with TransactWrite(connection=_connection()) as tx:
         tx.save(request, condition=RequestModel.request_id.does_not_exist())
         tx.save(received_event, condition=EventModel.seq.does_not_exist())
+        for entry in outbox:
+            tx.save(entry, condition=NotificationModel.key.does_not_exist())
 
 
 def get_request(request_id):
@@ -80,8 +83,9 @@ def events_of(request_id):
     return list(EventModel.query(request_id, consistent_read=True))
 
 
-def append_event(request, event, cache):
-    """Append `event` to `request`'s timeline and refresh its cached fields, atomically.
+def append_event(request, event, cache, outbox=()):
+    """Append `event` to `request`'s timeline, refresh its cached fields and create the
+    notifications the event triggers, atomically.
 
     `request` is the item as read; its VersionAttribute makes the update fail if anyone else
     appended meanwhile (StaleWrite), and the event key can be written once only.
@@ -93,6 +97,8 @@ def append_event(request, event, cache):
         with TransactWrite(connection=_connection()) as tx:
             tx.update(request, actions=actions)
             tx.save(event, condition=EventModel.seq.does_not_exist())
+            for notification in outbox:
+                tx.save(notification, condition=NotificationModel.key.does_not_exist())
     except TransactWriteError as exc:
         if _condition_failed(exc) or (exc.cause_response_code == "TransactionConflictException"):
             raise StaleWrite() from exc
@@ -114,6 +120,11 @@ def compact_event(event):
     entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC).isoformat()}
     entry.update(event.details or {})
     return entry
+
+
+def requests_due(shard, now):
+    """Keys of the open requests of one shard whose next check has come (sparse GSI, keys only)."""
+    return RequestModel.due_for_check.query(shard, RequestModel.next_check_at <= now.timestamp())
 
 
 def requests_of_contract(contract_id, start_key=None, page_size=50):

@@ -4,18 +4,20 @@ Meta is evaluated at import, so every setting read here from the environment has
 `SLA_TABLE_PREFIX` (default "sla-"), `AWS_DEFAULT_REGION` (default "us-east-1"), optional
 `AWS_ENDPOINT_URL` (a moto server when running locally).
 """
+import hashlib
 import os
 
 from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
+    ListAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 PREFIX = os.environ.get("SLA_TABLE_PREFIX", "sla-")
@@ -53,6 +55,27 @@ class RequestsByContract(GlobalSecondaryIndex):
     listed_at = UnicodeAttribute(range_key=True)
 
 
+# Sparse GSIs are written under a few partition keys so no single partition takes every write.
+DUE_SHARDS = 4
+
+
+def shard_of(key):
+    """A stable shard ("0".."DUE_SHARDS-1") for a key; Python's hash() is salted per process."""
+    return str(int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % DUE_SHARDS)
+
+
+class RequestsDueForCheck(GlobalSecondaryIndex):
+    """Sparse: only open requests with a next check carry `due_shard`. The scanner reads what is due,
+    never the table."""
+
+    class Meta:
+        index_name = "due_for_check"
+        projection = KeysOnlyProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    next_check_at = NumberAttribute(range_key=True)
+
+
 class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
@@ -82,8 +105,10 @@ class RequestModel(Model):
     contract_version = NumberAttribute()
     breached = BooleanAttribute(default=False)
     next_check_at = NumberAttribute(null=True)  # epoch seconds
+    due_shard = UnicodeAttribute(null=True)  # set only while next_check_at is
 
     by_contract = RequestsByContract()
+    due_for_check = RequestsDueForCheck()
 
 
 class EventModel(Model):
@@ -129,7 +154,49 @@ class IdempotencyModel(Model):
     expires_at = TTLAttribute()
 
 
-MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel)
+class PendingNotifications(GlobalSecondaryIndex):
+    """Sparse: only notifications still to be sent carry `pending_shard`."""
+
+    class Meta:
+        index_name = "pending"
+        projection = KeysOnlyProjection()
+
+    pending_shard = UnicodeAttribute(hash_key=True)
+    retry_at = NumberAttribute(range_key=True)
+
+
+class NotificationModel(Model):
+    """The dedupe outbox: one item per notification (request × kind × metric × cycle × threshold, or
+    request × event). Creating it is conditional, so each notification exists once; a short lease
+    claimed with a conditional update lets exactly one sender at a time try it."""
+
+    class Meta(_Meta):
+        table_name = f"{PREFIX}outbox"
+
+    request_id = UnicodeAttribute(hash_key=True)
+    key = UnicodeAttribute(range_key=True)  # e.g. "warning|first_response|0|0.8", "event|3"
+    contract_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    status = UnicodeAttribute()  # "pending", "sent" or "failed"
+    recipients = ListAttribute(of=UnicodeAttribute)
+    sender = UnicodeAttribute()
+    subject = UnicodeAttribute()
+    text = UnicodeAttribute()
+    html = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    last_error = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    sent_at = UTCDateTimeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)  # epoch seconds: someone is sending it until then
+    message_id = UnicodeAttribute(null=True)  # SES MessageId once accepted
+    pending_shard = UnicodeAttribute(null=True)
+    retry_at = NumberAttribute(null=True)
+    expires_at = TTLAttribute()
+
+    pending = PendingNotifications()
+
+
+MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel)
 
 
 def create_all():

@@ -47,6 +47,7 @@ def prepare_environment(environ, chalice_env):
         environ.pop(key, None)
     environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     environ.setdefault("SLA_TABLE_PREFIX", "sla-local-")
+    environ.setdefault("SLA_EML_DIR", str(ROOT / "outbox"))  # every email SES accepted, as .eml (git-ignored)
     for key, value in chalice_env.items():
         environ.setdefault(key, value)
     if environ.get("SLA_ADMIN_TOKEN"):
@@ -135,6 +136,16 @@ class Ticker(threading.Thread):
         self.join(timeout=10)
 
 
+class MailSummary(logging.Handler):
+    """One console line per email SES accepted, next to the JSON log, so a new user sees mail arrive."""
+
+    def emit(self, record):
+        if record.getMessage() == "notification sent":
+            fields = record.fields
+            print(f"mail: {fields['kind']:<17} to {', '.join(fields['to'])}: {fields['subject']}  [{fields['eml']}]",
+                  flush=True)
+
+
 def banner(urls, admin_token, generated, seeded):
     q = shlex.quote
     lines = [
@@ -147,6 +158,7 @@ def banner(urls, admin_token, generated, seeded):
         f"  admin token   {admin_token}" + ("   (generated; set SLA_ADMIN_TOKEN to choose one)" if generated else ""),
         f"  agent token   {seeded['agent']}",
         f"  client token  {seeded['client']}",
+        f"  emails        written to {os.environ['SLA_EML_DIR']}/ and listed here as they are sent",
         "",
         "Paste into another shell:",
         f"export SLA={urls['api']}",
@@ -189,6 +201,7 @@ def serve(stack):
 
     from app import app
 
+    logging.getLogger("sla_clock.notify").addHandler(MailSummary())
     validate_routes(app.routes)  # as `chalice local` does: what would not deploy should not run
     try:
         server = create_local_server(app, config, HOST, api_port)

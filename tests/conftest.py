@@ -16,10 +16,16 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
+import email  # noqa: E402
+import email.policy  # noqa: E402
+
+import boto3  # noqa: E402
 import pytest  # noqa: E402
 from chalice.test import Client  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.ses.models import ses_backends  # noqa: E402
 
 from chalicelib import tables  # noqa: E402
 
@@ -30,11 +36,37 @@ ADMIN_TOKEN = os.environ["SLA_ADMIN_TOKEN"]
 DEMO_CONTRACT = json.loads((Path(__file__).parent.parent / "seed" / "demo-contract.json").read_text("utf-8"))
 
 
+SENDER = DEMO_CONTRACT["notify"]["sender"]
+
+
 @pytest.fixture
 def aws():
     with mock_aws():
         tables.create_all()
+        boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
         yield
+
+
+class Mailbox:
+    """What moto's SES accepted, parsed: each mail as an EmailMessage."""
+
+    def messages(self):
+        backend = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        raw = [m.raw_data for m in backend.sent_messages]
+        return [email.message_from_string(r, policy=email.policy.default) if isinstance(r, str)
+                else email.message_from_bytes(r, policy=email.policy.default) for r in raw]
+
+    def keys(self):
+        """The outbox key of every accepted mail (X-SLA-Notification: request|key)."""
+        return [str(m["X-SLA-Notification"]).split("|", 1)[1] for m in self.messages()]
+
+    def to(self, address):
+        return [m for m in self.messages() if address in str(m["To"])]
+
+
+@pytest.fixture
+def mailbox(aws):
+    return Mailbox()
 
 
 class JsonClient:

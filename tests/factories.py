@@ -1,0 +1,29 @@
+"""Requests written straight to the table, cached fields and all, for tests and benchmarks that need
+hundreds or thousands of them (moto's transactions copy whole tables, so the API path is slow there)."""
+import uuid
+
+from chalicelib import service
+from chalicelib.clock import evaluate
+from chalicelib.tables import RequestModel
+
+
+def request_item(policy, contract_id, priority, received_at, now, requester="zhang@customer.example"):
+    """An open request received at `received_at` on a designated channel, evaluated at `now`."""
+    request_id = "req_" + uuid.uuid4().hex
+    item = RequestModel(
+        request_id, contract_id=contract_id, listed_at=f"{received_at.timestamp():017.6f}#{request_id}",
+        priority=priority, channel="portal", designated=True, subject="批量请求", description=None,
+        requester={"email": requester}, received_at=received_at, created_by="factory",
+        timeline=[{"seq": 1, "type": "received", "at": received_at.isoformat()}],
+    )
+    state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
+    for name, value in service.cache_fields(request_id, state).items():
+        setattr(item, name, value)
+    return item
+
+
+def insert(items):
+    with RequestModel.batch_write() as batch:
+        for item in items:
+            batch.save(item)
+    return items
