@@ -86,7 +86,7 @@ def put_contract(principal, contract_id, body, now):
     policy = policy_of(record)
     for item in open_requests:
         state = evaluate(policy, facts_of(item), clock_events(item), now)
-        store.refresh_cache(item, cache_fields(item.request_id, state))
+        store.refresh_cache(item, _cache_after_write(item, policy, state, now))
     return contract_document(record), previous is None
 
 
@@ -107,17 +107,29 @@ def clock_events(item):
     ]
 
 
-def cache_fields(request_id, state):
+def cache_fields(request_id, state, check_now=None):
     """Derived fields kept on the item: listing filters, and the scanner's sparse index (an item
-    leaves the index when it has nothing left to check)."""
+    leaves the index when it has nothing left to check).
+
+    `check_now`: an instant when notifications are due already (a backdated request, a contract
+    change): the scanner then visits at once instead of at the next future milestone.
+    """
+    next_check = check_now or state.next_check_at
     return {
         "status": state.status,
         "current_priority": state.priority,
         "contract_version": state.contract_version,
         "breached": state.breached,
-        "next_check_at": state.next_check_at.timestamp() if state.next_check_at else None,
-        "due_shard": shard_of(request_id) if state.next_check_at else None,
+        "next_check_at": next_check.timestamp() if next_check else None,
+        "due_shard": shard_of(request_id) if next_check else None,
     }
+
+
+def _cache_after_write(item, policy, state, now):
+    """Cached fields after an API write: due at once when the clock says something is due already;
+    the scanner's outbox makes a second look harmless."""
+    due_already = alerts.due_notifications(policy, item, state, now)
+    return cache_fields(item.request_id, state, check_now=now if due_already else None)
 
 
 def policy_for(item):
@@ -200,7 +212,7 @@ def _create_request(principal, body, now):
         timeline=[store.compact_event(event)],
     )
     state = evaluate(policy, facts_of(item), clock_events(item), now)
-    for name, value in cache_fields(request_id, state).items():
+    for name, value in _cache_after_write(item, policy, state, now).items():
         setattr(item, name, value)
     outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
     store.create_request(item, event, outbox)
@@ -224,7 +236,7 @@ def post_event(principal, request_id, body, now):
         model = _event_model(item.request_id, event, principal.token_id, new.note)
         notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
         outbox = [notify.outbox_entry(item, notice, policy, now)] if notice else []
-        store.append_event(item, model, cache_fields(item.request_id, state), outbox)
+        store.append_event(item, model, _cache_after_write(item, policy, state, now), outbox)
         notify.deliver_quietly(outbox, now)
         item.timeline = item.timeline + [store.compact_event(model)]
         return _single_document(item, state, policy, store.events_of(item.request_id))

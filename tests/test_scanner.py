@@ -240,3 +240,13 @@ def test_notifications_are_kept_once_per_key(acme, clock):
     entries = NotificationModel.query(request_id)
     assert [e.key for e in entries] == ["acknowledgement"]
     assert notify.enqueue(next(iter(NotificationModel.query(request_id)))) is False
+
+
+def test_a_backdated_request_already_breached_is_alerted_on_the_next_scan(acme, mailbox, clock):
+    _, agent, _ = acme
+    create(agent, priority="urgent", received_at="2026-11-23T09:00:00+08:00")  # due 09:30, now 10:00
+    report = scan_at(clock, local(23, 10, 1))
+    assert report["due"] == 1
+    assert "breach|first_response|0" in mailbox.keys()
+    assert not [k for k in mailbox.keys() if k.startswith("warning|first_response")]
+    assert scan_at(clock, local(23, 10, 2))["due"] == 0  # moved on to the next milestone
