@@ -1,9 +1,9 @@
 """SLA Clock HTTP API (DESIGN.md §2–3, §6): routes only. Parse, authorize, call the core, render."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from chalice import Chalice, Rate
+from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, logs, scanner, service
+from chalicelib import auth, logs, reporting, scanner, service
 from chalicelib.http import Api
 
 logs.configure()
@@ -25,6 +25,29 @@ def put_contract(call, contract_id):
 @api.route("/contracts/{contract_id}", methods=["GET"])
 def get_contract(call, contract_id):
     return service.get_contract(call.principal, contract_id)
+
+
+@api.route("/contracts/{contract_id}/reports", methods=["GET"])
+def get_report(call, contract_id):
+    content_type, body = reporting.report(call.principal, contract_id, call.query, call.now)
+    if content_type == "text/csv":
+        return Response(body=body, status_code=200, headers={"Content-Type": "text/csv; charset=utf-8"})
+    return body
+
+
+@api.route("/contracts/{contract_id}/outages", methods=["POST"], roles=("admin",))
+def record_outage(call, contract_id):
+    return 201, reporting.record_outage(call.principal, contract_id, call.body, call.now)
+
+
+@api.route("/contracts/{contract_id}/outages", methods=["GET"])
+def list_outages(call, contract_id):
+    return reporting.list_outages(call.principal, contract_id)
+
+
+@api.route("/contracts/{contract_id}/tallies", methods=["POST"], roles=("admin",))
+def backfill_tally(call, contract_id):
+    return reporting.backfill(call.principal, contract_id, call.body, call.now)
 
 
 @api.route("/requests", methods=["POST"])
@@ -61,4 +84,14 @@ def revoke_token(call, token_id):
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def scan_deadlines(event):
     """Every minute: warnings, breach alerts and progress reminders that have come due (§4)."""
-    return scanner.scan(datetime.now(timezone.utc)).__dict__
+    return scanner.scan(datetime.now(UTC)).__dict__
+
+
+@app.schedule(Cron(5, 16, "*", "*", "?", "*"))
+def nightly_tally(event):
+    """00:05 Asia/Shanghai: tally each contract's previous local day (§5). A back-fill passes
+    {"date": "YYYY-MM-DD", "contract_id": optional} as the event's detail."""
+    detail = event.to_dict().get("detail") or {}
+    day = reporting.parse_date(detail["date"], "date") if detail.get("date") else None
+    tallies = reporting.run_nightly(datetime.now(UTC), day, detail.get("contract_id"))
+    return {"tallies": tallies}

@@ -55,6 +55,7 @@ class Timeline:
     stopped: list = field(default_factory=list)  # [start, end|None): clocks do not run (paused, resolved)
     progress_marks: list = field(default_factory=list)  # (at, "progress"|"resolve"|"reopen") after respond
     resolved_at: datetime | None = None
+    resolves: list = field(default_factory=list)  # every resolve, reopened or not
     rated_since_resolve: bool = False
     ratings: list = field(default_factory=list)  # (at, score)
     last_at: datetime | None = None
@@ -130,6 +131,7 @@ def _apply(t, event):
         elif t.first_response_at is not None:
             t.progress_marks.append((at, "resolve"))
         t.status, t.resolved_at, t.rated_since_resolve = RESOLVED, at, False
+        t.resolves.append(at)
         _stop(t, at)
     elif kind == "reprioritize":
         if event.priority == t.priority:
@@ -269,7 +271,11 @@ class SlaState:
     milestones: list
     next_check_at: datetime | None
     contract_version: int
-    ratings: list
+    ratings: list  # (at, score)
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None  # while resolved
+    resolves: list = field(default_factory=list)  # every resolve instant
+    last_event_at: datetime | None = None
 
     @property
     def breached(self):
@@ -437,6 +443,10 @@ def _state(timeline, policy, metrics, milestones, penalty, now):
         next_check_at=min(future) if future and timeline.status != RESOLVED else None,
         contract_version=policy.version,
         ratings=list(timeline.ratings),
+        first_response_at=timeline.first_response_at,
+        resolved_at=timeline.resolved_at,
+        resolves=list(timeline.resolves),
+        last_event_at=timeline.last_at,
     )
 
 

@@ -219,3 +219,64 @@ def _cte(body):
 def _template(language, kind, part):
     source = resources.files(__package__) / "templates" / language / f"{kind}.{part}"
     return Template(source.read_text(encoding="utf-8"))
+
+
+_TALLY_LABELS = {
+    "zh-CN": {
+        "received": "收到请求", "responded": "首次响应", "resolved": "已解决",
+        "first_response": "违约：首次响应", "progress_update": "违约：进度更新", "resolution": "违约：解决",
+        "penalties": "违约金（{currency}）", "item": "项目", "day": "当日", "month": "本月累计",
+    },
+    "en": {
+        "received": "Requests received", "responded": "First responses", "resolved": "Resolved",
+        "first_response": "Breaches: first response", "progress_update": "Breaches: progress update",
+        "resolution": "Breaches: resolution", "penalties": "Penalties ({currency})", "item": "",
+        "day": "That day", "month": "Month to date",
+    },
+}
+_TALLY_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
+                   'border-bottom:1px solid #eeeeee;">{label}</th>'
+                   '<td style="text-align:right;padding:6px 16px;border-bottom:1px solid #eeeeee;">{day}</td>'
+                   '<td style="text-align:right;padding:6px 0;border-bottom:1px solid #eeeeee;">{month}</td></tr>')
+
+
+def render_daily_tally(language, context):
+    """The nightly tally email to the contract's admins: the day's numbers and the month to date.
+
+    `context`: contract_name, contract_id, date, currency, and "day" / "month" dicts with received,
+    responded, resolved, penalties and breaches (day: metric → priority → count; month: metric → count).
+    """
+    _check_language(language)
+    labels = _TALLY_LABELS[language]
+    day, month = context["day"], context["month"]
+    day_breaches = {metric: sum(by_priority.values()) for metric, by_priority in day["breaches"].items()}
+    rows = [(labels[key], day[key], month[key]) for key in ("received", "responded", "resolved")]
+    rows += [(labels[metric], day_breaches.get(metric, 0), month["breaches"].get(metric, 0))
+             for metric in ("first_response", "progress_update", "resolution")]
+    rows.append((labels["penalties"].format(currency=context["currency"]), _number(day["penalties"]),
+                 _number(month["penalties"])))
+    values = {
+        "contract_name": _one_line(_string(context["contract_name"])),
+        "contract_id": _string(context["contract_id"]),
+        "date": _string(context["date"]),
+        "currency": _string(context["currency"]),
+        "breaches": str(sum(day_breaches.values())),
+        "penalties": _number(day["penalties"]),
+    }
+    width = max(len(label) for label, _, _ in rows)
+    text_rows = "\n".join(f"{label.ljust(width)}  {d!s:>8}  {m!s:>8}" for label, d, m in rows)
+    header = f"{labels['item'].ljust(width)}  {labels['day']:>8}  {labels['month']:>8}"
+    html_rows = "\n".join(_TALLY_ROW_HTML.format(label=html.escape(label), day=html.escape(str(d)),
+                                                 month=html.escape(str(m))) for label, d, m in rows)
+    markup = {key: html.escape(value) for key, value in values.items()}
+    return Rendered(
+        subject=_one_line(_template(language, "daily_tally", "subject.txt").substitute(values)),
+        text=_template(language, "daily_tally", "txt").substitute(values, rows=f"{header}\n{text_rows}"),
+        html=_template(language, "daily_tally", "html").substitute(
+            markup, rows=html_rows, day_heading=html.escape(labels["day"]),
+            month_heading=html.escape(labels["month"])),
+    )
+
+
+def _number(value):
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"

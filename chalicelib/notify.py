@@ -40,21 +40,27 @@ def ses():
 
 
 def outbox_entry(request, notification, policy, now):
-    rendered = notification.rendered(policy.notify.language)
+    """The outbox item of a request's notification (alerts.Notification)."""
+    return new_entry(request.request_id, request.contract_id, notification.key, notification.kind,
+                     notification.recipients, notification.rendered(policy.notify.language), policy, now)
+
+
+def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now):
+    """An outbox item, pending. `owner_id` is the request id, or "contract#<id>" for contract mail."""
     return NotificationModel(
-        request.request_id,
-        notification.key,
-        contract_id=request.contract_id,
-        kind=notification.kind,
+        owner_id,
+        key,
+        contract_id=contract_id,
+        kind=kind,
         status="pending",
-        recipients=list(notification.recipients),
+        recipients=list(recipients),
         sender=policy.notify.sender or os.environ.get("SLA_DEFAULT_SENDER", DEFAULT_SENDER),
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
         attempts=0,
         created_at=now,
-        pending_shard=shard_of(f"{request.request_id}|{notification.key}"),
+        pending_shard=shard_of(f"{owner_id}|{key}"),
         retry_at=now.timestamp(),
         expires_at=now + RETENTION,
     )

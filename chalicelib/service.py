@@ -15,7 +15,7 @@ from chalicelib.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.fields import reject_unknown, require_object
 from chalicelib.intake import contract_id_of, parse_event, parse_new_request
 from chalicelib.policy import parse_contract
-from chalicelib.tables import EventModel, RequestModel, shard_of
+from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, shard_of, utc_key
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WRITE_ATTEMPTS = 10
@@ -59,10 +59,15 @@ def _latest(contract_id):
     return record
 
 
-def get_contract(principal, contract_id):
+def latest_contract_of(principal, contract_id):
+    """The latest version of a contract the caller may see (400 bad id, 403 another's, 404 none)."""
     check_contract_id(contract_id)
     principal.require_contract(contract_id)
-    return contract_document(_latest(contract_id))
+    return _latest(contract_id)
+
+
+def get_contract(principal, contract_id):
+    return contract_document(latest_contract_of(principal, contract_id))
 
 
 def put_contract(principal, contract_id, body, now):
@@ -122,6 +127,8 @@ def cache_fields(request_id, state, check_now=None):
         "breached": state.breached,
         "next_check_at": next_check.timestamp() if next_check else None,
         "due_shard": shard_of(request_id) if next_check else None,
+        # Resolved: when it last changed (a rating after the resolve still counts on its day).
+        "closed_key": utc_key(state.last_event_at) if state.status == RESOLVED else OPEN_KEY,
     }
 
 

@@ -14,7 +14,16 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import ConflictError, ValidationError
-from chalicelib.tables import ContractModel, EventModel, IdempotencyModel, NotificationModel, RequestModel
+from chalicelib.tables import (
+    ContractModel,
+    EventModel,
+    IdempotencyModel,
+    NotificationModel,
+    OutageModel,
+    RequestModel,
+    TallyModel,
+    utc_key,
+)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -199,3 +208,38 @@ def complete_idempotency(key, status, body):
 def release_idempotency(key):
     """The first attempt failed: forget the key so the client may retry with it."""
     IdempotencyModel(key).delete()
+
+
+# --- tallies and outages -------------------------------------------------------------------------
+
+
+def contract_ids():
+    """Every contract id. The contracts table holds a few items per customer agreement, so a
+    projected scan is fine here; requests are never scanned."""
+    return sorted({item.contract_id for item in ContractModel.scan(attributes_to_get=["contract_id"])})
+
+
+def requests_active_since(contract_id, start):
+    """The contract's requests resolved at or after `start`, and every open one: the only ones that
+    can have anything to count on a day beginning at `start`."""
+    return RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
+
+
+def tallies_of_month(contract_id, month_prefix):
+    return list(TallyModel.query(contract_id, TallyModel.day.startswith(month_prefix), consistent_read=True))
+
+
+def save_tally(tally):
+    tally.save()
+
+
+def outages_of(contract_id):
+    return list(OutageModel.query(contract_id, consistent_read=True))
+
+
+def replace_outages(removed, added):
+    """Swap merged outages for their union in one transaction."""
+    with TransactWrite(connection=_connection()) as tx:
+        for outage in removed:
+            tx.delete(outage)
+        tx.save(added)

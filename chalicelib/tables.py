@@ -6,6 +6,7 @@ Meta is evaluated at import, so every setting read here from the environment has
 """
 import hashlib
 import os
+from datetime import UTC
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -76,6 +77,27 @@ class RequestsDueForCheck(GlobalSecondaryIndex):
     next_check_at = NumberAttribute(range_key=True)
 
 
+def utc_key(moment):
+    """A sortable fixed-width UTC string key for an aware datetime."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+OPEN_KEY = "~open"  # sorts after every ISO timestamp: open requests come last in `by_contract_closed`
+
+
+class RequestsByContractClosed(GlobalSecondaryIndex):
+    """A contract's requests by when they last changed once resolved (`closed_key`, a UTC instant
+    key, or OPEN_KEY while open). The nightly tally of day D queries `closed_key >= start of D`:
+    requests active that day, never the history that went quiet before it."""
+
+    class Meta:
+        index_name = "by_contract_closed"
+        projection = AllProjection()  # the tally evaluates each request's timeline
+
+    contract_id = UnicodeAttribute(hash_key=True)
+    closed_key = UnicodeAttribute(range_key=True)
+
+
 class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
@@ -106,8 +128,10 @@ class RequestModel(Model):
     breached = BooleanAttribute(default=False)
     next_check_at = NumberAttribute(null=True)  # epoch seconds
     due_shard = UnicodeAttribute(null=True)  # set only while next_check_at is
+    closed_key = UnicodeAttribute(default=OPEN_KEY)
 
     by_contract = RequestsByContract()
+    by_contract_closed = RequestsByContractClosed()
     due_for_check = RequestsDueForCheck()
 
 
@@ -196,7 +220,36 @@ class NotificationModel(Model):
     pending = PendingNotifications()
 
 
-MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel)
+class TallyModel(Model):
+    """One nightly tally per contract and local day; re-running a day rewrites it."""
+
+    class Meta(_Meta):
+        table_name = f"{PREFIX}tallies"
+
+    contract_id = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)  # YYYY-MM-DD in the contract's timezone
+    tally = JSONAttribute()  # counts, breaches, on-time counts, ratings, penalty lines
+    penalties_raw = NumberAttribute()  # accrued that day before the monthly cap
+    penalties = NumberAttribute()  # what the cap leaves of it, given the earlier days of the month
+    computed_at = UTCDateTimeAttribute()
+
+
+class OutageModel(Model):
+    """Service outages feeding availability; overlapping ones are merged when recorded."""
+
+    class Meta(_Meta):
+        table_name = f"{PREFIX}outages"
+
+    contract_id = UnicodeAttribute(hash_key=True)
+    start = UnicodeAttribute(range_key=True)  # ISO UTC instant
+    end = UnicodeAttribute()
+    description = UnicodeAttribute()
+    recorded_at = UTCDateTimeAttribute()
+    recorded_by = UnicodeAttribute()
+
+
+MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel, TallyModel,
+          OutageModel)
 
 
 def create_all():

@@ -1,0 +1,188 @@
+"""nightly_tally, back-fills, monthly reports and outages: load, call the pure tally, store."""
+import logging
+import re
+from datetime import date, datetime, timedelta
+
+from chalicelib import notify, service, store
+from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.emails import render_daily_tally
+from chalicelib.errors import ValidationError
+from chalicelib.fields import instant, reject_unknown, require_object, text
+from chalicelib.logs import log_event
+from chalicelib.tables import OutageModel, TallyModel, utc_key
+from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_report, report_csv, tally_day
+
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+logger = logging.getLogger("sla_clock.tally")
+
+
+def previous_day(policy, now):
+    return now.astimezone(policy.calendar.tz).date() - timedelta(days=1)
+
+
+def run_nightly(now, day=None, contract_id=None):
+    """Tally the previous local day (or `day`) of every contract (or one). Returns the tallies."""
+    results = []
+    for cid in [contract_id] if contract_id else store.contract_ids():
+        record = store.latest_contract(cid)
+        if record is None:
+            raise ValidationError("contract_id", f"no contract {cid!r}")
+        policy = service.policy_of(record)
+        results.append(tally_contract_day(cid, policy, day or previous_day(policy, now), now))
+    return results
+
+
+def tally_contract_day(contract_id, policy, day, now):
+    """Tally one local day of one contract, store it, re-apply the month's cap, email the admins."""
+    tz = policy.calendar.tz
+    start, end = day_bounds(day, tz)
+    pinned, evaluated, read = {}, [], 0
+    for item in store.requests_active_since(contract_id, start):
+        read += 1
+        if item.received_at >= end:
+            continue
+        request_policy = policy if item.status != RESOLVED else _pinned(item, pinned, policy)
+        state = evaluate(request_policy, service.facts_of(item), service.clock_events(item), now)
+        evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
+    tally = tally_day(day, tz, evaluated)
+    TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,
+               penalties=tally.penalties_raw, computed_at=now).save()
+    month = _cap_month(contract_id, day, policy)
+    today = next(t for t in month if t.day == tally.date)
+    _email_admins(contract_id, policy, tally, today, month, now)
+    log_event(logger, "tally finished", contract_id=contract_id, day=tally.date, requests_read=read,
+              received=tally.received, breaches=tally.breach_count, penalties=today.penalties,
+              window=[start.isoformat(), end.isoformat()])
+    return tally_document(contract_id, policy, today)
+
+
+def _pinned(item, cache, latest):
+    version = int(item.contract_version)
+    if version == latest.version:
+        return latest
+    if version not in cache:
+        cache[version] = service.policy_for(item)
+    return cache[version]
+
+
+def _cap_month(contract_id, day, policy):
+    """Re-apply the monthly cap over the month's days in order; rewrite the days it changes."""
+    month = sorted(store.tallies_of_month(contract_id, day.strftime("%Y-%m-")), key=lambda t: t.day)
+    capped = apply_cap([(t.day, t.penalties_raw) for t in month], policy.penalties.monthly_cap)
+    for item, (_, allowed) in zip(month, capped, strict=True):
+        if item.penalties != allowed:
+            item.update(actions=[TallyModel.penalties.set(allowed)])
+    return month
+
+
+def tally_document(contract_id, policy, item):
+    return {"contract_id": contract_id, "currency": policy.penalties.currency, **item.tally,
+            "penalties": item.penalties}
+
+
+def _email_admins(contract_id, policy, tally, today, month, now):
+    """The day's numbers and the month to date, once per contract × day."""
+    if not policy.notify.admins:
+        return
+    to_date = [t for t in month if t.day <= tally.date]
+    rendered = render_daily_tally(policy.notify.language, {
+        "contract_name": policy.name,
+        "contract_id": contract_id,
+        "date": tally.date,
+        "currency": policy.penalties.currency,
+        "day": {**tally.as_dict(), "penalties": today.penalties},
+        "month": {
+            key: sum(t.tally[key] for t in to_date) for key in ("received", "responded", "resolved")
+        } | {
+            "breaches": {metric: sum(sum(t.tally["breaches"].get(metric, {}).values()) for t in to_date)
+                         for metric in ("first_response", "progress_update", "resolution")},
+            "penalties": sum(t.penalties for t in to_date),
+        },
+    })
+    entry = notify.new_entry(f"contract#{contract_id}", contract_id, f"daily_tally|{tally.date}", "daily_tally",
+                             policy.notify.admins, rendered, policy, now)
+    if notify.enqueue(entry):
+        notify.deliver_quietly([entry], now)
+
+
+# --- the API's side ------------------------------------------------------------------------------
+
+
+def backfill(principal, contract_id, body, now):
+    """POST /contracts/{id}/tallies {"date": "YYYY-MM-DD"}: tally that day again (admins)."""
+    body = require_object(body, "body")
+    reject_unknown(body, ("date",))
+    record = service.latest_contract_of(principal, contract_id)
+    policy = service.policy_of(record)
+    day = parse_date(body.get("date"), "date")
+    if day > now.astimezone(policy.calendar.tz).date():
+        raise ValidationError("date", "must not lie in the future")
+    return tally_contract_day(contract_id, policy, day, now)
+
+
+def parse_date(value, name):
+    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        raise ValidationError(name, "must be a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(name, f"{value!r} is not a calendar date") from None
+
+
+def report(principal, contract_id, params, now):
+    """GET /contracts/{id}/reports?month=YYYY-MM[&format=csv]: (content type, body)."""
+    params = params or {}
+    reject_unknown(params, ("month", "format"))
+    record = service.latest_contract_of(principal, contract_id)
+    policy = service.policy_of(record)
+    match = MONTH.match(params.get("month") or "")
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise ValidationError("month", "is required, as YYYY-MM")
+    kind = params.get("format", "json")
+    if kind not in ("json", "csv"):
+        raise ValidationError("format", "must be json or csv")
+    tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
+    outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
+    document = month_report(contract_id, (int(match.group(1)), int(match.group(2))), policy,
+                            [{"tally": t.tally, "penalties": t.penalties} for t in tallies], outages)
+    return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
+
+
+def record_outage(principal, contract_id, body, now):
+    """POST /contracts/{id}/outages: validated, end after start, merged with overlapping ones."""
+    body = require_object(body, "body")
+    reject_unknown(body, ("start", "end", "description"))
+    service.latest_contract_of(principal, contract_id)
+    for key in ("start", "end"):
+        if key not in body:
+            raise ValidationError(key, "is required")
+    start, end = instant(body["start"], "start"), instant(body["end"], "end")
+    if end <= start:
+        raise ValidationError("end", "must be after start")
+    if end > now:
+        raise ValidationError("end", "must not lie in the future: record an outage once it is over")
+    description = text(body.get("description") or "-", "description", 500)
+    overlapping = [o for o in store.outages_of(contract_id)
+                   if o.start <= utc_key(end) and o.end >= utc_key(start)]
+    merged_start = min([start] + [datetime.fromisoformat(o.start) for o in overlapping])
+    merged_end = max([end] + [datetime.fromisoformat(o.end) for o in overlapping])
+    descriptions = list(dict.fromkeys([o.description for o in overlapping] + [description]))
+    merged = OutageModel(contract_id, utc_key(merged_start), end=utc_key(merged_end),
+                         description="; ".join(descriptions)[:2000], recorded_at=now,
+                         recorded_by=principal.token_id)
+    store.replace_outages([o for o in overlapping if o.start != merged.start], merged)
+    return {"outage": outage_document(merged), "merged": len(overlapping),
+            "outages": list_outages(principal, contract_id)["outages"]}
+
+
+def list_outages(principal, contract_id):
+    service.latest_contract_of(principal, contract_id)
+    return {"outages": [outage_document(o) for o in store.outages_of(contract_id)]}
+
+
+def outage_document(outage):
+    return {"start": _iso(outage.start), "end": _iso(outage.end), "description": outage.description}
+
+
+def _iso(key):
+    return datetime.fromisoformat(key).isoformat()

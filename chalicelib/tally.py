@@ -1,0 +1,200 @@
+"""Nightly tally and monthly report (DESIGN.md §5), pure: evaluated requests in, numbers out.
+
+A day is a local calendar day of the contract's timezone, [start, end). Everything a day counts is
+read off each request's SLA state, which the clock derives from its timeline, so the tally needs
+no scanner and a re-run for the same day gives the same numbers:
+- received: received that day; responded: first response met that day; resolved: resolve events;
+- breaches: breach milestones that day (a deadline at 23:59 belongs to that day), per metric and priority;
+- penalties: `late_first_response` at the first-response breach, `late_progress` at each missed
+  cycle, `late_resolution_per_day` at the start of each started 24 h of lateness;
+- on time / late per priority for first response and resolution, decided that day;
+- ratings given that day.
+The monthly cap applies to the month's days in order (`apply_cap`).
+"""
+import csv
+import io
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+
+from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
+
+METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)
+DECIDED_METRICS = (FIRST_RESPONSE, RESOLUTION)
+GOOD_RATING = 4
+CSV_COLUMNS = ("date", "received", "responded", "resolved", "breaches", "penalties", "penalties_before_cap")
+
+
+def day_bounds(day, tz):
+    """[start, end) of a local day as aware datetimes (23 or 25 hours long on DST changes)."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+
+
+def month_bounds(month, tz):
+    """[start, end) of a local month given as (year, month)."""
+    year, number = month
+    following = date(year + number // 12, number % 12 + 1, 1)
+    return day_bounds(date(year, number, 1), tz)[0], day_bounds(following, tz)[0]
+
+
+@dataclass
+class DayTally:
+    date: str
+    received: int = 0
+    responded: int = 0
+    resolved: int = 0
+    breaches: dict = field(default_factory=dict)  # metric -> priority -> count
+    decided: dict = field(default_factory=dict)  # priority -> metric -> {"on_time": n, "late": n}
+    ratings: int = 0
+    good_ratings: int = 0
+    penalties_raw: float = 0
+    penalty_lines: list = field(default_factory=list)  # {"request_id", "reason", "amount", "at"}
+
+    @property
+    def breach_count(self):
+        return sum(sum(by_priority.values()) for by_priority in self.breaches.values())
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A request as the tally needs it: its facts, its SLA state, and the penalties of its policy."""
+
+    request_id: str
+    received_at: datetime
+    state: object  # clock.SlaState
+    penalties: object  # policy.Penalties
+
+
+def tally_day(day, tz, requests):
+    start, end = day_bounds(day, tz)
+    within = lambda moment: moment is not None and start <= moment < end  # noqa: E731
+    result = DayTally(date=day.isoformat())
+    breaches = defaultdict(lambda: defaultdict(int))
+    decided = defaultdict(lambda: defaultdict(lambda: {"on_time": 0, "late": 0}))
+    for request in requests:
+        state, priority = request.state, request.state.priority
+        result.received += within(request.received_at)
+        result.responded += within(state.first_response_at)
+        result.resolved += sum(1 for moment in state.resolves if within(moment))
+        for at, score in state.ratings:
+            if within(at):
+                result.ratings += 1
+                result.good_ratings += score >= GOOD_RATING
+        for metric in DECIDED_METRICS:
+            outcome = state.metrics.get(metric)
+            if outcome is not None and not outcome.breached and within(outcome.met_at):
+                decided[priority][metric]["on_time"] += 1
+        for milestone in state.milestones:
+            if not within(milestone.at):
+                continue
+            if milestone.kind == "breach":
+                breaches[milestone.metric][priority] += 1
+                if milestone.metric in DECIDED_METRICS:
+                    decided[priority][milestone.metric]["late"] += 1
+            amount, reason = _penalty(milestone, request.penalties)
+            if amount:
+                result.penalties_raw += amount
+                result.penalty_lines.append({"request_id": request.request_id, "reason": reason,
+                                             "amount": amount, "at": milestone.at.astimezone(tz).isoformat()})
+    result.breaches = {metric: dict(by_priority) for metric, by_priority in breaches.items()}
+    result.decided = {priority: {m: dict(c) for m, c in by_metric.items()} for priority, by_metric in decided.items()}
+    return result
+
+
+def _penalty(milestone, penalties):
+    if milestone.kind == "breach" and milestone.metric == FIRST_RESPONSE:
+        return penalties.late_first_response, "late_first_response"
+    if milestone.kind == "breach" and milestone.metric == PROGRESS_UPDATE:
+        return penalties.late_progress, f"late_progress (cycle {milestone.cycle})"
+    if milestone.kind == "penalty_day":
+        return penalties.late_resolution_per_day, f"late_resolution_per_day (day {milestone.cycle})"
+    return 0, None
+
+
+def apply_cap(raw_by_day, cap):
+    """[(day, raw)] of one month in order → [(day, capped)]: the month's total never exceeds `cap`."""
+    capped, total = [], 0
+    for day, raw in raw_by_day:
+        allowed = raw if cap is None else max(0, min(raw, cap - total))
+        capped.append((day, allowed))
+        total += allowed
+    return capped
+
+
+def _rate(part, whole, digits=4):
+    return round(part / whole, digits) if whole else None
+
+
+def _kpi(actual, target):
+    return {"actual": actual, "target": target, "met": None if actual is None else actual >= target}
+
+
+def outage_minutes(outages, start, end):
+    """Minutes of [start, end) covered by (already merged) outages."""
+    total = 0.0
+    for outage_start, outage_end in outages:
+        overlap = min(end, outage_end) - max(start, outage_start)
+        total += max(0.0, overlap.total_seconds() / 60)
+    return total
+
+
+def month_report(contract_id, month, policy, tallies, outages):
+    """The §5 report from the month's stored tallies (dicts with "tally" and "penalties") and outages."""
+    tz = policy.calendar.tz
+    start, end = month_bounds(month, tz)
+    days = [t["tally"] for t in tallies]
+    received = sum(d["received"] for d in days)
+    resolved = sum(d["resolved"] for d in days)
+    ratings = sum(d["ratings"] for d in days)
+    breaches = {metric: sum(sum(d["breaches"].get(metric, {}).values()) for d in days) for metric in METRICS}
+    decided = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for d in days:
+        for priority, by_metric in d["decided"].items():
+            for metric, counts in by_metric.items():
+                decided[priority][metric][0] += counts["on_time"]
+                decided[priority][metric][1] += counts["on_time"] + counts["late"]
+    raw_total = sum(d["penalties_raw"] for d in days)
+    total = sum(t["penalties"] for t in tallies)
+    month_minutes = (end - start).total_seconds() / 60
+    return {
+        "contract_id": contract_id,
+        "month": f"{month[0]:04d}-{month[1]:02d}",
+        "currency": policy.penalties.currency,
+        "requests": {"received": received, "responded": sum(d["responded"] for d in days), "resolved": resolved},
+        "breaches": breaches,
+        "on_time_rate": {
+            priority: {metric: _rate(on_time, all_, 2) for metric, (on_time, all_) in by_metric.items() if all_}
+            for priority, by_metric in sorted(decided.items())
+        },
+        "penalties": {"total": _money(total), "capped": total < raw_total},
+        "kpi": {
+            "availability": _kpi(round(1 - outage_minutes(outages, start, end) / month_minutes, 4),
+                                 policy.kpi["availability"]),
+            "satisfaction": _kpi(_rate(sum(d["good_ratings"] for d in days), ratings), policy.kpi["satisfaction"]),
+            "resolution_rate": _kpi(_rate(resolved, received), policy.kpi["resolution_rate"]),
+        },
+        "days": [
+            {"date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
+             "breaches": sum(sum(v.values()) for v in d["breaches"].values()), "penalties": _money(t["penalties"]),
+             "penalties_before_cap": _money(d["penalties_raw"])}
+            for t, d in zip(tallies, days, strict=True)
+        ],
+    }
+
+
+def report_csv(report):
+    """The report's days as CSV for spreadsheets (UTF-8, header row first)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for day in report["days"]:
+        writer.writerow({key: day[key] for key in CSV_COLUMNS})
+    return out.getvalue()
+
+
+def _money(value):
+    return int(value) if float(value).is_integer() else round(value, 2)
