@@ -7,14 +7,16 @@ from chalicelib.clock import evaluate
 from chalicelib.tables import RequestModel
 
 
-def request_item(policy, contract_id, priority, received_at, now, requester="zhang@customer.example"):
-    """An open request received at `received_at` on a designated channel, evaluated at `now`."""
+def request_item(policy, contract_id, priority, received_at, now, events=(), requester="zhang@customer.example"):
+    """A request received at `received_at` on a designated channel, with `events` [(type, at)]
+    after it, evaluated at `now`."""
     request_id = "req_" + uuid.uuid4().hex
     item = RequestModel(
         request_id, contract_id=contract_id, listed_at=f"{received_at.timestamp():017.6f}#{request_id}",
         priority=priority, channel="portal", designated=True, subject="批量请求", description=None,
         requester={"email": requester}, received_at=received_at, created_by="factory",
-        timeline=[{"seq": 1, "type": "received", "at": received_at.isoformat()}],
+        timeline=[{"seq": seq, "type": kind, "at": at.isoformat()}
+                  for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
     )
     state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
     for name, value in service.cache_fields(request_id, state).items():
