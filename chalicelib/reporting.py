@@ -10,7 +10,7 @@ from chalicelib.errors import ValidationError
 from chalicelib.fields import instant, reject_unknown, require_object, text
 from chalicelib.logs import log_event
 from chalicelib.tables import OutageModel, TallyModel, utc_key
-from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_report, report_csv, tally_day
+from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 logger = logging.getLogger("sla_clock.tally")
@@ -141,10 +141,13 @@ def report(principal, contract_id, params, now):
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
+    month = (int(match.group(1)), int(match.group(2)))
     tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
-    document = month_report(contract_id, (int(match.group(1)), int(match.group(2))), policy,
-                            [{"tally": t.tally, "penalties": t.penalties} for t in tallies], outages)
+    in_month = store.requests_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
+    received = [item.status for item in in_month]
+    document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
+                            outages, (len(received), received.count(RESOLVED)))
     return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
 
 

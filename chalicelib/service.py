@@ -15,7 +15,7 @@ from chalicelib.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.fields import reject_unknown, require_object
 from chalicelib.intake import contract_id_of, parse_event, parse_new_request
 from chalicelib.policy import parse_contract
-from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, shard_of, utc_key
+from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, utc_key
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WRITE_ATTEMPTS = 10
@@ -207,7 +207,7 @@ def _create_request(principal, body, now):
     item = RequestModel(
         request_id,
         contract_id=contract_id,
-        listed_at=f"{new.received_at.timestamp():017.6f}#{request_id}",
+        listed_at=listing_key(new.received_at, request_id),
         priority=new.priority,
         channel=new.channel,
         designated=policy.is_designated(new.channel),

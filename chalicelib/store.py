@@ -22,6 +22,7 @@ from chalicelib.tables import (
     OutageModel,
     RequestModel,
     TallyModel,
+    listing_key,
     utc_key,
 )
 
@@ -223,6 +224,12 @@ def requests_active_since(contract_id, start):
     """The contract's requests resolved at or after `start`, and every open one: the only ones that
     can have anything to count on a day beginning at `start`."""
     return RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
+
+
+def requests_received_between(contract_id, start, end):
+    """The contract's requests received in [start, end), through the listing index."""
+    bounds = listing_key(start), listing_key(end)
+    return RequestModel.by_contract.query(contract_id, RequestModel.listed_at.between(*bounds))
 
 
 def tallies_of_month(contract_id, month_prefix):

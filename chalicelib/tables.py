@@ -82,6 +82,12 @@ def utc_key(moment):
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def listing_key(received_at, request_id=""):
+    """`listed_at`: the received instant, fixed width so strings sort like instants, then the id.
+    Without an id it is a bound for range queries: every request received at that instant sorts after it."""
+    return f"{received_at.timestamp():017.6f}" + (f"#{request_id}" if request_id else "")
+
+
 OPEN_KEY = "~open"  # sorts after every ISO timestamp: open requests come last in `by_contract_closed`
 
 

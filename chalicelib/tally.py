@@ -142,8 +142,12 @@ def outage_minutes(outages, start, end):
     return total
 
 
-def month_report(contract_id, month, policy, tallies, outages):
-    """The §5 report from the month's stored tallies (dicts with "tally" and "penalties") and outages."""
+def month_report(contract_id, month, policy, tallies, outages, received_resolved):
+    """The §5 report from the month's stored tallies (dicts with "tally" and "penalties"), outages,
+    and `received_resolved`: (requests received in the month, how many of them are resolved now).
+
+    Resolution rate is the share of the month's requests that are resolved, so requests carried
+    over from the month before do not push it above 1."""
     tz = policy.calendar.tz
     start, end = month_bounds(month, tz)
     days = [t["tally"] for t in tallies]
@@ -175,7 +179,7 @@ def month_report(contract_id, month, policy, tallies, outages):
             "availability": _kpi(round(1 - outage_minutes(outages, start, end) / month_minutes, 4),
                                  policy.kpi["availability"]),
             "satisfaction": _kpi(_rate(sum(d["good_ratings"] for d in days), ratings), policy.kpi["satisfaction"]),
-            "resolution_rate": _kpi(_rate(resolved, received), policy.kpi["resolution_rate"]),
+            "resolution_rate": _kpi(_rate(received_resolved[1], received_resolved[0]), policy.kpi["resolution_rate"]),
         },
         "days": [
             {"date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],

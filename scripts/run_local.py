@@ -11,6 +11,7 @@
 
 Ctrl-C or SIGTERM stops everything and exits 0. Everything lives in memory: a restart starts afresh.
 """
+import json
 import logging
 import os
 import secrets
@@ -146,6 +147,19 @@ class MailSummary(logging.Handler):
                   flush=True)
 
 
+def write_run_state(urls, seeded):
+    """Where the running service is and its tokens, for `make demo` (SLA_RUN_STATE, default
+    .run/local.json: git-ignored, owner-only)."""
+    path = Path(os.environ.get("SLA_RUN_STATE") or ROOT / ".run" / "local.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"api": urls["api"], "moto": urls["moto"], "table_prefix": os.environ["SLA_TABLE_PREFIX"],
+             "region": os.environ["AWS_DEFAULT_REGION"], "eml_dir": os.environ["SLA_EML_DIR"],
+             "contract_id": seeded["contract_id"], "admin": os.environ["SLA_ADMIN_TOKEN"],
+             "agent": seeded["agent"], "client": seeded["client"]}
+    path.write_text(json.dumps(state, indent=2))
+    path.chmod(0o600)
+
+
 def banner(urls, admin_token, generated, seeded):
     q = shlex.quote
     lines = [
@@ -218,7 +232,9 @@ def serve(stack):
     ticker.start()
     stack.callback(ticker.stop)
 
-    banner({"api": f"http://{HOST}:{server.port}", "moto": moto_url}, os.environ["SLA_ADMIN_TOKEN"],
+    urls = {"api": f"http://{HOST}:{server.port}", "moto": moto_url}
+    write_run_state(urls, seeded)
+    banner(urls, os.environ["SLA_ADMIN_TOKEN"],
            generated is not None, seeded)
 
 

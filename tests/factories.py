@@ -4,7 +4,7 @@ import uuid
 
 from chalicelib import service
 from chalicelib.clock import evaluate
-from chalicelib.tables import RequestModel
+from chalicelib.tables import RequestModel, listing_key
 
 
 def request_item(policy, contract_id, priority, received_at, now, events=(), requester="zhang@customer.example"):
@@ -12,7 +12,7 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
     after it, evaluated at `now`."""
     request_id = "req_" + uuid.uuid4().hex
     item = RequestModel(
-        request_id, contract_id=contract_id, listed_at=f"{received_at.timestamp():017.6f}#{request_id}",
+        request_id, contract_id=contract_id, listed_at=listing_key(received_at, request_id),
         priority=priority, channel="portal", designated=True, subject="批量请求", description=None,
         requester={"email": requester}, received_at=received_at, created_by="factory",
         timeline=[{"seq": seq, "type": kind, "at": at.isoformat()}

@@ -54,9 +54,11 @@ def call(method, url, token=None, body=None):
 
 
 @pytest.fixture
-def running():
-    """scripts/run_local.py on free ports; yields (process, exports, stdout lines so far, drained_stderr())."""
-    env = dict(os.environ, SLA_PORT=str(free_port()), SLA_MOTO_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+def running(tmp_path):
+    """scripts/run_local.py on free ports, its state and emails under tmp_path; yields (process,
+    exports, stdout lines so far, drained_stderr(), environment)."""
+    env = dict(os.environ, SLA_PORT=str(free_port()), SLA_MOTO_PORT=str(free_port()), PYTHONUNBUFFERED="1",
+               SLA_RUN_STATE=str(tmp_path / "local.json"), SLA_EML_DIR=str(tmp_path / "outbox"))
     for key in ("SLA_ADMIN_TOKEN", "SLA_TABLE_PREFIX", "AWS_ENDPOINT_URL"):
         env.pop(key, None)  # the script's own defaults: a generated admin token, the local prefix
     process = subprocess.Popen(
@@ -81,7 +83,7 @@ def running():
             exports[key] = value
     try:
         assert len(exports) == 4, "".join(output) + "".join(stderr)
-        yield process, exports, output, lambda: [reader.join(5) for reader in readers] and "".join(stderr)
+        yield process, exports, output, lambda: [reader.join(5) for reader in readers] and "".join(stderr), env
     finally:
         if process.poll() is None:
             process.kill()
@@ -89,7 +91,7 @@ def running():
 
 
 def test_make_run_serves_the_api_on_seeded_moto_and_stops_cleanly_on_ctrl_c(running):
-    process, exports, output, drained_stderr = running
+    process, exports, output, drained_stderr, _ = running
     base = exports["SLA"]
     assert base.startswith("http://127.0.0.1:")
     for _ in range(50):  # the banner is printed once the socket listens: a few polls at most
@@ -118,6 +120,22 @@ def test_make_run_serves_the_api_on_seeded_moto_and_stops_cleanly_on_ctrl_c(runn
     assert process.wait(timeout=20) == 0
     assert "Traceback" not in drained_stderr()
     assert any("no scheduled functions yet" in line or "ticker: every" in line for line in output)
+
+
+def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, tmp_path):
+    process, exports, _, drained_stderr, env = running
+    demo = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Report 2026-10:" in demo.stdout and "2026-10-01  received  1" in demo.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) > 20
+    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr  # idempotent: nothing posted twice
+    status, listing = call("GET", f"{exports['SLA']}/requests?limit=50", exports["AGENT"])
+    assert status == 200 and len(listing["items"]) == 7
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=20) == 0
 
 
 def test_ticker_invokes_every_scheduled_function_and_logs_failures(caplog):

@@ -1,0 +1,138 @@
+"""`make demo`: the whole product in one minute, against a running `make run`.
+
+Posts a realistic fortnight of backdated requests for the demo contract with the agent token, around
+the 2026 National Day holiday (1–7 October; make-up working days 20 September and 10 October): some
+answered on time, some late, one received the afternoon before the holiday, one on the 24x7 clock in
+the middle of it, one from WeChat registered after it, one never answered. Then it runs the deadline
+scanner once (in this process, against the same moto server), tallies every day through the admin
+back-fill endpoint, and prints the October report and the emails sent.
+
+Re-running is safe: every request carries an Idempotency-Key, and events already posted are skipped.
+"""
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("SLA_RUN_STATE") or ROOT / ".run" / "local.json")  # written by `make run`
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def at(text):
+    return datetime.strptime(text, "%m-%d %H:%M").replace(year=2026, tzinfo=SH)
+
+
+# (key, priority, channel, subject, received, [events (type, at, extra)])
+WEEK = [
+    ("vpn", "high", "portal", "VPN 无法连接", "09-28 09:20",
+     [("respond", "09-28 10:00"), ("progress", "09-28 13:30", {"note": "已定位到证书过期"}),
+      ("resolve", "09-28 15:00", {"note": "已更新证书"})]),
+    ("report", "medium", "email", "报表导出中文乱码", "09-28 14:00",
+     [("respond", "09-29 11:30", {"note": "正在排查编码设置"}), ("resolve", "09-30 10:00")]),
+    ("printer", "low", "hotline", "打印机驱动安装失败", "09-28 11:00", []),
+    ("account", "low", "portal", "申请新增三个账号", "09-29 22:30",
+     [("respond", "09-30 09:40"), ("await_customer", "09-30 09:45", {"note": "请提供部门负责人审批单"}),
+      ("customer_reply", "10-08 09:10"), ("resolve", "10-08 11:00", {"note": "账号已开通"})]),
+    ("payment", "high", "portal", "支付接口超时", "09-30 16:30",
+     [("respond", "10-08 09:30", {"note": "节后第一时间处理"}), ("resolve", "10-08 16:00")]),
+    ("outage", "urgent", "hotline", "核心系统宕机", "10-01 03:00",
+     [("respond", "10-01 03:20"), ("progress", "10-01 04:10"), ("progress", "10-01 05:30"),
+      ("resolve", "10-01 12:00", {"note": "数据库主备切换完成"})]),
+    ("wechat", "medium", "wechat", "微信反馈：登录验证码收不到", "10-02 10:00",
+     [("register", "10-08 09:00", {"channel": "portal"}), ("respond", "10-08 13:40"),
+      ("resolve", "10-09 10:00")]),
+]
+RATINGS = {"vpn": (5, "09-28 16:00"), "report": (3, "09-30 11:00"), "outage": (4, "10-01 13:00")}
+DAYS = [date(2026, 9, 28) + timedelta(days=n) for n in range(12)]  # 28 Sep – 9 Oct
+
+
+class Api:
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, token, body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+def post_requests(api, state):
+    ids = {}
+    for key, priority, channel, subject, received, events in WEEK:
+        body = {"contract_id": state["contract_id"], "priority": priority, "channel": channel, "subject": subject,
+                "requester": {"name": "王经理", "email": f"{key}@customer.example"},
+                "received_at": at(received).isoformat()}
+        status, created = api.call("POST", "/requests", state["agent"], body, {"Idempotency-Key": f"demo-{key}"})
+        if status != 201:
+            sys.exit(f"demo: POST /requests answered {status}: {created}")
+        ids[key] = created["request_id"]
+        _, current = api.call("GET", f"/requests/{ids[key]}", state["agent"])
+        for kind, when, *extra in events[len(current["events"]) - 1:]:
+            body = {"type": kind, "at": at(when).isoformat(), **(extra[0] if extra else {})}
+            status, answer = api.call("POST", f"/requests/{ids[key]}/events", state["agent"], body)
+            if status != 200:
+                sys.exit(f"demo: {kind} on {key} answered {status}: {answer}")
+        if key in RATINGS and not any(e["type"] == "rate" for e in current["events"]):
+            score, when = RATINGS[key]  # recorded by an admin on the customer's behalf, with its time
+            api.call("POST", f"/requests/{ids[key]}/events", state["admin"],
+                     {"type": "rate", "score": score, "at": at(when).isoformat()})
+        print(f"  {priority:<6} {subject:<16} {ids[key]}")
+    return ids
+
+
+def run_scanner(state):
+    """The scanner once, now, in this process against the running moto server."""
+    os.environ.update(AWS_ENDPOINT_URL=state["moto"], SLA_TABLE_PREFIX=state["table_prefix"],
+                      AWS_DEFAULT_REGION=state["region"], AWS_ACCESS_KEY_ID="testing",
+                      AWS_SECRET_ACCESS_KEY="testing", SLA_EML_DIR=state["eml_dir"], SLA_LOG_LEVEL="WARNING")
+    sys.path.insert(0, str(ROOT))
+    from chalicelib import logs, scanner
+
+    logs.configure()
+    return scanner.scan(datetime.now(UTC))
+
+
+def main():
+    if not STATE.exists():
+        sys.exit("demo: start the service first with `make run` (in another terminal)")
+    state = json.loads(STATE.read_text())
+    api = Api(state["api"])
+    try:
+        api.call("GET", "/health", state["admin"])
+    except urllib.error.URLError:
+        sys.exit(f"demo: nothing answers at {state['api']}: is `make run` still running?")
+    print(f"Posting a fortnight around National Day 2026 to contract {state['contract_id']!r}:")
+    post_requests(api, state)
+    report = run_scanner(state)
+    print(f"\nScanner: {report.due} requests due, {report.sent} emails sent, {report.pending} pending.")
+    print("Tallying each day (POST /contracts/…/tallies):")
+    for day in DAYS:
+        status, tally = api.call("POST", f"/contracts/{state['contract_id']}/tallies", state["admin"],
+                                 {"date": day.isoformat()})
+        breaches = sum(sum(v.values()) for v in tally["breaches"].values()) if status == 200 else "?"
+        print(f"  {day}  received {tally.get('received', '?'):>2}  breaches {breaches:>2}  "
+              f"penalties {tally.get('penalties', '?')} {tally.get('currency', '')}")
+    for month in ("2026-09", "2026-10"):
+        _, body = api.call("GET", f"/contracts/{state['contract_id']}/reports?month={month}", state["admin"])
+        print(f"\nReport {month}:")
+        print(json.dumps({k: body[k] for k in ("requests", "breaches", "on_time_rate", "penalties", "kpi")},
+                         ensure_ascii=False, indent=2))
+    emails = sorted(Path(state["eml_dir"]).glob("*.eml"))
+    kinds = Counter(path.stem.split("-", 2)[2].split("_")[0] for path in emails)
+    print(f"\n{len(emails)} emails in {state['eml_dir']}/: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
