@@ -79,7 +79,10 @@ def due_notifications(policy, request, state, now):
         metric = state.metrics.get(milestone.metric)
         if metric is None:
             continue
-        if milestone.kind == "warn" and metric.running and not metric.breached and metric.due_at > now:
+        # A warning is worth sending only while its metric runs toward a known deadline: not once
+        # met or breached, and not while paused (the deadline then depends on the customer).
+        running = metric.running and not metric.breached and metric.due_at is not None and metric.due_at > now
+        if milestone.kind == "warn" and running:
             context = _provider_context(
                 policy, request, state, milestone.metric, metric.due_at, metric.remaining_minutes,
                 threshold=f"{milestone.threshold:.0%}", cycle=str(milestone.cycle),

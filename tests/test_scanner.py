@@ -250,3 +250,13 @@ def test_a_backdated_request_already_breached_is_alerted_on_the_next_scan(acme, 
     assert "breach|first_response|0" in mailbox.keys()
     assert not [k for k in mailbox.keys() if k.startswith("warning|first_response")]
     assert scan_at(clock, local(23, 10, 2))["due"] == 0  # moved on to the next milestone
+
+
+def test_pausing_after_a_warning_point_is_fine_and_sends_no_stale_warning(acme, mailbox, clock):
+    _, agent, _ = acme
+    request_id = create(agent)
+    clock.move_to(local(23, 11, 10))  # past the 50 % point (11:00), no scan ran
+    status, body = agent.post(f"/requests/{request_id}/events", {"type": "await_customer", "note": "请提供日志"})
+    assert status == 200 and body["paused"] is True
+    scan_at(clock, local(23, 11, 11))
+    assert not [k for k in mailbox.keys() if k.startswith("warning")]
