@@ -9,38 +9,23 @@ Every DynamoDB answer is counted at PynamoDB's connection. Targets: items read e
 time within 1.5x (outside the emulator: moto answers a GSI query by walking the whole table).
 """
 import argparse
-import json
-import logging
-import os
-import statistics
 import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
-os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                  SLA_TABLE_PREFIX="bench-sla-")
-os.environ.pop("AWS_ENDPOINT_URL", None)
+import common  # first: it sets the environment the table models read at import
+import factories
 
-import boto3  # noqa: E402
-import factories  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from scan_bench import ReadCounter  # noqa: E402
-
-from chalicelib import reporting, service, tables  # noqa: E402
-from chalicelib.auth import Principal  # noqa: E402
+from chalicelib import reporting, service
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 23, tzinfo=SH)
 NOW = DAY + timedelta(days=1, minutes=5)  # the nightly run, 00:05 the next day
-CONTRACT = json.loads((ROOT / "seed" / "demo-contract.json").read_text("utf-8"))
 
 
 def fill(size, active):
-    service.put_contract(Principal("bench", "admin", None), "bench", CONTRACT, NOW)
+    service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
     policy = service.policy_of(service.store.latest_contract("bench"))
     items = []
     for n in range(size - active):  # history: the first three weeks of the month, resolved the same day
@@ -59,25 +44,15 @@ def fill(size, active):
 
 
 def measure(size, active, rounds):
-    with mock_aws():
-        tables.create_all()
-        boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=CONTRACT["notify"]["sender"])
+    with common.fresh_account():
         started = time.perf_counter()
         policy = fill(size, active)
         build_s = time.perf_counter() - started
-        times, outside, reads, results = [], [], [], []
-        for _ in range(rounds):
-            with ReadCounter() as counter:
-                started = time.perf_counter()
-                results.append(reporting.tally_contract_day("bench", policy, DAY.date(), NOW))
-                times.append(time.perf_counter() - started)
-            outside.append(times[-1] - counter.dynamodb_s)
-            reads.append(counter.items)
-        assert all(r == results[0] for r in results), "a re-run must give the same tally"
-        assert results[0]["received"] == active, results[0]
-        return {"size": size, "items_read": reads[0], "reads_stable": len(set(reads)) == 1,
-                "median_ms": statistics.median(times) * 1000, "outside_ms": statistics.median(outside) * 1000,
-                "build_s": build_s, "tally": results[0]}
+        result = common.measure_rounds(rounds, lambda: reporting.tally_contract_day("bench", policy, DAY.date(), NOW))
+    tallies = result["results"]
+    assert all(t == tallies[0] for t in tallies), "a re-run must give the same tally"
+    assert tallies[0]["received"] == active, tallies[0]
+    return result | {"size": size, "extra": active, "build_s": build_s}
 
 
 def main():
@@ -86,24 +61,12 @@ def main():
     parser.add_argument("--active", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    logging.getLogger("sla_clock").setLevel(logging.WARNING)
     results = [measure(size, args.active, args.rounds) for size in args.sizes]
-    print("| requests in the table | active that day | items read per tally | tally wall time | of which in moto "
-          "| tally outside moto |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in results:
-        print(f"| {r['size']:,} | {args.active} | {r['items_read']} | {r['median_ms']:.0f} ms "
-              f"| {r['median_ms'] - r['outside_ms']:.0f} ms | {r['outside_ms']:.0f} ms |")
-    small, large = results[0], results[-1]
-    outside_growth = large["outside_ms"] / small["outside_ms"]
-    equal = small["items_read"] == large["items_read"] and all(r["reads_stable"] for r in results)
-    tally = small["tally"]
-    print(f"\nitems read equal: {equal}; {large['size']:,} vs {small['size']:,}: wall time "
-          f"{large['median_ms'] / small['median_ms']:.2f}x, outside moto {outside_growth:.2f}x (target <= 1.5x); "
-          f"medians of {args.rounds} runs; the day: {tally['received']} received, "
-          f"{sum(sum(v.values()) for v in tally['breaches'].values())} breaches, penalties {tally['penalties']} "
-          f"{tally['currency']}")
-    sys.exit(0 if equal and outside_growth <= 1.5 else 1)
+    verdict = common.report(results, "requests in the table | active that day", "tally", args.rounds)
+    day = results[0]["results"][0]
+    print(f"the day tallied: {day['received']} received, {sum(sum(v.values()) for v in day['breaches'].values())} "
+          f"breaches, penalties {day['penalties']} {day['currency']}")
+    sys.exit(verdict)
 
 
 if __name__ == "__main__":
