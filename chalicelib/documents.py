@@ -18,7 +18,8 @@ def _minutes(value, breached):
     return min(minutes, -1) if breached else minutes
 
 
-def _money(value):
+def money(value):
+    """An amount as JSON shows it: whole amounts as integers, others to the cent."""
     return int(value) if float(value).is_integer() else round(value, 2)
 
 
@@ -50,7 +51,7 @@ def request_document(item, state, policy, events=None, notifications=None):
         "sla": {name: metric_document(name, metric, tz) for name, metric in state.metrics.items()},
         "paused": state.paused,
         "breached": state.breached,
-        "penalty": {"amount": _money(state.penalty), "currency": policy.penalties.currency},
+        "penalty": {"amount": money(state.penalty), "currency": policy.penalties.currency},
         "rating": state.ratings[-1][1] if state.ratings else None,
         "contract_version": state.contract_version,
         "next_check_at": iso(state.next_check_at, tz),

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
+from chalicelib.documents import money
 
 METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)
 DECIDED_METRICS = (FIRST_RESPONSE, RESOLUTION)
@@ -174,7 +175,7 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
             priority: {metric: _rate(on_time, all_, 2) for metric, (on_time, all_) in by_metric.items() if all_}
             for priority, by_metric in sorted(decided.items())
         },
-        "penalties": {"total": _money(total), "capped": total < raw_total},
+        "penalties": {"total": money(total), "capped": total < raw_total},
         "kpi": {
             "availability": _kpi(round(1 - outage_minutes(outages, start, end) / month_minutes, 4),
                                  policy.kpi["availability"]),
@@ -183,8 +184,8 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
         },
         "days": [
             {"date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
-             "breaches": sum(sum(v.values()) for v in d["breaches"].values()), "penalties": _money(t["penalties"]),
-             "penalties_before_cap": _money(d["penalties_raw"])}
+             "breaches": sum(sum(v.values()) for v in d["breaches"].values()), "penalties": money(t["penalties"]),
+             "penalties_before_cap": money(d["penalties_raw"])}
             for t, d in zip(tallies, days, strict=True)
         ],
     }
@@ -198,7 +199,3 @@ def report_csv(report):
     for day in report["days"]:
         writer.writerow({key: day[key] for key in CSV_COLUMNS})
     return out.getvalue()
-
-
-def _money(value):
-    return int(value) if float(value).is_integer() else round(value, 2)
