@@ -1,0 +1,394 @@
+"""infra/: the CloudFormation merged into `chalice package` (issue 5).
+
+- infra/resources.yaml is exactly what infra/generate.py makes of the code now (a model, stage or
+  function changed without `make infra` fails here, so in CI);
+- the generator handles any PynamoDB model, not a fixed list;
+- the template's tables, deployed by moto's CloudFormation, are the tables PynamoDB expects (names, keys,
+  attributes, GSIs and projections), and the app runs a request through them;
+- the "notification failed" metric filter matches the log line the code really writes.
+"""
+import copy
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from chalice.test import Client
+from moto import mock_aws
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, LocalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib import logs, notify, tables
+from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "resources.yaml"
+CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text("utf-8"))
+REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
+           "requester": {"name": "张三", "email": "zhang@customer.example"}}
+
+
+@pytest.fixture(scope="module")
+def generate():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("infra_generate", ROOT / "infra" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def template():
+    return yaml.safe_load(TEMPLATE.read_text("utf-8"))
+
+
+def table_resources(template):
+    return {name: r for name, r in template["Resources"].items() if r.get("Type") == "AWS::DynamoDB::Table"}
+
+
+# --- one source of truth ---------------------------------------------------------------------------
+
+
+def test_the_checked_in_template_is_what_the_generator_makes_of_the_code_now(generate):
+    assert TEMPLATE.read_text("utf-8") == generate.render(), (
+        "infra/resources.yaml is stale: a model, a stage or a Lambda function changed. Run `make infra` and commit it.")
+
+
+def test_every_model_has_exactly_one_table_and_nothing_else_is_a_table(template):
+    names = sorted(r["Properties"]["TableName"]["Fn::Sub"][0] for r in table_resources(template).values())
+    assert names == sorted("${Prefix}" + m.Meta.table_name[len(tables.PREFIX):] for m in tables.MODELS)
+
+
+def test_tables_are_on_demand_recoverable_and_protected_in_prod(template):
+    assert template["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    for resource in table_resources(template).values():
+        properties = resource["Properties"]
+        assert properties["BillingMode"] == "PAY_PER_REQUEST"
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert properties["DeletionProtectionEnabled"] == {"Fn::If": ["IsProd", True, False]}
+
+
+def test_ttl_is_on_exactly_the_tables_whose_model_has_a_ttl_attribute(template):
+    by_name = {r["Properties"]["TableName"]["Fn::Sub"][0][len("${Prefix}"):]: r["Properties"]
+               for r in table_resources(template).values()}
+    expected = {m.Meta.table_name[len(tables.PREFIX):]: m._ttl_attribute().attr_name
+                for m in tables.MODELS if m._ttl_attribute() is not None}
+    assert {"idempotency", "outbox"} <= set(expected)
+    actual = {name: p["TimeToLiveSpecification"]["AttributeName"] for name, p in by_name.items()
+              if "TimeToLiveSpecification" in p}
+    assert actual == expected
+    assert all(p["TimeToLiveSpecification"]["Enabled"] for p in by_name.values() if "TimeToLiveSpecification" in p)
+
+
+def test_table_prefixes_come_from_the_chalice_stages(template):
+    stages = CONFIG["stages"]
+    assert template["Parameters"]["Stage"]["AllowedValues"] == list(stages)
+    assert template["Mappings"]["StageSettings"] == {
+        stage: {"TablePrefix": values["environment_variables"]["SLA_TABLE_PREFIX"]} for stage, values in stages.items()}
+
+
+def test_every_chalice_function_has_an_error_alarm_and_a_failed_notification_filter(template, generate):
+    functions = generate.functions()
+    names = {name for name, _ in functions}
+    assert {"APIHandler", "ScanDeadlines"} <= names  # the API handler and every scheduled function
+    resources = template["Resources"]
+    for function, log_group in functions:
+        alarm = resources[f"{function}ErrorsAlarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        metric_filter = resources[f"{function}NotificationFailedFilter"]["Properties"]
+        assert metric_filter["LogGroupName"] == {"Ref": log_group}
+        assert metric_filter["MetricTransformations"][0]["MetricName"] == "NotificationsFailed"
+    failed = resources["NotificationsFailedAlarm"]["Properties"]
+    assert failed["MetricName"] == "NotificationsFailed"
+    assert failed["Namespace"] == metric_filter["MetricTransformations"][0]["MetricNamespace"]
+    assert resources["NotificationsConfigurationSet"]["Type"] == "AWS::SES::ConfigurationSet"
+    assert {"AlarmTopicArn", "NotificationsConfigurationSetName", "ContractsTableName"} <= set(template["Outputs"])
+
+
+class WidgetsByOwner(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_owner"
+        projection = IncludeProjection(["title", "colour"])
+
+    owner = UnicodeAttribute(hash_key=True)
+    made_at = NumberAttribute(range_key=True)
+
+
+class WidgetsByMadeAt(LocalSecondaryIndex):
+    class Meta:
+        index_name = "by_made_at"
+        projection = IncludeProjection(["title"])
+
+    widget_id = UnicodeAttribute(hash_key=True)
+    made_at = NumberAttribute(range_key=True)
+
+
+class WidgetModel(Model):
+    """A model the generator has never seen: GSI with an INCLUDE projection, an LSI, TTL, a stream."""
+
+    class Meta(tables._Meta):
+        table_name = f"{tables.PREFIX}widget_parts"
+        stream_view_type = "NEW_IMAGE"
+
+    widget_id = UnicodeAttribute(hash_key=True)
+    part = UnicodeAttribute(range_key=True)
+    owner = UnicodeAttribute()
+    made_at = NumberAttribute()
+    gone_at = TTLAttribute()
+    by_owner = WidgetsByOwner()
+    by_made_at = WidgetsByMadeAt()
+
+
+def test_the_generator_handles_any_model(generate):
+    name, resource = generate.table_resource(tables.PREFIX, WidgetModel)
+    properties = resource["Properties"]
+    assert name == "WidgetPartsTable"
+    assert properties["TableName"]["Fn::Sub"][0] == "${Prefix}widget_parts"
+    assert properties["KeySchema"] == [{"AttributeName": "widget_id", "KeyType": "HASH"},
+                                       {"AttributeName": "part", "KeyType": "RANGE"}]
+    assert properties["AttributeDefinitions"] == [
+        {"AttributeName": n, "AttributeType": t} for n, t in
+        (("made_at", "N"), ("owner", "S"), ("part", "S"), ("widget_id", "S"))]
+    assert properties["GlobalSecondaryIndexes"] == [{
+        "IndexName": "by_owner",
+        "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}, {"AttributeName": "made_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["colour", "title"]}}]
+    assert properties["LocalSecondaryIndexes"][0]["IndexName"] == "by_made_at"
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "gone_at", "Enabled": True}
+    assert properties["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+
+
+def test_the_generator_refuses_a_provisioned_table_or_a_foreign_name(generate):
+    class Provisioned(Model):
+        class Meta:
+            table_name = f"{tables.PREFIX}provisioned"
+
+        key = UnicodeAttribute(hash_key=True)
+
+    class Foreign(Model):
+        class Meta(tables._Meta):
+            table_name = "someone-elses-table"
+
+        key = UnicodeAttribute(hash_key=True)
+
+    with pytest.raises(SystemExit, match="PAY_PER_REQUEST"):
+        generate.table_resource(tables.PREFIX, Provisioned)
+    with pytest.raises(SystemExit, match="SLA_TABLE_PREFIX"):
+        generate.table_resource(tables.PREFIX, Foreign)
+
+
+def test_a_packaged_template_is_pinned_to_its_stage(generate, template, tmp_path):
+    packaged = tmp_path / "sam.yaml"
+    packaged.write_text(yaml.safe_dump(template), "utf-8")
+    generate.pin_stage(packaged, "prod")
+    stage = yaml.safe_load(packaged.read_text("utf-8"))["Parameters"]["Stage"]
+    assert (stage["AllowedValues"], stage["Default"]) == (["prod"], "prod")
+    with pytest.raises(SystemExit):
+        generate.pin_stage(packaged, "dev")
+
+
+# --- the tables, deployed by CloudFormation, run the app ----------------------------------------------
+
+
+def tables_stack(template, stage_prefixes):
+    """The template's tables and everything they refer to, as a stack of its own; extra stages may map
+    to other prefixes (the test process's models use SLA_TABLE_PREFIX=test-sla-)."""
+    resources = table_resources(template)
+    refs = [{"Ref": name} for name in resources]
+    stack = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": copy.deepcopy(template["Parameters"]),
+        "Mappings": copy.deepcopy(template["Mappings"]),
+        "Conditions": copy.deepcopy(template["Conditions"]),
+        "Resources": copy.deepcopy(resources),
+        "Outputs": {name: o for name, o in template["Outputs"].items() if o["Value"] in refs},
+    }
+    for stage, prefix in stage_prefixes.items():
+        stack["Mappings"]["StageSettings"][stage] = {"TablePrefix": prefix}
+        stack["Parameters"]["Stage"]["AllowedValues"].append(stage)
+    return stack
+
+
+def deploy(template, stage, **prefixes):
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    body = json.dumps(tables_stack(template, prefixes))
+    cloudformation.create_stack(StackName=f"sla-clock-{stage}", TemplateBody=body,
+                                Parameters=[{"ParameterKey": "Stage", "ParameterValue": stage}])
+    [stack] = cloudformation.describe_stacks(StackName=f"sla-clock-{stage}")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _normalized_schema(model):
+    """PynamoDB's own view of the table (what create_all would create), order-free."""
+    schema = model._get_schema()
+
+    def keys(entries):
+        return sorted((e["AttributeName"], e["KeyType"]) for e in entries)
+
+    return {
+        "attributes": sorted((d["AttributeName"], d["AttributeType"]) for d in schema["attribute_definitions"]),
+        "keys": keys(schema["key_schema"]),
+        "gsis": sorted((i["index_name"], tuple(keys(i["key_schema"])), i["projection"]["ProjectionType"],
+                        tuple(sorted(i["projection"].get("NonKeyAttributes", []))))
+                       for i in schema["global_secondary_indexes"]),
+    }
+
+
+def _described(description):
+    return {
+        "attributes": sorted((d["AttributeName"], d["AttributeType"]) for d in description["AttributeDefinitions"]),
+        "keys": sorted((e["AttributeName"], e["KeyType"]) for e in description["KeySchema"]),
+        "gsis": sorted((i["IndexName"], tuple(sorted((e["AttributeName"], e["KeyType"]) for e in i["KeySchema"])),
+                        i["Projection"]["ProjectionType"], tuple(sorted(i["Projection"].get("NonKeyAttributes", []))))
+                       for i in description.get("GlobalSecondaryIndexes", [])),
+    }
+
+
+class Lines(logging.Handler):
+    """The JSON lines a logger writes, formatted exactly as CloudWatch Logs receives them."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logs.JsonFormatter())
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def filter_matches(pattern, line):
+    """CloudWatch Logs JSON filter patterns of the form { ($.a = "x") && ($.b = "y") }."""
+    body = pattern.strip()
+    assert body.startswith("{") and body.endswith("}"), pattern
+    terms = [t.strip() for t in body[1:-1].split("&&")]
+    event = json.loads(line)
+    for term in terms:
+        match = re.fullmatch(r'\(\s*\$\.(\w+)\s*=\s*"([^"]*)"\s*\)', term)
+        assert match, f"unsupported term {term!r}"
+        if event.get(match[1]) != match[2]:
+            return False
+    return True
+
+
+def test_the_template_tables_deployed_by_cloudformation_run_the_app(template):
+    with mock_aws():
+        outputs = deploy(template, "test", test=tables.PREFIX)
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        for model in tables.MODELS:  # names, keys, attributes, GSIs and projections as PynamoDB expects
+            name = model.Meta.table_name
+            logical = [key for key, value in outputs.items() if value == name]
+            assert logical, f"no stack output names {name}"
+            description = dynamodb.describe_table(TableName=name)["Table"]
+            assert _described(description) == _normalized_schema(model), name
+            assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+            assert description["DeletionProtectionEnabled"] is False
+        assert sorted(dynamodb.list_tables()["TableNames"]) == sorted(m.Meta.table_name for m in tables.MODELS)
+
+        from app import app
+
+        lines = Lines()
+        logging.getLogger("sla_clock.notify").addHandler(lines)
+        try:
+            with Client(app) as chalice_client:
+                admin = JsonClient(chalice_client.http, ADMIN_TOKEN)
+                assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
+                status, created = admin.post("/requests", REQUEST, headers={"Idempotency-Key": "cfn-1"})
+                assert status == 201, created
+                request_id = created["request_id"]
+                status, document = admin.get(f"/requests/{request_id}")
+                assert status == 200 and document["priority"] == "high" and document["status"] == "open"
+                assert document["sla"]["first_response"]["due_at"]
+                status, listing = admin.get("/requests?contract_id=acme")  # the by_contract index
+                assert status == 200 and [item["request_id"] for item in listing["items"]] == [request_id]
+                assert admin.post("/requests", REQUEST, headers={"Idempotency-Key": "cfn-1"})[1] == created
+                assert admin.post(f"/requests/{request_id}/events", {"type": "respond", "note": "收到"})[0] == 200
+                response = chalice_client.lambda_.invoke(
+                    "scan_deadlines", chalice_client.events.generate_cw_event(
+                        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[],
+                        region="us-east-1"))
+                assert "due" in response.payload  # the due_for_check and pending indexes answered
+
+            # SES has no verified identity here: the acknowledgement fails until it is marked failed.
+            now = datetime.now(UTC)
+            for _ in range(notify.MAX_ATTEMPTS):
+                [entry] = [e for e in notify.of_request(request_id) if e.key == "acknowledgement"]
+                if entry.status == "failed":
+                    break
+                notify.deliver(entry, now)
+            assert entry.status == "failed" or notify.of_request(request_id)[0].status == "failed"
+        finally:
+            logging.getLogger("sla_clock.notify").removeHandler(lines)
+
+    pattern = template["Resources"]["APIHandlerNotificationFailedFilter"]["Properties"]["FilterPattern"]
+    failed = [line for line in lines.lines if json.loads(line)["message"] == "notification failed"]
+    assert len(failed) == 1 and filter_matches(pattern, failed[0])
+    assert not any(filter_matches(pattern, line) for line in lines.lines if line not in failed)
+    assert any(json.loads(line)["message"] == "notification not sent, will retry" for line in lines.lines)
+
+
+def text_filter_matches(pattern, line):
+    """CloudWatch Logs text filter patterns: every (quoted) term occurs in the line."""
+    return all(term in line for term in re.findall(r'"([^"]+)"', pattern))
+
+
+def test_a_route_that_raises_is_counted_by_the_unhandled_exception_filter(template, client, monkeypatch):
+    from app import app
+    from chalicelib import service
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service, "get_contract", broken)
+    lines = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            lines.append(f"{record.name} - {record.levelname} - {record.getMessage()}")  # Chalice's format
+
+    capture = Capture()
+    app.log.addHandler(capture)
+    try:
+        status, body = client.as_token(ADMIN_TOKEN).get("/contracts/acme")
+    finally:
+        app.log.removeHandler(capture)
+    assert status == 500
+    pattern = template["Resources"]["APIHandlerUnhandledExceptionsFilter"]["Properties"]["FilterPattern"]
+    assert [line for line in lines if text_filter_matches(pattern, line)], lines
+    alarm = template["Resources"]["APIUnhandledExceptionsAlarm"]["Properties"]
+    assert alarm["MetricName"] == "UnhandledExceptions"
+
+
+def test_in_prod_the_tables_have_deletion_protection(template):
+    with mock_aws():
+        outputs = deploy(template, "prod")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        prefix = CONFIG["stages"]["prod"]["environment_variables"]["SLA_TABLE_PREFIX"]
+        assert outputs["ContractsTableName"] == f"{prefix}contracts"
+        for name in dynamodb.list_tables()["TableNames"]:
+            assert name.startswith(prefix)
+            assert dynamodb.describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is True
+
+
+# --- stages ---------------------------------------------------------------------------------------------
+
+
+def test_every_stage_uses_its_own_policy_prefix_and_log_retention():
+    assert CONFIG["autogen_policy"] is False
+    assert set(CONFIG["stages"]) == {"dev", "prod"}
+    for stage, values in CONFIG["stages"].items():
+        env = {**CONFIG.get("environment_variables", {}), **values["environment_variables"]}
+        assert values["iam_policy_file"] == f"policy-{stage}.json"
+        assert (ROOT / ".chalice" / values["iam_policy_file"]).is_file()
+        assert env["SLA_TABLE_PREFIX"] == f"sla-{stage}-"
+        assert env["SLA_LOG_LEVEL"] in ("DEBUG", "INFO", "WARNING", "ERROR")
+        assert values["log_retention_in_days"] > 0
+
