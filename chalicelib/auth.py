@@ -1,21 +1,31 @@
 """Tokens, roles and contract scoping (DESIGN.md §6).
 
 A token reads `<token_id>.<secret>`; the tokens table stores only the secret's SHA-256, compared in
-constant time. The bootstrap admin token comes from `SLA_ADMIN_TOKEN` and is never stored.
+constant time. The bootstrap admin token is never stored in a table: it comes from the SSM Parameter
+Store SecureString named by `SLA_ADMIN_TOKEN_PARAMETER` when that is set (prod; read with decryption
+once per warm Lambda), else from the plain variable `SLA_ADMIN_TOKEN` (dev, tests, `make run`).
 """
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.errors import ForbiddenError, NotFoundError, UnauthorizedError
-from chalicelib.tables import TokenModel
+from chalicelib.logs import log_event
+from chalicelib.tables import REGION, TokenModel
 
 ROLES = ("admin", "agent", "client")
 BOOTSTRAP_ID = "bootstrap-admin"
+logger = logging.getLogger("sla_clock.auth")
+_parameters = {}  # SSM parameter name -> its decrypted value, for the life of the process (warm Lambda)
+_parameters_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -47,10 +57,36 @@ def _bearer(header):
     return token.strip()
 
 
+def _parameter(name):
+    """The decrypted value of SSM parameter `name`, fetched once per process. None (logged, not cached,
+    so the next call tries again) when SSM cannot give it: the bootstrap admin is then refused, every
+    stored token still works."""
+    with _parameters_lock:
+        if name in _parameters:
+            return _parameters[name]
+        client = boto3.client("ssm", region_name=REGION, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        try:
+            value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        except (ClientError, BotoCoreError) as exc:
+            log_event(logger, "admin token parameter unavailable", level=logging.ERROR, parameter=name,
+                      error=f"{type(exc).__name__}: {exc}")
+            return None
+        _parameters[name] = value
+        return value
+
+
+def bootstrap_token():
+    """The bootstrap admin token: SSM parameter `SLA_ADMIN_TOKEN_PARAMETER` when set, else `SLA_ADMIN_TOKEN`."""
+    name = os.environ.get("SLA_ADMIN_TOKEN_PARAMETER")
+    if name:
+        return _parameter(name)
+    return os.environ.get("SLA_ADMIN_TOKEN")
+
+
 def authenticate(header):
     """The principal behind an Authorization header, or UnauthorizedError."""
     token = _bearer(header)
-    bootstrap = os.environ.get("SLA_ADMIN_TOKEN")
+    bootstrap = bootstrap_token()
     if bootstrap and hmac.compare_digest(_sha256(token), _sha256(bootstrap)):
         return Principal(BOOTSTRAP_ID, "admin", None)
     token_id, dot, secret = token.partition(".")
