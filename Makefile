@@ -1,10 +1,11 @@
 # Two commands do everything: `make run` and `make test`. Both install into .venv first.
-# `make test` (what CI runs) = pytest + `make lint`, which packages the app for AWS first.
+# `make test` (what CI runs) = `make lint` (ruff; every stage packaged for AWS and cfn-linted), then pytest.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 STAGE  ?= dev
+STAGES  = $(shell $(PYTHON) -c 'import json; print(*json.load(open(".chalice/config.json"))["stages"])')
 # chalice package needs a region to resolve the Lambda runtime; it never calls AWS.
 export AWS_DEFAULT_REGION ?= us-east-1
 
@@ -20,7 +21,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
-test: pytest lint
+test: lint pytest
 
 pytest: $(STAMP)
 	$(PY) -m pytest -q
@@ -33,16 +34,19 @@ infra: $(STAMP)
 	$(PY) infra/generate.py
 
 # build/: deployment.zip (Lambda wheels for python3.11 from PyPI) and sam.yaml, the SAM template with
-# infra/resources.yaml merged in, its Stage parameter pinned to $(STAGE).
+# infra/resources.yaml merged in, tied to $(STAGE) (Stage defaults to it; a CloudFormation rule refuses others).
 package: $(STAMP)
 	$(PY) infra/generate.py --check
 	rm -rf build
 	$(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/resources.yaml build
 	$(PY) infra/generate.py pin-stage build/sam.yaml $(STAGE)
 
-lint: package
+# Every stage's template is linted; build/ is left with $(STAGE)'s.
+lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/cfn-lint build/sam.yaml
+	for stage in $(filter-out $(STAGE),$(STAGES)) $(STAGE); do \
+	    $(MAKE) --no-print-directory package STAGE=$$stage && $(VENV)/bin/cfn-lint build/sam.yaml || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis outbox build

@@ -12,7 +12,7 @@ Usage (from the repo root, with the project's venv):
   python infra/generate.py                          write infra/resources.yaml (`make infra`)
   python infra/generate.py --check                  exit 1 when the checked-in file is stale
   python infra/generate.py pin-stage FILE STAGE     after `chalice package`: the packaged template
-                                                    accepts only Stage=STAGE (and defaults to it)
+                                                    defaults to Stage=STAGE and a rule refuses others
 """
 import argparse
 import difflib
@@ -334,16 +334,22 @@ def render():
 
 
 def pin_stage(path, stage):
-    """Restrict a packaged template's Stage parameter to the stage it was packaged for."""
+    """Tie a packaged template to the stage it was packaged for: `Stage` defaults to it, and a CloudFormation
+    rule refuses any other value at deploy time (the functions inside carry that stage's table prefix)."""
     path = Path(path)
-    packaged = yaml.safe_load(path.read_text("utf-8")) if path.suffix in (".yaml", ".yml") else json.loads(
-        path.read_text("utf-8"))
+    is_yaml = path.suffix in (".yaml", ".yml")
+    text = path.read_text("utf-8")
+    packaged = yaml.safe_load(text) if is_yaml else json.loads(text)
     parameter = packaged["Parameters"]["Stage"]
     if stage not in parameter["AllowedValues"]:
         raise SystemExit(f"stage {stage!r} is not one of {parameter['AllowedValues']}")
-    parameter["AllowedValues"], parameter["Default"] = [stage], stage
-    if path.suffix in (".yaml", ".yml"):
-        path.write_text(yaml.safe_dump(packaged, sort_keys=False, allow_unicode=True), "utf-8")
+    parameter["Default"] = stage
+    packaged.setdefault("Rules", {})["PackagedStage"] = {"Assertions": [{
+        "Assert": {"Fn::Equals": [_ref("Stage"), stage]},
+        "AssertDescription": f"this template was packaged for stage {stage}: deploy it with Stage={stage}",
+    }]}
+    if is_yaml:
+        path.write_text(yaml.dump(packaged, Dumper=_Dumper, sort_keys=False, allow_unicode=True), "utf-8")
     else:
         path.write_text(json.dumps(packaged, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
@@ -352,7 +358,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if infra/resources.yaml is stale")
     sub = parser.add_subparsers(dest="command")
-    pin = sub.add_parser("pin-stage", help="restrict a packaged template's Stage parameter")
+    pin = sub.add_parser("pin-stage", help="tie a packaged template to the stage it was packaged for")
     pin.add_argument("file")
     pin.add_argument("stage")
     args = parser.parse_args(argv)

@@ -189,10 +189,12 @@ def test_a_packaged_template_is_pinned_to_its_stage(generate, template, tmp_path
     packaged = tmp_path / "sam.yaml"
     packaged.write_text(yaml.safe_dump(template), "utf-8")
     generate.pin_stage(packaged, "prod")
-    stage = yaml.safe_load(packaged.read_text("utf-8"))["Parameters"]["Stage"]
-    assert (stage["AllowedValues"], stage["Default"]) == (["prod"], "prod")
+    pinned = yaml.safe_load(packaged.read_text("utf-8"))
+    assert pinned["Parameters"]["Stage"]["Default"] == "prod"
+    [rule] = pinned["Rules"]["PackagedStage"]["Assertions"]
+    assert rule["Assert"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
     with pytest.raises(SystemExit):
-        generate.pin_stage(packaged, "dev")
+        generate.pin_stage(packaged, "staging")
 
 
 # --- the tables, deployed by CloudFormation, run the app ----------------------------------------------
