@@ -126,7 +126,7 @@ def render(kind, language, context):
     return Rendered(
         subject=_one_line(_template(language, kind, "subject.txt").substitute(subject_values)),
         text=_template(language, kind, "txt").substitute(text),
-        html=_template(language, kind, "html").substitute(markup),
+        html=_html(language, kind, markup),
     )
 
 
@@ -215,6 +215,25 @@ def _cte(body):
     return None if body.isascii() else "base64"  # None: 7bit, or quoted-printable for long lines
 
 
+# Inline styles (mail clients ignore style sheets) shared by the facts tables of every HTML body.
+_TABLE_STYLES = {
+    "th": "text-align:left;vertical-align:top;padding:6px 16px 6px 0;color:#666666;font-weight:normal;"
+          "white-space:nowrap;border-bottom:1px solid #eeeeee;",
+    "td": "padding:6px 0;border-bottom:1px solid #eeeeee;",
+}
+
+
+def _html(language, kind, markup):
+    """A kind's HTML body (already escaped values in `markup`) inside the shared page layout."""
+    content = _template(language, kind, "html").substitute(markup | _TABLE_STYLES)
+    return _layout().substitute(lang=language, content=content)
+
+
+@cache
+def _layout():
+    return Template((resources.files(__package__) / "templates" / "layout.html").read_text(encoding="utf-8"))
+
+
 @cache
 def _template(language, kind, part):
     source = resources.files(__package__) / "templates" / language / f"{kind}.{part}"
@@ -272,9 +291,8 @@ def render_daily_tally(language, context):
     return Rendered(
         subject=_one_line(_template(language, "daily_tally", "subject.txt").substitute(values)),
         text=_template(language, "daily_tally", "txt").substitute(values, rows=f"{header}\n{text_rows}"),
-        html=_template(language, "daily_tally", "html").substitute(
-            markup, rows=html_rows, day_heading=html.escape(labels["day"]),
-            month_heading=html.escape(labels["month"])),
+        html=_html(language, "daily_tally", markup | {"rows": html_rows, "day_heading": html.escape(labels["day"]),
+                                                        "month_heading": html.escape(labels["month"])}),
     )
 
 

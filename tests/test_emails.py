@@ -242,11 +242,17 @@ def test_the_required_keys_are_enough_and_the_templates_use_only_known_names(kin
     minimal = {key: value for key, value in context(kind, language).items() if key in REQUIRED_KEYS[kind]}
     render(kind, language, minimal)
     derived = {"priority_label", "metric_label", "metric_detail", "requester_display", "greeting", "note_block",
-               "due_sentence"}
+               "due_sentence"} | set(emails._TABLE_STYLES)
     for part in ("subject.txt", "txt", "html"):
         template = emails._template(language, kind, part)
         assert template.is_valid()
         assert set(template.get_identifiers()) <= set(REQUIRED_KEYS[kind]) | derived
+
+
+def test_every_html_body_sits_in_the_shared_layout():
+    page = render("breach", "zh-CN", context("breach", "zh-CN")).html
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="zh-CN">' in page and page.rstrip().endswith("</html>")
+    assert "$" not in page and 'style="text-align:left' in page
 
 
 def test_templates_are_read_once_and_cached():
