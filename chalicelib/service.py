@@ -18,7 +18,7 @@ from chalicelib.policy import parse_contract
 from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, utc_key
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-WRITE_ATTEMPTS = 10
+WRITE_ATTEMPTS = 12
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
@@ -35,7 +35,7 @@ def _retrying(write, what):
         try:
             return write()
         except store.StaleWrite:
-            time.sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
     raise ConflictError(f"{what} is being changed concurrently; retry")
 
 

@@ -18,6 +18,8 @@ os.environ.pop("AWS_PROFILE", None)
 
 import email  # noqa: E402
 import email.policy  # noqa: E402
+import functools  # noqa: E402
+import threading  # noqa: E402
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
@@ -25,9 +27,30 @@ from chalice.test import Client  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
 from moto.ses.models import ses_backends  # noqa: E402
 
 from chalicelib import tables  # noqa: E402
+
+
+_MOTO_WRITES = threading.RLock()
+
+
+def _atomic(method):
+    """DynamoDB applies each write, conditional check included, atomically; moto does not under
+    threads (a failed transaction even restores a whole-table snapshot taken before it started,
+    undoing writes made meanwhile). Tests with concurrent writers need the real guarantee."""
+
+    @functools.wraps(method)
+    def serialized(*args, **kwargs):
+        with _MOTO_WRITES:
+            return method(*args, **kwargs)
+
+    return serialized
+
+
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
 
 settings.register_profile("default", deadline=None, max_examples=60)
 settings.load_profile("default")

@@ -9,6 +9,7 @@ import time_machine
 
 from chalicelib import service
 from chalicelib.auth import authenticate
+from chalicelib.errors import ConflictError
 from chalicelib.tables import EventModel, RequestModel
 from conftest import DEMO_CONTRACT
 
@@ -282,22 +283,27 @@ def test_concurrent_event_posts_never_lose_an_event(acme, at_monday_10):
     request_id = create(agent)["request_id"]
     event(agent, request_id, type="respond")
     principal = authenticate(f"Bearer {agent.token}")
-    results = []
+    outcomes = {}
 
     def post_progress(n):
-        body = service.post_event(principal, request_id, {"type": "progress", "note": f"update {n}"}, MONDAY_10)
-        results.append(body["events"][-1]["note"] == f"update {n}")
+        try:
+            body = service.post_event(principal, request_id, {"type": "progress", "note": f"update {n}"}, MONDAY_10)
+            outcomes[n] = [e["seq"] for e in body["events"] if e.get("note") == f"update {n}"]
+        except ConflictError as exc:  # told to retry: allowed, but then nothing of it may be stored
+            outcomes[n] = exc
 
     threads = [threading.Thread(target=post_progress, args=(n,)) for n in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [True] * 6
     body = agent.get(f"/requests/{request_id}")[1]
-    notes = sorted(e.get("note") for e in body["events"] if e["type"] == "progress")
-    assert notes == sorted(f"update {n}" for n in range(6))
-    assert [e["seq"] for e in body["events"]] == list(range(1, 9))
+    stored = {e["note"]: e["seq"] for e in body["events"] if e["type"] == "progress"}
+    accepted = {f"update {n}": seqs for n, seqs in outcomes.items() if isinstance(seqs, list)}
+    # Each lost race means another writer committed, so six writers lose at most five times each.
+    assert len(accepted) == 6, outcomes
+    assert {note: [seq] for note, seq in stored.items()} == accepted
+    assert [e["seq"] for e in body["events"]] == list(range(1, len(body["events"]) + 1))
 
 
 def test_listing_is_newest_first_with_a_cursor(acme, at_monday_10):
