@@ -32,7 +32,6 @@ from moto.ses.models import ses_backends  # noqa: E402
 
 from chalicelib import tables  # noqa: E402
 
-
 _MOTO_WRITES = threading.RLock()
 
 
