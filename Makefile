@@ -9,7 +9,7 @@ STAGES  = $(shell $(PYTHON) -c 'import json; print(*json.load(open(".chalice/con
 # chalice package needs a region to resolve the Lambda runtime; it never calls AWS.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test pytest bench install clean infra package lint
+.PHONY: run test pytest demo bench install clean infra package lint
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,15 @@ test: lint pytest
 pytest: $(STAMP)
 	$(PY) -m pytest -q
 
+# Against a running `make run` (in another terminal): a fortnight posted, scanned, tallied, reported.
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+# Each script prints its results table and exits non-zero when it misses its target.
 bench: $(STAMP)
 	$(PY) bench/calendar_bench.py
+	$(PY) bench/scan_bench.py
+	$(PY) bench/tally_bench.py
 
 # infra/resources.yaml is generated from chalicelib/tables.py, .chalice/config.json and app.py.
 infra: $(STAMP)
@@ -49,4 +56,4 @@ lint: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis outbox build
+	rm -rf $(VENV) .pytest_cache .hypothesis outbox build .run
