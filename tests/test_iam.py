@@ -283,7 +283,7 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
 @pytest.mark.parametrize("stage", STAGES)
 def test_lambda_can_write_its_logs(stage):
     """The runtime's CloudWatch Logs calls for each function of the stack `sla-clock-<stage>` (the name
-    docs/deploy.md deploys under; `chalice deploy` names functions sla-clock-<stage>-<name> too)."""
+    the README's "Deploy to AWS" deploys under; `chalice deploy` names functions sla-clock-<stage>-<name> too)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("infra_generate", ROOT / "infra" / "generate.py")
