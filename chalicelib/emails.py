@@ -223,9 +223,17 @@ _TABLE_STYLES = {
 }
 
 
+# Facts-table rows that several kinds show alike, kept once per language (templates/<lang>/<name>.html).
+_PARTIALS = {"customer_facts": REQUESTER_KINDS, "provider_facts": PROVIDER_KINDS}
+
+
 def _html(language, kind, markup):
     """A kind's HTML body (already escaped values in `markup`) inside the shared page layout."""
-    content = _template(language, kind, "html").substitute(markup | _TABLE_STYLES)
+    values = markup | _TABLE_STYLES
+    for name, kinds in _PARTIALS.items():
+        if kind in kinds:
+            values[name] = _template(language, name, "html").substitute(values)
+    content = _template(language, kind, "html").substitute(values)
     return _layout().substitute(lang=language, content=content)
 
 
