@@ -34,12 +34,25 @@ def _base_context(policy, request, state):
     }
 
 
+def _commitment(state):
+    """What the customer is waiting for next: the first response until it is sent, then the
+    resolution (a met one shows the margin it was met with)."""
+    for name in (FIRST_RESPONSE, RESOLUTION):
+        metric = state.metrics.get(name)
+        if metric is not None and metric.met_at is None:
+            return metric
+    return state.metrics.get(RESOLUTION) or state.metrics.get(FIRST_RESPONSE)
+
+
 def _customer_context(policy, request, state, note):
-    tz = policy.calendar.tz
-    first_response = state.metrics.get(FIRST_RESPONSE)
+    tz, language = policy.calendar.tz, policy.notify.language
+    first_response, commitment = state.metrics.get(FIRST_RESPONSE), _commitment(state)
     return _base_context(policy, request, state) | {
         "received_at": local_time(request.received_at, tz),
         "first_response_due": local_time(first_response.due_at if first_response else None, tz),
+        # No deadline while paused or before the clock starts: it depends on what happens next.
+        "deadline": local_time(commitment.due_at if commitment else None, tz) or "—",
+        "remaining": format_minutes(commitment.remaining_minutes if commitment else None, language),
         "note": note or "",
     }
 

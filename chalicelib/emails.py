@@ -24,11 +24,11 @@ LANGUAGES = ("zh-CN", "en")
 
 _COMMON = ("contract_name", "request_id", "subject", "priority", "requester_name")
 REQUIRED_KEYS = MappingProxyType({
-    "acknowledgement": _COMMON + ("received_at", "first_response_due", "note"),
-    "respond": _COMMON + ("received_at", "note"),
-    "progress": _COMMON + ("received_at", "note"),
-    "resolve": _COMMON + ("received_at", "note"),
-    "await_customer": _COMMON + ("received_at", "note"),
+    "acknowledgement": _COMMON + ("received_at", "first_response_due", "deadline", "remaining", "note"),
+    "respond": _COMMON + ("received_at", "deadline", "remaining", "note"),
+    "progress": _COMMON + ("received_at", "deadline", "remaining", "note"),
+    "resolve": _COMMON + ("received_at", "deadline", "remaining", "note"),
+    "await_customer": _COMMON + ("received_at", "deadline", "remaining", "note"),
     "warning": _COMMON + ("metric", "deadline", "remaining", "threshold"),
     "breach": _COMMON + ("metric", "deadline", "remaining"),
     "progress_reminder": _COMMON + ("deadline", "remaining", "cycle"),

@@ -35,6 +35,7 @@ def context(kind, language="zh-CN", **changes):
     }
     if kind in REQUESTER_KINDS:
         values |= {"received_at": "2026-02-13 16:30 (Asia/Shanghai)", "first_response_due": DUE,
+                   "deadline": DEADLINE, "remaining": format_minutes(25, language),
                    "note": "已为您重置密码，请重新登录。"}
     else:
         values |= {"metric": "progress_update" if kind == "progress_reminder" else "first_response",
@@ -65,10 +66,11 @@ def test_every_kind_renders_in_both_languages_with_the_facts_design_requires(kin
         assert "系统无法登录" in body
         assert "$" not in body
     assert "$" not in rendered.subject
+    remaining = format_minutes(25, language)
+    for body in (rendered.text, rendered.html):  # DESIGN §4: every email carries the deadline and time left
+        assert DEADLINE in body and remaining in body
     if kind in PROVIDER_KINDS:
-        remaining = format_minutes(25, language)
         for body in (rendered.text, rendered.html):
-            assert DEADLINE in body and remaining in body
             assert "Acme 年度运维服务协议" in body and "张三" in body
         assert PRIORITY[language] in rendered.subject
     if kind == "acknowledgement":

@@ -80,6 +80,9 @@ def test_respond_progress_await_and_resolve_notify_the_requester_with_the_note(a
         assert note in mail.get_body(("plain",)).get_content()
         assert request_id in mail["Subject"]
     assert "1" in mails[-1].get_body(("plain",)).get_content() and "5" in mails[-1].get_body(("plain",)).get_content()
+    # Every email carries a deadline and the business time left: after the first response, the resolution's.
+    respond = mails[0].get_body(("plain",)).get_content()
+    assert "2026-11-24 11:00" in respond and "8 小时" in respond
 
 
 def test_customer_reply_and_reprioritize_send_nothing(acme, mailbox, clock):
