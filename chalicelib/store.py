@@ -236,10 +236,6 @@ def tallies_of_month(contract_id, month_prefix):
     return list(TallyModel.query(contract_id, TallyModel.day.startswith(month_prefix), consistent_read=True))
 
 
-def save_tally(tally):
-    tally.save()
-
-
 def outages_of(contract_id):
     return list(OutageModel.query(contract_id, consistent_read=True))
 
