@@ -25,11 +25,11 @@ DAY_MINUTES = 24 * 60
 
 @dataclass(frozen=True)
 class Event:
+    """What the clock needs of an event; authors and notes live in the event record, not here."""
+
     seq: int
     type: str
     at: datetime
-    by: str | None = None
-    note: str | None = None
     priority: str | None = None
     score: int | None = None
     channel: str | None = None
