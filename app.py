@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from chalice import Chalice, Cron, Rate, Response
 
 from chalicelib import auth, logs, reporting, scanner, service
+from chalicelib.budget import Budget
 from chalicelib.http import Api
 
 logs.configure()
@@ -83,8 +84,9 @@ def revoke_token(call, token_id):
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def scan_deadlines(event):
-    """Every minute: warnings, breach alerts and progress reminders that have come due (§4)."""
-    return scanner.scan(datetime.now(UTC)).__dict__
+    """Every minute: warnings, breach alerts and progress reminders that have come due, within a time
+    budget below the function's timeout; what is left goes to the next scan."""
+    return scanner.scan(datetime.now(UTC), Budget(scanner.SCAN_SECONDS, event.context)).as_dict()
 
 
 @app.schedule(Cron(5, 16, "*", "*", "?", "*"))

@@ -15,6 +15,13 @@ class Notification:
     kind: str  # a template kind of chalicelib.emails
     recipients: tuple
     context: dict
+    metric: str | None = None  # provider alerts: what they announce, re-checked before sending
+    cycle: int | None = None
+    due_at: object = None  # the deadline named (a datetime): earlier deadlines are sent first
+
+    @property
+    def urgency(self):
+        return URGENCY.get(self.kind, CUSTOMER_URGENCY)
 
     def rendered(self, language):
         return render(self.kind, language, self.context)
@@ -78,46 +85,104 @@ def _provider_context(policy, request, state, metric, deadline, remaining, **ext
         "remaining": format_minutes(remaining, policy.notify.language),
         "threshold": "",
         "cycle": "",
+        "missed": "",
     } | extra
 
 
-def due_notifications(policy, request, state, now):
-    """Provider warnings, breach alerts and progress reminders whose moment has come at `now`."""
-    provider = tuple(policy.notify.provider)
-    escalation = tuple(dict.fromkeys(provider + tuple(policy.notify.admins)))
-    found = []
+# Which notifications go first when a scan cannot send everything at once: breach alerts, then the
+# reminders and customer mail, then warnings (and within a rank, the earlier deadline).
+URGENCY = {"breach": 0, "progress_reminder": 1, "warning": 3}
+CUSTOMER_URGENCY = 2
+REPORT_URGENCY = 4
+
+
+def due_notifications(policy, request, state, now, since=None):
+    """Provider warnings, breach alerts and progress reminders that came due in (since, now]; every
+    milestone up to `now` when `since` is None (a request never checked, or re-checked after a change).
+
+    Collapsed per metric, so a request checked after a long gap gets one catch-up alert, not one per
+    missed cycle: the latest breach of each metric (saying how many progress cycles were missed in
+    all), the reminder for the cycle running now, and the highest warning of the running cycle only.
+    """
+    breaches, warnings = {}, {}
     for milestone in state.milestones:
         if milestone.at > now:
             break
-        metric = state.metrics.get(milestone.metric)
-        if metric is None:
+        if since is not None and milestone.at <= since:
             continue
-        # A warning is worth sending only while its metric runs toward a known deadline: not once
-        # met or breached, and not while paused (the deadline then depends on the customer).
-        running = metric.running and not metric.breached and metric.due_at is not None and metric.due_at > now
-        if milestone.kind == "warn" and running:
-            context = _provider_context(
-                policy, request, state, milestone.metric, metric.due_at, metric.remaining_minutes,
-                threshold=f"{milestone.threshold:.0%}", cycle=str(milestone.cycle),
-            )
-            key = f"warning|{milestone.metric}|{milestone.cycle}|{milestone.threshold}"
-            found.append(Notification(key, "warning", provider, context))
-        elif milestone.kind == "breach":
-            found += _breach(policy, request, state, milestone, metric, provider, escalation)
-    return [n for n in found if n.recipients]
+        if milestone.kind == "breach":
+            breaches[milestone.metric] = milestone  # milestones are sorted: the latest wins
+        elif milestone.kind == "warn":
+            warnings[milestone.metric] = milestone
+    found = []
+    for milestone in breaches.values():
+        found.append(_breach(policy, request, state, milestone))
+        if milestone.metric == PROGRESS_UPDATE:
+            found.append(_reminder(policy, request, state, milestone.cycle, now))
+    found += [_warning(policy, request, state, milestone, now) for milestone in warnings.values()]
+    return [n for n in found if n is not None and n.recipients]
 
 
-def _breach(policy, request, state, milestone, metric, provider, escalation):
-    name, cycle = milestone.metric, milestone.cycle
-    if name in (FIRST_RESPONSE, RESOLUTION):
-        context = _provider_context(policy, request, state, name, milestone.at, metric.remaining_minutes)
-        return [Notification(f"breach|{name}|{cycle}", "breach", escalation, context)]
-    assert name == PROGRESS_UPDATE
-    # A lapsed cycle: the alert names the missed deadline; the reminder, the update now due.
-    alert = _provider_context(policy, request, state, name, milestone.at, metric.remaining_minutes, cycle=str(cycle))
-    reminder = _provider_context(policy, request, state, name, metric.due_at, metric.remaining_minutes,
-                                 cycle=str(cycle + 1))
-    return [
-        Notification(f"breach|{name}|{cycle}", "breach", escalation, alert),
-        Notification(f"progress_reminder|{cycle}", "progress_reminder", provider, reminder),
-    ]
+def current_notification(policy, request, state, key, now):
+    """The provider alert stored under `key`, rebuilt from the request's state at `now` (the current
+    deadline, time left and addresses), or None when it no longer tells the truth: a breach that the
+    timeline no longer shows, a warning or reminder whose cycle is not running toward its deadline."""
+    kind, *parts = key.split("|")
+    if kind == "breach":
+        metric, cycle = parts[0], int(parts[1])
+        milestone = next((m for m in state.milestones
+                          if m.kind == "breach" and m.metric == metric and m.cycle == cycle and m.at <= now), None)
+        return _breach(policy, request, state, milestone) if milestone else None
+    if kind == "warning":
+        metric, cycle, threshold = parts[0], int(parts[1]), float(parts[2])
+        milestone = next((m for m in state.milestones if m.kind == "warn" and m.metric == metric
+                          and m.cycle == cycle and m.threshold == threshold and m.at <= now), None)
+        return _warning(policy, request, state, milestone, now) if milestone else None
+    if kind == "progress_reminder":
+        lapsed = [m for m in state.milestones if m.kind == "breach" and m.metric == PROGRESS_UPDATE and m.at <= now]
+        # Only the reminder after the latest lapse is current: an older one names a cycle that lapsed too.
+        return _reminder(policy, request, state, int(parts[0]), now) if lapsed and lapsed[-1].cycle == int(
+            parts[0]) else None
+    raise ValueError(f"not a provider alert key: {key!r}")
+
+
+def _escalation(policy):
+    return tuple(dict.fromkeys(tuple(policy.notify.provider) + tuple(policy.notify.admins)))
+
+
+def _running_toward_deadline(metric, cycle, now):
+    """A warning or reminder is worth sending only while its cycle still runs toward a known deadline:
+    not once met or lapsed, and not while paused (the deadline then depends on the customer)."""
+    return (metric is not None and metric.running and metric.due_at is not None and metric.due_at > now
+            and metric.cycle == cycle)
+
+
+def _warning(policy, request, state, milestone, now):
+    metric = state.metrics.get(milestone.metric)
+    if not _running_toward_deadline(metric, milestone.cycle, now):
+        return None
+    context = _provider_context(policy, request, state, milestone.metric, metric.due_at, metric.remaining_minutes,
+                                threshold=f"{milestone.threshold:.0%}", cycle=str(milestone.cycle))
+    key = f"warning|{milestone.metric}|{milestone.cycle}|{milestone.threshold}"
+    return Notification(key, "warning", tuple(policy.notify.provider), context, milestone.metric, milestone.cycle,
+                        metric.due_at)
+
+
+def _breach(policy, request, state, milestone):
+    """The alert for a missed deadline; for progress it says how many cycles were missed in all."""
+    name, cycle, metric = milestone.metric, milestone.cycle, state.metrics[milestone.metric]
+    context = _provider_context(policy, request, state, name, milestone.at, metric.remaining_minutes,
+                                cycle=str(cycle) if name == PROGRESS_UPDATE else "",
+                                missed=str(metric.misses) if name == PROGRESS_UPDATE else "")
+    return Notification(f"breach|{name}|{cycle}", "breach", _escalation(policy), context, name, cycle, milestone.at)
+
+
+def _reminder(policy, request, state, lapsed_cycle, now):
+    """After cycle `lapsed_cycle` lapsed: the progress update due in the cycle running now."""
+    metric = state.metrics.get(PROGRESS_UPDATE)
+    if metric is None or not _running_toward_deadline(metric, metric.cycle, now):
+        return None
+    context = _provider_context(policy, request, state, PROGRESS_UPDATE, metric.due_at, metric.remaining_minutes,
+                                cycle=str(metric.cycle))
+    return Notification(f"progress_reminder|{lapsed_cycle}", "progress_reminder", tuple(policy.notify.provider),
+                        context, PROGRESS_UPDATE, metric.cycle, metric.due_at)

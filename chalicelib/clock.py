@@ -258,6 +258,7 @@ class MetricState:
     remaining_minutes: float | None
     misses: int | None = None  # progress_update only
     running: bool = False  # still counting toward due_at (not met, not stopped for good)
+    cycle: int = 0  # progress_update: the cycle that due_at belongs to (1, 2, …); 0 for the others
 
 
 @dataclass
@@ -355,7 +356,7 @@ def _progress_metric(clock, policy, target_of, timeline, now):
         due = clock.deadline(target, cycle_start)
         remaining = target - clock.elapsed(now, cycle_start)
         milestones += _warnings(clock, PROGRESS_UPDATE, cycle, target, policy.warn_at, cycle_start)
-    state = MetricState(due, last_met, misses > 0, remaining, misses, running)
+    state = MetricState(due, last_met, misses > 0, remaining, misses, running, cycle)
     return state, milestones
 
 

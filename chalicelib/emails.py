@@ -34,7 +34,8 @@ REQUIRED_KEYS = MappingProxyType({
     "progress_reminder": _COMMON + ("deadline", "remaining", "cycle"),
 })
 """Context keys each kind needs; render() raises KeyError naming the first one missing.
-Optional: `cycle` for warning/breach (shown when the metric is progress_update), `metric` for
+Optional: `cycle` for warning/breach (shown when the metric is progress_update), `missed` for breach
+(progress cycles missed in all: a catch-up line when more than one), `metric` for
 progress_reminder (always progress_update). Extra keys are ignored by the templates."""
 
 PRIORITY_LABELS = MappingProxyType({
@@ -54,6 +55,7 @@ _PHRASES = {
         "due": "我们将在 {due} 前给予您首次答复。",
         "no_due": "我们将在服务协议约定的时限内尽快与您联系。",
         "cycle": "{metric}（第 {cycle} 个周期）",
+        "missed": "截至目前已错过 {missed} 个进度周期（本邮件合并提醒，不再逐周期发送）。",
         "nobody": "—",
         "colon": "：",
         "note_heading": {
@@ -70,6 +72,7 @@ _PHRASES = {
         "due": "We will respond by {due}.",
         "no_due": "We will respond as soon as possible within the time agreed in your service contract.",
         "cycle": "{metric} (cycle {cycle})",
+        "missed": "{missed} progress cycles have been missed so far (one alert for all of them, not one per cycle).",
         "nobody": "—",
         "colon": ":",
         "note_heading": {
@@ -197,6 +200,12 @@ def _derived(kind, phrases, values, escape):
             found["note_block"] = _NOTE_HTML.format(heading=heading, note=body)
         else:
             found["note_block"] = f"{heading}{phrases['colon']}\n{note}\n\n"
+    if kind == "breach":
+        # A catch-up alert says how many progress cycles lapsed; a single missed deadline needs no line.
+        missed = values.get("missed", "")
+        line = phrases["missed"].format(missed=missed) if missed.isdigit() and int(missed) > 1 else ""
+        found["missed_line"] = (f'<p style="margin:0 0 12px 0;font-weight:bold;">{quote(line)}</p>\n' if escape
+                                else f"{line}\n\n") if line else ""
     if kind == "acknowledgement":
         due = values["first_response_due"].strip()
         found["due_sentence"] = phrases["due"].format(due=quote(due)) if due else phrases["no_due"]

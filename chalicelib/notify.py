@@ -3,11 +3,15 @@
 1. `outbox_entry` turns a due Notification into an outbox item; the caller creates it with a
    conditional put (in the API's own write transaction, or `enqueue` for the scanner), so a
    notification exists once however many scanners find it.
-2. `deliver` claims a short lease with a conditional update (only one sender at a time), sends
-   through SES, then marks it sent. An SES error leaves it pending for the next scan; after
-   MAX_ATTEMPTS it is marked failed, logged and shown on the request document.
+2. `deliver` claims a short lease with a conditional update (only one sender at a time), lets the
+   caller re-check that the notification still tells the truth (else it is `superseded`, not sent),
+   sends through SES, then marks it sent.
+3. An SES error is classified (`classify`): a rejection of the message itself fails at once, with
+   its reason; anything else (throttling, 5xx, timeouts, network, and the configuration errors an
+   operator can fix, which are also logged at ERROR for the alarm) is retried with growing backoff,
+   capped at 15 minutes, until 24 hours after the notification was created, then marked failed.
    The only window for a duplicate is a crash between SES accepting and the mark: the lease then
-   expires and the next scan sends again.
+   expires and a later scan sends again.
 """
 import logging
 import os
@@ -18,13 +22,15 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PutError, UpdateError
 
+from chalicelib.alerts import REPORT_URGENCY
 from chalicelib.emails import Rendered, build_message
 from chalicelib.logs import log_event
 from chalicelib.tables import REGION, NotificationModel, shard_of
 
-MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=2)
-RETRY_AFTER = timedelta(seconds=30)
+FIRST_RETRY = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(minutes=15)
+GIVE_UP_AFTER = timedelta(hours=24)
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
 DEFAULT_SENDER = "sla-clock@localhost.localdomain"
 logger = logging.getLogger("sla_clock.notify")
@@ -41,11 +47,14 @@ def ses():
 
 def outbox_entry(request, notification, policy, now):
     """The outbox item of a request's notification (alerts.Notification)."""
-    return new_entry(request.request_id, request.contract_id, notification.key, notification.kind,
-                     notification.recipients, notification.rendered(policy.notify.language), policy, now)
+    entry = new_entry(request.request_id, request.contract_id, notification.key, notification.kind,
+                      notification.recipients, notification.rendered(policy.notify.language), policy, now,
+                      urgency=notification.urgency)
+    entry.due_at = notification.due_at.timestamp() if notification.due_at is not None else None
+    return entry
 
 
-def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now):
+def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now, urgency=REPORT_URGENCY):
     """An outbox item, pending. `owner_id` is the request id, or "contract#<id>" for contract mail."""
     return NotificationModel(
         owner_id,
@@ -62,6 +71,7 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
         created_at=now,
         pending_shard=shard_of(f"{owner_id}|{key}"),
         retry_at=now.timestamp(),
+        urgency=urgency,
         expires_at=now + RETENTION,
     )
 
@@ -77,8 +87,14 @@ def enqueue(entry):
         raise
 
 
-def deliver(entry, now):
-    """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed" or "busy"."""
+def deliver(entry, now, prepare=None):
+    """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed", "superseded"
+    or "busy" (another sender holds it, or it is done).
+
+    `prepare(entry)`, when given, re-checks the notification under the lease and returns what to
+    send now, (recipients, emails.Rendered) with the current deadline and addresses, or None when it
+    no longer holds. Without it the stored rendering is sent as it is.
+    """
     lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
     try:
         entry.update(
@@ -87,8 +103,18 @@ def deliver(entry, now):
         )
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
-            return "busy"  # sent, failed, or another sender holds the lease
+            return "busy"  # sent, failed, superseded, or another sender holds the lease
         raise
+    refreshed = {}
+    if prepare is not None:
+        current = prepare(entry)
+        if current is None:
+            return _superseded(entry, now)
+        recipients, rendered = current
+        refreshed = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
+                     "html": rendered.html}
+        for name, value in refreshed.items():
+            setattr(entry, name, value)
     message = build_message(entry.sender, entry.recipients, _rendered(entry),
                             headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"})
     attempts = int(entry.attempts) + 1
@@ -97,7 +123,7 @@ def deliver(entry, now):
             Source=entry.sender, Destinations=list(entry.recipients), RawMessage={"Data": message.as_bytes()}
         )
     except (ClientError, BotoCoreError) as exc:
-        return _failed(entry, attempts, exc, now)
+        return _not_sent(entry, attempts, exc, now)
     entry.update(actions=[
         NotificationModel.status.set("sent"),
         NotificationModel.attempts.set(attempts),
@@ -107,7 +133,7 @@ def deliver(entry, now):
         NotificationModel.lease_until.remove(),
         NotificationModel.pending_shard.remove(),
         NotificationModel.retry_at.remove(),
-    ])
+    ] + [getattr(NotificationModel, name).set(value) for name, value in refreshed.items()])
     copy = _keep_copy(entry, message, now)
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
               to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
@@ -118,9 +144,60 @@ def _rendered(entry):
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
 
 
-def _failed(entry, attempts, exc, now):
+def _superseded(entry, now):
+    entry.update(actions=[
+        NotificationModel.status.set("superseded"),
+        NotificationModel.superseded_at.set(now),
+        NotificationModel.lease_until.remove(),
+        NotificationModel.pending_shard.remove(),
+        NotificationModel.retry_at.remove(),
+    ])
+    log_event(logger, "notification superseded", request_id=entry.request_id, key=entry.key, kind=entry.kind)
+    return "superseded"
+
+
+# SES error codes (SendRawEmail) by what can be done about them. A code not listed here is retried:
+# losing an alert to an unknown error is worse than retrying it for a day.
+TRANSIENT = "transient"  # throttling, service errors, timeouts, network: retried quietly
+OPERATOR = "operator"  # the account or identity needs an operator: retried, and logged at ERROR
+REJECTED = "rejected"  # the message itself (recipient, content) is refused: failed at once
+_OPERATOR_CODES = frozenset({
+    "AccountSendingPausedException", "ConfigurationSetSendingPausedException", "ConfigurationSetDoesNotExist",
+    "ConfigurationSetDoesNotExistException", "MailFromDomainNotVerifiedException", "AccessDenied",
+    "AccessDeniedException", "SendingPausedException",
+})
+_IDENTITY_PHRASES = ("not verified", "not authorized", "did not have authority")
+_REJECTED_CODES = frozenset({"MessageRejected", "InvalidParameterValue", "InvalidParameterValueException"})
+
+
+def classify(exc):
+    """TRANSIENT, OPERATOR or REJECTED for an SES (botocore) error."""
+    if not isinstance(exc, ClientError):
+        return TRANSIENT  # connection errors, read timeouts and the like never reached a decision
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    if code in _OPERATOR_CODES or any(phrase in message.lower() for phrase in _IDENTITY_PHRASES):
+        return OPERATOR  # an unverified or unauthorized sender (or sandbox recipient) is MessageRejected too
+    if code in _REJECTED_CODES:
+        return REJECTED
+    if code in ("Throttling", "ThrottlingException", "TooManyRequestsException") and "quota" in message.lower():
+        return OPERATOR  # the daily quota: retried, but someone should raise it
+    if status >= 500 or code in ("Throttling", "ThrottlingException", "TooManyRequestsException",
+                                 "ServiceUnavailable", "InternalFailure", "RequestTimeout"):
+        return TRANSIENT
+    return OPERATOR
+
+
+def retry_delay(attempts):
+    """Backoff after `attempts` failed tries: 30 s, 1 min, 2 min, … capped at 15 min."""
+    return min(MAX_BACKOFF, FIRST_RETRY * 2 ** min(attempts - 1, 16))
+
+
+def _not_sent(entry, attempts, exc, now):
+    kind = classify(exc)
     error = f"{type(exc).__name__}: {exc}"[:1000]
-    final = attempts >= MAX_ATTEMPTS
+    final = kind == REJECTED or now >= entry.created_at + GIVE_UP_AFTER
     actions = [
         NotificationModel.attempts.set(attempts),
         NotificationModel.last_error.set(error),
@@ -130,11 +207,16 @@ def _failed(entry, attempts, exc, now):
         actions += [NotificationModel.status.set("failed"), NotificationModel.pending_shard.remove(),
                     NotificationModel.retry_at.remove()]
     else:
-        actions.append(NotificationModel.retry_at.set((now + RETRY_AFTER).timestamp()))  # the next scan
+        actions.append(NotificationModel.retry_at.set((now + retry_delay(attempts)).timestamp()))
     entry.update(actions=actions)
-    log_event(logger, "notification failed" if final else "notification not sent, will retry",
-              level=logging.ERROR if final else logging.WARNING, request_id=entry.request_id, key=entry.key,
-              kind=entry.kind, attempts=attempts, error=error)
+    if final:
+        message, level = "notification failed", logging.ERROR
+    elif kind == OPERATOR:
+        message, level = "notification blocked", logging.ERROR  # alarmed: an operator can fix it
+    else:
+        message, level = "notification not sent, will retry", logging.WARNING
+    log_event(logger, message, level=level, request_id=entry.request_id, key=entry.key, kind=entry.kind,
+              attempts=attempts, error=error, error_class=kind)
     return "failed" if final else "pending"
 
 
@@ -149,7 +231,7 @@ def deliver_quietly(entries, now):
 
 
 def pending_due(now, shards):
-    """Keys of pending notifications whose retry time has come, shard by shard."""
+    """Keys (with urgency and deadline) of pending notifications whose retry time has come."""
     for shard in shards:
         yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
 

@@ -1,70 +1,228 @@
-"""scan_deadlines (DESIGN.md §4–5): send what has come due, then move each request's next check.
+"""scan_deadlines: send what has come due, then move each request's next check.
+
+One scan, within its time budget:
+1. Re-evaluation jobs (a contract or its holiday data changed): a page at a time, each open request
+   of the contract gets its cached fields from the new version, so the scan below sees it.
+2. Due requests, earliest check first: each is evaluated once and gets the notifications that came
+   due since its last check (one catch-up alert per metric after a gap), created in the outbox.
+3. Sending: this scan's new notifications and every retry whose time has come, breach alerts
+   first and earlier deadlines first. A retried provider alert is re-checked against the request's
+   current state: one that no longer holds is recorded as superseded, never sent.
 
 Reads grow with the work, not the table: the sparse `due_for_check` index holds only open requests
-with a next check, sorted by it, so a query per shard returns exactly the due ones; the sparse
-`pending` index of the outbox returns exactly the notifications to retry.
+with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
+to send. A request or notification that raises is logged at ERROR with its ids, counted in
+`errors`, and skipped: every other one is still handled. What the budget leaves is the next scan's.
 """
+import heapq
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from chalicelib import alerts, notify, service, store
-from chalicelib.clock import evaluate
+from chalicelib.budget import Budget
+from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
 from chalicelib.tables import DUE_SHARDS, NotificationModel
 
 SHARDS = [str(n) for n in range(DUE_SHARDS)]
+SCAN_SECONDS = 45.0  # below the function's 60 s timeout (.chalice/config.json)
+REEVALUATION_SHARE = 0.5  # of the budget, at most: due requests and retries are never starved by it
+DUE_SHARE = 0.6  # of what is left after re-evaluation: sending always keeps the rest
+WORKERS = 8  # concurrent requests / sends; PynamoDB and botocore clients are thread-safe
 logger = logging.getLogger("sla_clock.scanner")
 
 
 @dataclass
 class ScanReport:
-    due: int = 0  # requests whose next check had come
+    due: int = 0  # requests whose next check had come and were evaluated
+    reevaluated: int = 0  # open requests refreshed under a new contract version
     created: int = 0  # notifications created by this scan
     sent: int = 0
     pending: int = 0  # not sent this time, retried by a later scan
-    failed: int = 0  # gave up after notify.MAX_ATTEMPTS
+    failed: int = 0  # rejected by SES, or still failing 24 h after it was created
+    superseded: int = 0  # no longer true when its turn came: recorded, not sent
     busy: int = 0  # another scanner held the lease, or already sent
+    errors: int = 0  # requests or notifications that could not be handled (logged at ERROR)
+    left_over: bool = False  # the budget ran out with work left for the next scan
     items_read: int = 0
     duration_ms: float = 0.0
 
-    def count(self, outcome):
-        setattr(self, outcome, getattr(self, outcome) + 1)
+    def __post_init__(self):
+        self._lock = threading.Lock()  # workers count concurrently
+
+    def as_dict(self):
+        return asdict(self)
+
+    def count(self, outcome, n=1):
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + n)
 
 
-def scan(now):
+class _Scan:
+    """What one scan shares between its items: the report, contracts read once, fresh states."""
+
+    def __init__(self, now, budget):
+        self.now, self.budget, self.report = now, budget, ScanReport()
+        self.contracts = {}  # contract_id -> latest policy (or the exception reading it raised)
+        self._contracts_lock = threading.Lock()
+        self.fresh = {}  # (request_id, key) of notifications created by this scan: no re-check needed
+
+    def latest_policy(self, contract_id):
+        with self._contracts_lock:  # read each contract once, whichever worker asks first
+            if contract_id not in self.contracts:
+                self.report.count("items_read")
+                try:
+                    self.contracts[contract_id] = service.policy_of(service.latest_record(contract_id))
+                except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
+                    self.contracts[contract_id] = exc
+            policy = self.contracts[contract_id]
+        if isinstance(policy, Exception):
+            raise policy
+        return policy
+
+    def policy_for(self, item):
+        """The latest version for open requests (the index holds only those), the pinned one once resolved."""
+        if item.status == RESOLVED:
+            self.report.count("items_read")
+            return service.policy_for(item)
+        return self.latest_policy(item.contract_id)
+
+
+def scan(now, budget=None, workers=WORKERS):
     started = time.perf_counter()
-    report = ScanReport()
-    contracts = {}  # contract_id -> latest version, read once per scan
-    for shard in SHARDS:
-        for key in store.requests_due(shard, now):
-            report.items_read += 1
-            _check(key.request_id, now, report, contracts)
-    for key in notify.pending_due(now, SHARDS):
-        report.items_read += 1
-        entry = NotificationModel.get(key.request_id, key.key, consistent_read=True)
-        report.items_read += 1
-        report.count(notify.deliver(entry, now))
+    budget = budget or Budget(SCAN_SECONDS)
+    work = _Scan(now, budget)
+    notify.ses()  # create the shared SES client before any worker thread needs it
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
+        _reevaluate(work, budget.share(REEVALUATION_SHARE))
+        created = _run(pool, _due_requests(now, work.report), lambda key: _visit(work, key.request_id),
+                       budget.share(DUE_SHARE), work, "request")
+        to_send = _send_order([entry for batch in created if batch for entry in batch], now, work)
+        _run(pool, to_send, lambda entry: _send(work, entry), budget, work, "notification")
+    report = work.report
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    log_event(logger, "scan finished", level=logging.ERROR if report.failed else logging.INFO,
-              at=now.isoformat(), **asdict(report))
+    level = logging.ERROR if report.failed or report.errors else logging.INFO
+    log_event(logger, "scan finished", level=level, at=now.isoformat(), **report.as_dict())
     return report
 
 
-def _check(request_id, now, report, contracts):
+def _run(pool, items, handle, budget, work, what):
+    """handle(item) for each item, at most `pool` workers at a time, taking no new item once the
+    budget is spent. An item that raises is logged and counted; the others go on. Results in order."""
+    in_flight, results = [], []
+    for item in items:
+        if budget.spent:
+            work.report.left_over = True
+            break
+        in_flight.append((item, pool.submit(handle, item)))
+        if len(in_flight) >= pool._max_workers * 2:
+            results.append(_settle(in_flight.pop(0), work, what))
+    results += [_settle(pair, work, what) for pair in in_flight]
+    return results
+
+
+def _settle(pair, work, what):
+    item, future = pair
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - isolation: one bad item never stops the scan
+        work.report.count("errors")
+        ids = {"request_id": getattr(item, "request_id", None), "key": getattr(item, "key", None)}
+        log_event(logger, f"scan could not handle a {what}", level=logging.ERROR, exc_info=exc,
+                  error=f"{type(exc).__name__}: {exc}", **ids)
+        return None
+
+
+def _due_requests(now, report):
+    """Keys of due requests from every shard, earliest next check first (each shard's query is sorted)."""
+    def shard(name):
+        for key in store.requests_due(name, now):
+            report.count("items_read")
+            yield key
+
+    return heapq.merge(*(shard(name) for name in SHARDS), key=lambda key: key.next_check_at)
+
+
+def _visit(work, request_id):
+    """Evaluate one due request; create what came due since its last check. Returns the new entries."""
+    now, report = work.now, work.report
     item = store.get_request(request_id)
-    report.items_read += 1
+    report.count("items_read")
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
-        return  # an event or another scanner moved it meanwhile
-    report.due += 1
-    if item.contract_id not in contracts:
-        contracts[item.contract_id] = store.latest_contract(item.contract_id)
-        report.items_read += 1
-    policy = service.policy_of(contracts[item.contract_id])  # the index holds open requests only
+        return []  # an event or another scanner moved it meanwhile
+    report.count("due")
+    policy = work.latest_policy(item.contract_id)
     state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
-    for notification in alerts.due_notifications(policy, item, state, now):
+    since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
+    created = []
+    for notification in alerts.due_notifications(policy, item, state, now, since):
         entry = notify.outbox_entry(item, notification, policy, now)
         if notify.enqueue(entry):
-            report.created += 1
-            report.count(notify.deliver(entry, now))
-    store.refresh_cache(item, service.cache_fields(item.request_id, state))
+            created.append(entry)
+            work.fresh[(entry.request_id, entry.key)] = entry
+    report.count("created", len(created))
+    store.refresh_cache(item, service.cache_fields(item.request_id, state, checked_until=now))
+    return created
+
+
+def _send_order(created, now, work):
+    """This scan's new entries and the retries that are due, most urgent first: breach alerts, then
+    reminders and customer mail, then warnings; within each, the earliest deadline first."""
+    candidates = {(e.request_id, e.key): e for e in created}
+    for key in notify.pending_due(now, SHARDS):
+        work.report.count("items_read")
+        candidates.setdefault((key.request_id, key.key), key)
+    never = float("inf")
+    return sorted(candidates.values(), key=lambda e: (int(e.urgency if e.urgency is not None else 4),
+                                                      e.due_at if e.due_at is not None else never))
+
+
+def _send(work, candidate):
+    fresh = work.fresh.get((candidate.request_id, candidate.key))
+    if fresh is not None:
+        work.report.count(notify.deliver(fresh, work.now))
+        return
+    entry = NotificationModel.get(candidate.request_id, candidate.key, consistent_read=True)
+    work.report.count("items_read")
+    prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
+    work.report.count(notify.deliver(entry, work.now, prepare))
+
+
+def _current(work, entry):
+    """A retried provider alert as it reads now, or None when it no longer holds."""
+    item = store.get_request(entry.request_id)
+    work.report.count("items_read")
+    if item is None:
+        return None
+    policy = work.policy_for(item)
+    state = evaluate(policy, service.facts_of(item), service.clock_events(item), work.now)
+    notification = alerts.current_notification(policy, item, state, entry.key, work.now)
+    if notification is None:
+        return None
+    return notification.recipients, notification.rendered(policy.notify.language)
+
+
+def _reevaluate(work, budget):
+    """Drain re-evaluation jobs a page at a time while the budget lasts."""
+    for job in store.pending_jobs():
+        work.report.count("items_read")
+        while not budget.spent:
+            try:
+                page, done = service.reevaluate_page(job, work.now)
+            except Exception as exc:  # noqa: BLE001 - one contract's job never blocks another's
+                work.report.count("errors")
+                log_event(logger, "re-evaluation failed", level=logging.ERROR, exc_info=exc,
+                          contract_id=job.subject, error=f"{type(exc).__name__}: {exc}")
+                break
+            work.report.count("reevaluated", page)
+            work.report.count("items_read", page)
+            if done:
+                break
+        if budget.spent:
+            work.report.left_over = True
+            return

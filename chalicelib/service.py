@@ -52,7 +52,7 @@ def policy_of(record):
     return _policy(record.contract_id, int(record.version), json.dumps(record.document, sort_keys=True))
 
 
-def _latest(contract_id):
+def latest_record(contract_id):
     record = store.latest_contract(contract_id)
     if record is None:
         raise NotFoundError(f"no contract {contract_id!r}")
@@ -63,7 +63,7 @@ def latest_contract_of(principal, contract_id):
     """The latest version of a contract the caller may see (400 bad id, 403 another's, 404 none)."""
     check_contract_id(contract_id)
     principal.require_contract(contract_id)
-    return _latest(contract_id)
+    return latest_record(contract_id)
 
 
 def get_contract(principal, contract_id):
@@ -71,28 +71,56 @@ def get_contract(principal, contract_id):
 
 
 def put_contract(principal, contract_id, body, now):
-    """Create or replace a contract; re-evaluate its open requests. Returns (document, created)."""
+    """Create or replace a contract. Returns (document, created).
+
+    Costs the same however many requests are open: they are re-evaluated under the new version in
+    the background (`schedule_reevaluation`), while reads evaluate with the latest version at once.
+    """
     check_contract_id(contract_id)
     document, policy = parse_contract(body)
-    open_requests = list(store.open_requests_of_contract(contract_id))
-    for item in open_requests:
-        if item.current_priority not in policy.priorities:
-            raise ConflictError(
-                f"priorities: open request {item.request_id} has priority {item.current_priority!r}, "
-                "which this version drops; reprioritize or resolve it first"
-            )
 
     def write_next_version():
         previous = store.latest_contract(contract_id)
+        if previous is not None:
+            _refuse_dropping_used_priorities(contract_id, previous, policy)
         version = int(previous.version) + 1 if previous else 1
         return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
 
     previous, record = _retrying(write_next_version, "the contract")
-    policy = policy_of(record)
-    for item in open_requests:
+    if previous is not None:
+        schedule_reevaluation(contract_id, now)
+    return contract_document(record), previous is None
+
+
+def _refuse_dropping_used_priorities(contract_id, previous, policy):
+    """A version may not drop a priority that open requests still use: they would lose their targets.
+    Only a version that drops a priority pays for the look-up."""
+    dropped = set(previous.document["priorities"]) - set(policy.priorities)
+    if not dropped:
+        return
+    stuck = store.an_open_request_with_priority(contract_id, dropped)
+    if stuck is not None:
+        raise ConflictError(
+            f"priorities: open request {stuck.request_id} has priority {stuck.current_priority!r}, "
+            "which this version drops; reprioritize or resolve it first"
+        )
+
+
+def schedule_reevaluation(contract_id, now):
+    """Re-evaluate the contract's open requests in the background: the scanner drains the job a page
+    at a time, so warnings and alerts follow the new version within a few scans."""
+    store.start_job(store.REEVALUATE, contract_id, now)
+
+
+def reevaluate_page(job, now):
+    """One page of a re-evaluation job: refresh each open request's cached fields under the latest
+    version and make it due at once when something already came due. Returns (requests, finished)."""
+    policy = policy_of(latest_record(job.subject))
+    items, next_key = store.open_requests_page(job.subject, job.cursor)
+    for item in items:
         state = evaluate(policy, facts_of(item), clock_events(item), now)
         store.refresh_cache(item, _cache_after_write(item, policy, state, now))
-    return contract_document(record), previous is None
+    return len(items), store.advance_job(job, next_key)
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -112,15 +140,18 @@ def clock_events(item):
     ]
 
 
-def cache_fields(request_id, state, check_now=None):
+def cache_fields(request_id, state, check_now=None, checked_until=None):
     """Derived fields kept on the item: listing filters, and the scanner's sparse index (an item
     leaves the index when it has nothing left to check).
 
     `check_now`: an instant when notifications are due already (a backdated request, a contract
     change): the scanner then visits at once instead of at the next future milestone.
+    `checked_until`: the scanner has handled every milestone up to then; None after any other write,
+    so the next visit looks at all of them again (the outbox keeps that from sending anything twice).
     """
     next_check = check_now or state.next_check_at
     return {
+        "checked_until": checked_until.timestamp() if checked_until else None,
         "status": state.status,
         "current_priority": state.priority,
         "contract_version": state.contract_version,
@@ -145,7 +176,7 @@ def policy_for(item):
         record = store.contract_version(item.contract_id, int(item.contract_version))
         if record is not None:
             return policy_of(record)
-    return policy_of(_latest(item.contract_id))
+    return policy_of(latest_record(item.contract_id))
 
 
 def _visible_request(principal, request_id):
@@ -199,7 +230,7 @@ def create_request(principal, body, idempotency_key, now):
 def _create_request(principal, body, now):
     contract_id = check_contract_id(contract_id_of(body))
     principal.require_contract(contract_id)
-    record = _latest(contract_id)
+    record = latest_record(contract_id)
     policy = policy_of(record)
     new = parse_new_request(body, policy, principal.role, now)
     request_id = "req_" + uuid.uuid4().hex
@@ -234,7 +265,7 @@ def post_event(principal, request_id, body, now):
     def append():
         item = _visible_request(principal, request_id)
         reopening = body.get("type") == "reopen"
-        policy = policy_of(_latest(item.contract_id)) if reopening else policy_for(item)
+        policy = policy_of(latest_record(item.contract_id)) if reopening else policy_for(item)
         events = clock_events(item)
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
@@ -280,7 +311,7 @@ def list_requests(principal, params, now):
     start = store.decode_cursor(params["next"]) if params.get("next") else None
     if start is not None and start["contract_id"]["S"] != contract_id:
         raise ValidationError("next", "belongs to another listing")
-    latest = policy_of(_latest(contract_id))
+    latest = policy_of(latest_record(contract_id))
 
     items, next_key = [], None
     while len(items) < limit:
@@ -325,7 +356,7 @@ def issue_token(principal, body, now):
         if contract_id is None:
             raise ValidationError("contract_id", f"is required for {role} tokens")
         check_contract_id(contract_id)
-        _latest(contract_id)
+        latest_record(contract_id)
     record, token = auth.issue_token(role, contract_id, principal.token_id, now)
     return token_document(record, token)
 

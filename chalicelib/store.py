@@ -7,17 +7,20 @@ request update and event put commit in one transaction.
 import base64
 import binascii
 import json
+import uuid
 from datetime import UTC, timedelta
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import ConflictError, ValidationError
 from chalicelib.tables import (
+    OPEN_KEY,
     ContractModel,
     EventModel,
     IdempotencyModel,
+    JobModel,
     NotificationModel,
     OutageModel,
     RequestModel,
@@ -150,6 +153,24 @@ def open_requests_of_contract(contract_id):
     return RequestModel.by_contract.query(contract_id, filter_condition=RequestModel.status != "resolved")
 
 
+def open_requests_page(contract_id, start_key=None, page_size=100):
+    """One page of the contract's open requests (full items): (items, last evaluated key or None)."""
+    result = RequestModel.by_contract_closed.query(
+        contract_id, RequestModel.closed_key == OPEN_KEY, limit=page_size, last_evaluated_key=start_key
+    )
+    items = list(result)
+    return items, result.last_evaluated_key
+
+
+def an_open_request_with_priority(contract_id, priorities):
+    """Some open request of the contract whose current priority is one of `priorities`, or None."""
+    matches = RequestModel.by_contract_closed.query(
+        contract_id, RequestModel.closed_key == OPEN_KEY,
+        filter_condition=RequestModel.current_priority.is_in(*sorted(priorities)),
+    )
+    return next(iter(matches), None)
+
+
 def encode_cursor(key):
     if not key:
         return None
@@ -209,6 +230,38 @@ def complete_idempotency(key, status, body):
 def release_idempotency(key):
     """The first attempt failed: forget the key so the client may retry with it."""
     IdempotencyModel(key).delete()
+
+
+# --- background jobs ----------------------------------------------------------------------------
+
+REEVALUATE = "reevaluate"
+
+
+def start_job(kind, subject, now):
+    """Start (or restart from the beginning) the job `kind` for `subject`; a newer start wins over
+    an older one still running, which then finds its generation gone and stops."""
+    JobModel(kind, subject, generation=uuid.uuid4().hex, cursor=None, created_at=now).save()
+
+
+def pending_jobs(kind=REEVALUATE):
+    return list(JobModel.query(kind, consistent_read=True))
+
+
+def advance_job(job, cursor):
+    """Record where the job's next page starts, or finish it when `cursor` is None. Returns True
+    when the job is finished (or was restarted by a newer change, which owns it now)."""
+    same_generation = JobModel.generation == job.generation
+    try:
+        if cursor is None:
+            job.delete(condition=same_generation)
+            return True
+        job.update(actions=[JobModel.cursor.set(cursor)], condition=same_generation)
+        job.cursor = cursor
+        return False
+    except (DeleteError, UpdateError) as exc:
+        if _condition_failed(exc):
+            return True
+        raise
 
 
 # --- tallies and outages -------------------------------------------------------------------------

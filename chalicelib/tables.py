@@ -18,7 +18,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 PREFIX = os.environ.get("SLA_TABLE_PREFIX", "sla-")
@@ -134,6 +134,9 @@ class RequestModel(Model):
     breached = BooleanAttribute(default=False)
     next_check_at = NumberAttribute(null=True)  # epoch seconds
     due_shard = UnicodeAttribute(null=True)  # set only while next_check_at is
+    # Epoch seconds up to which the scanner has sent what came due; None: never checked, or changed
+    # since (an event, a contract change), so the next visit looks at every milestone again.
+    checked_until = NumberAttribute(null=True)
     closed_key = UnicodeAttribute(default=OPEN_KEY)
 
     by_contract = RequestsByContract()
@@ -185,11 +188,12 @@ class IdempotencyModel(Model):
 
 
 class PendingNotifications(GlobalSecondaryIndex):
-    """Sparse: only notifications still to be sent carry `pending_shard`."""
+    """Sparse: only notifications still to be sent carry `pending_shard`. Projects what the scanner
+    orders a backlog by (urgency, then deadline) before it reads any of them."""
 
     class Meta:
         index_name = "pending"
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(["urgency", "due_at"])
 
     pending_shard = UnicodeAttribute(hash_key=True)
     retry_at = NumberAttribute(range_key=True)
@@ -207,7 +211,7 @@ class NotificationModel(Model):
     key = UnicodeAttribute(range_key=True)  # e.g. "warning|first_response|0|0.8", "event|3"
     contract_id = UnicodeAttribute()
     kind = UnicodeAttribute()
-    status = UnicodeAttribute()  # "pending", "sent" or "failed"
+    status = UnicodeAttribute()  # "pending", "sent", "failed" or "superseded" (no longer true: not sent)
     recipients = ListAttribute(of=UnicodeAttribute)
     sender = UnicodeAttribute()
     subject = UnicodeAttribute()
@@ -219,8 +223,11 @@ class NotificationModel(Model):
     sent_at = UTCDateTimeAttribute(null=True)
     lease_until = NumberAttribute(null=True)  # epoch seconds: someone is sending it until then
     message_id = UnicodeAttribute(null=True)  # SES MessageId once accepted
+    superseded_at = UTCDateTimeAttribute(null=True)
     pending_shard = UnicodeAttribute(null=True)
     retry_at = NumberAttribute(null=True)
+    urgency = NumberAttribute(default=4)  # alerts.URGENCY: breaches 0 first, reports 4 last
+    due_at = NumberAttribute(null=True)  # epoch seconds of the deadline it names: earlier goes first
     expires_at = TTLAttribute()
 
     pending = PendingNotifications()
@@ -254,8 +261,23 @@ class OutageModel(Model):
     recorded_by = UnicodeAttribute()
 
 
+class JobModel(Model):
+    """Background work the scanner drains in pages: re-evaluating a contract's open requests after
+    the contract (or its holiday data) changed. One item per job; `cursor` is where the next page starts."""
+
+    class Meta(_Meta):
+        table_name = f"{PREFIX}jobs"
+
+    kind = UnicodeAttribute(hash_key=True)  # "reevaluate"
+    subject = UnicodeAttribute(range_key=True)  # the contract id
+    generation = UnicodeAttribute()  # changes whenever the job is (re)started: a stale finisher leaves it
+    cursor = JSONAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    done_items = NumberAttribute(default=0)
+
+
 MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel, TallyModel,
-          OutageModel)
+          OutageModel, JobModel)
 
 
 def create_all():

@@ -36,6 +36,9 @@ HEADER = """\
 ALARM_PERIOD = 300
 METRIC_NAMESPACE = "SLAClock"
 NOTIFICATION_FAILED_PATTERN = '{ ($.logger = "sla_clock.notify") && ($.message = "notification failed") }'
+# SES refuses to send for a reason an operator can fix (unverified sender, sending paused, quota):
+# the notification is still retried, but someone should act before its 24 hours run out.
+NOTIFICATION_BLOCKED_PATTERN = '{ ($.logger = "sla_clock.notify") && ($.message = "notification blocked") }'
 # Chalice turns an exception escaping a route into a 500 response (so no Lambda error) and logs this.
 UNHANDLED_EXCEPTION_PATTERN = '"Caught exception for path"'
 
@@ -247,19 +250,22 @@ def template():
         resources[function + "ErrorsAlarm"] = _alarm(
             _sub(f"{APP_NAME} ${{Stage}}: {function} raised an error (Lambda Errors >= 1 in 5 minutes)"),
             "Errors", "AWS/Lambda", [{"Name": "FunctionName", "Value": _ref(function)}])
-        resources[function + "NotificationFailedFilter"] = {
-            "Type": "AWS::Logs::MetricFilter",
-            "Properties": {
-                "LogGroupName": _ref(log_group),
-                "FilterPattern": NOTIFICATION_FAILED_PATTERN,
-                "MetricTransformations": [{
-                    "MetricNamespace": namespace,
-                    "MetricName": "NotificationsFailed",
-                    "MetricValue": "1",
-                    "Unit": "Count",
-                }],
-            },
-        }
+        for name, pattern, metric in (("NotificationFailedFilter", NOTIFICATION_FAILED_PATTERN, "NotificationsFailed"),
+                                      ("NotificationBlockedFilter", NOTIFICATION_BLOCKED_PATTERN,
+                                       "NotificationsBlocked")):
+            resources[function + name] = {
+                "Type": "AWS::Logs::MetricFilter",
+                "Properties": {
+                    "LogGroupName": _ref(log_group),
+                    "FilterPattern": pattern,
+                    "MetricTransformations": [{
+                        "MetricNamespace": namespace,
+                        "MetricName": metric,
+                        "MetricValue": "1",
+                        "Unit": "Count",
+                    }],
+                },
+            }
         if function == "APIHandler":
             resources["APIHandlerUnhandledExceptionsFilter"] = {
                 "Type": "AWS::Logs::MetricFilter",
@@ -288,6 +294,10 @@ def template():
         _sub(f"{APP_NAME} ${{Stage}}: a notification was marked failed after its last retry "
              "(log line \"notification failed\" of sla_clock.notify)"),
         "NotificationsFailed", namespace)
+    resources["NotificationsBlockedAlarm"] = _alarm(
+        _sub(f"{APP_NAME} ${{Stage}}: SES refused a notification for a reason an operator can fix (unverified "
+             "sender, sending paused, quota); it is retried for 24 h (log line \"notification blocked\")"),
+        "NotificationsBlocked", namespace)
 
     outputs.update({
         "Stage": {"Description": "Chalice stage this stack runs", "Value": _ref("Stage")},

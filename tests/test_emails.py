@@ -244,7 +244,7 @@ def test_the_required_keys_are_enough_and_the_templates_use_only_known_names(kin
     minimal = {key: value for key, value in context(kind, language).items() if key in REQUIRED_KEYS[kind]}
     render(kind, language, minimal)
     derived = {"priority_label", "metric_label", "metric_detail", "requester_display", "greeting", "note_block",
-               "due_sentence"} | set(emails._TABLE_STYLES) | set(emails._PARTIALS)
+               "due_sentence", "missed_line"} | set(emails._TABLE_STYLES) | set(emails._PARTIALS)
     for part in ("subject.txt", "txt", "html"):
         template = emails._template(language, kind, part)
         assert template.is_valid()
@@ -348,3 +348,12 @@ def test_rendered_is_a_frozen_value():
     assert rendered == Rendered(subject="s", text="t", html="h")
     with pytest.raises(AttributeError):
         rendered.subject = "other"
+
+
+@pytest.mark.parametrize("language, line", [("zh-CN", "已错过 72 个进度周期"), ("en", "72 progress cycles have been missed")])
+def test_a_catch_up_breach_alert_says_how_many_progress_cycles_were_missed(language, line):
+    catch_up = context("breach", language) | {"metric": "progress_update", "cycle": "72", "missed": "72"}
+    rendered = render("breach", language, catch_up)
+    assert line in rendered.text and line in rendered.html
+    single = render("breach", language, catch_up | {"missed": "1"})
+    assert line not in single.text and "missed" not in single.text.split("\n")[2:5]

@@ -3,7 +3,7 @@ time-machine. Every row of the §4 table, the once-only guarantees, SES failure 
 import copy
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import boto3
@@ -173,18 +173,33 @@ def test_an_ses_failure_never_fails_the_api_and_the_next_scan_sends_it(acme, mai
     assert len(mailbox.messages()) == 1
 
 
-def test_after_five_failed_attempts_a_notification_is_failed_logged_and_shown(acme, mailbox, clock, caplog):
+def test_an_unverified_sender_is_retried_with_backoff_for_a_day_then_failed_logged_and_shown(
+        acme, mailbox, clock, caplog):
     _, agent, _ = acme
     logging.getLogger("sla_clock").addHandler(caplog.handler)
     boto3.client("ses", region_name="us-east-1").delete_identity(Identity=SENDER)
-    request_id = create(agent)
-    for minute in range(1, 6):
-        scan_at(clock, local(23, 10, minute))
-    [entry] = agent.get(f"/requests/{request_id}")[1]["notifications"]
-    assert entry["status"] == "failed" and entry["attempts"] == 5
+    request_id = create(agent)  # first attempt at 10:00
+    agent.post(f"/requests/{request_id}/events", {"type": "resolve"})  # no alerts: only customer mail
+
+    def acknowledgement():
+        return NotificationModel.get(request_id, "acknowledgement")
+
+    delays = []  # minutes from each attempt to the next one it schedules
+    moment = local(23, 10)
+    while acknowledgement().status == "pending":
+        retry_at = datetime.fromtimestamp(acknowledgement().retry_at, UTC)
+        delays.append((retry_at - moment).total_seconds() / 60)
+        scan_at(clock, retry_at)  # the next scan after its retry time tries again
+        moment = retry_at
+    # 30 s, 1, 2, 4, 8 min … then every 15 min for 24 h: far fewer attempts than scans, none lost.
+    assert delays[:6] == [0.5, 1, 2, 4, 8, 15] and set(delays[6:]) == {15}
+    assert local(24, 10) <= moment < local(24, 10, 16)
+    [entry] = [n for n in agent.get(f"/requests/{request_id}")[1]["notifications"] if n["key"] == "acknowledgement"]
+    assert entry["status"] == "failed" and 24 * 4 - 10 < entry["attempts"] < 24 * 4 + 10
+    blocked = [r for r in caplog.records if r.getMessage() == "notification blocked"]
+    assert blocked and all(r.levelno == logging.ERROR for r in blocked)  # alarmed while it can be fixed
     failed = [r for r in caplog.records if r.getMessage() == "notification failed"]
-    assert len(failed) == 1 and failed[0].fields["request_id"] == request_id
-    assert scan_at(clock, local(23, 10, 7))["failed"] == 0  # not retried any more
+    assert {r.fields["key"] for r in failed} == {"acknowledgement", "event|2"}
     logging.getLogger("sla_clock").removeHandler(caplog.handler)
 
 
@@ -225,8 +240,9 @@ def test_the_scan_reads_only_due_requests_whatever_the_table_holds(acme, mailbox
     monkeypatch.setattr(Connection, "_make_api_call", counting)
     report = scan_at(clock, local(23, 10, 16))
     assert report["due"] == 3 and report["sent"] == 3
-    # 3 index keys + 3 consistent reads of the requests + 1 read of their contract
-    assert sum(items_read) == report["items_read"] == 7
+    # 3 index keys + 3 consistent reads of the requests + 1 read of their contract, and the 3 outbox
+    # keys the send phase finds pending (this scan's own notifications, already in hand)
+    assert sum(items_read) == report["items_read"] == 10
 
 
 def test_scan_reports_a_structured_summary(acme, mailbox, clock, caplog):
