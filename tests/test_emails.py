@@ -350,7 +350,8 @@ def test_rendered_is_a_frozen_value():
         rendered.subject = "other"
 
 
-@pytest.mark.parametrize("language, line", [("zh-CN", "已错过 72 个进度周期"), ("en", "72 progress cycles have been missed")])
+@pytest.mark.parametrize("language, line", [("zh-CN", "已错过 72 个进度周期"),
+                                            ("en", "72 progress cycles have been missed")])
 def test_a_catch_up_breach_alert_says_how_many_progress_cycles_were_missed(language, line):
     catch_up = context("breach", language) | {"metric": "progress_update", "cycle": "72", "missed": "72"}
     rendered = render("breach", language, catch_up)

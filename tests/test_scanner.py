@@ -3,7 +3,7 @@ time-machine. Every row of the §4 table, the once-only guarantees, SES failure 
 import copy
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import boto3
