@@ -1,4 +1,4 @@
-"""scan_deadlines (DESIGN.md §4–5): send what has come due, then move each request's next check.
+"""scan_deadlines (see docs/clock.md): send what has come due, then move each request's next check.
 
 Reads grow with the work, not the table: the sparse `due_for_check` index holds only open requests
 with a next check, sorted by it, so a query per shard returns exactly the due ones; the sparse
