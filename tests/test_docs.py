@@ -14,7 +14,8 @@ FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_LINK = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
-EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//|#)", re.IGNORECASE)
+EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 # Built from pieces so that this file does not mention them itself.
 OUTSIDE_REFERENCES = ("DESIGN" + ".md", ".." + "/shared")
 
@@ -24,6 +25,17 @@ def relative_links(text):
     prose = INLINE_CODE.sub("", FENCE.sub("", text))
     targets = INLINE_LINK.findall(prose) + REFERENCE_LINK.findall(prose)
     return [t for t in targets if not EXTERNAL.match(t)]
+
+
+def anchors(text):
+    """The anchors GitHub gives a markdown text's headings: lower case, punctuation dropped, spaces to
+    hyphens, repeats numbered."""
+    seen, found = {}, set()
+    for heading in HEADING.findall(FENCE.sub("", text)):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        found.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return found
 
 
 def repository_files():
@@ -42,12 +54,15 @@ def test_the_documents_exist():
 
 
 @pytest.mark.parametrize("document", DOCS)
-def test_every_relative_link_resolves_to_a_file_in_the_repository(document):
+def test_every_relative_link_resolves_to_a_file_and_heading_in_the_repository(document):
     path = ROOT / document
     broken = []
     for target in relative_links(path.read_text("utf-8")):
-        resolved = (path.parent / target.split("#", 1)[0]).resolve()
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part).resolve() if file_part else path
         if not resolved.is_relative_to(ROOT) or not resolved.exists():
+            broken.append(target)
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved.read_text("utf-8")):
             broken.append(target)
     assert not broken, f"{document} links to {broken}"
 
@@ -56,7 +71,12 @@ def test_the_link_finder_sees_links_and_skips_code_and_urls():
     text = ("[api](docs/api.md#errors) [web](https://example.com) [anchor](#tests) `[not](a/link.md)`\n"
             "[ref]: infra/README.md\n"
             "```\n[neither](in/code.md)\n```\n")
-    assert sorted(relative_links(text)) == ["docs/api.md#errors", "infra/README.md"]
+    assert sorted(relative_links(text)) == ["#tests", "docs/api.md#errors", "infra/README.md"]
+
+
+def test_anchors_follow_github_headings():
+    text = "# Title\n## `make run` in detail\n## Calendars: next year\n## Title\n```\n# a comment\n```\n"
+    assert anchors(text) == {"title", "make-run-in-detail", "calendars-next-year", "title-1"}
 
 
 def test_the_readme_is_at_most_200_lines():
