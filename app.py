@@ -1,4 +1,4 @@
-"""SLA Clock HTTP API (DESIGN.md §2–3, §6): routes only. Parse, authorize, call the core, render."""
+"""SLA Clock HTTP API (see docs/api.md): routes only. Parse, authorize, call the core, render."""
 from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
@@ -91,7 +91,7 @@ def scan_deadlines(event):
 
 @app.schedule(Cron(5, 16, "*", "*", "?", "*"))
 def nightly_tally(event):
-    """00:05 Asia/Shanghai: tally each contract's previous local day (§5). A back-fill passes
+    """00:05 Asia/Shanghai: tally each contract's previous local day. A back-fill passes
     {"date": "YYYY-MM-DD", "contract_id": optional} as the event's detail."""
     detail = event.to_dict().get("detail") or {}
     day = reporting.parse_date(detail["date"], "date") if detail.get("date") else None

@@ -1,4 +1,4 @@
-"""Which notifications are due (DESIGN.md §4), as a pure function of the policy, the request and its
+"""Which notifications are due (see docs/clock.md), as a pure function of the policy, the request and its
 SLA state at `now`. Each carries a dedupe key unique within its request: the outbox creates it once.
 """
 from dataclasses import dataclass

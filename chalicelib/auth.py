@@ -1,4 +1,4 @@
-"""Tokens, roles and contract scoping (DESIGN.md §6).
+"""Tokens, roles and contract scoping (see docs/api.md).
 
 A token reads `<token_id>.<secret>`; the tokens table stores only the secret's SHA-256, compared in
 constant time. The bootstrap admin token is never stored in a table: it comes from the SSM Parameter

@@ -1,6 +1,6 @@
 """Business calendar: working days, working hours and business-time arithmetic.
 
-Pure library (DESIGN.md §2 and §6): no AWS, never reads the clock.
+Pure library (rules in docs/clock.md): no AWS, never reads the clock.
 
     cal = BusinessCalendar.from_config(contract.get("calendar"), timezone="Asia/Shanghai")
     cal.add(start, minutes)  -> aware datetime, the earliest instant at which the elapsed

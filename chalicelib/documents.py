@@ -1,4 +1,4 @@
-"""JSON documents the API returns (DESIGN.md §2–3). Pure: records and SLA state in, dicts out."""
+"""JSON documents the API returns (see docs/api.md). Pure: records and SLA state in, dicts out."""
 import math
 from datetime import UTC
 

@@ -1,4 +1,4 @@
-"""Notification emails (DESIGN.md §4): templates in zh-CN and en, rendered to subject, text and HTML.
+"""Notification emails (see docs/clock.md): templates in zh-CN and en, rendered to subject, text and HTML.
 
 Pure rendering: no AWS and no clock. The caller passes every value already formatted as a string;
 `render` only localizes the raw priority and metric, derives the optional blocks (greeting, note,

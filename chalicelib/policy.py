@@ -1,7 +1,7 @@
 """Contract (SLA policy) document → validated, normalized document and policy objects.
 
 `parse_contract` is the only way a contract enters the system: every field is checked, unknown keys
-are rejected, and omitted keys get the defaults of DESIGN.md §2. Errors name the field.
+are rejected, and omitted keys get the defaults of docs/contract.md. Errors name the field.
 """
 from dataclasses import dataclass, field
 

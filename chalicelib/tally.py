@@ -1,4 +1,4 @@
-"""Nightly tally and monthly report (DESIGN.md §5), pure: evaluated requests in, numbers out.
+"""Nightly tally and monthly report (see docs/clock.md), pure: evaluated requests in, numbers out.
 
 A day is a local calendar day of the contract's timezone, [start, end). Everything a day counts is
 read off each request's SLA state, which the clock derives from its timeline, so the tally needs
@@ -144,7 +144,7 @@ def outage_minutes(outages, start, end):
 
 
 def month_report(contract_id, month, policy, tallies, outages, received_resolved):
-    """The §5 report from the month's stored tallies (dicts with "tally" and "penalties"), outages,
+    """The monthly report from the month's stored tallies (dicts with "tally" and "penalties"), outages,
     and `received_resolved`: (requests received in the month, how many of them are resolved now).
 
     Resolution rate is the share of the month's requests that are resolved, so requests carried

@@ -1,4 +1,4 @@
-"""Contracts, tokens, auth and errors through `chalice.test.Client` with moto (DESIGN.md §2, §6)."""
+"""Contracts, tokens, auth and errors through `chalice.test.Client` with moto (see docs/api.md)."""
 import copy
 import hashlib
 from datetime import datetime

@@ -1,4 +1,4 @@
-"""Requests and events end to end: `chalice.test.Client` + moto + time-machine (DESIGN.md §3)."""
+"""Requests and events end to end: `chalice.test.Client` + moto + time-machine (see docs/api.md)."""
 import json
 import threading
 from datetime import datetime

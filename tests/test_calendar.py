@@ -1,4 +1,4 @@
-"""Business calendar, table tests (DESIGN.md §2 calendar rules and durations, §6 "the calendar is a library too").
+"""Business calendar, table tests (the calendar rules and durations of docs/clock.md; the calendar is a library too).
 
 Default calendar unless stated: Asia/Shanghai, CN holidays incl. make-up working days (调休),
 Mon-Fri 09:00-12:00 and 13:00-17:00. Holiday facts come from python-holidays 0.109.

@@ -233,7 +233,7 @@ def reference_between(cal, a, b):
 
 
 def reference_add_working_days(cal, a, n):
-    """DESIGN §2: same business offset into the n-th following working day, clamped, earliest instant."""
+    """A `wd` duration: same business offset into the n-th following working day, clamped, earliest instant."""
     day = a.astimezone(cal.tz).date() - timedelta(days=1)
     days = []  # working days with working time, from the start's working day on
     while len(days) < n + 1:

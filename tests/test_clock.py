@@ -1,4 +1,4 @@
-"""The SLA clock as a pure function of (policy, request, events, now): DESIGN.md §2–3 worked examples."""
+"""The SLA clock as a pure function of (policy, request, events, now): the worked examples of docs/clock.md."""
 import copy
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo

@@ -1,4 +1,4 @@
-"""Notification emails (DESIGN.md §4): every kind in zh-CN and en carries the request id, the priority,
+"""Notification emails (see docs/clock.md): every kind in zh-CN and en carries the request id, the priority,
 the deadline and the remaining time; values are escaped in HTML; messages survive SES's raw format."""
 import email
 import email.policy
@@ -67,7 +67,7 @@ def test_every_kind_renders_in_both_languages_with_the_facts_design_requires(kin
         assert "$" not in body
     assert "$" not in rendered.subject
     remaining = format_minutes(25, language)
-    for body in (rendered.text, rendered.html):  # DESIGN §4: every email carries the deadline and time left
+    for body in (rendered.text, rendered.html):  # every email carries the deadline and time left
         assert DEADLINE in body and remaining in body
     if kind in PROVIDER_KINDS:
         for body in (rendered.text, rendered.html):

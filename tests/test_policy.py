@@ -1,4 +1,4 @@
-"""Contract documents: defaults, and every bad field answered with an error naming it (DESIGN.md §2)."""
+"""Contract documents: defaults, and every bad field answered with an error naming it (see docs/contract.md)."""
 import copy
 
 import pytest

@@ -1,5 +1,5 @@
-"""scan_deadlines and SES notifications, exactly once (DESIGN.md §4–5): chalice.test.Client + moto +
-time-machine. Every row of the §4 table, the once-only guarantees, SES failure then recovery."""
+"""scan_deadlines and SES notifications, exactly once (see docs/clock.md): chalice.test.Client + moto +
+time-machine. Every row of the notification table, the once-only guarantees, SES failure then recovery."""
 import copy
 import logging
 import threading

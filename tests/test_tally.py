@@ -1,4 +1,4 @@
-"""nightly_tally, penalties, monthly reports, outages and KPIs (DESIGN.md §5), end to end through
+"""nightly_tally, penalties, monthly reports, outages and KPIs (see docs/clock.md), end to end through
 `chalice.test.Client` + moto + time-machine."""
 import copy
 import csv
