@@ -431,8 +431,10 @@ def evaluate(policy, request, events, now):
 
 
 def _state(timeline, policy, metrics, milestones, penalty, now):
-    checkpoints = [m.at for m in milestones] + [s.due_at for s in metrics.values() if s.running and s.due_at]
-    future = [at for at in checkpoints if at > now]
+    # A running deadline that is exactly `now` breaches just after it: it stays a checkpoint, or a scan
+    # landing on it would leave the request with nothing left to check.
+    future = [m.at for m in milestones if m.at > now] + [
+        s.due_at for s in metrics.values() if s.running and s.due_at and s.due_at >= now]
     return SlaState(
         status=timeline.status,
         priority=timeline.priority,

@@ -155,9 +155,9 @@ def _visit(work, request_id):
     report.count("items_read")
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
         return []  # an event or another scanner moved it meanwhile
-    report.count("due")
     policy = work.latest_policy(item.contract_id)
     state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
+    report.count("due")
     since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
     created = []
     for notification in alerts.due_notifications(policy, item, state, now, since):

@@ -416,3 +416,13 @@ def test_deadlines_across_the_berlin_autumn_clock_change_count_real_elapsed_time
     assert state.metrics[PROGRESS_UPDATE].misses == 3
     next_due = state.metrics[PROGRESS_UPDATE].due_at.astimezone(berlin)
     assert (next_due.hour, next_due.minute, next_due.utcoffset()) == (3, 15, timedelta(hours=1))
+
+
+def test_a_request_evaluated_exactly_at_its_deadline_still_has_that_deadline_to_check():
+    """Scanned at 12:00 sharp, the first response due at 12:00 has not breached yet: the next check
+    must not vanish, or the breach would never be alerted."""
+    policy = parse_contract(DEMO_CONTRACT)[1]
+    received = datetime(2026, 11, 23, 10, tzinfo=SH)
+    facts = RequestFacts(priority="high", designated=True, received_at=received)
+    state = evaluate(policy, facts, [Event(1, "received", received)], datetime(2026, 11, 23, 12, tzinfo=SH))
+    assert not state.breached and state.next_check_at == datetime(2026, 11, 23, 12, tzinfo=SH)
