@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import factories
 import pytest
 import time_machine
 from botocore.client import BaseClient
@@ -12,7 +13,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import app
-from chalicelib import scanner
+from chalicelib import scanner, service, store
 from chalicelib.budget import Budget
 from chalicelib.tables import ContractModel, NotificationModel, RequestModel
 from conftest import DEMO_CONTRACT
@@ -249,8 +250,9 @@ def test_a_contract_change_costs_the_same_however_many_requests_are_open(acme, c
     aws_calls.reset()
     assert admin.put("/contracts/acme", looser)[0] == 200
     calls_with_none_open = len(aws_calls.calls)
-    for _ in range(20):
-        create(agent)
+    policy = service.policy_of(store.latest_contract("acme"))
+    now = local(23, 10)
+    factories.insert([factories.request_item(policy, "acme", "high", now, now) for _ in range(200)])
     aws_calls.reset()
     looser["priorities"]["high"]["first_response"] = "4h"
     assert admin.put("/contracts/acme", looser)[0] == 200
@@ -299,7 +301,7 @@ def test_no_email_of_a_busy_week_has_an_empty_deadline_or_time_left(acme, mailbo
     steps = [("respond", 0), ("await_customer", 1), ("customer_reply", 1), ("progress", 0), ("resolve", 2)]
     moment = local(23, 10)
     for step, (kind, who) in enumerate(steps):
-        for minute in range(0, 240, 7):
+        for minute in range(0, 240, 20):
             scan_at(clock, moment + timedelta(minutes=minute))
         moment += timedelta(hours=4 + step)
         clock.move_to(moment)
