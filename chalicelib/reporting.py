@@ -12,7 +12,8 @@ from chalicelib.logs import log_event
 from chalicelib.tables import OutageModel, TallyModel, utc_key
 from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "\d" takes any Unicode digit
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 logger = logging.getLogger("sla_clock.tally")
 
 
@@ -121,7 +122,7 @@ def backfill(principal, contract_id, body, now):
 
 
 def parse_date(value, name):
-    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+    if not isinstance(value, str) or not DATE.fullmatch(value):
         raise ValidationError(name, "must be a date YYYY-MM-DD")
     try:
         return date.fromisoformat(value)
@@ -135,7 +136,7 @@ def report(principal, contract_id, params, now):
     reject_unknown(params, ("month", "format"))
     record = service.latest_contract_of(principal, contract_id)
     policy = service.policy_of(record)
-    match = MONTH.match(params.get("month") or "")
+    match = MONTH.fullmatch(params.get("month") or "")
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValidationError("month", "is required, as YYYY-MM")
     kind = params.get("format", "json")
@@ -144,10 +145,9 @@ def report(principal, contract_id, params, now):
     month = (int(match.group(1)), int(match.group(2)))
     tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
-    in_month = store.requests_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
-    received = [item.status for item in in_month]
+    counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
     document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
-                            outages, (len(received), received.count(RESOLVED)))
+                            outages, counts)
     return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
 
 

@@ -67,4 +67,4 @@ def _check(request_id, now, report, contracts):
         if notify.enqueue(entry):
             report.created += 1
             report.count(notify.deliver(entry, now))
-    store.refresh_cache(item, service.cache_fields(item.request_id, state))
+    store.refresh_cache(item, service.cache_fields(item, state))

@@ -13,6 +13,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.clock import RESOLVED, STATUSES
 from chalicelib.errors import ConflictError, ValidationError
 from chalicelib.tables import (
     ContractModel,
@@ -23,6 +24,7 @@ from chalicelib.tables import (
     RequestModel,
     TallyModel,
     listing_key,
+    status_key,
     utc_key,
 )
 
@@ -137,17 +139,35 @@ def requests_due(shard, now):
     return RequestModel.due_for_check.query(shard, RequestModel.next_check_at <= now.timestamp())
 
 
-def requests_of_contract(contract_id, start_key=None, page_size=50):
-    """One page of a contract's requests, newest first: (items, last evaluated key or None)."""
-    result = RequestModel.by_contract.query(
-        contract_id, scan_index_forward=False, limit=page_size, last_evaluated_key=start_key
-    )
+def requests_of_contract(contract_id, start_key=None, page_size=50, status=None, breached_only=False):
+    """One page of a contract's requests, newest first: (items, last evaluated key or None).
+
+    Read from the index that holds only the wanted requests: the sparse breached index, the status
+    index, or every request of the contract. Keys in and out are listing keys (request_id,
+    contract_id, listed_at) whatever the index; filtering beyond the index is the caller's.
+    """
+    if breached_only:
+        index, partition = RequestModel.breached_by_contract, ("breached_contract", contract_id)
+    elif status is not None:
+        index, partition = RequestModel.by_contract_status, ("contract_status", status_key(contract_id, status))
+    else:
+        index, partition = RequestModel.by_contract, ("contract_id", contract_id)
+    if start_key is not None:
+        start_key = {"request_id": start_key["request_id"], "listed_at": start_key["listed_at"],
+                     partition[0]: {"S": partition[1]}}
+    result = index.query(partition[1], scan_index_forward=False, limit=page_size, last_evaluated_key=start_key)
     items = list(result)
-    return items, result.last_evaluated_key
+    last = result.last_evaluated_key
+    if last is not None:
+        last = {"request_id": last["request_id"], "contract_id": {"S": contract_id}, "listed_at": last["listed_at"]}
+    return items, last
 
 
 def open_requests_of_contract(contract_id):
-    return RequestModel.by_contract.query(contract_id, filter_condition=RequestModel.status != "resolved")
+    """Every request not resolved, through the status index: the contract's history is not read."""
+    for status in STATUSES:
+        if status != RESOLVED:
+            yield from RequestModel.by_contract_status.query(status_key(contract_id, status))
 
 
 def encode_cursor(key):
@@ -226,10 +246,18 @@ def requests_active_since(contract_id, start):
     return RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
 
 
-def requests_received_between(contract_id, start, end):
-    """The contract's requests received in [start, end), through the listing index."""
-    bounds = listing_key(start), listing_key(end)
-    return RequestModel.by_contract.query(contract_id, RequestModel.listed_at.between(*bounds))
+def count_received_between(contract_id, start, end):
+    """(received, resolved now) of the contract's requests received in [start, end).
+
+    Two COUNT queries: DynamoDB answers with numbers, not items, so a month of requests is neither
+    transferred nor parsed, and "resolved" is the size of the status index's resolved partition in
+    that range rather than a status read from every item. (DynamoDB still bills the items a COUNT
+    reads; a keys-only index would bill less, but would cost a write on every status change for a
+    report read a few times a month.)
+    """
+    received = RequestModel.listed_at.between(listing_key(start), listing_key(end))
+    return (RequestModel.by_contract.count(contract_id, received),
+            RequestModel.by_contract_status.count(status_key(contract_id, RESOLVED), received))
 
 
 def tallies_of_month(contract_id, month_prefix):

@@ -104,6 +104,36 @@ class RequestsByContractClosed(GlobalSecondaryIndex):
     closed_key = UnicodeAttribute(range_key=True)
 
 
+def status_key(contract_id, status):
+    """`contract_status`: the partition of a contract's requests in one status."""
+    return f"{contract_id}#{status}"
+
+
+class RequestsByContractStatus(GlobalSecondaryIndex):
+    """A contract's requests in one status, newest first: a status-filtered listing (and the open
+    requests a contract change re-evaluates) reads those requests only, not the contract's history."""
+
+    class Meta:
+        index_name = "by_contract_status"
+        projection = AllProjection()  # listing evaluates each request, which needs its timeline
+
+    contract_status = UnicodeAttribute(hash_key=True)
+    listed_at = UnicodeAttribute(range_key=True)
+
+
+class RequestsBreached(GlobalSecondaryIndex):
+    """Sparse: only requests breached when last evaluated carry `breached_contract` (their contract id),
+    newest first. Every write and every scanner visit re-evaluates a request, and the scanner visits at
+    each deadline, so a request enters the index within a scan of its breach."""
+
+    class Meta:
+        index_name = "breached_by_contract"
+        projection = AllProjection()  # listing evaluates each request, which needs its timeline
+
+    breached_contract = UnicodeAttribute(hash_key=True)
+    listed_at = UnicodeAttribute(range_key=True)
+
+
 class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
@@ -135,10 +165,14 @@ class RequestModel(Model):
     next_check_at = NumberAttribute(null=True)  # epoch seconds
     due_shard = UnicodeAttribute(null=True)  # set only while next_check_at is
     closed_key = UnicodeAttribute(default=OPEN_KEY)
+    contract_status = UnicodeAttribute(null=True)  # status_key(contract_id, status); null only on older items
+    breached_contract = UnicodeAttribute(null=True)  # the contract id, while breached
 
     by_contract = RequestsByContract()
     by_contract_closed = RequestsByContractClosed()
     due_for_check = RequestsDueForCheck()
+    by_contract_status = RequestsByContractStatus()
+    breached_by_contract = RequestsBreached()
 
 
 class EventModel(Model):
