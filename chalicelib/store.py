@@ -16,6 +16,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.clock import RESOLVED, STATUSES
 from chalicelib.errors import ConflictError, ValidationError
 from chalicelib.tables import (
+    TALLY_RUNS,
     ContractModel,
     EventModel,
     IdempotencyModel,
@@ -23,6 +24,7 @@ from chalicelib.tables import (
     OutageModel,
     RequestModel,
     TallyModel,
+    TallyRunModel,
     listing_key,
     status_key,
     utc_key,
@@ -274,3 +276,28 @@ def replace_outages(removed, added):
         for outage in removed:
             tx.delete(outage)
         tx.save(added)
+
+
+def new_tally_run(started_at, day):
+    """A nightly run starting at `started_at` (of `day`, or each contract's previous local day); not
+    stored until the run saves where it stands."""
+    return TallyRunModel(TALLY_RUNS, utc_key(started_at), started_at=started_at, date=day.isoformat() if day else None)
+
+
+def tally_runs():
+    """Nightly runs not finished yet, oldest first (a handful at most)."""
+    return list(TallyRunModel.query(TALLY_RUNS, consistent_read=True))
+
+
+def save_tally_run(run):
+    """StaleWrite if another invocation saved the run since it was read."""
+    try:
+        run.save()
+    except PutError as exc:
+        if _condition_failed(exc):
+            raise StaleWrite() from exc
+        raise
+
+
+def finish_tally_run(run):
+    run.delete()

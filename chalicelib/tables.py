@@ -274,6 +274,27 @@ class TallyModel(Model):
     computed_at = UTCDateTimeAttribute()
 
 
+TALLY_RUNS = "~runs"  # contract ids start with a letter or digit: no contract's tallies share this key
+
+
+class TallyRunModel(Model):
+    """Where a nightly run stands, kept in the tallies table under TALLY_RUNS (a second model over the
+    same table and key names, so no table of its own). Contracts are tallied in id order; a run that
+    ran out of time, or whose invocation died, resumes after `after`. Deleted once the run is done."""
+
+    class Meta(_Meta):
+        table_name = TallyModel.Meta.table_name
+
+    partition = UnicodeAttribute(hash_key=True, attr_name="contract_id")  # always TALLY_RUNS
+    run_id = UnicodeAttribute(range_key=True, attr_name="day")  # utc_key of the run's start
+    started_at = UTCDateTimeAttribute()  # each contract tallies its local day before this instant...
+    date = UnicodeAttribute(null=True)  # ...unless a back-fill names the date (YYYY-MM-DD)
+    after = UnicodeAttribute(null=True)  # the last contract id dealt with
+    current = UnicodeAttribute(null=True)  # being tallied; still set when the invocation died in it
+    lease_until = NumberAttribute(null=True)  # epoch seconds: the invocation on it may run until then
+    version = VersionAttribute()  # concurrent runners: the one that saves second stops
+
+
 class OutageModel(Model):
     """Service outages feeding availability; overlapping ones are merged when recorded."""
 
