@@ -413,13 +413,13 @@ class BusinessCalendar:
 
     def require_working_time(self, today, window_days=60, years_back=2, years_ahead=3):
         """Raise ValidationError, naming the field to blame, unless every `window_days` consecutive local
-        dates hold some working time, from `years_back` years before `today` to `years_ahead` after it,
-        and in every other year an extra_holidays / date_hours date falls in. The weekly pattern itself
-        (workdays x hours) must have working time: beyond the listed dates it is all there is. Other
-        years have only that pattern and the country's holidays, which leave working time every week, so
-        a calendar that passes never makes add/next_open search endlessly.
+        dates hold some working time: from `years_back` years before `today` to `years_ahead` after it,
+        and in any other year holding a day off (extra_holidays, or date_hours without hours).
 
-        Reads the per-year arrays the arithmetic builds anyway (cached), one pass over each year's days.
+        The weekly pattern (workdays x hours) must itself have working time: beyond the listed dates it
+        is all there is. The years not checked have only that pattern and the country's holidays, which
+        leave working time every week, so a calendar that passes never makes add/next_open search
+        endlessly. Reads the per-year arrays the arithmetic builds anyway (and keeps), one pass per year.
         """
         if not self._hours:
             raise ValidationError("calendar.hours", "must give a working day some working hours: a calendar must "
@@ -428,20 +428,18 @@ class BusinessCalendar:
             raise ValidationError("calendar.workdays", "must name at least one weekday: make-up and extra working "
                                                        "days alone leave most of the years without working time")
         years = set(range(max(today.year - years_back, _MIN_YEAR), min(today.year + years_ahead, _MAX_YEAR) + 1))
-        years.update(d.year for d in (*self._extra_holidays, *self._date_hours) if _MIN_YEAR <= d.year <= _MAX_YEAR)
-        idle_from = None  # ordinal of the first date of the current run without working time
-        previous = None
+        days_off = [*self._extra_holidays, *(d for d, ranges in self._date_hours.items() if not ranges)]
+        years.update(d.year for d in days_off if _MIN_YEAR <= d.year <= _MAX_YEAR)
         for y in sorted(years):
             Y = self._year(y)
-            if previous != y - 1:
-                idle_from = Y.ord0  # a separate span: assume the unchecked year before ends working
+            if y - 1 not in years:
+                idle_from = Y.ord0  # ordinal of the first date of the current run without working time
             for doy in range(len(Y.day_first) - 1):
                 if Y.day_first[doy + 1] == Y.day_first[doy]:
                     continue  # no working period that day
                 if Y.ord0 + doy - idle_from >= window_days:
                     self._blame_idle(date.fromordinal(idle_from), date.fromordinal(Y.ord0 + doy - 1), window_days)
                 idle_from = Y.ord0 + doy + 1
-            previous = y
             if y + 1 not in years and Y.ord0 + len(Y.day_first) - 1 - idle_from >= window_days:
                 self._blame_idle(date.fromordinal(idle_from), date(y, 12, 31), window_days)
 
