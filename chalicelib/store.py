@@ -10,7 +10,7 @@ import json
 from datetime import UTC, timedelta
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.clock import RESOLVED, STATUSES
@@ -300,4 +300,10 @@ def save_tally_run(run):
 
 
 def finish_tally_run(run):
-    run.delete()
+    """The run is done: forget it (StaleWrite if another invocation saved it meanwhile)."""
+    try:
+        run.delete()
+    except DeleteError as exc:
+        if _condition_failed(exc):
+            raise StaleWrite() from exc
+        raise

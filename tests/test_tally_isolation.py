@@ -154,3 +154,16 @@ def test_a_contract_that_breaks_only_in_the_tally_is_isolated_too(admin, clock, 
     result = invoke("nightly_tally")
     assert tallied(result) == [("alpha", "2026-11-23")] and result["errors"] == 1
     assert errors_logged[0].fields["contract_id"] == "bravo" and "KeyError" in errors_logged[0].fields["error"]
+
+
+def test_an_invocation_that_read_the_run_before_another_saved_it_stops_instead_of_tallying_twice(
+        admin, clock, monkeypatch):
+    contracts(admin, "alpha", "bravo", "charlie")
+    monkeypatch.setattr(reporting, "RUN_BUDGET_S", 0)
+    invoke("nightly_tally")
+    as_read_before = store.tally_runs()  # a duplicate delivery of the schedule reads the run...
+    assert tallied(invoke("nightly_tally_continue")) == [("bravo", "2026-11-23")]  # ...another goes on first
+    monkeypatch.setattr(store, "tally_runs", lambda: as_read_before)
+    assert invoke("nightly_tally_continue") == {"tallies": [], "errors": 0, "remaining": 0}
+    monkeypatch.undo()
+    assert [(run.after, run.current) for run in store.tally_runs()] == [("bravo", None)]
