@@ -89,7 +89,6 @@ def _check_length(duration, where, day_minutes):
     elif duration.minutes > MAX_WORKING_DAYS * day_minutes:
         raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days "
                                      f"({MAX_WORKING_DAYS * day_minutes // 60} h on this clock)")
-    return duration
 
 
 def _priorities(value, business_day_minutes=None):
