@@ -92,8 +92,18 @@ def scan_deadlines(event):
 @app.schedule(Cron(5, 16, "*", "*", "?", "*"))
 def nightly_tally(event):
     """00:05 Asia/Shanghai: tally each contract's previous local day. A back-fill passes
-    {"date": "YYYY-MM-DD", "contract_id": optional} as the event's detail."""
+    {"date": "YYYY-MM-DD", "contract_id": optional} as the event's detail. What does not fit in the
+    invocation's time is left to nightly_tally_continue."""
     detail = event.to_dict().get("detail") or {}
     day = reporting.parse_date(detail["date"], "date") if detail.get("date") else None
-    tallies = reporting.run_nightly(datetime.now(UTC), day, detail.get("contract_id"))
-    return {"tallies": tallies}
+    return reporting.run_nightly(datetime.now(UTC), _seconds_left(event), day, detail.get("contract_id"))
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def nightly_tally_continue(event):
+    """Every 5 minutes: go on with a nightly run that ran out of time or whose invocation died."""
+    return reporting.continue_nightly(datetime.now(UTC), _seconds_left(event))
+
+
+def _seconds_left(event):
+    return event.context.get_remaining_time_in_millis() / 1000

@@ -38,6 +38,12 @@ class Principal:
     def is_admin(self):
         return self.role == "admin"
 
+    @property
+    def is_client(self):
+        """A client system: it sees its customers' business, never the provider's side (notifications,
+        provider and admin addresses)."""
+        return self.role == "client"
+
     def require_contract(self, contract_id):
         """Agents and clients touch their own contract only; the answer never says whether another exists."""
         if not self.is_admin and contract_id != self.contract_id:

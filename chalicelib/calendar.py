@@ -66,8 +66,9 @@ _AVG_YEAR_US = 31_556_952 * _US_PER_S  # 365.2425 days
 _MIN_YEAR = 2  # year 1 / 9999 have no neighbouring local midnight we can represent
 _MAX_YEAR = 9998
 
-_TIME_RE = re.compile(r"^(\d{2}):(\d{2})$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ASCII digits only, matched whole (fullmatch): "\d" takes any Unicode digit and "$" a trailing newline.
+_TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2})")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 # --------------------------------------------------------------------------- validation
@@ -77,7 +78,7 @@ def _parse_time(value, *, is_end):
     """'HH:MM' -> minutes after local midnight; '24:00' only as an end. None if invalid."""
     if not isinstance(value, str):
         return None
-    m = _TIME_RE.match(value)
+    m = _TIME_RE.fullmatch(value)
     if not m:
         return None
     hh, mm = int(m.group(1)), int(m.group(2))
@@ -112,7 +113,7 @@ def _parse_ranges(value, path):
 
 
 def _parse_date(value, path):
-    if isinstance(value, str) and _DATE_RE.match(value):
+    if isinstance(value, str) and _DATE_RE.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError:
@@ -401,6 +402,56 @@ class BusinessCalendar:
         target = Y.cum[first] + offset
         i = bisect_left(Y.cend, target, first, last + 1)
         return self._dt(Y.starts[i] + target - Y.cum[i])
+
+    # ----------------------------------------------------------------- limits
+
+    @property
+    def regular_day_minutes(self):
+        """Business minutes of a regular working day (the `hours` ranges): the yardstick for "n working
+        days' worth" of business time."""
+        return sum(end - start for start, end in self._hours)
+
+    def require_working_time(self, today, window_days=60, years_back=2, years_ahead=3):
+        """Raise ValidationError, naming the field to blame, unless every `window_days` consecutive local
+        dates hold some working time: from `years_back` years before `today` to `years_ahead` after it,
+        and in any other year holding a day off (extra_holidays, or date_hours without hours).
+
+        The weekly pattern (workdays x hours) must itself have working time: beyond the listed dates it
+        is all there is. The years not checked have only that pattern and the country's holidays, which
+        leave working time every week, so a calendar that passes never makes add/next_open search
+        endlessly. Reads the per-year arrays the arithmetic builds anyway (and keeps), one pass per year.
+        """
+        if not self._hours:
+            raise ValidationError("calendar.hours", "must give a working day some working hours: a calendar must "
+                                                    f"have working time in every {window_days}-day window")
+        if not self._workdays:
+            raise ValidationError("calendar.workdays", "must name at least one weekday: make-up and extra working "
+                                                       "days alone leave most of the years without working time")
+        years = set(range(max(today.year - years_back, _MIN_YEAR), min(today.year + years_ahead, _MAX_YEAR) + 1))
+        days_off = [*self._extra_holidays, *(d for d, ranges in self._date_hours.items() if not ranges)]
+        years.update(d.year for d in days_off if _MIN_YEAR <= d.year <= _MAX_YEAR)
+        for y in sorted(years):
+            Y = self._year(y)
+            if y - 1 not in years:
+                idle_from = Y.ord0  # ordinal of the first date of the current run without working time
+            for doy in range(len(Y.day_first) - 1):
+                if Y.day_first[doy + 1] == Y.day_first[doy]:
+                    continue  # no working period that day
+                if Y.ord0 + doy - idle_from >= window_days:
+                    self._blame_idle(date.fromordinal(idle_from), date.fromordinal(Y.ord0 + doy - 1), window_days)
+                idle_from = Y.ord0 + doy + 1
+            if y + 1 not in years and Y.ord0 + len(Y.day_first) - 1 - idle_from >= window_days:
+                self._blame_idle(date.fromordinal(idle_from), date(y, 12, 31), window_days)
+
+    def _blame_idle(self, first, last, window_days):
+        """The field that left `first`..`last` without working time, as a ValidationError."""
+        where = (f"from {first.isoformat()} to {last.isoformat()}: a calendar must have working time in every "
+                 f"{window_days}-day window")
+        if any(first <= d <= last for d in self._extra_holidays):
+            raise ValidationError("calendar.extra_holidays", f"leave no working time {where}")
+        if any(first <= d <= last and not ranges for d, ranges in self._date_hours.items()):
+            raise ValidationError("calendar.date_hours", f"leave no working time {where}")
+        raise ValidationError("calendar", f"has no working time {where}")
 
     # ----------------------------------------------------------------- internals
 

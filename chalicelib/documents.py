@@ -64,7 +64,8 @@ def request_document(item, state, policy, events=None, notifications=None):
 
 
 def notification_document(entry, tz):
-    """Where each email of the request stands; a failed one says why."""
+    """Where each email of the request stands; a failed one says why. Delivery and bounce times come
+    from SES's delivery notifications, which are not subscribed to yet: null until they are."""
     return {
         "key": entry.key,
         "kind": entry.kind,
@@ -72,6 +73,8 @@ def notification_document(entry, tz):
         "status": entry.status,
         "attempts": int(entry.attempts),
         "sent_at": iso(entry.sent_at, tz),
+        "delivered_at": None,
+        "bounced_at": None,
         "last_error": entry.last_error,
     }
 
@@ -84,12 +87,17 @@ def event_document(event, tz):
     return doc
 
 
-def contract_document(record):
+def contract_document(record, for_client=False):
+    """A stored contract version. Client tokens get the `notify` block without the provider's and
+    admins' addresses (and the sender): only the language their customers are written in."""
+    document = dict(record.document)
+    if for_client:
+        document["notify"] = {"language": document["notify"]["language"]}
     return {
         "contract_id": record.contract_id,
         "version": int(record.version),
         "updated_at": record.updated_at.astimezone(UTC).isoformat(),
-        **record.document,
+        **document,
     }
 
 

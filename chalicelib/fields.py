@@ -1,5 +1,6 @@
 """Field checks shared by every document the API accepts; each error names the field."""
 import math
+import re
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
@@ -7,6 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from chalicelib.errors import ValidationError
 
 MAX_CHANNEL = 64
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 def require_object(value, name):
@@ -42,14 +44,28 @@ def number(value, name, lo=None, hi=None, lo_open=False, hi_open=False):
     return value
 
 
+def whole_number(value, name, lo, hi):
+    """A query-string whole number from lo to hi, in at most nine ASCII digits. (str.isdigit() takes
+    "²" and "٣", which int() then refuses or reads as another number; int() also refuses 5,000 digits.)"""
+    if not isinstance(value, str) or not _DIGITS.fullmatch(value) or not lo <= int(value) <= hi:
+        raise ValidationError(name, f"must be a whole number from {lo} to {hi}")
+    return int(value)
+
+
 def email_address(value, name):
-    """A syntactically valid e-mail address (no DNS look-up), normalized."""
+    """A syntactically valid e-mail address (no DNS look-up) that SES can deliver to, normalized, in
+    ASCII: an internationalised domain becomes punycode. A non-ASCII mailbox name (before the @) would
+    need SMTPUTF8, which SES does not offer, so it is refused rather than accepted and never delivered."""
     if not isinstance(value, str):
         raise ValidationError(name, "must be an e-mail address string")
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        validated = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValidationError(name, f"{value!r} is not a valid e-mail address: {exc}") from None
+    if validated.ascii_email is None:
+        raise ValidationError(name, f"{value!r}: the part before the @ must be ASCII; e-mail to an "
+                                    "internationalised mailbox name cannot be delivered")
+    return validated.ascii_email
 
 
 def channel_name(value, name):

@@ -11,6 +11,7 @@ from chalicelib import auth
 from chalicelib.errors import ForbiddenError, SlaError, ValidationError
 
 MAX_BODY = 64 * 1024
+MAX_DEPTH = 32  # arrays and objects inside each other; the deepest document the API takes has 5
 STATUS = {
     "BadRequestError": 400,
     "UnauthorizedError": 401,
@@ -29,6 +30,21 @@ def error_response(code, message):
     return json_response({"Code": code, "Message": message}, STATUS.get(code, 500))
 
 
+def _depth_exceeds(document, limit):
+    """Is any array or object of `document` nested more than `limit` levels deep? (Iterative: a
+    recursive walk would hit the same stack limit the parser did.)"""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 class Call:
     """What a view gets: the caller, the parsed body and the request's clock reading."""
 
@@ -41,9 +57,14 @@ class Call:
         if not raw.strip():
             raise ValidationError("body", "is required (a JSON object)")
         try:
-            return json.loads(raw)
+            document = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ValidationError("body", "is not valid JSON") from None
+        except RecursionError:  # the parser recurses once per level: thousands of "[" exhaust the stack
+            raise ValidationError("body", f"is nested more than {MAX_DEPTH} levels deep") from None
+        if _depth_exceeds(document, MAX_DEPTH):
+            raise ValidationError("body", f"is nested more than {MAX_DEPTH} levels deep")
+        return document
 
     @property
     def query(self):

@@ -31,5 +31,6 @@ def configure():
     logger.setLevel(os.environ.get("SLA_LOG_LEVEL", "INFO").upper())
 
 
-def log_event(logger, message, level=logging.INFO, **fields):
-    logger.log(level, message, extra={"fields": fields})
+def log_event(logger, message, level=logging.INFO, exc_info=None, **fields):
+    """One structured line; `exc_info=True` inside an `except` adds the traceback as "exception"."""
+    logger.log(level, message, exc_info=exc_info, extra={"fields": fields})

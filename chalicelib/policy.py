@@ -20,6 +20,10 @@ DEFAULT_WARN_AT = (0.5, 0.8)
 DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.95}
 MONEY_KEYS = ("late_first_response", "late_progress", "late_resolution_per_day", "monthly_cap")
 MAX_NAME = 200
+# Limits a contract must meet to be accepted: they keep every deadline computable (a target of at
+# most MAX_WORKING_DAYS working days in a calendar that never stops working for 60 days).
+MAX_WORKING_DAYS = 400
+MINUTES_PER_DAY = 24 * 60
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,19 @@ def _email_list(value, name):
     return [email_address(item, f"{name}[{i}]") for i, item in enumerate(value)]
 
 
-def _priorities(value):
+def _check_length(duration, where, day_minutes):
+    """At most MAX_WORKING_DAYS working days: "<n>wd" by its count, minutes against that many regular
+    working days of the calendar (24 h days on a 24x7 clock)."""
+    if duration.is_working_days:
+        if duration.count > MAX_WORKING_DAYS:
+            raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days")
+    elif duration.minutes > MAX_WORKING_DAYS * day_minutes:
+        raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days "
+                                     f"({MAX_WORKING_DAYS * day_minutes // 60} h on this clock)")
+
+
+def _priorities(value, business_day_minutes=None):
+    """`business_day_minutes`: when set, durations are held to MAX_WORKING_DAYS working days."""
     require_object(value, "priorities")
     if not value:
         raise ValidationError("priorities", "must define at least one priority")
@@ -89,14 +105,18 @@ def _priorities(value):
         reject_unknown(spec, ("first_response", "resolution", "progress_every", "clock"), where)
         if "first_response" not in spec:
             raise ValidationError(f"{where}.first_response", "is required")
+        clock = spec.get("clock", "business")
+        if clock not in CLOCKS:
+            raise ValidationError(f"{where}.clock", f"must be one of {', '.join(CLOCKS)}")
         durations = {
             k: parse_duration(spec[k], f"{where}.{k}")
             for k in ("first_response", "resolution", "progress_every")
             if spec.get(k) is not None
         }
-        clock = spec.get("clock", "business")
-        if clock not in CLOCKS:
-            raise ValidationError(f"{where}.clock", f"must be one of {', '.join(CLOCKS)}")
+        if business_day_minutes is not None:
+            day_minutes = MINUTES_PER_DAY if clock == "24x7" else business_day_minutes
+            for k, duration in durations.items():
+                _check_length(duration, f"{where}.{k}", day_minutes)
         policies[key] = PriorityPolicy(clock=clock, **durations)
         normalized[key] = {k: str(v) for k, v in durations.items()} | {"clock": clock}
     return normalized, policies
@@ -156,8 +176,14 @@ CONTRACT_KEYS = (
 )
 
 
-def parse_contract(doc, version=0):
-    """Validate a contract document. Returns (normalized document with defaults, Policy)."""
+def parse_contract(doc, version=0, admitted_at=None):
+    """Validate a contract document. Returns (normalized document with defaults, Policy).
+
+    `admitted_at`: the instant a new document is submitted (PUT). It must then also meet the limits
+    that keep its arithmetic bounded: durations of at most MAX_WORKING_DAYS working days, and working
+    time in every 60-day window of the years around that instant. Stored versions are parsed without
+    it, so a version once accepted stays readable whatever the date.
+    """
     require_object(doc, "contract")
     reject_unknown(doc, CONTRACT_KEYS, "")
     if "name" not in doc:
@@ -168,11 +194,17 @@ def parse_contract(doc, version=0):
         raise ValidationError("timezone", "must be an IANA timezone name such as Asia/Shanghai")
     calendar_config = require_object(doc.get("calendar") or {}, "calendar")
     calendar = BusinessCalendar.from_config(calendar_config, timezone=timezone)
+    day_minutes = None
+    if admitted_at is not None:
+        calendar.require_working_time(admitted_at.astimezone(calendar.tz).date())
+        day_minutes = calendar.regular_day_minutes
     if "priorities" not in doc:
         raise ValidationError("priorities", "is required")
-    priorities_doc, priorities = _priorities(doc["priorities"])
+    priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
     off_hours = doc.get("off_hours_first_response")
     off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
+    if off_hours is not None and day_minutes is not None:
+        _check_length(off_hours, "off_hours_first_response", day_minutes)
     resolution_from = doc.get("resolution_from", "received")
     if resolution_from not in RESOLUTION_FROM:
         raise ValidationError("resolution_from", f"must be one of {', '.join(RESOLUTION_FROM)}")

@@ -1,6 +1,7 @@
 """nightly_tally, back-fills, monthly reports and outages: load, call the pure tally, store."""
 import logging
 import re
+import time
 from datetime import date, datetime, timedelta
 
 from chalicelib import notify, service, store
@@ -12,7 +13,12 @@ from chalicelib.logs import log_event
 from chalicelib.tables import OutageModel, TallyModel, utc_key
 from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+# A run stops starting contracts after RUN_BUDGET_S, or earlier when the invocation has less time:
+# RESERVE of it stays for the contract in progress and for recording where the run stands.
+RUN_BUDGET_S = 240
+RESERVE = 0.25
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "\d" takes any Unicode digit
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 logger = logging.getLogger("sla_clock.tally")
 
 
@@ -20,16 +26,91 @@ def previous_day(policy, now):
     return now.astimezone(policy.calendar.tz).date() - timedelta(days=1)
 
 
-def run_nightly(now, day=None, contract_id=None):
-    """Tally the previous local day (or `day`) of every contract (or one). Returns the tallies."""
-    results = []
-    for cid in [contract_id] if contract_id else store.contract_ids():
-        record = store.latest_contract(cid)
-        if record is None:
-            raise ValidationError("contract_id", f"no contract {cid!r}")
-        policy = service.policy_of(record)
-        results.append(tally_contract_day(cid, policy, day or previous_day(policy, now), now))
-    return results
+def run_nightly(now, seconds_left, day=None, contract_id=None):
+    """Tally the previous local day (or `day`) of every contract (or one), from the first.
+    `seconds_left`: what the invocation has left (the Lambda context's remaining time).
+
+    Returns {"tallies": [...], "errors": n, "remaining": contracts left to a later invocation}.
+    """
+    if contract_id:
+        if store.latest_contract(contract_id) is None:
+            raise ValidationError("contract_id", f"no contract {contract_id!r}")
+        outcome = Outcome(now, day)
+        outcome.tally(contract_id, now)
+        return outcome.result(remaining=0)
+    return _advance(store.new_tally_run(now, day), seconds_left, now)
+
+
+def continue_nightly(now, seconds_left):
+    """Resume the runs that ran out of time, or whose invocation died, oldest first (scheduled every
+    few minutes: a single query when there is none)."""
+    total = {"tallies": [], "errors": 0, "remaining": 0}
+    for run in store.tally_runs():
+        if run.lease_until is not None and run.lease_until > now.timestamp():
+            continue  # an invocation is on it
+        result = _advance(run, seconds_left, now)
+        total = {key: total[key] + result[key] for key in total}
+        if result["remaining"]:
+            break  # out of time
+    return total
+
+
+def _advance(run, seconds_left, now):
+    """This invocation's share of a nightly run: contracts in id order until the time budget is spent
+    (at least one each time, so every invocation makes progress), then the run records where it
+    stands for the next invocation; done, it is deleted. Before each contract the run is saved with
+    it as `current` and a lease to the invocation's end: found still `current` later, the invocation
+    died in it, and the contract is counted as failed rather than tried forever."""
+    started = time.monotonic()
+    budget = min(RUN_BUDGET_S, seconds_left * (1 - RESERVE))
+    outcome = Outcome(run.started_at, date.fromisoformat(run.date) if run.date else None)
+    if run.current is not None:
+        outcome.failed(run.current, "the invocation tallying it ended before it finished")
+        run.after, run.current = run.current, None
+    todo = [cid for cid in store.contract_ids() if cid > (run.after or "")]
+    try:
+        for position, cid in enumerate(todo):
+            if position and time.monotonic() - started >= budget:
+                run.lease_until = None
+                store.save_tally_run(run)
+                return outcome.result(remaining=len(todo) - position)
+            run.current, run.lease_until = cid, now.timestamp() + seconds_left
+            store.save_tally_run(run)
+            outcome.tally(cid, now)
+            run.after, run.current = cid, None
+        store.finish_tally_run(run)
+    except store.StaleWrite:
+        pass  # another invocation took the run over; it goes on from where the run stands
+    return outcome.result(remaining=0)
+
+
+class Outcome:
+    """The tallies of one invocation. A contract that cannot be tallied (corrupt item, bug) is logged
+    at ERROR with its id and counted; the other contracts are tallied all the same."""
+
+    def __init__(self, started_at, day):
+        self.started_at, self.day = started_at, day  # day None: each contract's local day before started_at
+        self.tallies, self.errors = [], 0
+
+    def tally(self, contract_id, now):
+        try:
+            record = store.latest_contract(contract_id)
+            if record is None:
+                raise ValidationError("contract_id", f"no contract {contract_id!r}")
+            policy = service.policy_of(record)
+            day = self.day or previous_day(policy, self.started_at)
+            self.tallies.append(tally_contract_day(contract_id, policy, day, now))
+        except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
+            self.failed(contract_id, f"{type(exc).__name__}: {exc}", exc_info=True)
+
+    def failed(self, contract_id, error, exc_info=None):
+        self.errors += 1
+        log_event(logger, "tally failed", level=logging.ERROR, exc_info=exc_info, contract_id=contract_id,
+                  day=self.day.isoformat() if self.day else None, run_started_at=self.started_at.isoformat(),
+                  error=error[:1000])
+
+    def result(self, remaining):
+        return {"tallies": self.tallies, "errors": self.errors, "remaining": remaining}
 
 
 def tally_contract_day(contract_id, policy, day, now):
@@ -121,7 +202,7 @@ def backfill(principal, contract_id, body, now):
 
 
 def parse_date(value, name):
-    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+    if not isinstance(value, str) or not DATE.fullmatch(value):
         raise ValidationError(name, "must be a date YYYY-MM-DD")
     try:
         return date.fromisoformat(value)
@@ -135,7 +216,7 @@ def report(principal, contract_id, params, now):
     reject_unknown(params, ("month", "format"))
     record = service.latest_contract_of(principal, contract_id)
     policy = service.policy_of(record)
-    match = MONTH.match(params.get("month") or "")
+    match = MONTH.fullmatch(params.get("month") or "")
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValidationError("month", "is required, as YYYY-MM")
     kind = params.get("format", "json")
@@ -144,10 +225,9 @@ def report(principal, contract_id, params, now):
     month = (int(match.group(1)), int(match.group(2)))
     tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
-    in_month = store.requests_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
-    received = [item.status for item in in_month]
+    counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
     document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
-                            outages, (len(received), received.count(RESOLVED)))
+                            outages, counts)
     return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
 
 

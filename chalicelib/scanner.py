@@ -166,7 +166,7 @@ def _visit(work, request_id):
             created.append(entry)
             work.fresh[(entry.request_id, entry.key)] = entry
     report.count("created", len(created))
-    store.refresh_cache(item, service.cache_fields(item.request_id, state, checked_until=now))
+    store.refresh_cache(item, service.cache_fields(item, state, checked_until=now))
     return created
 
 

@@ -5,6 +5,7 @@ import random
 import re
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -12,18 +13,19 @@ from chalicelib import alerts, auth, notify, store
 from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate
 from chalicelib.documents import contract_document, request_document, token_document
 from chalicelib.errors import ConflictError, NotFoundError, ValidationError
-from chalicelib.fields import reject_unknown, require_object
+from chalicelib.fields import reject_unknown, require_object, whole_number
 from chalicelib.intake import contract_id_of, parse_event, parse_new_request
 from chalicelib.policy import parse_contract
-from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, utc_key
+from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
 
-CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+CONTRACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a trailing newline in
 WRITE_ATTEMPTS = 12
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+MAX_LISTING_PAGES = 5  # pages of `limit` items one listing call reads at most
 
 
 def check_contract_id(contract_id, name="contract_id"):
-    if not isinstance(contract_id, str) or not CONTRACT_ID.match(contract_id):
+    if not isinstance(contract_id, str) or not CONTRACT_ID.fullmatch(contract_id):
         raise ValidationError(name, "must be 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return contract_id
 
@@ -67,17 +69,20 @@ def latest_contract_of(principal, contract_id):
 
 
 def get_contract(principal, contract_id):
-    return contract_document(latest_contract_of(principal, contract_id))
+    return contract_document(latest_contract_of(principal, contract_id), for_client=principal.is_client)
 
 
 def put_contract(principal, contract_id, body, now):
     """Create or replace a contract. Returns (document, created).
 
-    Costs the same however many requests are open: they are re-evaluated under the new version in
-    the background (`schedule_reevaluation`), while reads evaluate with the latest version at once.
+    Everything that can refuse the document runs before the write, so a refused one stores nothing:
+    the limits of a new document, and the parse every later reader makes of the stored form. Costs
+    the same however many requests are open: they are re-evaluated under the new version in the
+    background (`schedule_reevaluation`), while reads evaluate with the latest version at once.
     """
     check_contract_id(contract_id)
-    document, policy = parse_contract(body)
+    document, _ = parse_contract(body, admitted_at=now)
+    _, policy = parse_contract(json.loads(json.dumps(document)))  # the stored form, as readers will parse it
 
     def write_next_version():
         previous = store.latest_contract(contract_id)
@@ -140,9 +145,9 @@ def clock_events(item):
     ]
 
 
-def cache_fields(request_id, state, check_now=None, checked_until=None):
-    """Derived fields kept on the item: listing filters, and the scanner's sparse index (an item
-    leaves the index when it has nothing left to check).
+def cache_fields(item, state, check_now=None, checked_until=None):
+    """Derived fields kept on the item: listing filters and their indexes (status, breached), and the
+    scanner's sparse index (an item leaves the index when it has nothing left to check).
 
     `check_now`: an instant when notifications are due already (a backdated request, a contract
     change): the scanner then visits at once instead of at the next future milestone.
@@ -157,9 +162,11 @@ def cache_fields(request_id, state, check_now=None, checked_until=None):
         "contract_version": state.contract_version,
         "breached": state.breached,
         "next_check_at": next_check.timestamp() if next_check else None,
-        "due_shard": shard_of(request_id) if next_check else None,
+        "due_shard": shard_of(item.request_id) if next_check else None,
         # Resolved: when it last changed (a rating after the resolve still counts on its day).
         "closed_key": utc_key(state.last_event_at) if state.status == RESOLVED else OPEN_KEY,
+        "contract_status": status_key(item.contract_id, state.status),
+        "breached_contract": item.contract_id if state.breached else None,
     }
 
 
@@ -167,7 +174,7 @@ def _cache_after_write(item, policy, state, now):
     """Cached fields after an API write: due at once when the clock says something is due already;
     the scanner's outbox makes a second look harmless."""
     due_already = alerts.due_notifications(policy, item, state, now)
-    return cache_fields(item.request_id, state, check_now=now if due_already else None)
+    return cache_fields(item, state, check_now=now if due_already else None)
 
 
 def policy_for(item):
@@ -197,12 +204,14 @@ def get_request(principal, request_id, now):
     item = _visible_request(principal, request_id)
     policy = policy_for(item)
     state = evaluate(policy, facts_of(item), clock_events(item), now)
-    return _single_document(item, state, policy, store.events_of(item.request_id))
+    return _single_document(principal, item, state, policy, store.events_of(item.request_id))
 
 
-def _single_document(item, state, policy, events):
-    """A request on its own: with its events and the state of its notifications."""
-    return request_document(item, state, policy, events=events, notifications=notify.of_request(item.request_id))
+def _single_document(principal, item, state, policy, events):
+    """A request on its own: with its events and, for agents and admins, the state of its notifications
+    (clients never see them: they name the provider's and admins' addresses)."""
+    notifications = None if principal.is_client else notify.of_request(item.request_id)
+    return request_document(item, state, policy, events=events, notifications=notifications)
 
 
 def create_request(principal, body, idempotency_key, now):
@@ -255,7 +264,7 @@ def _create_request(principal, body, now):
     outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
     store.create_request(item, event, outbox)
     notify.deliver_quietly(outbox, now)
-    return _single_document(item, state, policy, [event])
+    return _single_document(principal, item, state, policy, [event])
 
 
 def post_event(principal, request_id, body, now):
@@ -277,7 +286,7 @@ def post_event(principal, request_id, body, now):
         store.append_event(item, model, _cache_after_write(item, policy, state, now), outbox)
         notify.deliver_quietly(outbox, now)
         item.timeline = item.timeline + [store.compact_event(model)]
-        return _single_document(item, state, policy, store.events_of(item.request_id))
+        return _single_document(principal, item, state, policy, store.events_of(item.request_id))
 
     return _retrying(append, "the request")
 
@@ -304,18 +313,20 @@ def list_requests(principal, params, now):
     if status is not None and status not in STATUSES:
         raise ValidationError("status", f"must be one of {', '.join(STATUSES)}")
     breached = _bool_param(params, "breached")
-    limit = params.get("limit", str(DEFAULT_LIMIT))
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
-    limit = int(limit)
+    limit = whole_number(params.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
     start = store.decode_cursor(params["next"]) if params.get("next") else None
     if start is not None and start["contract_id"]["S"] != contract_id:
         raise ValidationError("next", "belongs to another listing")
     latest = policy_of(latest_record(contract_id))
 
+    # Each filter reads its own index (breached, else status), so a page costs about `limit` items.
+    # The index is as of each request's last evaluation; the clock's answer now decides. What the
+    # index cannot narrow (breached=false, or status and breached together) is read at most
+    # MAX_LISTING_PAGES pages per call: then `next` continues even if the page came back short.
     items, next_key = [], None
-    while len(items) < limit:
-        page, last = store.requests_of_contract(contract_id, start, page_size=limit)
+    for pages in range(1, MAX_LISTING_PAGES + 1):
+        page, last = store.requests_of_contract(contract_id, start, page_size=limit, status=status,
+                                                breached_only=breached is True)
         for position, item in enumerate(page):
             if status is not None and item.status != status:
                 continue
@@ -325,13 +336,14 @@ def list_requests(principal, params, now):
                 continue
             items.append(request_document(item, state, policy))
             if len(items) == limit:
-                more_in_page = position < len(page) - 1
-                if more_in_page or last is not None:
+                if position < len(page) - 1 or last is not None:
                     next_key = _listing_key(item)
                 break
-        if last is None:
+        if len(items) == limit or last is None:
             break
         start = last
+        if pages == MAX_LISTING_PAGES:
+            next_key = start
     return {"items": items, "next": store.encode_cursor(next_key)}
 
 

@@ -14,9 +14,11 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.clock import RESOLVED, STATUSES
 from chalicelib.errors import ConflictError, ValidationError
 from chalicelib.tables import (
     OPEN_KEY,
+    TALLY_RUNS,
     ContractModel,
     EventModel,
     IdempotencyModel,
@@ -25,7 +27,9 @@ from chalicelib.tables import (
     OutageModel,
     RequestModel,
     TallyModel,
+    TallyRunModel,
     listing_key,
+    status_key,
     utc_key,
 )
 
@@ -140,17 +144,28 @@ def requests_due(shard, now):
     return RequestModel.due_for_check.query(shard, RequestModel.next_check_at <= now.timestamp())
 
 
-def requests_of_contract(contract_id, start_key=None, page_size=50):
-    """One page of a contract's requests, newest first: (items, last evaluated key or None)."""
-    result = RequestModel.by_contract.query(
-        contract_id, scan_index_forward=False, limit=page_size, last_evaluated_key=start_key
-    )
+def requests_of_contract(contract_id, start_key=None, page_size=50, status=None, breached_only=False):
+    """One page of a contract's requests, newest first: (items, last evaluated key or None).
+
+    Read from the index that holds only the wanted requests: the sparse breached index, the status
+    index, or every request of the contract. Keys in and out are listing keys (request_id,
+    contract_id, listed_at) whatever the index; filtering beyond the index is the caller's.
+    """
+    if breached_only:
+        index, partition = RequestModel.breached_by_contract, ("breached_contract", contract_id)
+    elif status is not None:
+        index, partition = RequestModel.by_contract_status, ("contract_status", status_key(contract_id, status))
+    else:
+        index, partition = RequestModel.by_contract, ("contract_id", contract_id)
+    if start_key is not None:
+        start_key = {"request_id": start_key["request_id"], "listed_at": start_key["listed_at"],
+                     partition[0]: {"S": partition[1]}}
+    result = index.query(partition[1], scan_index_forward=False, limit=page_size, last_evaluated_key=start_key)
     items = list(result)
-    return items, result.last_evaluated_key
-
-
-def open_requests_of_contract(contract_id):
-    return RequestModel.by_contract.query(contract_id, filter_condition=RequestModel.status != "resolved")
+    last = result.last_evaluated_key
+    if last is not None:
+        last = {"request_id": last["request_id"], "contract_id": {"S": contract_id}, "listed_at": last["listed_at"]}
+    return items, last
 
 
 def open_requests_page(contract_id, start_key=None, page_size=100):
@@ -279,10 +294,18 @@ def requests_active_since(contract_id, start):
     return RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
 
 
-def requests_received_between(contract_id, start, end):
-    """The contract's requests received in [start, end), through the listing index."""
-    bounds = listing_key(start), listing_key(end)
-    return RequestModel.by_contract.query(contract_id, RequestModel.listed_at.between(*bounds))
+def count_received_between(contract_id, start, end):
+    """(received, resolved now) of the contract's requests received in [start, end).
+
+    Two COUNT queries: DynamoDB answers with numbers, not items, so a month of requests is neither
+    transferred nor parsed, and "resolved" is the size of the status index's resolved partition in
+    that range rather than a status read from every item. (DynamoDB still bills the items a COUNT
+    reads; a keys-only index would bill less, but would cost a write on every status change for a
+    report read a few times a month.)
+    """
+    received = RequestModel.listed_at.between(listing_key(start), listing_key(end))
+    return (RequestModel.by_contract.count(contract_id, received),
+            RequestModel.by_contract_status.count(status_key(contract_id, RESOLVED), received))
 
 
 def tallies_of_month(contract_id, month_prefix):
@@ -299,3 +322,34 @@ def replace_outages(removed, added):
         for outage in removed:
             tx.delete(outage)
         tx.save(added)
+
+
+def new_tally_run(started_at, day):
+    """A nightly run starting at `started_at` (of `day`, or each contract's previous local day); not
+    stored until the run saves where it stands."""
+    return TallyRunModel(TALLY_RUNS, utc_key(started_at), started_at=started_at, date=day.isoformat() if day else None)
+
+
+def tally_runs():
+    """Nightly runs not finished yet, oldest first (a handful at most)."""
+    return list(TallyRunModel.query(TALLY_RUNS, consistent_read=True))
+
+
+def save_tally_run(run):
+    """StaleWrite if another invocation saved the run since it was read."""
+    try:
+        run.save()
+    except PutError as exc:
+        if _condition_failed(exc):
+            raise StaleWrite() from exc
+        raise
+
+
+def finish_tally_run(run):
+    """The run is done: forget it (StaleWrite if another invocation saved it meanwhile)."""
+    try:
+        run.delete()
+    except DeleteError as exc:
+        if _condition_failed(exc):
+            raise StaleWrite() from exc
+        raise

@@ -104,6 +104,36 @@ class RequestsByContractClosed(GlobalSecondaryIndex):
     closed_key = UnicodeAttribute(range_key=True)
 
 
+def status_key(contract_id, status):
+    """`contract_status`: the partition of a contract's requests in one status."""
+    return f"{contract_id}#{status}"
+
+
+class RequestsByContractStatus(GlobalSecondaryIndex):
+    """A contract's requests in one status, newest first: a status-filtered listing (and the open
+    requests a contract change re-evaluates) reads those requests only, not the contract's history."""
+
+    class Meta:
+        index_name = "by_contract_status"
+        projection = AllProjection()  # listing evaluates each request, which needs its timeline
+
+    contract_status = UnicodeAttribute(hash_key=True)
+    listed_at = UnicodeAttribute(range_key=True)
+
+
+class RequestsBreached(GlobalSecondaryIndex):
+    """Sparse: only requests breached when last evaluated carry `breached_contract` (their contract id),
+    newest first. Every write and every scanner visit re-evaluates a request, and the scanner visits at
+    each deadline, so a request enters the index within a scan of its breach."""
+
+    class Meta:
+        index_name = "breached_by_contract"
+        projection = AllProjection()  # listing evaluates each request, which needs its timeline
+
+    breached_contract = UnicodeAttribute(hash_key=True)
+    listed_at = UnicodeAttribute(range_key=True)
+
+
 class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
@@ -138,10 +168,14 @@ class RequestModel(Model):
     # since (an event, a contract change), so the next visit looks at every milestone again.
     checked_until = NumberAttribute(null=True)
     closed_key = UnicodeAttribute(default=OPEN_KEY)
+    contract_status = UnicodeAttribute(null=True)  # status_key(contract_id, status); null only on older items
+    breached_contract = UnicodeAttribute(null=True)  # the contract id, while breached
 
     by_contract = RequestsByContract()
     by_contract_closed = RequestsByContractClosed()
     due_for_check = RequestsDueForCheck()
+    by_contract_status = RequestsByContractStatus()
+    breached_by_contract = RequestsBreached()
 
 
 class EventModel(Model):
@@ -245,6 +279,27 @@ class TallyModel(Model):
     penalties_raw = NumberAttribute()  # accrued that day before the monthly cap
     penalties = NumberAttribute()  # what the cap leaves of it, given the earlier days of the month
     computed_at = UTCDateTimeAttribute()
+
+
+TALLY_RUNS = "~runs"  # contract ids start with a letter or digit: no contract's tallies share this key
+
+
+class TallyRunModel(Model):
+    """Where a nightly run stands, kept in the tallies table under TALLY_RUNS (a second model over the
+    same table and key names, so no table of its own). Contracts are tallied in id order; a run that
+    ran out of time, or whose invocation died, resumes after `after`. Deleted once the run is done."""
+
+    class Meta(_Meta):
+        table_name = TallyModel.Meta.table_name
+
+    partition = UnicodeAttribute(hash_key=True, attr_name="contract_id")  # always TALLY_RUNS
+    run_id = UnicodeAttribute(range_key=True, attr_name="day")  # utc_key of the run's start
+    started_at = UTCDateTimeAttribute()  # each contract tallies its local day before this instant...
+    date = UnicodeAttribute(null=True)  # ...unless a back-fill names the date (YYYY-MM-DD)
+    after = UnicodeAttribute(null=True)  # the last contract id dealt with
+    current = UnicodeAttribute(null=True)  # being tallied; still set when the invocation died in it
+    lease_until = NumberAttribute(null=True)  # epoch seconds: the invocation on it may run until then
+    version = VersionAttribute()  # concurrent runners: the one that saves second stops
 
 
 class OutageModel(Model):

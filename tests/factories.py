@@ -19,7 +19,7 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
                   for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
     )
     state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
-    for name, value in service.cache_fields(request_id, state).items():
+    for name, value in service.cache_fields(item, state).items():
         setattr(item, name, value)
     return item
 

@@ -62,7 +62,8 @@ def test_an_accepted_request_is_acknowledged_to_the_requester(acme, mailbox, clo
     document = agent.get(f"/requests/{request_id}")[1]
     assert document["notifications"] == [{"key": "acknowledgement", "kind": "acknowledgement", "to": [REQUESTER],
                                            "status": "sent", "attempts": 1,
-                                           "sent_at": "2026-11-23T10:00:00+08:00", "last_error": None}]
+                                           "sent_at": "2026-11-23T10:00:00+08:00", "delivered_at": None,
+                                           "bounced_at": None, "last_error": None}]
 
 
 def test_respond_progress_await_and_resolve_notify_the_requester_with_the_note(acme, mailbox, clock):
