@@ -5,7 +5,6 @@ import random
 import re
 import time
 import uuid
-from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 

@@ -14,7 +14,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.clock import RESOLVED, STATUSES
+from chalicelib.clock import RESOLVED
 from chalicelib.errors import ConflictError, ValidationError
 from chalicelib.tables import (
     OPEN_KEY,
