@@ -3,12 +3,16 @@ error rendering. Every route goes through `Api.route`, so no route handles any o
 """
 import functools
 import json
+import logging
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Response
+from pynamodb.exceptions import PynamoDBException
 
 from chalicelib import auth
 from chalicelib.errors import ForbiddenError, SlaError, ValidationError
+from chalicelib.logs import log_event
 
 MAX_BODY = 64 * 1024
 STATUS = {
@@ -18,7 +22,11 @@ STATUS = {
     "NotFoundError": 404,
     "ConflictError": 409,
     "RequestEntityTooLargeError": 413,
+    "ServiceUnavailable": 503,
 }
+# DynamoDB or SES failing (throttling, an internal error, a timeout): the caller may retry.
+AWS_FAULTS = (BotoCoreError, ClientError, PynamoDBException)
+logger = logging.getLogger("sla_clock.http")
 
 
 def json_response(body, status=200):
@@ -82,6 +90,10 @@ class Api:
             result = view(Call(request, principal, datetime.now(UTC)), **params)
         except SlaError as exc:
             return error_response(exc.code, exc.message)
+        except AWS_FAULTS as exc:
+            log_event(logger, "AWS call failed", level=logging.ERROR, method=request.method,
+                      path=request.context.get("resourcePath"), error=f"{type(exc).__name__}: {exc}")
+            return error_response("ServiceUnavailable", "a storage or mail service is failing; retry shortly")
         if isinstance(result, Response):
             return result
         status, body = result if isinstance(result, tuple) else (200, result)
