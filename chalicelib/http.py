@@ -37,6 +37,15 @@ def error_response(code, message):
     return json_response({"Code": code, "Message": message}, STATUS.get(code, 500))
 
 
+def _aws_error_code(exc):
+    """AWS's error code (ProvisionedThroughputExceededException...), when AWS answered at all."""
+    if isinstance(exc, PynamoDBException):
+        return exc.cause_response_code
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
 class Call:
     """What a view gets: the caller, the parsed body and the request's clock reading."""
 
@@ -92,7 +101,8 @@ class Api:
             return error_response(exc.code, exc.message)
         except AWS_FAULTS as exc:
             log_event(logger, "AWS call failed", level=logging.ERROR, method=request.method,
-                      path=request.context.get("resourcePath"), error=f"{type(exc).__name__}: {exc}")
+                      path=request.context.get("resourcePath"), error=f"{type(exc).__name__}: {exc}",
+                      code=_aws_error_code(exc))
             return error_response("ServiceUnavailable", "a storage or mail service is failing; retry shortly")
         if isinstance(result, Response):
             return result
