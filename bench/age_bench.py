@@ -87,23 +87,6 @@ class CallCounter:
         return ", ".join(f"{operation} {n}" for (_, operation), n in sorted(self.calls.items()))
 
 
-def item_bytes(model):
-    """An item's size as DynamoDB counts it: attribute names plus values (numbers approximated)."""
-    total = 0
-    for name, value in model.serialize().items():
-        [(kind, data)] = value.items()
-        if kind == "B":
-            size = len(data)
-        elif kind == "S":
-            size = len(data.encode("utf-8"))
-        elif kind == "N":
-            size = len(data.lstrip("-").replace(".", "")) // 2 + 1
-        else:  # BOOL, NULL
-            size = 1
-        total += len(name.encode("utf-8")) + size
-    return total
-
-
 def _round(action):
     with CallCounter() as counter:
         started = time.perf_counter()
@@ -126,7 +109,7 @@ def _event_rounds(size, rounds):
             body = {"type": "progress", "note": f"round {n}"}
             posts.append(_round(lambda: service.post_event(common.ADMIN, request_id, body, now)))  # noqa: B023
             reads.append(_round(lambda: service.get_request(common.ADMIN, request_id, now)))  # noqa: B023
-        stored = item_bytes(RequestModel.get(request_id))
+        stored = factories.item_bytes(RequestModel.get(request_id))
     return {"size": size, "build_s": build_s, "item_bytes": stored, "post": posts, "get": reads}
 
 
@@ -165,8 +148,8 @@ def event_post_cost(args):
                          f"{s['wall_ms']:,.0f} ms", f"{s['inside_ms']:,.0f} ms",
                          f"{s['wall_ms'] - s['inside_ms']:,.0f} ms", s["breakdown"]])
     build = ", ".join(f"{r['build_s']:.0f} s" for r in results)
-    verdict = (f"DynamoDB calls equal, items read (round by round) equal from one page of events up: {flat}; medians of {args.rounds} rounds; "
-               f"building the histories took {build}")
+    verdict = (f"DynamoDB calls equal, items read (round by round) equal from one page of events up: {flat}; "
+               f"medians of {args.rounds} rounds; building the histories took {build}")
     return Table("Posting an event and reading a request, by timeline length",
                  ["events", "operation", "DynamoDB calls", "items read", "request item", "wall time", "in AWS calls",
                   "outside AWS calls", "calls"], rows, verdict, flat)

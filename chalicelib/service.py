@@ -19,7 +19,8 @@ from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, s
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WRITE_ATTEMPTS = 12
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
-EVENTS_PAGE = 100  # events in a request document, and at most per page of GET /requests/{id}/events
+EVENTS_PAGE = 100  # the newest events a request document shows; the default page of its events
+MAX_EVENTS_PAGE = 1000
 # Far beyond any agreement's need, and far below DynamoDB's item size limit however the packed
 # timeline compresses: past it an event is refused with 409 instead of failing in DynamoDB.
 MAX_EVENTS = 20_000
@@ -181,21 +182,21 @@ def _single_document(item, state, policy, events_page):
 
 
 def _events_page(item, before=None, limit=EVENTS_PAGE):
-    """(events, cursor): the newest `limit` events before seq `before` (default: the newest of
-    all), oldest first, and the cursor to the ones before them (None when there are none)."""
+    """(events, cursor): the newest events before seq `before` (default: the newest of all), up to
+    `limit`, oldest first, and the cursor to the ones before them (None when there are none)."""
     events = store.events_before(item.request_id, before, limit)
     oldest = events[0].seq if events else 1
     return events, store.events_cursor(item.request_id, oldest) if oldest > 1 else None
 
 
 def list_events(principal, request_id, params):
-    """GET /requests/{id}/events: a page of the request's events, oldest first, and the cursor to
-    the page before it."""
+    """GET /requests/{id}/events: a page of the request's events (newest first without `next`),
+    oldest first within the page, and the cursor to the events before it."""
     params = params or {}
     reject_unknown(params, ("next", "limit"))
     limit = params.get("limit", str(EVENTS_PAGE))
-    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= EVENTS_PAGE:
-        raise ValidationError("limit", f"must be a whole number from 1 to {EVENTS_PAGE}")
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_EVENTS_PAGE:
+        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_EVENTS_PAGE}")
     before = store.decode_events_cursor(params["next"], request_id) if "next" in params else None
     item = _visible_request(principal, request_id)
     events, events_next = _events_page(item, before, int(limit))

@@ -106,11 +106,13 @@ def get_request(request_id):
 
 
 def events_before(request_id, before, limit):
-    """The newest `limit` events of a request with a seq below `before` (None: the newest of all),
-    oldest first. One Query, whatever the length of the timeline."""
+    """The newest events of a request with a seq below `before` (None: the newest of all), at most
+    `limit` of them and fewer when they pass DynamoDB's 1 MB page, oldest first: exactly one Query,
+    whatever the length of the timeline or the weight of its notes."""
     condition = EventModel.seq < before if before is not None else None
-    page = EventModel.query(request_id, condition, scan_index_forward=False, limit=limit, consistent_read=True)
-    return list(page)[::-1]
+    results = EventModel.query(request_id, condition, scan_index_forward=False, limit=limit, consistent_read=True)
+    page = next(results.page_iter)
+    return [EventModel.from_raw_data(raw) for raw in reversed(page["Items"])]
 
 
 def append_event(request, event, cache, outbox=()):

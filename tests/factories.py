@@ -30,6 +30,23 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
     return item
 
 
+def item_bytes(model):
+    """An item's size as DynamoDB counts it: attribute names plus values (numbers approximated)."""
+    total = 0
+    for name, value in model.serialize().items():
+        [(kind, data)] = value.items()
+        if kind == "B":
+            size = len(data)
+        elif kind == "S":
+            size = len(data.encode("utf-8"))
+        elif kind == "N":
+            size = len(data.lstrip("-").replace(".", "")) // 2 + 1
+        else:  # BOOL, NULL
+            size = 1
+        total += len(name.encode("utf-8")) + size
+    return total
+
+
 def insert(items):
     with RequestModel.batch_write() as batch:
         for item in items:
