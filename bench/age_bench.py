@@ -4,8 +4,8 @@ and 10,000 events.
     .venv/bin/python bench/age_bench.py [--sizes 10 1000 10000] [--rounds 5]
 
 In-process against moto (no network). Each size gets a fresh moto account holding one high-priority
-request whose history (respond, progress updates, now and then a wait for the customer, one event
-every 45 minutes) is written straight to the tables (tests/factories.long_request), so building
+request whose history (respond, progress updates, now and then a wait for the customer, at irregular
+times 45 minutes apart on average) is written straight to the tables (tests/factories.long_request), so building
 10,000 events takes seconds. Then each round posts one `progress` event with a note, a minute after
 the previous one, through the service layer the API route calls, and reads the request back.
 
@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import common  # first: it sets the environment the table models read at import
 import factories
@@ -107,8 +108,8 @@ def _event_rounds(size, rounds):
         for n in range(1, rounds + 1):
             now = NOW + timedelta(minutes=n)
             body = {"type": "progress", "note": f"round {n}"}
-            posts.append(_round(lambda: service.post_event(common.ADMIN, request_id, body, now)))  # noqa: B023
-            reads.append(_round(lambda: service.get_request(common.ADMIN, request_id, now)))  # noqa: B023
+            posts.append(_round(partial(service.post_event, common.ADMIN, request_id, body, now)))
+            reads.append(_round(partial(service.get_request, common.ADMIN, request_id, now)))
         stored = factories.item_bytes(RequestModel.get(request_id))
     return {"size": size, "build_s": build_s, "item_bytes": stored, "post": posts, "get": reads}
 
@@ -152,7 +153,7 @@ def event_post_cost(args):
                f"medians of {args.rounds} rounds; building the histories took {build}")
     return Table("Posting an event and reading a request, by timeline length",
                  ["events", "operation", "DynamoDB calls", "items read", "request item", "wall time", "in AWS calls",
-                  "outside AWS calls", "calls"], rows, verdict, flat)
+                  "outside AWS calls", "AWS calls"], rows, verdict, flat)
 
 
 # Each measurement: the parsed arguments in, a Table out.
