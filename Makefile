@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/calendar_bench.py
 	$(PY) bench/scan_bench.py
 	$(PY) bench/tally_bench.py
+	$(PY) bench/age_bench.py
 
 # infra/resources.yaml is generated from chalicelib/tables.py, .chalice/config.json and app.py.
 infra: $(STAMP)

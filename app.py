@@ -66,6 +66,11 @@ def get_request(call, request_id):
     return service.get_request(call.principal, request_id, call.now)
 
 
+@api.route("/requests/{request_id}/events", methods=["GET"])
+def list_events(call, request_id):
+    return service.list_events(call.principal, request_id, call.query)
+
+
 @api.route("/requests/{request_id}/events", methods=["POST"])
 def post_event(call, request_id):
     return service.post_event(call.principal, request_id, call.body, call.now)

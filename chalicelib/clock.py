@@ -8,6 +8,7 @@ and the next instant at which any of that changes (`next_check_at`, cached for t
 No AWS, no clock reads: `now` is always an argument.
 """
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -197,6 +198,9 @@ class RunningClock:
     def __init__(self, meter, start, stopped):
         self.meter, self.start = meter, start
         self.stopped = [(a, b) for a, b in stopped if b is None or b > start]
+        # Stops never overlap and come in time order (an open one last), so their ends ascend: a
+        # cursor finds the first stop that still matters by bisection, not by walking every pause.
+        self._ends = [b for _, b in self.stopped if b is not None]
 
     def stopped_before(self, instant):
         """This clock without the stops that begin at or after `instant`: a metric met at `instant`
@@ -206,9 +210,8 @@ class RunningClock:
     def _segments(self, start):
         """Running intervals from `start` on; the last may be open-ended (None)."""
         cursor = start
-        for a, b in self.stopped:
-            if b is not None and b <= cursor:
-                continue
+        for index in range(bisect_right(self._ends, cursor), len(self.stopped)):
+            a, b = self.stopped[index]
             if a > cursor:
                 yield cursor, a
             if b is None:
@@ -227,15 +230,28 @@ class RunningClock:
 
     def deadline(self, minutes, start=None):
         """Earliest instant at which `minutes` of running time have elapsed; None while stopped short."""
-        remaining = minutes
+        found = self.deadlines([minutes], start)
+        return found[0] if found else None
+
+    def deadlines(self, targets, start=None):
+        """`deadline` of each of the ascending `targets`, in one walk over the running intervals;
+        the list stops short where the clock does."""
+        found = []
+        targets = iter(targets)
+        target = remaining = next(targets, None)
         for a, b in self._segments(self.start if start is None else start):
-            if b is None:
-                return self.meter.advance(a, remaining)
-            span = self.meter.measure(a, b)
-            if remaining <= span:
-                return self.meter.advance(a, remaining)
-            remaining -= span
-        return None
+            if target is None:
+                break
+            span = None if b is None else self.meter.measure(a, b)
+            while target is not None and (span is None or remaining <= span):
+                found.append(self.meter.advance(a, remaining))
+                following = next(targets, None)
+                if following is not None:
+                    remaining += following - target  # still counted from `a`
+                target = following
+            if target is not None:
+                remaining -= span
+        return found
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -370,8 +386,7 @@ def _penalty_days(clock, due, resolved_at, now):
     wall = RunningClock(WALL, due, clock.stopped)
     late = wall.elapsed(resolved_at or now)
     days = math.ceil(late / DAY_MINUTES) if late > 0 else 0
-    starts = [wall.deadline(k * DAY_MINUTES) for k in range(days if resolved_at else days + 1)]
-    return days, [at for at in starts if at is not None]
+    return days, wall.deadlines([k * DAY_MINUTES for k in range(days if resolved_at else days + 1)])
 
 
 def evaluate(policy, request, events, now):

@@ -35,7 +35,8 @@ def metric_document(name, state, tz):
     return doc
 
 
-def request_document(item, state, policy, events=None, notifications=None):
+def request_document(item, state, policy, events=None, events_next=None, notifications=None):
+    """`events`: the newest events, oldest first; `events_next` the cursor to the older ones (or None)."""
     tz = policy.calendar.tz
     doc = {
         "request_id": item.request_id,
@@ -58,6 +59,7 @@ def request_document(item, state, policy, events=None, notifications=None):
     }
     if events is not None:
         doc["events"] = [event_document(event, tz) for event in events]
+        doc["events_next"] = events_next
     if notifications is not None:
         doc["notifications"] = [notification_document(entry, tz) for entry in notifications]
     return doc

@@ -3,12 +3,16 @@ error rendering. Every route goes through `Api.route`, so no route handles any o
 """
 import functools
 import json
+import logging
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Response
+from pynamodb.exceptions import PynamoDBException
 
 from chalicelib import auth
 from chalicelib.errors import ForbiddenError, SlaError, ValidationError
+from chalicelib.logs import log_event
 
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 32  # arrays and objects inside each other; the deepest document the API takes has 5
@@ -19,7 +23,11 @@ STATUS = {
     "NotFoundError": 404,
     "ConflictError": 409,
     "RequestEntityTooLargeError": 413,
+    "ServiceUnavailable": 503,
 }
+# DynamoDB or SES failing (throttling, an internal error, a timeout): the caller may retry.
+AWS_FAULTS = (BotoCoreError, ClientError, PynamoDBException)
+logger = logging.getLogger("sla_clock.http")
 
 
 def json_response(body, status=200):
@@ -43,6 +51,15 @@ def _depth_exceeds(document, limit):
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+def _aws_error_code(exc):
+    """AWS's error code (ProvisionedThroughputExceededException...), when AWS answered at all."""
+    if isinstance(exc, PynamoDBException):
+        return exc.cause_response_code
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
 
 
 class Call:
@@ -103,6 +120,11 @@ class Api:
             result = view(Call(request, principal, datetime.now(UTC)), **params)
         except SlaError as exc:
             return error_response(exc.code, exc.message)
+        except AWS_FAULTS as exc:
+            log_event(logger, "AWS call failed", level=logging.ERROR, method=request.method,
+                      path=request.context.get("resourcePath"), error=f"{type(exc).__name__}: {exc}",
+                      code=_aws_error_code(exc))
+            return error_response("ServiceUnavailable", "a storage or mail service is failing; retry shortly")
         if isinstance(result, Response):
             return result
         status, body = result if isinstance(result, tuple) else (200, result)

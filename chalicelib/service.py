@@ -5,12 +5,11 @@ import random
 import re
 import time
 import uuid
-from datetime import datetime
 from functools import lru_cache
 
 from chalicelib import alerts, auth, notify, store
 from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate
-from chalicelib.documents import contract_document, request_document, token_document
+from chalicelib.documents import contract_document, event_document, request_document, token_document
 from chalicelib.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.fields import reject_unknown, require_object, whole_number
 from chalicelib.intake import contract_id_of, parse_event, parse_new_request
@@ -21,6 +20,11 @@ CONTRACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" w
 WRITE_ATTEMPTS = 12
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 MAX_LISTING_PAGES = 5  # pages of `limit` items one listing call reads at most
+EVENTS_PAGE = 100  # the newest events a request document shows; the default page of its events
+MAX_EVENTS_PAGE = 1000
+# Far beyond any agreement's need, and far below DynamoDB's item size limit however the packed
+# timeline compresses: past it an event is refused with 409 instead of failing in DynamoDB.
+MAX_EVENTS = 20_000
 
 
 def check_contract_id(contract_id, name="contract_id"):
@@ -137,7 +141,7 @@ def facts_of(item):
 def clock_events(item):
     return [
         Event(
-            seq=e["seq"], type=e["type"], at=datetime.fromisoformat(e["at"]),
+            seq=e["seq"], type=e["type"], at=e["at"],
             priority=e.get("priority"), score=e.get("score"), channel=e.get("channel"),
         )
         for e in item.timeline
@@ -203,18 +207,48 @@ def get_request(principal, request_id, now):
     item = _visible_request(principal, request_id)
     policy = policy_for(item)
     state = evaluate(policy, facts_of(item), clock_events(item), now)
-    return _single_document(principal, item, state, policy, store.events_of(item.request_id))
+    return _single_document(principal, item, state, policy, _events_page(item))
 
 
-def _single_document(principal, item, state, policy, events):
-    """A request on its own: with its events and, for agents and admins, the state of its notifications
-    (clients never see them: they name the provider's and admins' addresses)."""
+def _single_document(principal, item, state, policy, events_page):
+    """A request on its own: with its newest events, the cursor to older ones, and for agents and
+    admins the state of its notifications (clients never see them: they name the provider's and
+    admins' addresses)."""
+    events, events_next = events_page
     notifications = None if principal.is_client else notify.of_request(item.request_id)
-    return request_document(item, state, policy, events=events, notifications=notifications)
+    return request_document(item, state, policy, events=events, events_next=events_next,
+                            notifications=notifications)
+
+
+def _events_page(item, before=None, limit=EVENTS_PAGE):
+    """(events, cursor): the newest events before seq `before` (default: the newest of all), up to
+    `limit`, oldest first, and the cursor to the ones before them (None when there are none)."""
+    events = store.events_before(item.request_id, before, limit)
+    oldest = events[0].seq if events else 1
+    return events, store.events_cursor(item.request_id, oldest) if oldest > 1 else None
+
+
+def list_events(principal, request_id, params):
+    """GET /requests/{id}/events: a page of the request's events (newest first without `next`),
+    oldest first within the page, and the cursor to the events before it."""
+    params = params or {}
+    reject_unknown(params, ("next", "limit"))
+    limit = whole_number(params.get("limit", str(EVENTS_PAGE)), "limit", 1, MAX_EVENTS_PAGE)
+    before = store.decode_events_cursor(params["next"], request_id) if "next" in params else None
+    item = _visible_request(principal, request_id)
+    events, events_next = _events_page(item, before, limit)
+    tz = policy_for(item).calendar.tz
+    return {"items": [event_document(event, tz) for event in events], "next": events_next}
 
 
 def create_request(principal, body, idempotency_key, now):
-    """POST /requests. Returns (status, document); honours Idempotency-Key per token for 24 h."""
+    """POST /requests. Returns (status, document); honours Idempotency-Key per token for 24 h.
+
+    The key's record commits in the request's own transaction, so a key names a committed request
+    or nothing: a retry after any failure finds the request, or creates it; a failed attempt never
+    locks the key. Two attempts at once both build the request, one commits, and the other answers
+    with it.
+    """
     if idempotency_key is None:
         return 201, _create_request(principal, body, now)
     if not 1 <= len(idempotency_key) <= 255:
@@ -223,19 +257,24 @@ def create_request(principal, body, idempotency_key, now):
     # The same JSON document, however it is spaced or ordered, is the same request.
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    stored = store.claim_idempotency(key, fingerprint, now)
-    if stored is not None:
-        return stored
-    try:
-        document = _create_request(principal, body, now)
-    except BaseException:
-        store.release_idempotency(key)
-        raise
-    store.complete_idempotency(key, 201, document)
-    return 201, document
+
+    def answer():
+        record = store.idempotency_record(key, now)
+        if record is None:
+            document = _create_request(principal, body, now, idempotency=(key, fingerprint))
+            store.save_first_answer(key, document)
+            return 201, document
+        if record.fingerprint != fingerprint:
+            raise ConflictError("Idempotency-Key was already used with a different request body")
+        if record.response_body is not None:
+            return 201, record.response_body
+        # Committed, but its creator's answer was never built: the request as it stands.
+        return 201, get_request(principal, record.request_id, now)
+
+    return _retrying(answer, "the Idempotency-Key")
 
 
-def _create_request(principal, body, now):
+def _create_request(principal, body, now, idempotency=None):
     contract_id = check_contract_id(contract_id_of(body))
     principal.require_contract(contract_id)
     record = latest_record(contract_id)
@@ -261,9 +300,9 @@ def _create_request(principal, body, now):
     for name, value in _cache_after_write(item, policy, state, now).items():
         setattr(item, name, value)
     outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
-    store.create_request(item, event, outbox)
+    store.create_request(item, event, outbox, now, idempotency)
     notify.deliver_quietly(outbox, now)
-    return _single_document(principal, item, state, policy, [event])
+    return _single_document(principal, item, state, policy, ([event], None))
 
 
 def post_event(principal, request_id, body, now):
@@ -275,6 +314,8 @@ def post_event(principal, request_id, body, now):
         reopening = body.get("type") == "reopen"
         policy = policy_of(latest_record(item.contract_id)) if reopening else policy_for(item)
         events = clock_events(item)
+        if len(events) >= MAX_EVENTS:
+            raise ConflictError(f"the request has {MAX_EVENTS:,} events, the most one request keeps; open a new one")
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
                       priority=new.priority, score=new.score, channel=new.channel)
@@ -284,8 +325,7 @@ def post_event(principal, request_id, body, now):
         outbox = [notify.outbox_entry(item, notice, policy, now)] if notice else []
         store.append_event(item, model, _cache_after_write(item, policy, state, now), outbox)
         notify.deliver_quietly(outbox, now)
-        item.timeline = item.timeline + [store.compact_event(model)]
-        return _single_document(principal, item, state, policy, store.events_of(item.request_id))
+        return _single_document(principal, item, state, policy, _events_page(item))
 
     return _retrying(append, "the request")
 

@@ -1,8 +1,9 @@
 """Persistence of contracts, requests, events and idempotency records (DynamoDB through PynamoDB).
 
 Writes that must not race are conditional: a contract version is written once, a request's
-`VersionAttribute` guards its timeline, an event's (request_id, seq) key is written once, and the
-request update and event put commit in one transaction.
+`VersionAttribute` guards its timeline, an event's (request_id, seq) key is written once, the
+request update and event put commit in one transaction, and so do a new request and the
+Idempotency-Key it is created under.
 """
 import base64
 import binascii
@@ -15,7 +16,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWri
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.clock import RESOLVED
-from chalicelib.errors import ConflictError, ValidationError
+from chalicelib.errors import ValidationError
 from chalicelib.tables import (
     OPEN_KEY,
     TALLY_RUNS,
@@ -80,13 +81,28 @@ def save_contract_version(contract_id, version, document, by, now):
 # --- requests and events ----------------------------------------------------------------------
 
 
-def create_request(request, received_event, outbox=()):
-    """Request, first event and the notifications it triggers: all or nothing."""
-    with TransactWrite(connection=_connection()) as tx:
-        tx.save(request, condition=RequestModel.request_id.does_not_exist())
-        tx.save(received_event, condition=EventModel.seq.does_not_exist())
-        for entry in outbox:
-            tx.save(entry, condition=NotificationModel.key.does_not_exist())
+def create_request(request, received_event, outbox, now, idempotency=None):
+    """Request, first event and the notifications it triggers: all or nothing.
+
+    `idempotency`: (key, fingerprint) of the Idempotency-Key the request is created under. Its record
+    names the request and commits with it, unless a live record holds the key already (StaleWrite:
+    read it and answer with its request).
+    """
+    try:
+        with TransactWrite(connection=_connection()) as tx:
+            if idempotency is not None:
+                key, fingerprint = idempotency
+                record = IdempotencyModel(key, fingerprint=fingerprint, request_id=request.request_id,
+                                          expires_at=now + IDEMPOTENCY_TTL)
+                tx.save(record, condition=IdempotencyModel.key.does_not_exist() | (IdempotencyModel.expires_at < now))
+            tx.save(request, condition=RequestModel.request_id.does_not_exist())
+            tx.save(received_event, condition=EventModel.seq.does_not_exist())
+            for entry in outbox:
+                tx.save(entry, condition=NotificationModel.key.does_not_exist())
+    except TransactWriteError as exc:
+        if _condition_failed(exc) or exc.cause_response_code == "TransactionConflictException":
+            raise StaleWrite() from exc
+        raise
 
 
 def get_request(request_id):
@@ -96,8 +112,14 @@ def get_request(request_id):
         return None
 
 
-def events_of(request_id):
-    return list(EventModel.query(request_id, consistent_read=True))
+def events_before(request_id, before, limit):
+    """The newest events of a request with a seq below `before` (None: the newest of all), at most
+    `limit` of them and fewer when they pass DynamoDB's 1 MB page, oldest first: exactly one Query,
+    whatever the length of the timeline or the weight of its notes."""
+    condition = EventModel.seq < before if before is not None else None
+    results = EventModel.query(request_id, condition, scan_index_forward=False, limit=limit, consistent_read=True)
+    page = next(results.page_iter)
+    return [EventModel.from_raw_data(raw) for raw in reversed(page["Items"])]
 
 
 def append_event(request, event, cache, outbox=()):
@@ -134,7 +156,7 @@ def refresh_cache(request, cache):
 
 def compact_event(event):
     """The clock-relevant part of an event, kept inside the request item."""
-    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC).isoformat()}
+    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC)}
     entry.update(event.details or {})
     return entry
 
@@ -192,13 +214,18 @@ def encode_cursor(key):
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor):
-    """The DynamoDB start key inside an opaque `next` cursor; ValidationError if it is not one."""
+def _cursor_content(cursor):
+    """The JSON inside an opaque `next` cursor; ValidationError if it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw)
+        return json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ValidationError("next", "is not a cursor returned by this API") from None
+
+
+def decode_cursor(cursor):
+    """The DynamoDB start key inside an opaque `next` cursor; ValidationError if it is not one."""
+    key = _cursor_content(cursor)
     expected = {"request_id", "contract_id", "listed_at"}
     if not isinstance(key, dict) or set(key) != expected or not all(
         isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
@@ -207,44 +234,38 @@ def decode_cursor(cursor):
     return key
 
 
+def events_cursor(request_id, before):
+    """The cursor to a request's events older than seq `before`."""
+    return encode_cursor({"request_id": request_id, "before": before})
+
+
+def decode_events_cursor(cursor, request_id):
+    """The seq an events cursor of `request_id` pages before; ValidationError naming `next` otherwise."""
+    content = _cursor_content(cursor)
+    if not isinstance(content, dict) or set(content) != {"request_id", "before"} or \
+            type(content["before"]) is not int or content["before"] < 2:
+        raise ValidationError("next", "is not a cursor returned by this API")
+    if content["request_id"] != request_id:
+        raise ValidationError("next", "belongs to another request")
+    return content["before"]
+
+
 # --- idempotency ---------------------------------------------------------------------------------
 
 
-def claim_idempotency(key, fingerprint, now):
-    """Claim `key` for a new answer. Returns None when claimed, or the stored (status, body).
-
-    Raises ConflictError when the key is being answered right now or was used with another body.
-    """
-    record = IdempotencyModel(key, fingerprint=fingerprint, status="in_progress", expires_at=now + IDEMPOTENCY_TTL)
+def idempotency_record(key, now):
+    """The record of a request created under `key`, or None (never used, or expired: DynamoDB's
+    TTL deletes late)."""
     try:
-        record.save(
-            condition=IdempotencyModel.key.does_not_exist() | (IdempotencyModel.expires_at < now)
-        )
+        record = IdempotencyModel.get(key, consistent_read=True)
+    except DoesNotExist:
         return None
-    except PutError as exc:
-        if not _condition_failed(exc):
-            raise
-    existing = IdempotencyModel.get(key, consistent_read=True)
-    if existing.fingerprint != fingerprint:
-        raise ConflictError("Idempotency-Key was already used with a different request body")
-    if existing.status != "done":
-        raise ConflictError("a request with this Idempotency-Key is still being processed; retry shortly")
-    return existing.response_status, existing.response_body
+    return record if record.expires_at > now else None
 
 
-def complete_idempotency(key, status, body):
-    IdempotencyModel(key).update(
-        actions=[
-            IdempotencyModel.status.set("done"),
-            IdempotencyModel.response_status.set(status),
-            IdempotencyModel.response_body.set(body),
-        ]
-    )
-
-
-def release_idempotency(key):
-    """The first attempt failed: forget the key so the client may retry with it."""
-    IdempotencyModel(key).delete()
+def save_first_answer(key, body):
+    """Keep the answer the request's creator got: a retry gets the same one."""
+    IdempotencyModel(key).update(actions=[IdempotencyModel.response_body.set(body)])
 
 
 # --- background jobs ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
+from chalicelib.timeline_codec import TimelineAttribute
+
 PREFIX = os.environ.get("SLA_TABLE_PREFIX", "sla-")
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 HOST = os.environ.get("AWS_ENDPOINT_URL") or None
@@ -138,7 +140,8 @@ class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
     Full events (with notes and authors) live in EventModel; `timeline` keeps the compact copy the
-    clock needs, so evaluating a request costs one read whatever its notes weigh.
+    clock needs, packed to a few bytes an event, so evaluating a request costs one read whatever its
+    notes weigh or however many events it has.
     """
 
     class Meta(_Meta):
@@ -155,7 +158,7 @@ class RequestModel(Model):
     requester = JSONAttribute()
     received_at = UTCDateTimeAttribute()
     created_by = UnicodeAttribute()
-    timeline = JSONAttribute()  # [{"seq","type","at", optional "priority","score","channel"}]
+    timeline = TimelineAttribute()  # [{"seq","type","at", optional "priority","score","channel"}]
     version = VersionAttribute()
     # Derived from the timeline by the pure clock; cached for listing filters and the scanner.
     status = UnicodeAttribute()
@@ -208,16 +211,16 @@ class TokenModel(Model):
 
 
 class IdempotencyModel(Model):
-    """First answer to an `Idempotency-Key`, per token, kept 24 h."""
+    """The request created under an `Idempotency-Key`, per token, kept 24 h. Written in the same
+    transaction as the request, so a key names a committed request or nothing."""
 
     class Meta(_Meta):
         table_name = f"{PREFIX}idempotency"
 
     key = UnicodeAttribute(hash_key=True)  # sha256(token_id + key)
     fingerprint = UnicodeAttribute()  # sha256 of the request body
-    status = UnicodeAttribute()  # "in_progress" or "done"
-    response_status = NumberAttribute(null=True)
-    response_body = JSONAttribute(null=True)
+    request_id = UnicodeAttribute()
+    response_body = JSONAttribute(null=True)  # the first answer, once it was built
     expires_at = TTLAttribute()
 
 

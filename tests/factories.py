@@ -1,10 +1,16 @@
 """Requests written straight to the table, cached fields and all, for tests and benchmarks that need
 hundreds or thousands of them (moto's transactions copy whole tables, so the API path is slow there)."""
+import random
 import uuid
+from datetime import timedelta
+from itertools import accumulate
 
 from chalicelib import service
 from chalicelib.clock import evaluate
-from chalicelib.tables import RequestModel, listing_key
+from chalicelib.tables import EventModel, RequestModel, listing_key
+
+# A long-running request: progress updates, and now and then a wait for the customer.
+LONG_RUNNING = ("progress",) * 8 + ("await_customer", "customer_reply")
 
 
 def request_item(policy, contract_id, priority, received_at, now, events=(), requester="zhang@customer.example"):
@@ -15,7 +21,7 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
         request_id, contract_id=contract_id, listed_at=listing_key(received_at, request_id),
         priority=priority, channel="portal", designated=True, subject="批量请求", description=None,
         requester={"email": requester}, received_at=received_at, created_by="factory",
-        timeline=[{"seq": seq, "type": kind, "at": at.isoformat()}
+        timeline=[{"seq": seq, "type": kind, "at": at}
                   for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
     )
     state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
@@ -24,8 +30,46 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
     return item
 
 
+def item_bytes(model):
+    """An item's size as DynamoDB counts it: attribute names plus values (numbers approximated)."""
+    total = 0
+    for name, value in model.serialize().items():
+        [(kind, data)] = value.items()
+        if kind == "B":
+            size = len(data)
+        elif kind == "S":
+            size = len(data.encode("utf-8"))
+        elif kind == "N":
+            size = len(data.lstrip("-").replace(".", "")) // 2 + 1
+        else:  # BOOL, NULL
+            size = 1
+        total += len(name.encode("utf-8")) + size
+    return total
+
+
 def insert(items):
     with RequestModel.batch_write() as batch:
         for item in items:
             batch.save(item)
     return items
+
+
+def long_request(policy, contract_id, size, last_at, every=timedelta(minutes=45)):
+    """A high-priority request with `size` events at irregular times (`every` apart on average,
+    microseconds and all), the last at `last_at`, never ending paused: received, respond, then
+    LONG_RUNNING over and over. Written with its event records."""
+    rng = random.Random(size)
+    gaps = [timedelta(seconds=rng.uniform(1, 2 * every.total_seconds())) for _ in range(size - 1)]
+    received_at = last_at - sum(gaps, timedelta())
+    times = list(accumulate(gaps, initial=received_at))[1:]
+    times[-1] = last_at  # exactly, whatever the rounding of the sum
+    kinds = ["respond", *(LONG_RUNNING[n % len(LONG_RUNNING)] for n in range(size - 2))]
+    if kinds[-1] == "await_customer":
+        kinds[-1] = "progress"
+    item = request_item(policy, contract_id, "high", received_at, last_at, list(zip(kinds, times, strict=True)))
+    insert([item])
+    with EventModel.batch_write() as batch:
+        for entry in item.timeline:
+            batch.save(EventModel(item.request_id, entry["seq"], type=entry["type"], at=entry["at"], by="factory",
+                                  note=f"note {entry['seq']}"))
+    return item

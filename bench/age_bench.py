@@ -1,0 +1,184 @@
+"""Cost of a long-lived request: what posting an event (and reading the request) costs at 10, 1,000
+and 10,000 events.
+
+    .venv/bin/python bench/age_bench.py [--sizes 10 1000 10000] [--rounds 5]
+
+In-process against moto (no network). Each size gets a fresh moto account holding one high-priority
+request whose history (respond, progress updates, now and then a wait for the customer, at irregular
+times 45 minutes apart on average) is written straight to the tables (tests/factories.long_request), so building
+10,000 events takes seconds. Then each round posts one `progress` event with a note, a minute after
+the previous one, through the service layer the API route calls, and reads the request back.
+
+Every AWS call is counted at botocore's `BaseClient._make_api_call`, whatever code path makes it:
+DynamoDB calls, the items their answers carry, and the time spent inside them (moto). Targets:
+DynamoDB calls per post and per read equal at every size; items read equal at every size from one
+page of events (service.EVENTS_PAGE) up, and no more below it. Wall time is reported,
+not gated: moto copies every table a transaction touches, and decoding and replaying the timeline
+(the pure clock) is linear, if cheap.
+
+The history is built without outbox entries, so every size starts with none: what this measures is
+the timeline. A request's `notifications` list (read whole by every single-request document) still
+grows with the emails the request has caused.
+
+The script is a list of measurements, each returning a Table; `main` runs them and prints each.
+Add a measurement by appending a function to MEASUREMENTS (for instance, what a scan costs for a
+request neglected 1, 30 and 180 days).
+"""
+import argparse
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import common  # first: it sets the environment the table models read at import
+import factories
+from botocore.client import BaseClient
+
+from chalicelib import service
+from chalicelib.tables import RequestModel
+
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai: the last event of the history
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list
+    rows: list
+    verdict: str
+    passed: bool
+
+
+class CallCounter:
+    """Every botocore call while active: calls per (service, operation), DynamoDB items read, and the
+    time spent inside the calls."""
+
+    def __init__(self):
+        self.calls, self.items, self.inside_s = Counter(), 0, 0.0
+        self._original = BaseClient._make_api_call
+
+    def __enter__(self):
+        counter, original = self, self._original
+
+        def counting(client, operation, params):
+            started = time.perf_counter()
+            try:
+                answer = original(client, operation, params)
+            finally:
+                counter.inside_s += time.perf_counter() - started
+            service_name = client.meta.service_model.service_name
+            counter.calls[(service_name, operation)] += 1
+            if service_name == "dynamodb":
+                counter.items += len(answer.get("Items", [])) + (1 if "Item" in answer else 0)
+            return answer
+
+        BaseClient._make_api_call = counting
+        return self
+
+    def __exit__(self, *exc):
+        BaseClient._make_api_call = self._original
+
+    def dynamodb_calls(self):
+        return sum(n for (service_name, _), n in self.calls.items() if service_name == "dynamodb")
+
+    def breakdown(self):
+        return ", ".join(f"{operation} {n}" for (_, operation), n in sorted(self.calls.items()))
+
+
+def _round(action):
+    with CallCounter() as counter:
+        started = time.perf_counter()
+        action()
+        wall = time.perf_counter() - started
+    return counter, wall
+
+
+def _event_rounds(size, rounds):
+    """One account: the request with `size` events, then `rounds` posts and reads."""
+    with common.fresh_account():
+        started = time.perf_counter()
+        service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
+        policy = service.policy_of(service.store.latest_contract("bench"))
+        request_id = factories.long_request(policy, "bench", size, NOW).request_id
+        build_s = time.perf_counter() - started
+        posts, reads = [], []
+        for n in range(1, rounds + 1):
+            now = NOW + timedelta(minutes=n)
+            body = {"type": "progress", "note": f"round {n}"}
+            posts.append(_round(partial(service.post_event, common.ADMIN, request_id, body, now)))
+            reads.append(_round(partial(service.get_request, common.ADMIN, request_id, now)))
+        stored = factories.item_bytes(RequestModel.get(request_id))
+    return {"size": size, "build_s": build_s, "item_bytes": stored, "post": posts, "get": reads}
+
+
+def _summary(rounds):
+    counters = [counter for counter, _ in rounds]
+    return {
+        "calls": [c.dynamodb_calls() for c in counters], "items": [c.items for c in counters],
+        "breakdown": counters[0].breakdown(),
+        "wall_ms": statistics.median(wall for _, wall in rounds) * 1000,
+        "inside_ms": statistics.median(c.inside_s for c in counters) * 1000,
+    }
+
+
+def _spread(values):
+    low, high = min(values), max(values)
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def event_post_cost(args):
+    """DynamoDB calls, items read and time for one event post and one GET of the request."""
+    results = [_event_rounds(size, args.rounds) for size in args.sizes]
+    rows, flat = [], True
+    for operation in ("post", "get"):
+        summaries = [_summary(r[operation]) for r in results]
+        # Round n at one size against round n at another: each post adds an email to the request's
+        # notifications (read whole), equally at every size. A timeline shorter than a page reads
+        # all of its events, a longer one always one page.
+        full = [s for r, s in zip(results, summaries, strict=True) if r["size"] >= service.EVENTS_PAGE]
+        most = [max(column) for column in zip(*(s["items"] for s in summaries), strict=True)]
+        flat &= all(s["calls"] == summaries[0]["calls"] and all(map(int.__le__, s["items"], most))
+                    for s in summaries)
+        flat &= all(s["items"] == most for s in full)
+        for r, s in zip(results, summaries, strict=True):
+            rows.append([f"{r['size']:,}", operation, _spread(s["calls"]), _spread(s["items"]),
+                         f"{r['item_bytes'] / 1024:,.1f} KB",
+                         f"{s['wall_ms']:,.0f} ms", f"{s['inside_ms']:,.0f} ms",
+                         f"{s['wall_ms'] - s['inside_ms']:,.0f} ms", s["breakdown"]])
+    build = ", ".join(f"{r['build_s']:.0f} s" for r in results)
+    verdict = (f"DynamoDB calls equal, items read (round by round) equal from one page of events up: {flat}; "
+               f"medians of {args.rounds} rounds; building the histories took {build}")
+    return Table("Posting an event and reading a request, by timeline length",
+                 ["events", "operation", "DynamoDB calls", "items read", "request item", "wall time", "in AWS calls",
+                  "outside AWS calls", "AWS calls"], rows, verdict, flat)
+
+
+# Each measurement: the parsed arguments in, a Table out.
+MEASUREMENTS = [event_post_cost]
+
+
+def print_table(table):
+    print(f"### {table.title}\n")
+    print("| " + " | ".join(table.columns) + " |")
+    print("|" + "|".join(" ---: " for _ in table.columns) + "|")
+    for row in table.rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    print(f"\n{table.verdict}\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000, 10000])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    tables = [measure(args) for measure in MEASUREMENTS]
+    for table in tables:
+        print_table(table)
+    sys.exit(0 if all(table.passed for table in tables) else 1)
+
+
+if __name__ == "__main__":
+    main()
