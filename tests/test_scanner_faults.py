@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import boto3
 import factories
 import pytest
 import time_machine
@@ -234,7 +235,9 @@ def test_a_corrupt_contract_item_never_stops_the_scan_for_a_healthy_one(acme, ma
 def test_a_request_that_raises_is_logged_counted_and_skipped(acme, mailbox, clock):
     _, agent, _ = acme
     bad, good = create(agent, priority="urgent"), create(agent, priority="urgent")
-    RequestModel.get(bad).update(actions=[RequestModel.timeline.set([{"seq": 1, "type": "received", "at": "never"}])])
+    boto3.client("dynamodb", region_name="us-east-1").update_item(  # a damaged item, written around the app
+        TableName=RequestModel.Meta.table_name, Key={"request_id": {"S": bad}},
+        UpdateExpression="SET timeline = :junk", ExpressionAttributeValues={":junk": {"B": b"not a timeline"}})
     report = scan_at(clock, local(23, 10, 31))
     assert report["errors"] == 1 and report["due"] == 1
     assert any(good in m["X-SLA-Notification"] and "breach" in m["X-SLA-Notification"] for m in mailbox.messages())
