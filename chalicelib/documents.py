@@ -29,6 +29,7 @@ def metric_document(name, state, tz):
         "met_at": iso(state.met_at, tz),
         "breached": state.breached,
         "remaining_minutes": _minutes(state.remaining_minutes, state.breached and state.met_at is None),
+        "provisional": state.provisional,
     }
     if name == PROGRESS_UPDATE:
         doc["misses"] = state.misses
@@ -84,12 +85,24 @@ def event_document(event, tz):
     return doc
 
 
-def contract_document(record):
+def contract_document(record, calendar_years):
+    """`calendar_years`: {"2026": "official", "2027": "estimated"}, the holiday schedules in use."""
     return {
         "contract_id": record.contract_id,
         "version": int(record.version),
         "updated_at": record.updated_at.astimezone(UTC).isoformat(),
         **record.document,
+        "calendar_years": calendar_years,
+    }
+
+
+def preview_document(state, policy):
+    """The deadlines a request would get: when its clock starts and each metric's first due_at."""
+    tz = policy.calendar.tz
+    return {
+        "clock_started_at": iso(state.clock_started_at, tz),
+        "sla": {name: {"due_at": iso(metric.due_at, tz), "provisional": metric.provisional}
+                for name, metric in state.metrics.items()},
     }
 
 

@@ -14,6 +14,7 @@ MAX_DESCRIPTION = 20000
 MAX_NOTE = 4000
 MAX_NAME = 200
 REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "description", "requester", "received_at")
+PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
 EVENT_KEYS = ("type", "at", "note", "priority", "score", "channel")
 POSTABLE_EVENTS = (
     "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
@@ -97,6 +98,27 @@ def parse_new_request(body, policy, role, now):
         requester=clean_requester,
         received_at=_backdated(body, "received_at", role, now),
     )
+
+
+@dataclass(frozen=True)
+class Preview:
+    priority: str
+    received_at: datetime
+    channel: str | None  # None: assume a designated channel
+
+
+def parse_preview(body, policy, role, now):
+    """A POST /contracts/{id}/preview body: the fields of a request that decide its deadlines, checked
+    as a request's are."""
+    require_object(body, "body")
+    reject_unknown(body, PREVIEW_KEYS)
+    if "priority" not in body:
+        raise ValidationError("priority", "is required")
+    priority = _priority(body["priority"], policy)
+    if body.get("category") is not None:
+        raise ValidationError("category", "the contract defines no categories")
+    channel = channel_name(body["channel"], "channel") if body.get("channel") is not None else None
+    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel)
 
 
 @dataclass(frozen=True)

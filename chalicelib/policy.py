@@ -156,8 +156,11 @@ CONTRACT_KEYS = (
 )
 
 
-def parse_contract(doc, version=0):
-    """Validate a contract document. Returns (normalized document with defaults, Policy)."""
+def parse_contract(doc, version=0, overrides=None):
+    """Validate a contract document. Returns (normalized document with defaults, Policy).
+
+    `overrides`: the published schedules {year: (holidays, workdays)} of the calendar's country, which
+    replace the packaged holiday data for those years (see BusinessCalendar.from_config)."""
     require_object(doc, "contract")
     reject_unknown(doc, CONTRACT_KEYS, "")
     if "name" not in doc:
@@ -167,7 +170,7 @@ def parse_contract(doc, version=0):
     if not isinstance(timezone, str):
         raise ValidationError("timezone", "must be an IANA timezone name such as Asia/Shanghai")
     calendar_config = require_object(doc.get("calendar") or {}, "calendar")
-    calendar = BusinessCalendar.from_config(calendar_config, timezone=timezone)
+    calendar = BusinessCalendar.from_config(calendar_config, timezone=timezone, overrides=overrides)
     if "priorities" not in doc:
         raise ValidationError("priorities", "is required")
     priorities_doc, priorities = _priorities(doc["priorities"])
