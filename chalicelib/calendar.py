@@ -49,7 +49,8 @@ import holidays as _holidays
 from chalicelib.errors import ValidationError
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_TIMEZONE", "DAY_KINDS", "ESTIMATED", "MAX_EMPTY_YEARS", "OFFICIAL",
-           "BusinessCalendar", "is_supported_country", "official_package_years", "package_schedule", "parse_date"]
+           "BusinessCalendar", "is_supported_country", "official_package_years", "package_schedule", "parse_date",
+           "schedule_status"]
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_CONFIG = {
@@ -205,6 +206,12 @@ def official_package_years(code):
     return _OFFICIAL_YEARS.get(code, frozenset())
 
 
+def schedule_status(code, year, overridden):
+    """"official" when the days off of `code` in `year` are the published ones (an override, or a year
+    the pinned package carries), "estimated" when python-holidays computes them by rule."""
+    return OFFICIAL if overridden or year in official_package_years(code) else ESTIMATED
+
+
 def _overrides_key(country, overrides):
     """Hashable, canonical form of {year: (holidays, workdays)}; none without a country."""
     if country is None or not overrides:
@@ -299,6 +306,11 @@ class BusinessCalendar:
         return _cached_calendar(tz.key, country, workdays, hours, extra_holidays, extra_workdays,
                                 tuple(sorted(date_hours.items())), _overrides_key(country, overrides))
 
+    @property
+    def workdays(self):
+        """ISO weekdays that are working days unless a holiday says otherwise."""
+        return self._workdays
+
     def __repr__(self):
         return f"<BusinessCalendar {self.tz.key} holidays={self._country} workdays={sorted(self._workdays)}>"
 
@@ -334,12 +346,11 @@ class BusinessCalendar:
         return "weekend"
 
     def year_status(self, year):
-        """"official" when the country's days off for `year` are the published ones (an override, or a
-        year the pinned package carries), "estimated" when they are computed by rule. A calendar
+        """The status of this calendar's country schedule for `year` (see `schedule_status`). A calendar
         without a country is official: the contract defines every day itself."""
-        if self._country is None or year in self._overrides or year in official_package_years(self._country):
+        if self._country is None:
             return OFFICIAL
-        return ESTIMATED
+        return schedule_status(self._country, year, overridden=year in self._overrides)
 
     def touches_estimated_year(self, a, b):
         """Does the span between instants `a` and `b` touch a local year whose schedule is estimated?"""

@@ -1,6 +1,6 @@
-"""JSON documents the API returns (DESIGN.md §2–3). Pure: records and SLA state in, dicts out."""
+"""JSON documents the API returns. Pure: records, calendars and SLA state in, dicts out."""
 import math
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from chalicelib.clock import PROGRESS_UPDATE
 
@@ -116,3 +116,41 @@ def token_document(record, token=None):
     if token is not None:
         doc["token"] = token
     return doc
+
+
+def calendar_year_document(country, year, status, holidays, workdays, override=None):
+    """A country-year's holiday schedule: the published override when there is one (`override`, the
+    stored record), else the packaged `holidays` / `workdays`."""
+    if override is not None:
+        holidays, workdays = override.holidays, override.workdays
+    return {
+        "country": country,
+        "year": year,
+        "status": status,
+        "source": "override" if override is not None else "package",
+        "holidays": sorted(str(d) for d in holidays),
+        "workdays": sorted(str(d) for d in workdays),
+        "reference": override.source if override is not None else None,
+        "updated_at": override.updated_at.astimezone(UTC).isoformat() if override is not None else None,
+    }
+
+
+def _clock(moment, day):
+    """HH:MM of a period bound on local date `day`; the midnight that ends the day is 24:00."""
+    return "24:00" if moment.date() > day else f"{moment:%H:%M}"
+
+
+def calendar_days_document(calendar, first, last):
+    """Each local date from `first` to `last` (inclusive): working or not, why, its hours, and whether
+    its country's schedule for that year is official or estimated."""
+    days, day = [], first
+    while day <= last:
+        days.append({
+            "date": day.isoformat(),
+            "working": calendar.is_working_day(day),
+            "kind": calendar.day_kind(day),
+            "hours": [[_clock(start, day), _clock(end, day)] for start, end in calendar.periods(day)],
+            "status": calendar.year_status(day.year),
+        })
+        day += timedelta(days=1)
+    return {"timezone": calendar.tz.key, "days": days}

@@ -4,7 +4,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from chalicelib import notify, service, store
-from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.clock import RESOLVED
 from chalicelib.emails import render_daily_tally
 from chalicelib.errors import ValidationError
 from chalicelib.fields import instant, reject_unknown, require_object, text
@@ -22,18 +22,19 @@ def previous_day(policy, now):
 
 def run_nightly(now, day=None, contract_id=None):
     """Tally the previous local day (or `day`) of every contract (or one). Returns the tallies."""
-    results = []
+    results, calendars = [], {}  # calendars: country -> published schedules, read once per run
     for cid in [contract_id] if contract_id else store.contract_ids():
         record = store.latest_contract(cid)
         if record is None:
             raise ValidationError("contract_id", f"no contract {cid!r}")
-        policy = service.policy_of(record)
+        policy = service.policy_of(record, calendars)
         results.append(tally_contract_day(cid, policy, day or previous_day(policy, now), now))
     return results
 
 
 def tally_contract_day(contract_id, policy, day, now):
-    """Tally one local day of one contract, store it, re-apply the month's cap, email the admins."""
+    """Tally one local day of one contract, store it, re-apply the month's cap, email the admins.
+    Resolved requests count with the outcome they were resolved with (service.state_of)."""
     tz = policy.calendar.tz
     start, end = day_bounds(day, tz)
     pinned, evaluated, read = {}, [], 0
@@ -42,7 +43,7 @@ def tally_contract_day(contract_id, policy, day, now):
         if item.received_at >= end:
             continue
         request_policy = policy if item.status != RESOLVED else _pinned(item, pinned, policy)
-        state = evaluate(request_policy, service.facts_of(item), service.clock_events(item), now)
+        state = service.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
     tally = tally_day(day, tz, evaluated)
     TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,

@@ -36,10 +36,11 @@ def scan(now):
     started = time.perf_counter()
     report = ScanReport()
     contracts = {}  # contract_id -> latest version, read once per scan
+    calendars = {}  # country -> published schedules, read once per scan
     for shard in SHARDS:
         for key in store.requests_due(shard, now):
             report.items_read += 1
-            _check(key.request_id, now, report, contracts)
+            _check(key.request_id, now, report, contracts, calendars)
     for key in notify.pending_due(now, SHARDS):
         report.items_read += 1
         entry = NotificationModel.get(key.request_id, key.key, consistent_read=True)
@@ -51,7 +52,7 @@ def scan(now):
     return report
 
 
-def _check(request_id, now, report, contracts):
+def _check(request_id, now, report, contracts, calendars):
     item = store.get_request(request_id)
     report.items_read += 1
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
@@ -60,7 +61,7 @@ def _check(request_id, now, report, contracts):
     if item.contract_id not in contracts:
         contracts[item.contract_id] = store.latest_contract(item.contract_id)
         report.items_read += 1
-    policy = service.policy_of(contracts[item.contract_id])  # the index holds open requests only
+    policy = service.policy_of(contracts[item.contract_id], calendars)  # the index holds open requests only
     state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
     for notification in alerts.due_notifications(policy, item, state, now):
         entry = notify.outbox_entry(item, notification, policy, now)
