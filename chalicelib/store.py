@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 from datetime import UTC, timedelta
+from functools import cache
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
@@ -40,7 +41,10 @@ def _condition_failed(exc):
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
+@cache
 def _connection():
+    """One connection (one botocore client) per process for transactions: building a client loads the
+    service model, which costs more than the transaction itself."""
     return Connection(region=RequestModel.Meta.region, host=RequestModel.Meta.host)
 
 
