@@ -198,7 +198,8 @@ def _derived(kind, phrases, values, provisional, escape):
     if not provisional:
         found["provisional_row" if escape else "provisional_line"] = ""
     elif escape:
-        found["provisional_row"] = _PROVISIONAL_HTML.format(td=_TABLE_STYLES["td"], text=html.escape(phrases["provisional"]))
+        found["provisional_row"] = _PROVISIONAL_HTML.format(td=_TABLE_STYLES["td"],
+                                                            text=html.escape(phrases["provisional"]))
     else:
         found["provisional_line"] = phrases["provisional"] + "\n"
     if kind in REQUESTER_KINDS:

@@ -269,7 +269,8 @@ def test_the_required_keys_are_enough_and_the_templates_use_only_known_names(kin
     minimal = {key: value for key, value in context(kind, language).items() if key in REQUIRED_KEYS[kind]}
     render(kind, language, minimal)
     derived = {"priority_label", "metric_label", "metric_detail", "requester_display", "greeting", "note_block",
-               "due_sentence", "provisional_line", "provisional_row"} | set(emails._TABLE_STYLES) | set(emails._PARTIALS)
+               "due_sentence", "provisional_line", "provisional_row"}
+    derived |= set(emails._TABLE_STYLES) | set(emails._PARTIALS)
     for part in ("subject.txt", "txt", "html"):
         template = emails._template(language, kind, part)
         assert template.is_valid()
