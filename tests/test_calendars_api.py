@@ -191,12 +191,14 @@ def test_a_resolved_request_keeps_its_outcome_whatever_calendar_or_contract_come
     assert status == 200 and not resolved["breached"] and due(resolved, "resolution") == "2027-02-11T17:00:00+08:00"
     assert invoke("nightly_tally")["tallies"]  # tallies 10 February
     before = {key: resolved[key] for key in ("sla", "breached", "penalty", "status")}
+    report = admin.get("/contracts/acme/reports?month=2027-02")[1]
 
     assert admin.put("/calendars/CN/2027", ILLUSTRATIVE_CN_2027)[0] == 201  # 5 February was a working day
     stricter = copy.deepcopy(DEMO_CONTRACT)
     stricter["priorities"]["high"]["resolution"] = "1h"
     assert admin.put("/contracts/acme", stricter)[0] == 200
     clock.move_to(sh("2027-02-12 00:05"))
+    assert admin.get("/contracts/acme/reports?month=2027-02")[1] == report  # stored days are not rewritten
     assert invoke("nightly_tally")["tallies"][0]["breaches"] == {}  # 11 February: resolved on time
 
     _, read = agent.get(f"/requests/{request_id}")
