@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, logs, reporting, scanner, service
+from chalicelib import auth, calendars, logs, reporting, scanner, service
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
@@ -25,7 +25,42 @@ def put_contract(call, contract_id):
 
 @api.route("/contracts/{contract_id}", methods=["GET"])
 def get_contract(call, contract_id):
-    return service.get_contract(call.principal, contract_id)
+    return service.get_contract(call.principal, contract_id, call.now)
+
+
+@api.route("/contracts/{contract_id}/calendar", methods=["GET"])
+def get_contract_calendar(call, contract_id):
+    return calendars.contract_calendar(call.principal, contract_id, call.query, call.now)
+
+
+@api.route("/contracts/{contract_id}/calendar.ics", methods=["GET"], token_in_query=True)
+def get_contract_calendar_ics(call, contract_id):
+    """Calendar apps subscribe by URL and send no headers: the token may come as ?token=…"""
+    body = calendars.contract_calendar_ics(call.principal, contract_id, call.query, call.now)
+    return Response(body=body.decode("utf-8"), status_code=200,
+                    headers={"Content-Type": "text/calendar; charset=utf-8",
+                             "Content-Disposition": f'inline; filename="{contract_id}.ics"'})
+
+
+@api.route("/contracts/{contract_id}/preview", methods=["POST"])
+def preview_request(call, contract_id):
+    return service.preview(call.principal, contract_id, call.body, call.now)
+
+
+@api.route("/calendars/{country}/{year}", methods=["GET"])
+def get_calendar_year(call, country, year):
+    return calendars.get_year(country, year)
+
+
+@api.route("/calendars/{country}/{year}", methods=["PUT"], roles=("admin",))
+def put_calendar_year(call, country, year):
+    return calendars.put_year(call.principal, country, year, call.body, call.now)
+
+
+@api.route("/calendars/{country}/{year}", methods=["DELETE"], roles=("admin",))
+def delete_calendar_year(call, country, year):
+    calendars.delete_year(call.principal, country, year, call.now)
+    return 204, None
 
 
 @api.route("/contracts/{contract_id}/reports", methods=["GET"])
@@ -101,7 +136,9 @@ def nightly_tally(event):
     invocation's time is left to nightly_tally_continue."""
     detail = event.to_dict().get("detail") or {}
     day = reporting.parse_date(detail["date"], "date") if detail.get("date") else None
-    return reporting.run_nightly(datetime.now(UTC), _seconds_left(event), day, detail.get("contract_id"))
+    now = datetime.now(UTC)
+    result = reporting.run_nightly(now, _seconds_left(event), day, detail.get("contract_id"))
+    return result | {"calendar_notices": calendars.send_year_notices(now)}
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))

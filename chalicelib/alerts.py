@@ -60,6 +60,7 @@ def _customer_context(policy, request, state, note):
         # No deadline while paused or before the clock starts: it depends on what happens next.
         "deadline": local_time(commitment.due_at if commitment else None, tz) or "—",
         "remaining": format_minutes(commitment.remaining_minutes if commitment else None, language),
+        "provisional": bool(commitment and commitment.due_at and commitment.provisional),
         "note": note or "",
     }
 
@@ -83,6 +84,7 @@ def _provider_context(policy, request, state, metric, deadline, remaining, **ext
         "metric": metric,
         "deadline": local_time(deadline, policy.calendar.tz),
         "remaining": format_minutes(remaining, policy.notify.language),
+        "provisional": state.metrics[metric].provisional,
         "threshold": "",
         "cycle": "",
         "missed": "",

@@ -7,6 +7,12 @@ Pure library (rules in docs/clock.md): no AWS, never reads the clock.
                                 business minutes since `start` reach `minutes`
     cal.between(a, b)        -> business minutes from a to b (negative if b < a)
 
+Country data.  The days off and make-up working days of `holidays` come from python-holidays, except
+for the years given in `overrides` (the officially published schedule of that country and year, which
+replaces the packaged one); the contract's extra_holidays / extra_workdays win over both.  A year's
+schedule is "official" when it is overridden or listed in data/official_years.json (the years whose
+published schedule the pinned python-holidays carries), else "estimated" (computed by rule).
+
 How it stays fast.  For every local year that is touched, the calendar builds once (lazily,
 then caches) the sorted working periods of that year as UTC epoch microseconds plus the
 cumulative business microseconds before/after each period.  A "position" is the business
@@ -29,18 +35,22 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import numbers
 import re
 from bisect import bisect_left, bisect_right
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as _holidays
 
 from chalicelib.errors import ValidationError
 
-__all__ = ["DEFAULT_CONFIG", "DEFAULT_TIMEZONE", "MAX_EMPTY_YEARS", "BusinessCalendar"]
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_TIMEZONE", "DAY_KINDS", "ESTIMATED", "MAX_EMPTY_YEARS", "OFFICIAL",
+           "BusinessCalendar", "is_supported_country", "official_package_years", "package_schedule", "parse_date",
+           "schedule_status"]
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_CONFIG = {
@@ -65,6 +75,9 @@ _ONE_US = timedelta(microseconds=1)
 _AVG_YEAR_US = 31_556_952 * _US_PER_S  # 365.2425 days
 _MIN_YEAR = 2  # year 1 / 9999 have no neighbouring local midnight we can represent
 _MAX_YEAR = 9998
+
+OFFICIAL, ESTIMATED = "official", "estimated"
+DAY_KINDS = ("workday", "weekend", "holiday", "makeup_workday")
 
 # ASCII digits only, matched whole (fullmatch): "\d" takes any Unicode digit and "$" a trailing newline.
 _TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2})")
@@ -112,7 +125,8 @@ def _parse_ranges(value, path):
     return tuple(out)
 
 
-def _parse_date(value, path):
+def parse_date(value, path):
+    """A "YYYY-MM-DD" string -> date; ValidationError naming `path` otherwise."""
     if isinstance(value, str) and _DATE_RE.fullmatch(value):
         try:
             return date.fromisoformat(value)
@@ -124,7 +138,7 @@ def _parse_date(value, path):
 def _parse_dates(value, path):
     if not isinstance(value, (list, tuple)):
         raise ValidationError(path, "must be a list of dates YYYY-MM-DD")
-    return frozenset(_parse_date(v, f"{path}[{i}]") for i, v in enumerate(value))
+    return frozenset(parse_date(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 def _parse_workdays(value, path):
@@ -143,10 +157,14 @@ def _parse_workdays(value, path):
     return frozenset(seen)
 
 
+def is_supported_country(value):
+    return isinstance(value, str) and value in _holidays.list_supported_countries()
+
+
 def _parse_country(value, path):
     if value is None:
         return None
-    if not isinstance(value, str) or value not in _holidays.list_supported_countries():
+    if not is_supported_country(value):
         raise ValidationError(path, f"{value!r} is not a country code supported by python-holidays (e.g. \"CN\") "
                                     "nor null")
     return value
@@ -167,12 +185,39 @@ def _parse_timezone(value):
 
 
 @functools.lru_cache(maxsize=2048)
-def _country_year(code, year):
-    """(public holidays, make-up working days) of `code` falling in `year`, as frozensets."""
+def package_schedule(code, year):
+    """(public holidays, make-up working days) of `code` falling in `year` as python-holidays has
+    them, as frozensets."""
     h = _holidays.country_holidays(code, years=year)
     hol = frozenset(d for d in h.keys() if d.year == year)
     makeup = frozenset(d for d in getattr(h, "weekend_workdays", ()) if d.year == year)
     return hol, makeup
+
+
+def _load_official_years():
+    data = json.loads((resources.files(__package__) / "data" / "official_years.json").read_text("utf-8"))
+    return data["holidays_version"], {code: frozenset(years) for code, years in data["countries"].items()}
+
+
+PACKAGE_DATA_VERSION, _OFFICIAL_YEARS = _load_official_years()
+
+
+def official_package_years(code):
+    """The years whose published schedule for `code` the pinned python-holidays carries."""
+    return _OFFICIAL_YEARS.get(code, frozenset())
+
+
+def schedule_status(code, year, overridden):
+    """"official" when the days off of `code` in `year` are the published ones (an override, or a year
+    the pinned package carries), "estimated" when python-holidays computes them by rule."""
+    return OFFICIAL if overridden or year in official_package_years(code) else ESTIMATED
+
+
+def _overrides_key(country, overrides):
+    """Hashable, canonical form of {year: (holidays, workdays)}; none without a country."""
+    if country is None or not overrides:
+        return ()
+    return tuple(sorted((int(year), (frozenset(hol), frozenset(work))) for year, (hol, work) in overrides.items()))
 
 
 def _to_us(t):
@@ -214,10 +259,11 @@ class _Year:
 class BusinessCalendar:
     """Working days and hours of a contract, in one IANA timezone. Immutable; safe to share."""
 
-    def __init__(self, *, tz, country, workdays, hours, extra_holidays, extra_workdays, date_hours):
+    def __init__(self, *, tz, country, workdays, hours, extra_holidays, extra_workdays, date_hours, overrides=()):
         """Use `from_config`; this takes already validated values."""
         self.tz = tz
         self._country = country
+        self._overrides = dict(overrides)  # year -> (holidays, make-up workdays) replacing the package's
         self._workdays = frozenset(workdays)
         self._hours = tuple(hours)
         self._extra_holidays = frozenset(extra_holidays)
@@ -229,11 +275,14 @@ class BusinessCalendar:
     # ----------------------------------------------------------------- construction
 
     @classmethod
-    def from_config(cls, config=None, timezone=DEFAULT_TIMEZONE):
+    def from_config(cls, config=None, timezone=DEFAULT_TIMEZONE, overrides=None):
         """Validate a contract's `calendar` object (None = all defaults) and build the calendar.
 
+        `overrides`: {year: (holidays, workdays)}, the published schedules of the calendar's country
+        (`holidays`) that replace python-holidays' data for those years; ignored without a country.
         Raises ValidationError naming the field ("calendar.hours[1]", "timezone", ...).
-        Identical configurations share one (immutable) instance, so its per-year caches stay warm.
+        Identical configurations (overrides included) share one (immutable) instance, so its per-year
+        caches stay warm; different override contents never share one.
         """
         tz = _parse_timezone(timezone)
         if config is None:
@@ -254,9 +303,14 @@ class BusinessCalendar:
         date_hours = {}
         for key, value in raw_date_hours.items():
             path = f"calendar.date_hours.{key}"
-            date_hours[_parse_date(key, path)] = _parse_ranges(value, path)
+            date_hours[parse_date(key, path)] = _parse_ranges(value, path)
         return _cached_calendar(tz.key, country, workdays, hours, extra_holidays, extra_workdays,
-                                tuple(sorted(date_hours.items())))
+                                tuple(sorted(date_hours.items())), _overrides_key(country, overrides))
+
+    @property
+    def workdays(self):
+        """ISO weekdays that are working days unless a holiday says otherwise."""
+        return self._workdays
 
     def __repr__(self):
         return f"<BusinessCalendar {self.tz.key} holidays={self._country} workdays={sorted(self._workdays)}>"
@@ -276,12 +330,37 @@ class BusinessCalendar:
         if d in self._extra_holidays:
             return False
         if self._country is not None:
-            hol, makeup = _country_year(self._country, d.year)
+            hol, makeup = self._country_days(d.year)
             if d in hol:
                 return False
             if d in makeup:
                 return True
         return d.isoweekday() in self._workdays
+
+    def day_kind(self, d):
+        """"workday", "makeup_workday" (working although its weekday is not), "holiday" (a country or
+        extra holiday) or "weekend" (a day off by its weekday alone), for the local date `d`."""
+        if self.is_working_day(d):
+            return "workday" if d.isoweekday() in self._workdays else "makeup_workday"
+        if d in self._extra_holidays or (self._country is not None and d in self._country_days(d.year)[0]):
+            return "holiday"
+        return "weekend"
+
+    def year_status(self, year):
+        """The status of this calendar's country schedule for `year` (see `schedule_status`). A calendar
+        without a country is official: the contract defines every day itself."""
+        if self._country is None:
+            return OFFICIAL
+        return schedule_status(self._country, year, overridden=year in self._overrides)
+
+    def touches_estimated_year(self, a, b):
+        """Does the span between instants `a` and `b` touch a local year whose schedule is estimated?"""
+        first, last = sorted(t.astimezone(self.tz).year for t in (a, b))
+        return any(self.year_status(y) == ESTIMATED for y in range(first, last + 1))
+
+    def _country_days(self, year):
+        found = self._overrides.get(year)
+        return found if found is not None else package_schedule(self._country, year)
 
     def periods(self, d):
         """Working periods of the local date `d` as aware (start, end) pairs in cal.tz; [] if none.
@@ -543,7 +622,7 @@ class BusinessCalendar:
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_calendar(tz_key, country, workdays, hours, extra_holidays, extra_workdays, date_hours):
+def _cached_calendar(tz_key, country, workdays, hours, extra_holidays, extra_workdays, date_hours, overrides):
     return BusinessCalendar(tz=ZoneInfo(tz_key), country=country, workdays=workdays, hours=hours,
                             extra_holidays=extra_holidays, extra_workdays=extra_workdays,
-                            date_hours=dict(date_hours))
+                            date_hours=dict(date_hours), overrides=overrides)

@@ -5,11 +5,14 @@ ConflictError), and returns the facts the clocks need. `evaluate` turns those fa
 met/breached flags, remaining time, accrued penalty, milestones (warnings, breaches, penalty days)
 and the next instant at which any of that changes (`next_check_at`, cached for the scanner).
 
+`freeze` / `thaw` turn an SlaState into JSON and back: a resolved request keeps the state it was
+resolved with (`resolved_state`), whatever calendar data or contract versions come later.
+
 No AWS, no clock reads: `now` is always an argument.
 """
 import math
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.errors import ConflictError
@@ -275,6 +278,7 @@ class MetricState:
     misses: int | None = None  # progress_update only
     running: bool = False  # still counting toward due_at (not met, not stopped for good)
     cycle: int = 0  # progress_update: the cycle that due_at belongs to (1, 2, …); 0 for the others
+    provisional: bool = False  # due_at was computed over a year whose holiday schedule is only estimated
 
 
 @dataclass
@@ -442,7 +446,19 @@ def evaluate(policy, request, events, now):
                     penalty += policy.penalties.late_resolution_per_day * days
                     milestones += [Milestone("penalty_day", RESOLUTION, k, at) for k, at in enumerate(starts, 1)]
 
+    _mark_provisional(policy.calendar, prio, start, metrics)
     return _state(timeline, policy, metrics, milestones, penalty, now)
+
+
+def _mark_provisional(calendar, prio, start, metrics):
+    """A deadline is provisional when its calendar span, clock start to deadline, touches an estimated
+    year. A wall-clock (24x7) duration does not depend on holidays; working days always do."""
+    durations = {FIRST_RESPONSE: prio.first_response, PROGRESS_UPDATE: prio.progress_every,
+                 RESOLUTION: prio.resolution}
+    for name, metric in metrics.items():
+        depends = not prio.around_the_clock or durations[name].is_working_days
+        if depends and metric.due_at is not None:
+            metric.provisional = calendar.touches_estimated_year(start, metric.due_at)
 
 
 def _state(timeline, policy, metrics, milestones, penalty, now):
@@ -474,3 +490,49 @@ def _metric_names(prio):
         yield PROGRESS_UPDATE
     if prio.resolution is not None:
         yield RESOLUTION
+
+
+# --- frozen outcomes -----------------------------------------------------------------------------
+
+
+def _instant(value):
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _parse_instant(value):
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def freeze(state):
+    """An SlaState as a JSON-able dict (instants as ISO UTC strings); `thaw` reads it back."""
+    doc = asdict(state)
+    for key in ("clock_started_at", "next_check_at", "first_response_at", "resolved_at", "last_event_at"):
+        doc[key] = _instant(getattr(state, key))
+    doc["metrics"] = {name: {**asdict(m), "due_at": _instant(m.due_at), "met_at": _instant(m.met_at)}
+                      for name, m in state.metrics.items()}
+    doc["milestones"] = [{**asdict(m), "at": _instant(m.at)} for m in state.milestones]
+    doc["ratings"] = [[_instant(at), score] for at, score in state.ratings]
+    doc["resolves"] = [_instant(at) for at in state.resolves]
+    return doc
+
+
+def thaw(doc):
+    """The SlaState `freeze` made `doc` of."""
+    instants = {key: _parse_instant(doc[key])
+                for key in ("clock_started_at", "next_check_at", "first_response_at", "resolved_at", "last_event_at")}
+    return SlaState(**{
+        **doc, **instants,
+        "metrics": {name: MetricState(**{**m, "due_at": _parse_instant(m["due_at"]),
+                                         "met_at": _parse_instant(m["met_at"])})
+                    for name, m in doc["metrics"].items()},
+        "milestones": [Milestone(**{**m, "at": _parse_instant(m["at"])}) for m in doc["milestones"]],
+        "ratings": [(_parse_instant(at), score) for at, score in doc["ratings"]],
+        "resolves": [_parse_instant(at) for at in doc["resolves"]],
+    })
+
+
+def resolved_state(frozen, request, events):
+    """A resolved request's state: the outcome frozen when it was resolved (deadlines, breaches,
+    penalty, milestones), with what its timeline may have added since (a rating)."""
+    timeline = replay(request, events)
+    return replace(thaw(frozen), ratings=list(timeline.ratings), last_event_at=timeline.last_at)

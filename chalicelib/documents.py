@@ -1,6 +1,6 @@
-"""JSON documents the API returns (see docs/api.md). Pure: records and SLA state in, dicts out."""
+"""JSON documents the API returns (see docs/api.md). Pure: records, calendars and SLA state in, dicts out."""
 import math
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from chalicelib.clock import PROGRESS_UPDATE
 
@@ -29,6 +29,7 @@ def metric_document(name, state, tz):
         "met_at": iso(state.met_at, tz),
         "breached": state.breached,
         "remaining_minutes": _minutes(state.remaining_minutes, state.breached and state.met_at is None),
+        "provisional": state.provisional,
     }
     if name == PROGRESS_UPDATE:
         doc["misses"] = state.misses
@@ -89,9 +90,10 @@ def event_document(event, tz):
     return doc
 
 
-def contract_document(record, for_client=False):
-    """A stored contract version. Client tokens get the `notify` block without the provider's and
-    admins' addresses (and the sender): only the language their customers are written in."""
+def contract_document(record, calendar_years, for_client=False):
+    """A stored contract version with `calendar_years` ({"2026": "official", "2027": "estimated"}, the
+    holiday schedules in use). Client tokens get the `notify` block without the provider's and admins'
+    addresses (and the sender): only the language their customers are written in."""
     document = dict(record.document)
     if for_client:
         document["notify"] = {"language": document["notify"]["language"]}
@@ -100,6 +102,17 @@ def contract_document(record, for_client=False):
         "version": int(record.version),
         "updated_at": record.updated_at.astimezone(UTC).isoformat(),
         **document,
+        "calendar_years": calendar_years,
+    }
+
+
+def preview_document(state, policy):
+    """The deadlines a request would get: when its clock starts and each metric's first due_at."""
+    tz = policy.calendar.tz
+    return {
+        "clock_started_at": iso(state.clock_started_at, tz),
+        "sla": {name: {"due_at": iso(metric.due_at, tz), "provisional": metric.provisional}
+                for name, metric in state.metrics.items()},
     }
 
 
@@ -113,3 +126,41 @@ def token_document(record, token=None):
     if token is not None:
         doc["token"] = token
     return doc
+
+
+def calendar_year_document(country, year, status, holidays, workdays, override=None):
+    """A country-year's holiday schedule: the published override when there is one (`override`, the
+    stored record), else the packaged `holidays` / `workdays`."""
+    if override is not None:
+        holidays, workdays = override.holidays, override.workdays
+    return {
+        "country": country,
+        "year": year,
+        "status": status,
+        "source": "override" if override is not None else "package",
+        "holidays": sorted(str(d) for d in holidays),
+        "workdays": sorted(str(d) for d in workdays),
+        "reference": override.source if override is not None else None,
+        "updated_at": override.updated_at.astimezone(UTC).isoformat() if override is not None else None,
+    }
+
+
+def _clock(moment, day):
+    """HH:MM of a period bound on local date `day`; the midnight that ends the day is 24:00."""
+    return "24:00" if moment.date() > day else f"{moment:%H:%M}"
+
+
+def calendar_days_document(calendar, first, last):
+    """Each local date from `first` to `last` (inclusive): working or not, why, its hours, and whether
+    its country's schedule for that year is official or estimated."""
+    days, day = [], first
+    while day <= last:
+        days.append({
+            "date": day.isoformat(),
+            "working": calendar.is_working_day(day),
+            "kind": calendar.day_kind(day),
+            "hours": [[_clock(start, day), _clock(end, day)] for start, end in calendar.periods(day)],
+            "status": calendar.year_status(day.year),
+        })
+        day += timedelta(days=1)
+    return {"timezone": calendar.tz.key, "days": days}

@@ -36,7 +36,8 @@ REQUIRED_KEYS = MappingProxyType({
 """Context keys each kind needs; render() raises KeyError naming the first one missing.
 Optional: `cycle` for warning/breach (shown when the metric is progress_update), `missed` for breach
 (progress cycles missed in all: a catch-up line when more than one), `metric` for
-progress_reminder (always progress_update). Extra keys are ignored by the templates."""
+progress_reminder (always progress_update), `provisional` (True: the deadline shown was computed over
+an estimated holiday schedule, which one line says). Extra keys are ignored by the templates."""
 
 PRIORITY_LABELS = MappingProxyType({
     "zh-CN": {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"},
@@ -56,6 +57,7 @@ _PHRASES = {
         "no_due": "我们将在服务协议约定的时限内尽快与您联系。",
         "cycle": "{metric}（第 {cycle} 个周期）",
         "missed": "截至目前已错过 {missed} 个进度周期（本邮件合并提醒，不再逐周期发送）。",
+        "provisional": "注：该时限按推定的节假日安排计算，官方安排尚未发布。",
         "nobody": "—",
         "colon": "：",
         "note_heading": {
@@ -73,6 +75,7 @@ _PHRASES = {
         "no_due": "We will respond as soon as possible within the time agreed in your service contract.",
         "cycle": "{metric} (cycle {cycle})",
         "missed": "{missed} progress cycles have been missed so far (one alert for all of them, not one per cycle).",
+        "provisional": "Note: this deadline uses an estimated holiday schedule; the official one is not published yet.",
         "nobody": "—",
         "colon": ":",
         "note_heading": {
@@ -92,6 +95,9 @@ _NOTE_HTML = (
 )
 
 
+_PROVISIONAL_HTML = '<tr><td colspan="2" style="{td}color:#b26a00;">{text}</td></tr>\n'
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -106,7 +112,8 @@ def render(kind, language, context):
     for key in REQUIRED_KEYS[kind]:
         if key not in context:
             raise KeyError(key)
-    values = {key: _string(value) for key, value in context.items()}
+    provisional = context.get("provisional") is True
+    values = {key: _string(value) for key, value in context.items() if key != "provisional"}
     phrases = _PHRASES[language]
     labels = {
         "priority_label": PRIORITY_LABELS[language].get(values["priority"], values["priority"]),
@@ -121,9 +128,9 @@ def render(kind, language, context):
             labels["metric_detail"] = metric_label
     labels["requester_display"] = values["requester_name"] or phrases["nobody"]
 
-    text = values | labels | _derived(kind, phrases, values, escape=False)
+    text = values | labels | _derived(kind, phrases, values, provisional, escape=False)
     markup = {key: html.escape(value) for key, value in (values | labels).items()}
-    markup |= _derived(kind, phrases, values, escape=True)
+    markup |= _derived(kind, phrases, values, provisional, escape=True)
     subject_values = {key: _one_line(value) for key, value in (values | labels).items()}
 
     return Rendered(
@@ -183,13 +190,21 @@ def _check_language(language):
         raise ValueError(f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
 
 
-def _derived(kind, phrases, values, escape):
-    """Greeting, note block and first-response promise, as text or (escape=True) as HTML."""
+def _derived(kind, phrases, values, provisional, escape):
+    """Greeting, note block, first-response promise and estimated-schedule line, as text or (escape=True)
+    as HTML."""
     quote = html.escape if escape else str
     name = _one_line(values["requester_name"])
     found = {
         "greeting": phrases["greeting_named"].format(name=quote(name)) if name else phrases["greeting"],
     }
+    if not provisional:
+        found["provisional_row" if escape else "provisional_line"] = ""
+    elif escape:
+        found["provisional_row"] = _PROVISIONAL_HTML.format(td=_TABLE_STYLES["td"],
+                                                            text=html.escape(phrases["provisional"]))
+    else:
+        found["provisional_line"] = phrases["provisional"] + "\n"
     if kind in REQUESTER_KINDS:
         note = values["note"].strip("\r\n")
         heading = phrases["note_heading"][kind]
@@ -315,3 +330,20 @@ def render_daily_tally(language, context):
 
 def _number(value):
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def render_calendar_notice(language, context):
+    """The weekly email to a contract's admins while next year's holiday schedule is only estimated.
+
+    `context`: contract_name, contract_id, country, year, and `call`: the HTTP call that publishes the
+    schedule (an example curl command line, placeholders marked).
+    """
+    _check_language(language)
+    values = {key: _string(context[key]) for key in ("contract_name", "contract_id", "country", "year", "call")}
+    values["contract_name"] = _one_line(values["contract_name"])
+    markup = {key: html.escape(value) for key, value in values.items()}
+    return Rendered(
+        subject=_one_line(_template(language, "calendar_notice", "subject.txt").substitute(values)),
+        text=_template(language, "calendar_notice", "txt").substitute(values),
+        html=_html(language, "calendar_notice", markup),
+    )

@@ -65,8 +65,9 @@ def _aws_error_code(exc):
 class Call:
     """What a view gets: the caller, the parsed body and the request's clock reading."""
 
-    def __init__(self, request, principal, now):
+    def __init__(self, request, principal, now, consumed=()):
         self.request, self.principal, self.now = request, principal, now
+        self.consumed = consumed  # query parameters the wrapper used (a token), not the view's
 
     @property
     def body(self):
@@ -85,7 +86,7 @@ class Call:
 
     @property
     def query(self):
-        return dict(self.request.query_params or {})
+        return {k: v for k, v in (self.request.query_params or {}).items() if k not in self.consumed}
 
     def header(self, name):
         return self.request.headers.get(name)
@@ -97,27 +98,35 @@ class Api:
     def __init__(self, app):
         self.app = app
 
-    def route(self, path, methods, roles=auth.ROLES, public=False, **kwargs):
+    def route(self, path, methods, roles=auth.ROLES, public=False, token_in_query=False, **kwargs):
+        """`token_in_query`: also accept the token as `?token=…`, for clients that cannot send headers
+        (calendar subscriptions); the Authorization header still wins."""
         def decorate(view):
             @functools.wraps(view)
             def handler(**params):
-                return self._handle(view, roles, public, params)
+                return self._handle(view, roles, public, token_in_query, params)
 
             return self.app.route(path, methods=methods, **kwargs)(handler)
 
         return decorate
 
-    def _handle(self, view, roles, public, params):
+    def _handle(self, view, roles, public, token_in_query, params):
         request = self.app.current_request
         try:
             if len(request.raw_body or b"") > MAX_BODY:
                 return error_response("RequestEntityTooLargeError", f"the body exceeds {MAX_BODY} bytes")
-            principal = None
+            principal, consumed = None, ()
             if not public:
-                principal = auth.authenticate(request.headers.get("authorization"))
+                header = request.headers.get("authorization")
+                if token_in_query:
+                    consumed = ("token",)
+                    query_token = (request.query_params or {}).get("token")
+                    if header is None and query_token is not None:
+                        header = f"Bearer {query_token}"
+                principal = auth.authenticate(header)
                 if principal.role not in roles:
                     raise ForbiddenError(f"this needs a token with role {' or '.join(roles)}")
-            result = view(Call(request, principal, datetime.now(UTC)), **params)
+            result = view(Call(request, principal, datetime.now(UTC), consumed), **params)
         except SlaError as exc:
             return error_response(exc.code, exc.message)
         except AWS_FAULTS as exc:

@@ -5,6 +5,7 @@ Every error is a ValidationError naming the field; nothing is stored unless the 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chalicelib.calendar import parse_date
 from chalicelib.errors import ForbiddenError, ValidationError
 from chalicelib.fields import channel_name, email_address, instant, reject_unknown, require_object, text
 
@@ -14,6 +15,9 @@ MAX_DESCRIPTION = 20000
 MAX_NOTE = 4000
 MAX_NAME = 200
 REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "description", "requester", "received_at")
+PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
+SCHEDULE_KEYS = ("holidays", "workdays", "source")
+MAX_SOURCE = 500
 EVENT_KEYS = ("type", "at", "note", "priority", "score", "channel")
 POSTABLE_EVENTS = (
     "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
@@ -100,6 +104,27 @@ def parse_new_request(body, policy, role, now):
 
 
 @dataclass(frozen=True)
+class Preview:
+    priority: str
+    received_at: datetime
+    channel: str | None  # None: assume a designated channel
+
+
+def parse_preview(body, policy, role, now):
+    """A POST /contracts/{id}/preview body: the fields of a request that decide its deadlines, checked
+    as a request's are."""
+    require_object(body, "body")
+    reject_unknown(body, PREVIEW_KEYS)
+    if "priority" not in body:
+        raise ValidationError("priority", "is required")
+    priority = _priority(body["priority"], policy)
+    if body.get("category") is not None:
+        raise ValidationError("category", "the contract defines no categories")
+    channel = channel_name(body["channel"], "channel") if body.get("channel") is not None else None
+    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel)
+
+
+@dataclass(frozen=True)
 class NewEvent:
     type: str
     at: datetime
@@ -139,3 +164,38 @@ def parse_event(body, policy, role, now, last_at):
     if body.get("note") is not None:
         fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0)
     return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=last_at), **fields)
+
+
+@dataclass(frozen=True)
+class YearSchedule:
+    holidays: tuple  # sorted dates
+    workdays: tuple
+    source: str
+
+
+def _dates_of_year(value, name, year):
+    if not isinstance(value, list):
+        raise ValidationError(name, f"must be a list of dates YYYY-MM-DD in {year}")
+    found = {}
+    for i, item in enumerate(value):
+        day = parse_date(item, f"{name}[{i}]")
+        if day.year != year:
+            raise ValidationError(f"{name}[{i}]", f"{item} is not in {year}")
+        found.setdefault(day, i)
+    return found
+
+
+def parse_year_schedule(body, year):
+    """A PUT /calendars/{country}/{year} body: the year's official days off (`holidays`), make-up working
+    days (`workdays`) and where they were published (`source`)."""
+    require_object(body, "body")
+    reject_unknown(body, SCHEDULE_KEYS)
+    for key in SCHEDULE_KEYS:
+        if key not in body:
+            raise ValidationError(key, "is required")
+    holidays = _dates_of_year(body["holidays"], "holidays", year)
+    workdays = _dates_of_year(body["workdays"], "workdays", year)
+    for day, i in sorted(workdays.items(), key=lambda pair: pair[1]):
+        if day in holidays:
+            raise ValidationError(f"workdays[{i}]", f"{day} is also listed in holidays: a day is one or the other")
+    return YearSchedule(tuple(sorted(holidays)), tuple(sorted(workdays)), text(body["source"], "source", MAX_SOURCE))

@@ -240,6 +240,13 @@ def of_request(request_id):
     return list(NotificationModel.query(request_id))
 
 
+def latest_of(owner_id, key_prefix):
+    """The entry of `owner_id` whose key is the greatest of those starting with `key_prefix`, or None."""
+    found = NotificationModel.query(owner_id, NotificationModel.key.startswith(key_prefix),
+                                    scan_index_forward=False, limit=1, consistent_read=True)
+    return next(iter(found), None)
+
+
 def _keep_copy(entry, message, now):
     """Locally (`make run`, SLA_EML_DIR), keep every accepted email as an .eml file; returns its path."""
     folder = os.environ.get("SLA_EML_DIR")

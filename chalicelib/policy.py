@@ -176,13 +176,15 @@ CONTRACT_KEYS = (
 )
 
 
-def parse_contract(doc, version=0, admitted_at=None):
+def parse_contract(doc, version=0, admitted_at=None, overrides=None):
     """Validate a contract document. Returns (normalized document with defaults, Policy).
 
     `admitted_at`: the instant a new document is submitted (PUT). It must then also meet the limits
     that keep its arithmetic bounded: durations of at most MAX_WORKING_DAYS working days, and working
     time in every 60-day window of the years around that instant. Stored versions are parsed without
     it, so a version once accepted stays readable whatever the date.
+    `overrides`: the published schedules {year: (holidays, workdays)} of the calendar's country, which
+    replace the packaged holiday data for those years (see BusinessCalendar.from_config).
     """
     require_object(doc, "contract")
     reject_unknown(doc, CONTRACT_KEYS, "")
@@ -193,7 +195,7 @@ def parse_contract(doc, version=0, admitted_at=None):
     if not isinstance(timezone, str):
         raise ValidationError("timezone", "must be an IANA timezone name such as Asia/Shanghai")
     calendar_config = require_object(doc.get("calendar") or {}, "calendar")
-    calendar = BusinessCalendar.from_config(calendar_config, timezone=timezone)
+    calendar = BusinessCalendar.from_config(calendar_config, timezone=timezone, overrides=overrides)
     day_minutes = None
     if admitted_at is not None:
         calendar.require_working_time(admitted_at.astimezone(calendar.tz).date())

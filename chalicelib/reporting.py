@@ -5,7 +5,7 @@ import time
 from datetime import date, datetime, timedelta
 
 from chalicelib import notify, service, store
-from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.clock import RESOLVED
 from chalicelib.emails import render_daily_tally
 from chalicelib.errors import ValidationError
 from chalicelib.fields import instant, reject_unknown, require_object, text
@@ -91,13 +91,14 @@ class Outcome:
     def __init__(self, started_at, day):
         self.started_at, self.day = started_at, day  # day None: each contract's local day before started_at
         self.tallies, self.errors = [], 0
+        self.calendars = {}  # country -> published schedules, read once per invocation
 
     def tally(self, contract_id, now):
         try:
             record = store.latest_contract(contract_id)
             if record is None:
                 raise ValidationError("contract_id", f"no contract {contract_id!r}")
-            policy = service.policy_of(record)
+            policy = service.policy_of(record, self.calendars)
             day = self.day or previous_day(policy, self.started_at)
             self.tallies.append(tally_contract_day(contract_id, policy, day, now))
         except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
@@ -114,7 +115,8 @@ class Outcome:
 
 
 def tally_contract_day(contract_id, policy, day, now):
-    """Tally one local day of one contract, store it, re-apply the month's cap, email the admins."""
+    """Tally one local day of one contract, store it, re-apply the month's cap, email the admins.
+    Resolved requests count with the outcome they were resolved with (service.state_of)."""
     tz = policy.calendar.tz
     start, end = day_bounds(day, tz)
     pinned, evaluated, read = {}, [], 0
@@ -123,7 +125,7 @@ def tally_contract_day(contract_id, policy, day, now):
         if item.received_at >= end:
             continue
         request_policy = policy if item.status != RESOLVED else _pinned(item, pinned, policy)
-        state = evaluate(request_policy, service.facts_of(item), service.clock_events(item), now)
+        state = service.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
     tally = tally_day(day, tz, evaluated)
     TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from chalicelib import alerts, notify, service, store
 from chalicelib.budget import Budget
-from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.clock import RESOLVED
 from chalicelib.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
 from chalicelib.tables import DUE_SHARDS, NotificationModel
@@ -69,6 +69,7 @@ class _Scan:
     def __init__(self, now, budget):
         self.now, self.budget, self.report = now, budget, ScanReport()
         self.contracts = {}  # contract_id -> latest policy (or the exception reading it raised)
+        self.calendars = {}  # country -> published schedules, read once per scan (under the lock)
         self._contracts_lock = threading.Lock()
         self.fresh = {}  # (request_id, key) of notifications created by this scan: no re-check needed
 
@@ -77,7 +78,7 @@ class _Scan:
             if contract_id not in self.contracts:
                 self.report.count("items_read")
                 try:
-                    self.contracts[contract_id] = service.policy_of(service.latest_record(contract_id))
+                    self.contracts[contract_id] = service.policy_of(service.latest_record(contract_id), self.calendars)
                 except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
                     self.contracts[contract_id] = exc
             policy = self.contracts[contract_id]
@@ -156,7 +157,7 @@ def _visit(work, request_id):
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
         return []  # an event or another scanner moved it meanwhile
     policy = work.latest_policy(item.contract_id)
-    state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
+    state = service.state_of(item, policy, now)
     report.count("due")
     since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
     created = []
@@ -200,7 +201,7 @@ def _current(work, entry):
     if item is None:
         return None
     policy = work.policy_for(item)
-    state = evaluate(policy, service.facts_of(item), service.clock_events(item), work.now)
+    state = service.state_of(item, policy, work.now)
     notification = alerts.current_notification(policy, item, state, entry.key, work.now)
     if notification is None:
         return None

@@ -5,14 +5,21 @@ import random
 import re
 import time
 import uuid
+from datetime import date
 from functools import lru_cache
 
 from chalicelib import alerts, auth, notify, store
-from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate
-from chalicelib.documents import contract_document, event_document, request_document, token_document
+from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate, freeze, resolved_state
+from chalicelib.documents import (
+    contract_document,
+    event_document,
+    preview_document,
+    request_document,
+    token_document,
+)
 from chalicelib.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.fields import reject_unknown, require_object, whole_number
-from chalicelib.intake import contract_id_of, parse_event, parse_new_request
+from chalicelib.intake import contract_id_of, parse_event, parse_new_request, parse_preview
 from chalicelib.policy import parse_contract
 from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
 
@@ -48,13 +55,37 @@ def _retrying(write, what):
 
 
 @lru_cache(maxsize=256)
-def _policy(contract_id, version, document_json):
-    return parse_contract(json.loads(document_json), version=version)[1]
+def _policy(contract_id, version, document_json, overrides):
+    return parse_contract(json.loads(document_json), version=version, overrides=dict(overrides))[1]
 
 
-def policy_of(record):
-    """The Policy of a stored contract version, parsed once per warm Lambda (keyed by its content)."""
-    return _policy(record.contract_id, int(record.version), json.dumps(record.document, sort_keys=True))
+def country_of(record):
+    """The holidays country of a stored contract version (None: the contract defines every day itself)."""
+    return record.document["calendar"].get("holidays")
+
+
+def country_overrides(country, memo=None):
+    """The published schedules of `country` as ((year, (holidays, workdays)), ...), read from the table
+    now, so an override written by any process applies to the very next call. `memo` ({country: ...})
+    shares one read among the policies of one API call or scan."""
+    if country is None:
+        return ()
+    if memo is not None and country in memo:
+        return memo[country]
+    found = tuple(
+        (int(o.year), (frozenset(map(date.fromisoformat, o.holidays)), frozenset(map(date.fromisoformat, o.workdays))))
+        for o in store.calendar_overrides(country)
+    )
+    if memo is not None:
+        memo[country] = found
+    return found
+
+
+def policy_of(record, memo=None):
+    """The Policy of a stored contract version under the country's published schedules, parsed once
+    per warm Lambda for each content of both (a new override is a new key: never served stale)."""
+    overrides = country_overrides(country_of(record), memo)
+    return _policy(record.contract_id, int(record.version), json.dumps(record.document, sort_keys=True), overrides)
 
 
 def latest_record(contract_id):
@@ -71,8 +102,16 @@ def latest_contract_of(principal, contract_id):
     return latest_record(contract_id)
 
 
-def get_contract(principal, contract_id):
-    return contract_document(latest_contract_of(principal, contract_id), for_client=principal.is_client)
+def _contract_document(principal, record, now):
+    """The stored document, with the status of this year's and next year's holiday schedule."""
+    calendar = policy_of(record).calendar
+    year = now.astimezone(calendar.tz).year
+    return contract_document(record, {str(y): calendar.year_status(y) for y in (year, year + 1)},
+                             for_client=principal.is_client)
+
+
+def get_contract(principal, contract_id, now):
+    return _contract_document(principal, latest_contract_of(principal, contract_id), now)
 
 
 def put_contract(principal, contract_id, body, now):
@@ -97,7 +136,7 @@ def put_contract(principal, contract_id, body, now):
     previous, record = _retrying(write_next_version, "the contract")
     if previous is not None:
         schedule_reevaluation(contract_id, now)
-    return contract_document(record), previous is None
+    return _contract_document(principal, record, now), previous is None
 
 
 def _refuse_dropping_used_priorities(contract_id, previous, policy):
@@ -126,7 +165,7 @@ def reevaluate_page(job, now):
     policy = policy_of(latest_record(job.subject))
     items, next_key = store.open_requests_page(job.subject, job.cursor)
     for item in items:
-        state = evaluate(policy, facts_of(item), clock_events(item), now)
+        state = state_of(item, policy, now)
         store.refresh_cache(item, _cache_after_write(item, policy, state, now))
     return len(items), store.advance_job(job, next_key)
 
@@ -170,6 +209,7 @@ def cache_fields(item, state, check_now=None, checked_until=None):
         "closed_key": utc_key(state.last_event_at) if state.status == RESOLVED else OPEN_KEY,
         "contract_status": status_key(item.contract_id, state.status),
         "breached_contract": item.contract_id if state.breached else None,
+        "frozen_state": freeze(state) if state.status == RESOLVED else None,
     }
 
 
@@ -180,13 +220,24 @@ def _cache_after_write(item, policy, state, now):
     return cache_fields(item, state, check_now=now if due_already else None)
 
 
-def policy_for(item):
+def policy_for(item, memo=None):
     """A resolved request keeps the contract version it was resolved under; others follow the latest."""
     if item.status == RESOLVED:
         record = store.contract_version(item.contract_id, int(item.contract_version))
         if record is not None:
-            return policy_of(record)
-    return policy_of(latest_record(item.contract_id))
+            return policy_of(record, memo)
+    return policy_of(latest_record(item.contract_id), memo)
+
+
+def state_of(item, policy, now, events=None):
+    """A request's SLA state at `now`: a resolved request's is the outcome it was resolved with,
+    whatever calendar data or contract versions came later; any other is evaluated under `policy`.
+    `events`: the timeline to use instead of the item's (one more event being posted)."""
+    events = clock_events(item) if events is None else events
+    # Both replay the timeline: an impossible one raises ConflictError. Only a reopen unfreezes.
+    if item.status == RESOLVED and item.frozen_state is not None and events[-1].type != "reopen":
+        return resolved_state(item.frozen_state, facts_of(item), events)
+    return evaluate(policy, facts_of(item), events, now)
 
 
 def _visible_request(principal, request_id):
@@ -206,7 +257,7 @@ def _event_model(request_id, event, by, note):
 def get_request(principal, request_id, now):
     item = _visible_request(principal, request_id)
     policy = policy_for(item)
-    state = evaluate(policy, facts_of(item), clock_events(item), now)
+    state = state_of(item, policy, now)
     return _single_document(principal, item, state, policy, _events_page(item))
 
 
@@ -319,7 +370,7 @@ def post_event(principal, request_id, body, now):
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
                       priority=new.priority, score=new.score, channel=new.channel)
-        state = evaluate(policy, facts_of(item), events + [event], now)  # ConflictError: nothing written
+        state = state_of(item, policy, now, events + [event])  # ConflictError: nothing written
         model = _event_model(item.request_id, event, principal.token_id, new.note)
         notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
         outbox = [notify.outbox_entry(item, notice, policy, now)] if notice else []
@@ -328,6 +379,16 @@ def post_event(principal, request_id, body, now):
         return _single_document(principal, item, state, policy, _events_page(item))
 
     return _retrying(append, "the request")
+
+
+def preview(principal, contract_id, body, now):
+    """POST /contracts/{id}/preview: the deadlines a request would get, checked like one; nothing stored."""
+    policy = policy_of(latest_contract_of(principal, contract_id))
+    new = parse_preview(body, policy, principal.role, now)
+    facts = RequestFacts(priority=new.priority, designated=new.channel is None or policy.is_designated(new.channel),
+                         received_at=new.received_at)
+    state = evaluate(policy, facts, [Event(seq=1, type="received", at=new.received_at)], now)
+    return preview_document(state, policy)
 
 
 def _bool_param(params, name):
@@ -356,7 +417,8 @@ def list_requests(principal, params, now):
     start = store.decode_cursor(params["next"]) if params.get("next") else None
     if start is not None and start["contract_id"]["S"] != contract_id:
         raise ValidationError("next", "belongs to another listing")
-    latest = policy_of(latest_record(contract_id))
+    memo = {}
+    latest = policy_of(latest_record(contract_id), memo)
 
     # Each filter reads its own index (breached, else status), so a page costs about `limit` items.
     # The index is as of each request's last evaluation; the clock's answer now decides. What the
@@ -369,8 +431,8 @@ def list_requests(principal, params, now):
         for position, item in enumerate(page):
             if status is not None and item.status != status:
                 continue
-            policy = latest if item.status != RESOLVED else policy_for(item)
-            state = evaluate(policy, facts_of(item), clock_events(item), now)
+            policy = latest if item.status != RESOLVED else policy_for(item, memo)
+            state = state_of(item, policy, now)
             if breached is not None and state.breached != breached:
                 continue
             items.append(request_document(item, state, policy))

@@ -10,6 +10,7 @@ import binascii
 import json
 import uuid
 from datetime import UTC, timedelta
+from functools import cache
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
@@ -20,6 +21,7 @@ from chalicelib.errors import ValidationError
 from chalicelib.tables import (
     OPEN_KEY,
     TALLY_RUNS,
+    CalendarOverrideModel,
     ContractModel,
     EventModel,
     IdempotencyModel,
@@ -47,7 +49,10 @@ def _condition_failed(exc):
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
+@cache
 def _connection():
+    """One connection (one botocore client) per process for transactions: building a client loads the
+    service model, which costs more than the transaction itself."""
     return Connection(region=RequestModel.Meta.region, host=RequestModel.Meta.host)
 
 
@@ -76,6 +81,42 @@ def save_contract_version(contract_id, version, document, by, now):
             raise StaleWrite() from exc
         raise
     return record
+
+
+def latest_contracts():
+    """The latest version of every contract. The contracts table holds a few items per customer
+    agreement, so a projected scan is fine here; requests are never scanned."""
+    latest = {}
+    for item in ContractModel.scan(attributes_to_get=["contract_id", "version", "document"]):
+        if item.contract_id not in latest or item.version > latest[item.contract_id].version:
+            latest[item.contract_id] = item
+    return [latest[contract_id] for contract_id in sorted(latest)]
+
+
+# --- calendar overrides --------------------------------------------------------------------------
+
+
+def calendar_overrides(country):
+    """Every published schedule of `country`, by year: one Query on a table of a few items."""
+    return list(CalendarOverrideModel.query(country, consistent_read=True))
+
+
+def calendar_override(country, year):
+    try:
+        return CalendarOverrideModel.get(country, year, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def save_calendar_override(country, year, holidays, workdays, source, by, now):
+    record = CalendarOverrideModel(country, year, holidays=holidays, workdays=workdays, source=source,
+                                   updated_at=now, updated_by=by)
+    record.save()
+    return record
+
+
+def delete_calendar_override(record):
+    record.delete()
 
 
 # --- requests and events ----------------------------------------------------------------------
@@ -304,8 +345,7 @@ def advance_job(job, cursor):
 
 
 def contract_ids():
-    """Every contract id. The contracts table holds a few items per customer agreement, so a
-    projected scan is fine here; requests are never scanned."""
+    """Every contract id (a projected scan of the small contracts table, as in latest_contracts)."""
     return sorted({item.contract_id for item in ContractModel.scan(attributes_to_get=["contract_id"])})
 
 

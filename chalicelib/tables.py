@@ -173,6 +173,9 @@ class RequestModel(Model):
     closed_key = UnicodeAttribute(default=OPEN_KEY)
     contract_status = UnicodeAttribute(null=True)  # status_key(contract_id, status); null only on older items
     breached_contract = UnicodeAttribute(null=True)  # the contract id, while breached
+    # While resolved: the SLA state it was resolved with (clock.freeze), so later calendar data or
+    # contract versions never change its deadlines, breaches or penalty. Removed by a reopen.
+    frozen_state = JSONAttribute(null=True)
 
     by_contract = RequestsByContract()
     by_contract_closed = RequestsByContractClosed()
@@ -334,8 +337,25 @@ class JobModel(Model):
     done_items = NumberAttribute(default=0)
 
 
+
+class CalendarOverrideModel(Model):
+    """The officially published holiday schedule of one country and year, replacing the packaged data
+    for every contract whose calendar uses that country. A handful of items per country."""
+
+    class Meta(_Meta):
+        table_name = f"{PREFIX}calendars"
+
+    country = UnicodeAttribute(hash_key=True)  # a python-holidays country code, e.g. "CN"
+    year = NumberAttribute(range_key=True)
+    holidays = ListAttribute(of=UnicodeAttribute)  # YYYY-MM-DD days off
+    workdays = ListAttribute(of=UnicodeAttribute)  # YYYY-MM-DD make-up working days
+    source = UnicodeAttribute()  # where it was published, e.g. the State Council notice
+    updated_at = UTCDateTimeAttribute()
+    updated_by = UnicodeAttribute()
+
+
 MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel, TallyModel,
-          OutageModel, JobModel)
+          OutageModel, JobModel, CalendarOverrideModel)
 
 
 def create_all():

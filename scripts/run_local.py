@@ -173,6 +173,8 @@ def banner(urls, admin_token, generated, seeded):
         f"  agent token   {seeded['agent']}",
         f"  client token  {seeded['client']}",
         f"  emails        written to {os.environ['SLA_EML_DIR']}/ and listed here as they are sent",
+        f"  calendar      {urls['api']}/contracts/{seeded['contract_id']}/calendar (JSON, any token) and "
+        f"{urls['api']}/contracts/{seeded['contract_id']}/calendar.ics?token=$CLIENT (subscribe)",
         "",
         "Paste into another shell:",
         f"export SLA={urls['api']}",

@@ -17,7 +17,7 @@ from chalicelib.policy import parse_contract
 DEMO_FILE = Path(__file__).resolve().parent.parent / "seed" / "demo-contract.json"
 DEMO_ID = "demo"
 BOOTSTRAP = auth.Principal(auth.BOOTSTRAP_ID, "admin", None)
-_META_KEYS = ("contract_id", "version", "updated_at")
+_META_KEYS = ("contract_id", "version", "updated_at", "calendar_years")
 
 
 def demo_document():
@@ -37,7 +37,7 @@ def ensure_contract(contract_id, document, now):
     """Store `document` unless the latest version already holds exactly it. Returns (version, changed)."""
     normalized, _ = parse_contract(document)
     try:
-        current = service.get_contract(BOOTSTRAP, contract_id)
+        current = service.get_contract(BOOTSTRAP, contract_id, now)
     except NotFoundError:
         current = None
     if current is not None and {k: v for k, v in current.items() if k not in _META_KEYS} == normalized:

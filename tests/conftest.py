@@ -60,6 +60,17 @@ DEMO_CONTRACT = json.loads((Path(__file__).parent.parent / "seed" / "demo-contra
 
 SENDER = DEMO_CONTRACT["notify"]["sender"]
 
+# An ILLUSTRATIVE 2027 schedule for CN, shaped like the State Council's notices but NOT the official one.
+# It differs from python-holidays' estimate on purpose: Friday 5 February works, 11-12 February are off,
+# and Saturday 20 February is a make-up working day.
+ILLUSTRATIVE_CN_2027 = {
+    "holidays": ["2027-01-01", *(f"2027-02-{day:02d}" for day in range(6, 13)), "2027-04-05",
+                 *(f"2027-05-{day:02d}" for day in range(1, 6)), "2027-06-09", "2027-09-15",
+                 *(f"2027-10-{day:02d}" for day in range(1, 8))],
+    "workdays": ["2027-02-20", "2027-04-25", "2027-09-26", "2027-10-09"],
+    "source": "Illustrative example, NOT the official 2027 schedule",
+}
+
 
 @pytest.fixture
 def aws():

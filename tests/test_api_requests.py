@@ -41,9 +41,10 @@ def test_design_example_high_priority_request_from_friday_1630(acme):
         body = create(agent, received_at="2026-02-13T16:30:00+08:00")
     assert body["status"] == "open" and body["clock_started_at"] == "2026-02-13T16:30:00+08:00"
     fr = body["sla"]["first_response"]
-    assert fr == {"due_at": "2026-02-14T10:30:00+08:00", "met_at": None, "breached": False, "remaining_minutes": 105}
+    assert fr == {"due_at": "2026-02-14T10:30:00+08:00", "met_at": None, "breached": False, "remaining_minutes": 105,
+                  "provisional": False}
     assert body["sla"]["progress_update"] == {"due_at": None, "met_at": None, "breached": False,
-                                              "remaining_minutes": None, "misses": 0}
+                                              "remaining_minutes": None, "provisional": False, "misses": 0}
     # 8 business hours: 30 min Friday, 7 h on make-up Saturday 14 Feb, then the Spring Festival until 24 Feb.
     assert body["sla"]["resolution"]["due_at"] == "2026-02-24T09:30:00+08:00"
     assert body["penalty"] == {"amount": 0, "currency": "CNY"}

@@ -184,6 +184,31 @@ def test_the_note_block_appears_only_when_a_note_is_given(kind, language):
         assert "border-left" not in without.html
 
 
+@pytest.mark.parametrize("kind, language", every_kind_and_language())
+def test_a_provisional_deadline_carries_one_line_saying_the_holiday_schedule_is_estimated(kind, language):
+    line = emails._PHRASES[language]["provisional"]
+    provisional = render(kind, language, context(kind, language, provisional=True))
+    assert provisional.text.count(line) == 1 and provisional.html.count(line) == 1
+    deadline_line = next(n for n, text in enumerate(provisional.text.splitlines()) if text.endswith(DEADLINE))
+    assert provisional.text.splitlines()[deadline_line + 1] == line  # right under the deadline it qualifies
+    assert line not in provisional.subject
+    for plain in (context(kind, language), context(kind, language, provisional=False)):
+        rendered = render(kind, language, plain)
+        assert line not in rendered.text and line not in rendered.html
+        assert rendered.text.splitlines()[deadline_line + 1] != ""
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_calendar_notice_names_the_year_and_the_call_that_publishes_it(language):
+    call = 'curl -X PUT "$SLA/calendars/CN/2027" -d \'{"holidays": ["2027-MM-DD"]}\''
+    rendered = emails.render_calendar_notice(language, {"contract_name": "Acme <运维>", "contract_id": "acme",
+                                                        "country": "CN", "year": 2027, "call": call})
+    assert "2027" in rendered.subject and "CN" in rendered.subject and "\n" not in rendered.subject
+    assert call in rendered.text and "Acme <运维>" in rendered.text
+    assert "PUT &quot;$SLA/calendars/CN/2027&quot;" in rendered.html and "Acme &lt;运维&gt;" in rendered.html
+    assert rendered.html.startswith("<!DOCTYPE html>") and "<pre" in rendered.html
+
+
 def test_the_acknowledgement_promises_the_first_response_deadline_only_when_there_is_one():
     assert "我们将在 2026-02-16 09:30 (Asia/Shanghai) 前给予您首次答复。" in render(
         "acknowledgement", "zh-CN", context("acknowledgement")).text
@@ -244,7 +269,8 @@ def test_the_required_keys_are_enough_and_the_templates_use_only_known_names(kin
     minimal = {key: value for key, value in context(kind, language).items() if key in REQUIRED_KEYS[kind]}
     render(kind, language, minimal)
     derived = {"priority_label", "metric_label", "metric_detail", "requester_display", "greeting", "note_block",
-               "due_sentence", "missed_line"} | set(emails._TABLE_STYLES) | set(emails._PARTIALS)
+               "due_sentence", "missed_line", "provisional_line", "provisional_row"}
+    derived |= set(emails._TABLE_STYLES) | set(emails._PARTIALS)
     for part in ("subject.txt", "txt", "html"):
         template = emails._template(language, kind, part)
         assert template.is_valid()

@@ -180,7 +180,11 @@ COVERED_ROUTES = {
     ("/health", "GET"), ("/contracts/{contract_id}", "PUT"), ("/contracts/{contract_id}", "GET"),
     ("/requests", "POST"), ("/requests", "GET"), ("/requests/{request_id}", "GET"),
     ("/requests/{request_id}/events", "POST"), ("/tokens", "POST"), ("/tokens/{token_id}", "DELETE"),
+    ("/calendars/{country}/{year}", "PUT"), ("/calendars/{country}/{year}", "GET"),
+    ("/calendars/{country}/{year}", "DELETE"), ("/contracts/{contract_id}/calendar", "GET"),
+    ("/contracts/{contract_id}/calendar.ics", "GET"), ("/contracts/{contract_id}/preview", "POST"),
 }
+SCHEDULE = {"holidays": ["2027-01-01"], "workdays": ["2027-02-20"], "source": "illustrative"}
 
 
 def representative_flow(app, chalice_client, traveller):
@@ -216,6 +220,12 @@ def representative_flow(app, chalice_client, traveller):
     assert status == 200 and listing["next"]
     assert agent.get(f"/requests?limit=1&next={listing['next']}")[0] == 200
     assert admin.get("/requests?contract_id=acme&breached=true")[0] == 200
+    assert admin.put("/calendars/CN/2027", SCHEDULE)[0] == 201  # re-evaluates the contracts using CN
+    assert client.get("/calendars/CN/2027")[0] == 200
+    assert agent.get("/contracts/acme/calendar?from=2027-01-01&to=2027-01-31")[0] == 200
+    assert chalice_client.http.get(f"/contracts/acme/calendar.ics?token={tokens['client']['token']}").status_code == 200
+    assert client.post("/contracts/acme/preview", {"priority": "high"})[0] == 200
+    assert admin.delete("/calendars/CN/2027")[0] == 204
 
     for moment in (local(23, 10, 20), local(23, 10, 40), local(23, 11, 5), local(23, 15), local(24, 0, 10)):
         traveller.move_to(moment)  # warnings, breach alerts, progress reminders; the nightly jobs

@@ -120,6 +120,8 @@ def test_make_run_serves_the_api_on_seeded_moto_and_stops_cleanly_on_ctrl_c(runn
     assert process.wait(timeout=20) == 0
     assert "Traceback" not in drained_stderr()
     assert any("no scheduled functions yet" in line or "ticker: every" in line for line in output)
+    [where] = [line for line in output if line.strip().startswith("calendar ")]
+    assert f"{base}/contracts/demo/calendar" in where and f"{base}/contracts/demo/calendar.ics?token=" in where
 
 
 def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, tmp_path):
