@@ -82,9 +82,20 @@ def delete_year(principal, country, year, now):
 
 
 def _reevaluate_contracts_of(country, now):
-    for record in store.latest_contracts():
+    for contract_id, record in _latest_contracts():
         if service.country_of(record) == country:
-            service.schedule_reevaluation(record.contract_id, now)
+            service.schedule_reevaluation(contract_id, now)
+
+
+def _latest_contracts():
+    """(contract id, latest version) of every contract that can be read; one that cannot (a corrupt
+    item) is logged at ERROR and skipped, so it never stops the others."""
+    for contract_id in store.contract_ids():
+        try:
+            yield contract_id, store.latest_contract(contract_id)
+        except Exception as exc:  # noqa: BLE001 - one tenant's broken item must not stop the others
+            log_event(logger, "contract unreadable", level=logging.ERROR, contract_id=contract_id,
+                      error=f"{type(exc).__name__}: {exc}")
 
 
 # --- a contract's calendar -----------------------------------------------------------------------
@@ -139,12 +150,12 @@ def send_year_notices(now):
     is estimated, email the contract's admins how to publish it, at most once per 7 days. A contract that
     fails is logged at ERROR and skipped. Returns the ids of the contracts notified."""
     memo, notified = {}, []
-    for record in store.latest_contracts():
+    for contract_id, record in _latest_contracts():
         try:
             if _year_notice(record, memo, now):
-                notified.append(record.contract_id)
+                notified.append(contract_id)
         except Exception as exc:  # noqa: BLE001 - one contract must not silence the others
-            log_event(logger, "calendar notice failed", level=logging.ERROR, contract_id=record.contract_id,
+            log_event(logger, "calendar notice failed", level=logging.ERROR, contract_id=contract_id,
                       error=f"{type(exc).__name__}: {exc}")
     return notified
 

@@ -83,16 +83,6 @@ def save_contract_version(contract_id, version, document, by, now):
     return record
 
 
-def latest_contracts():
-    """The latest version of every contract. The contracts table holds a few items per customer
-    agreement, so a projected scan is fine here; requests are never scanned."""
-    latest = {}
-    for item in ContractModel.scan(attributes_to_get=["contract_id", "version", "document"]):
-        if item.contract_id not in latest or item.version > latest[item.contract_id].version:
-            latest[item.contract_id] = item
-    return [latest[contract_id] for contract_id in sorted(latest)]
-
-
 # --- calendar overrides --------------------------------------------------------------------------
 
 
@@ -345,7 +335,7 @@ def advance_job(job, cursor):
 
 
 def contract_ids():
-    """Every contract id (a projected scan of the small contracts table, as in latest_contracts)."""
+    """Every contract id (a projected scan of the small contracts table; requests are never scanned)."""
     return sorted({item.contract_id for item in ContractModel.scan(attributes_to_get=["contract_id"])})
 
 

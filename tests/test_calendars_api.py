@@ -154,11 +154,12 @@ def test_the_override_changes_an_open_requests_due_date_at_once_and_after_a_scan
     status, now = agent.get(f"/requests/{created['request_id']}")
     assert due(now) == "2027-02-05T10:00:00+08:00" and not now["sla"]["first_response"]["provisional"]
     assert due(now, "resolution") == "2027-02-05T17:00:00+08:00"
-    # The scanner's schedule moved too: a look at once (the 50 % mark has passed under either schedule),
-    # then the 80 % warning on Friday 5 February instead of Thursday 11.
-    assert RequestModel.get(created["request_id"]).next_check_at == sh("2027-02-04 17:30").timestamp()
+    # The scanner's schedule follows with the next scan, which re-evaluates the contract's open requests
+    # in the background: the 80 % warning is now due on Friday 5 February instead of Thursday 11, and
+    # the 50 % one, sent already, is not sent again.
     clock.move_to(sh("2027-02-04 17:31"))
-    assert invoke("scan_deadlines")["created"] == 0
+    report = invoke("scan_deadlines")
+    assert report["reevaluated"] == 1 and report["created"] == 0
     assert RequestModel.get(created["request_id"]).next_check_at == sh("2027-02-05 09:36").timestamp()
 
     clock.move_to(sh("2027-02-05 10:01"))
@@ -177,6 +178,7 @@ def test_deleting_the_override_brings_the_estimate_back_at_once(acme, clock):
     assert due(agent.get(f"/requests/{request_id}")[1]) == "2027-02-05T10:00:00+08:00"
     assert admin.delete("/calendars/CN/2027")[0] == 204
     assert due(agent.get(f"/requests/{request_id}")[1]) == "2027-02-11T10:00:00+08:00"
+    assert invoke("scan_deadlines")["reevaluated"] == 1  # the scanner's schedule follows on its next run
     assert RequestModel.get(request_id).next_check_at == sh("2027-02-04 17:00").timestamp()
 
 

@@ -124,16 +124,17 @@ def test_a_document_whose_stored_form_would_not_parse_is_refused_before_anything
     assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
     parse = service.parse_contract
 
-    def stored_form_breaks(doc, version=0, admitted_at=None):
+    def stored_form_breaks(doc, version=0, admitted_at=None, overrides=None):
         if admitted_at is None:  # what every reader of the stored version does
             raise ValidationError("calendar", "does not read back")
-        return parse(doc, version, admitted_at)
+        return parse(doc, version, admitted_at, overrides)
 
     monkeypatch.setattr(service, "parse_contract", stored_form_breaks)
     assert refused(*admin.put("/contracts/acme", contract(name="v2")), "calendar")
     monkeypatch.undo()
     assert admin.get("/contracts/acme")[1] | {"updated_at": None} == {
-        "contract_id": "acme", "version": 1, "updated_at": None, **service.parse_contract(DEMO_CONTRACT)[0]}
+        "contract_id": "acme", "version": 1, "updated_at": None, **service.parse_contract(DEMO_CONTRACT)[0],
+        "calendar_years": {"2026": "official", "2027": "estimated"}}
 
 
 ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/Santiago", "Australia/Lord_Howe", "UTC"]

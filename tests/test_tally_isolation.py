@@ -29,11 +29,12 @@ def clock():
 
 @pytest.fixture
 def errors_logged():
-    """The ERROR records of the sla_clock loggers (they do not propagate to the root logger)."""
+    """The ERROR records of the tally's logger (sla_clock loggers do not propagate to the root logger;
+    the calendar notices of the same nightly run log their own failures elsewhere)."""
     records = []
     handler = logging.Handler(level=logging.ERROR)
     handler.emit = records.append
-    logger = logging.getLogger("sla_clock")
+    logger = logging.getLogger("sla_clock.tally")
     logger.addHandler(handler)
     yield records
     logger.removeHandler(handler)
