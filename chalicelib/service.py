@@ -5,7 +5,7 @@ import random
 import re
 import time
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 from chalicelib import alerts, auth, notify, store
@@ -213,11 +213,24 @@ def cache_fields(item, state, check_now=None, checked_until=None):
     }
 
 
-def _cache_after_write(item, policy, state, now):
-    """Cached fields after an API write: due at once when the clock says something is due already;
-    the scanner's outbox makes a second look harmless."""
+# A write about a moment this long ago is an import of history (a backdated request or event).
+BACKDATED = timedelta(minutes=1)
+# An import posts a request and then its events one call at a time: the scanner looks only once the
+# writes have paused this long, so it never alerts on a timeline whose respond is still on its way.
+IMPORT_SETTLES = timedelta(minutes=1)
+
+
+def _cache_after_write(item, policy, state, now, written_for=None):
+    """Cached fields after an API write: due at once when the clock says something is due already
+    (the scanner's outbox makes a second look harmless), or, when the write was about a moment in the
+    past (`written_for`, an import), no sooner than IMPORT_SETTLES from now."""
     due_already = alerts.due_notifications(policy, item, state, now)
-    return cache_fields(item, state, check_now=now if due_already else None)
+    check_now = now if due_already else None
+    if written_for is not None and now - written_for > BACKDATED:
+        next_check = check_now or state.next_check_at
+        if next_check is not None and next_check < now + IMPORT_SETTLES:
+            check_now = now + IMPORT_SETTLES
+    return cache_fields(item, state, check_now=check_now)
 
 
 def policy_for(item, memo=None):
@@ -348,7 +361,7 @@ def _create_request(principal, body, now, idempotency=None):
         timeline=[store.compact_event(event)],
     )
     state = evaluate(policy, facts_of(item), clock_events(item), now)
-    for name, value in _cache_after_write(item, policy, state, now).items():
+    for name, value in _cache_after_write(item, policy, state, now, written_for=new.received_at).items():
         setattr(item, name, value)
     outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
     store.create_request(item, event, outbox, now, idempotency)
@@ -374,7 +387,7 @@ def post_event(principal, request_id, body, now):
         model = _event_model(item.request_id, event, principal.token_id, new.note)
         notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
         outbox = [notify.outbox_entry(item, notice, policy, now)] if notice else []
-        store.append_event(item, model, _cache_after_write(item, policy, state, now), outbox)
+        store.append_event(item, model, _cache_after_write(item, policy, state, now, written_for=new.at), outbox)
         notify.deliver_quietly(outbox, now)
         return _single_document(principal, item, state, policy, _events_page(item))
 

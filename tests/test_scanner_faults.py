@@ -316,3 +316,29 @@ def test_no_email_of_a_busy_week_has_an_empty_deadline_or_time_left(acme, mailbo
             label, colon, value = line.partition("：") if "：" in line else line.partition(": ")
             if colon and label in ("截止时间", "进度更新截止", "剩余时间", "首次响应截止"):
                 assert value.strip(), (mail["X-SLA-Notification"], line)
+
+
+def test_an_import_of_a_request_answered_on_time_never_raises_a_false_breach_alert(acme, mailbox, clock):
+    """An importer posts a request, then its history one event at a time, while scans run every few
+    seconds: the scanner waits for the writes to settle instead of alerting on half a timeline."""
+    _, agent, _ = acme
+    request_id = create(agent, priority="urgent", received_at="2026-11-20T09:00:00+08:00")  # due 09:30
+    scan_at(clock, local(23, 10) + timedelta(seconds=5))
+    clock.move_to(local(23, 10) + timedelta(seconds=10))
+    assert agent.post(f"/requests/{request_id}/events",
+                      {"type": "respond", "at": "2026-11-20T09:20:00+08:00"})[0] == 200
+    scan_at(clock, local(23, 10) + timedelta(seconds=15))
+    clock.move_to(local(23, 10) + timedelta(seconds=20))
+    assert agent.post(f"/requests/{request_id}/events",
+                      {"type": "resolve", "at": "2026-11-20T10:10:00+08:00"})[0] == 200
+    for minute in (1, 2, 5):
+        scan_at(clock, local(23, 10, minute))
+    assert not [k for k in mailbox.keys() if k.startswith(("breach", "warning"))]
+
+
+def test_an_imported_request_that_really_breached_is_alerted_once_the_import_settles(acme, mailbox, clock):
+    _, agent, _ = acme
+    create(agent, priority="urgent", received_at="2026-11-20T09:00:00+08:00")
+    assert scan_at(clock, local(23, 10) + timedelta(seconds=30))["due"] == 0  # still settling
+    scan_at(clock, local(23, 10, 1) + timedelta(seconds=1))
+    assert "breach|first_response|0" in mailbox.keys()
