@@ -98,7 +98,6 @@ def run_scanner(state):
                       AWS_SECRET_ACCESS_KEY="testing", SLA_EML_DIR=state["eml_dir"], SLA_LOG_LEVEL="WARNING")
     sys.path.insert(0, str(ROOT))
     from chalicelib import logs, scanner
-
     from chalicelib.service import IMPORT_SETTLES
 
     logs.configure()
