@@ -1,7 +1,7 @@
 """Cost of a long-lived request: what posting an event (and reading the request) costs at 10, 1,000
-and 10,000 events.
+and 10,000 events, and what scanning a request neglected for 1, 30 and 180 days costs.
 
-    .venv/bin/python bench/age_bench.py [--sizes 10 1000 10000] [--rounds 5]
+    .venv/bin/python bench/age_bench.py [--sizes 10 1000 10000] [--rounds 5] [--neglect 1 30 180]
 
 In-process against moto (no network). Each size gets a fresh moto account holding one high-priority
 request whose history (respond, progress updates, now and then a wait for the customer, at irregular
@@ -21,8 +21,10 @@ the timeline. A request's `notifications` list (read whole by every single-reque
 grows with the emails the request has caused.
 
 The script is a list of measurements, each returning a Table; `main` runs them and prints each.
-Add a measurement by appending a function to MEASUREMENTS (for instance, what a scan costs for a
-request neglected 1, 30 and 180 days).
+A second measurement scans a request answered 1, 30 or 180 days ago and never updated since: the
+catch-up scan after the scanner was down all that time, then the scan at its next check. Targets:
+DynamoDB calls, writes and notifications created equal whatever the neglect (one catch-up alert per
+metric, not one per missed cycle).
 """
 import argparse
 import statistics
@@ -37,10 +39,12 @@ import common  # first: it sets the environment the table models read at import
 import factories
 from botocore.client import BaseClient
 
-from chalicelib import service
+from chalicelib import scanner, service
+from chalicelib.budget import Budget
 from chalicelib.tables import RequestModel
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai: the last event of the history
+SCANNED_AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 10:00: 1 day before it is a working day too
 
 
 @dataclass
@@ -156,8 +160,47 @@ def event_post_cost(args):
                   "outside AWS calls", "AWS calls"], rows, verdict, flat)
 
 
+def _scan_costs(days):
+    """One account: a request answered `days` ago and never updated since, then two scans: the first
+    after the scanner was down all that time (a catch-up), the next at the request's next check (the
+    steady state). Returns [(counter, wall, report)] of both."""
+    with common.fresh_account():
+        service.put_contract(common.ADMIN, "bench", common.CONTRACT, SCANNED_AT - timedelta(days=days))
+        policy = service.policy_of(service.store.latest_contract("bench"))
+        received = SCANNED_AT - timedelta(days=days)
+        # Urgent (24x7): first response met, then hourly progress cycles lapse and the resolution breaches
+        # within the first day, so every age has the same alerts to catch up on.
+        item = factories.insert([factories.request_item(policy, "bench", "urgent", received, received,
+                                                         events=[("respond", received + timedelta(minutes=20))])])[0]
+        scans, moment = [], SCANNED_AT
+        for _ in range(2):
+            reports = []
+            counter, wall = _round(partial(lambda at, found: found.append(scanner.scan(at, Budget(600))),
+                                           moment, reports))
+            scans.append((counter, wall, reports[0]))
+            moment = datetime.fromtimestamp(RequestModel.get(item.request_id).next_check_at, UTC)
+    return scans
+
+
+def scan_cost_by_neglect(args):
+    """DynamoDB calls (and writes) of the scans that check a request neglected 1, 30 and 180 days."""
+    rows, by_kind = [], {}
+    for days in args.neglect:
+        for kind, (counter, wall, report) in zip(("catch-up", "next check"), _scan_costs(days), strict=True):
+            writes = sum(n for (name, op), n in counter.calls.items()
+                         if name == "dynamodb" and op in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"))
+            by_kind.setdefault(kind, set()).add((counter.dynamodb_calls(), writes, report.created))
+            rows.append([f"{days}", kind, counter.dynamodb_calls(), writes, counter.items, report.created,
+                         f"{wall * 1000:,.0f} ms", counter.breakdown()])
+    flat = all(len(found) == 1 for found in by_kind.values())
+    verdict = f"DynamoDB calls, writes and notifications created equal whatever the neglect: {flat}"
+    return Table("Scanning a request neglected for days (urgent, answered, never updated since)",
+                 ["days neglected", "scan", "DynamoDB calls", "writes", "items read", "notifications created",
+                  "wall time", "AWS calls"], rows, verdict, flat)
+
+
 # Each measurement: the parsed arguments in, a Table out.
-MEASUREMENTS = [event_post_cost]
+MEASUREMENTS = [event_post_cost, scan_cost_by_neglect]
 
 
 def print_table(table):
@@ -173,6 +216,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000, 10000])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--neglect", type=int, nargs="+", default=[1, 30, 180], help="days a request is neglected")
     args = parser.parse_args()
     tables = [measure(args) for measure in MEASUREMENTS]
     for table in tables:
