@@ -342,3 +342,20 @@ def test_an_imported_request_that_really_breached_is_alerted_once_the_import_set
     assert scan_at(clock, local(23, 10) + timedelta(seconds=30))["due"] == 0  # still settling
     scan_at(clock, local(23, 10, 1) + timedelta(seconds=1))
     assert "breach|first_response|0" in mailbox.keys()
+
+
+def test_a_pending_retry_is_sent_even_when_new_due_requests_outnumber_what_a_scan_can_do(
+        acme, mailbox, clock, aws_calls):
+    _, agent, _ = acme
+    first = create(agent, priority="urgent")  # due 10:30
+    aws_calls.fail = lambda op, params: ses_error("ServiceUnavailable", "down", 503) if op == "SendRawEmail" else None
+    scan_at(clock, local(23, 10, 31))  # its breach alert waits for a retry
+    aws_calls.fail = None
+    for _ in range(30):
+        create(agent, priority="urgent", received_at="2026-11-23T10:05:00+08:00")  # due 10:35
+    clock.move_to(local(23, 10, 40))
+    ticks = iter(range(10**6))
+    # A budget of 20 "seconds" on a clock that ticks once per look: far too little for 30 due requests.
+    report = scanner.scan(datetime.now(UTC), Budget(20, clock=lambda: float(next(ticks))), workers=1)
+    assert report.left_over and report.due < 30
+    assert NotificationModel.get(first, "breach|first_response|0").status == "sent"
