@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, timedelta
 from functools import cache
 
@@ -49,6 +50,18 @@ def _condition_failed(exc):
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
+@contextmanager
+def _stale_when_beaten():
+    """A write that loses to another writer (its condition fails, or a transaction conflicts) raises
+    StaleWrite: reload and try again. Any other error passes through."""
+    try:
+        yield
+    except (PutError, UpdateError, DeleteError, TransactWriteError) as exc:
+        if _condition_failed(exc) or exc.cause_response_code == "TransactionConflictException":
+            raise StaleWrite() from exc
+        raise
+
+
 @cache
 def _connection():
     """One connection (one botocore client) per process for transactions: building a client loads the
@@ -74,12 +87,8 @@ def contract_version(contract_id, version):
 def save_contract_version(contract_id, version, document, by, now):
     """Write version `version`; StaleWrite if another writer took that number first."""
     record = ContractModel(contract_id, version, document=document, updated_at=now, updated_by=by)
-    try:
+    with _stale_when_beaten():
         record.save(condition=ContractModel.version.does_not_exist())
-    except PutError as exc:
-        if _condition_failed(exc):
-            raise StaleWrite() from exc
-        raise
     return record
 
 
@@ -119,21 +128,16 @@ def create_request(request, received_event, outbox, now, idempotency=None):
     names the request and commits with it, unless a live record holds the key already (StaleWrite:
     read it and answer with its request).
     """
-    try:
-        with TransactWrite(connection=_connection()) as tx:
-            if idempotency is not None:
-                key, fingerprint = idempotency
-                record = IdempotencyModel(key, fingerprint=fingerprint, request_id=request.request_id,
-                                          expires_at=now + IDEMPOTENCY_TTL)
-                tx.save(record, condition=IdempotencyModel.key.does_not_exist() | (IdempotencyModel.expires_at < now))
-            tx.save(request, condition=RequestModel.request_id.does_not_exist())
-            tx.save(received_event, condition=EventModel.seq.does_not_exist())
-            for entry in outbox:
-                tx.save(entry, condition=NotificationModel.key.does_not_exist())
-    except TransactWriteError as exc:
-        if _condition_failed(exc) or exc.cause_response_code == "TransactionConflictException":
-            raise StaleWrite() from exc
-        raise
+    with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
+        if idempotency is not None:
+            key, fingerprint = idempotency
+            record = IdempotencyModel(key, fingerprint=fingerprint, request_id=request.request_id,
+                                      expires_at=now + IDEMPOTENCY_TTL)
+            tx.save(record, condition=IdempotencyModel.key.does_not_exist() | (IdempotencyModel.expires_at < now))
+        tx.save(request, condition=RequestModel.request_id.does_not_exist())
+        tx.save(received_event, condition=EventModel.seq.does_not_exist())
+        for entry in outbox:
+            tx.save(entry, condition=NotificationModel.key.does_not_exist())
 
 
 def get_request(request_id):
@@ -163,16 +167,11 @@ def append_event(request, event, cache, outbox=()):
     entry = compact_event(event)
     actions = [RequestModel.timeline.set(request.timeline + [entry])]
     actions += [getattr(RequestModel, name).set(value) for name, value in cache.items()]
-    try:
-        with TransactWrite(connection=_connection()) as tx:
-            tx.update(request, actions=actions)
-            tx.save(event, condition=EventModel.seq.does_not_exist())
-            for notification in outbox:
-                tx.save(notification, condition=NotificationModel.key.does_not_exist())
-    except TransactWriteError as exc:
-        if _condition_failed(exc) or (exc.cause_response_code == "TransactionConflictException"):
-            raise StaleWrite() from exc
-        raise
+    with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
+        tx.update(request, actions=actions)
+        tx.save(event, condition=EventModel.seq.does_not_exist())
+        for notification in outbox:
+            tx.save(notification, condition=NotificationModel.key.does_not_exist())
 
 
 def refresh_cache(request, cache):
@@ -388,19 +387,11 @@ def tally_runs():
 
 def save_tally_run(run):
     """StaleWrite if another invocation saved the run since it was read."""
-    try:
+    with _stale_when_beaten():
         run.save()
-    except PutError as exc:
-        if _condition_failed(exc):
-            raise StaleWrite() from exc
-        raise
 
 
 def finish_tally_run(run):
     """The run is done: forget it (StaleWrite if another invocation saved it meanwhile)."""
-    try:
+    with _stale_when_beaten():
         run.delete()
-    except DeleteError as exc:
-        if _condition_failed(exc):
-            raise StaleWrite() from exc
-        raise

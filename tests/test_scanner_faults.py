@@ -3,7 +3,6 @@ tenants isolated, contract changes re-evaluated in the background, alerts true w
 import copy
 import json
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import boto3
 import factories
@@ -11,43 +10,20 @@ import pytest
 import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from chalice.test import Client
 
-from app import app
+# The same request and scan helpers as the scanner's everyday tests.
+from test_scanner import PROVIDER, create, local, scan_at
+
 from chalicelib import scanner, service, store
 from chalicelib.budget import Budget
 from chalicelib.tables import ContractModel, NotificationModel, RequestModel
 from conftest import DEMO_CONTRACT
-
-SH = ZoneInfo("Asia/Shanghai")
-REQUESTER = "zhang@customer.example"
-PROVIDER = "oncall@provider.example"
-REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
-           "requester": {"name": "张三", "email": REQUESTER}}
-
-
-def local(day, hour, minute=0, month=11):
-    return datetime(2026, month, day, hour, minute, tzinfo=SH)
 
 
 @pytest.fixture
 def clock():
     with time_machine.travel(local(23, 10), tick=False) as traveller:
         yield traveller
-
-
-def scan_at(clock, moment):
-    clock.move_to(moment)
-    with Client(app) as lambda_client:
-        event = lambda_client.events.generate_cw_event(
-            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region="us-east-1")
-        return lambda_client.lambda_.invoke("scan_deadlines", event).payload
-
-
-def create(agent, **changes):
-    status, body = agent.post("/requests", {**REQUEST, **changes})
-    assert status == 201, body
-    return body["request_id"]
 
 
 class AwsCalls:
