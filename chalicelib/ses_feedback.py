@@ -92,7 +92,7 @@ def handle(message, now):
     try:
         event = parse(message, now)
     except ValueError as exc:
-        log_event(logger, "ses event unreadable", level=logging.WARNING, error=str(exc), message=str(message)[:500])
+        log_event(logger, "ses event unreadable", level=logging.WARNING, error=str(exc), sns_message=str(message)[:500])
         return "unreadable"
     if event is None:
         return "ignored"
