@@ -343,6 +343,13 @@ def _metric_widget(title, metrics, x, y, stat="Sum", width=12, **more):
     return {"type": "metric", "x": x, "y": y, "width": width, "height": 6, "properties": properties}
 
 
+def _search(name, *dimensions, statistic="Sum"):
+    """A dashboard line per value of `dimensions` (whatever priorities and metrics contracts define)."""
+    schema = ",".join([METRIC_NAMESPACE, *sorted([*dimensions, "Stage"])])
+    return [{"expression": f"SEARCH('{{{schema}}} MetricName=\"{name}\" Stage=\"${{Stage}}\"', "
+                           f"'{statistic}', {ALARM_PERIOD})", "id": name[0].lower() + name[1:]}]
+
+
 def _ours(name, **options):
     """A dashboard metric line of SLAClock for this stage."""
     return [METRIC_NAMESPACE, name, "Stage", "${Stage}", options] if options else \
@@ -352,15 +359,13 @@ def _ours(name, **options):
 def dashboard(log_groups, api_stage):
     """(body template, Fn::Sub variables) of the `sla-clock-<stage>` dashboard. The Logs Insights widget
     reads every function's log group; `log_groups` are their logical ids."""
-    search = ("SEARCH('{" + METRIC_NAMESPACE + ",Metric,Priority,Stage} MetricName=\"Breaches\" "
-              "Stage=\"${Stage}\"', 'Sum', " + str(ALARM_PERIOD) + ")")
     api = ["ApiName", f"{APP_NAME}-${{Stage}}", "Stage", api_stage]
     sources = " | ".join(f"SOURCE '${{{name}}}'" for name in log_groups)
     failed_query = (f"{sources} | fields @timestamp, request_id, key, kind, attempts, error"
                     " | filter logger = \"sla_clock.notify\" and message = \"notification failed\""
                     " | sort @timestamp desc | limit 50")
     widgets = [
-        _metric_widget("Breaches by metric and priority", [[{"expression": search, "id": "breaches"}]], 0, 0),
+        _metric_widget("Breaches by metric and priority", [_search("Breaches", "Metric", "Priority")], 0, 0),
         _metric_widget("Warnings and notifications", [
             _ours("WarningsSent"), _ours("NotificationsSent"), _ours("NotificationsFailed"),
             _ours("NotificationsBounced")], 12, 0),
@@ -368,12 +373,12 @@ def dashboard(log_groups, api_stage):
             _ours("ScanLagSeconds", label="lag (s)"),
             _ours("ScanDuration", label="duration (ms)", yAxis="right")], 0, 6, stat="Maximum",
             annotations={"horizontal": [{"label": "lag alarm", "value": SCAN_LAG_LIMIT}]}),
-        _metric_widget("Scans: requests due and errors; requests received", [
-            _ours("ScanDue"), _ours("ScanErrors"), _ours("RequestsReceived")], 12, 6),
-        _metric_widget("Tally duration (ms)", [_ours("TallyDuration", label="slowest contract")], 0, 12,
-                       stat="Maximum"),
+        _metric_widget("Scans: requests due and errors", [_ours("ScanDue"), _ours("ScanErrors")], 12, 6),
+        _metric_widget("Requests received by priority", [_search("RequestsReceived", "Priority")], 0, 12, width=8),
+        _metric_widget("Tally duration (ms)", [_ours("TallyDuration", label="slowest contract")], 8, 12,
+                       stat="Maximum", width=8),
         _metric_widget("API 4xx and 5xx", [["AWS/ApiGateway", name, *api] for name in ("4XXError", "5XXError")],
-                       12, 12),
+                       16, 12, width=8),
         {"type": "log", "x": 0, "y": 18, "width": 24, "height": 8, "properties": {
             "title": "Latest failed notifications", "region": "${AWS::Region}", "view": "table",
             "query": failed_query}},

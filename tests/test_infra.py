@@ -474,7 +474,8 @@ def test_the_dashboard_deployed_by_cloudformation_shows_every_widget_of_the_stag
     assert all(w["properties"]["region"] == "us-east-1" for w in body["widgets"])
     text = json.dumps(body)
     assert "${" not in text and '"Stage", "prod"' in text and '"ApiName", "sla-clock-prod"' in text
-    [search] = [line[0]["expression"] for line in widgets["Breaches by metric and priority"]["properties"]["metrics"]]
+    [[search]] = widgets["Breaches by metric and priority"]["properties"]["metrics"]
+    search = search["expression"]
     assert search.startswith("SEARCH('{SLAClock,Metric,Priority,Stage}") and 'Stage="prod"' in search
     query = widgets["Latest failed notifications"]["properties"]["query"]
     assert all(f"SOURCE '/aws/lambda/{log_group}'" in query for _, log_group in generate.functions())
