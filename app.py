@@ -1,9 +1,10 @@
 """SLA Clock HTTP API (see docs/api.md): routes only. Parse, authorize, call the core, render."""
+import os
 from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, logs, reporting, scanner, service
+from chalicelib import auth, calendars, logs, reporting, scanner, service, ses_feedback
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
@@ -145,6 +146,13 @@ def nightly_tally(event):
 def nightly_tally_continue(event):
     """Every 5 minutes: go on with a nightly run that ran out of time or whose invocation died."""
     return reporting.continue_nightly(datetime.now(UTC), _seconds_left(event))
+
+
+@app.on_sns_message(topic=os.environ.get("SLA_SES_EVENTS_TOPIC", "sla-clock-ses-events"))
+def ses_events(event):
+    """SES's delivery, bounce and complaint events of the emails sent through the stage's configuration
+    set (topic named by SLA_SES_EVENTS_TOPIC when the app is packaged), recorded on their notification."""
+    return {"outcome": ses_feedback.handle(event.message, datetime.now(UTC))}
 
 
 def _seconds_left(event):

@@ -67,8 +67,8 @@ def request_document(item, state, policy, events=None, events_next=None, notific
 
 
 def notification_document(entry, tz):
-    """Where each email of the request stands; a failed one says why. Delivery and bounce times come
-    from SES's delivery notifications, which are not subscribed to yet: null until they are."""
+    """Where each email of the request stands; a failed one says why. Delivery, bounce and complaint
+    come from SES's events after it accepted the email: null until SES reports one."""
     return {
         "key": entry.key,
         "kind": entry.kind,
@@ -76,8 +76,10 @@ def notification_document(entry, tz):
         "status": entry.status,
         "attempts": int(entry.attempts),
         "sent_at": iso(entry.sent_at, tz),
-        "delivered_at": None,
-        "bounced_at": None,
+        "delivered_at": iso(entry.delivered_at, tz),
+        "bounced_at": iso(entry.bounced_at, tz),
+        "bounce_type": entry.bounce_type,
+        "complained_at": iso(entry.complained_at, tz),
         "last_error": entry.last_error,
     }
 

@@ -347,3 +347,33 @@ def render_calendar_notice(language, context):
         text=_template(language, "calendar_notice", "txt").substitute(values),
         html=_html(language, "calendar_notice", markup),
     )
+
+
+_EMAIL_LABELS = {
+    "zh-CN": {"acknowledgement": "受理确认", "respond": "首次答复", "progress": "进展通知", "resolve": "解决通知",
+              "await_customer": "补充信息请求"},
+    "en": {"acknowledgement": "acknowledgement", "respond": "first response", "progress": "progress update",
+           "resolve": "resolution notice", "await_customer": "request for information"},
+}
+
+
+def render_requester_bounce(language, context):
+    """The email to a contract's admins when a request's notification bounced permanently at the
+    requester's address: the customer hears nothing more until someone reaches them another way.
+
+    `context`: contract_name, contract_id, request_id, subject, requester_name, address (the address
+    that bounced), notification (the kind of email that bounced), bounced_at (local time, formatted)
+    and diagnostic (the receiving server's answer, may be empty).
+    """
+    _check_language(language)
+    keys = ("contract_name", "contract_id", "request_id", "subject", "requester_name", "address", "notification",
+            "bounced_at", "diagnostic")
+    values = {key: _one_line(_string(context[key])) for key in keys}
+    values["notification"] = _EMAIL_LABELS[language].get(values["notification"], values["notification"])
+    values["diagnostic"] = values["diagnostic"] or _PHRASES[language]["nobody"]
+    markup = {key: html.escape(value) for key, value in values.items()}
+    return Rendered(
+        subject=_one_line(_template(language, "requester_bounce", "subject.txt").substitute(values)),
+        text=_template(language, "requester_bounce", "txt").substitute(values),
+        html=_html(language, "requester_bounce", markup),
+    )

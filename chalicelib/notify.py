@@ -22,6 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PutError, UpdateError
 
+from chalicelib import metrics
 from chalicelib.alerts import REPORT_URGENCY
 from chalicelib.emails import Rendered, build_message
 from chalicelib.logs import log_event
@@ -118,9 +119,12 @@ def deliver(entry, now, prepare=None):
     message = build_message(entry.sender, entry.recipients, _rendered(entry),
                             headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"})
     attempts = int(entry.attempts) + 1
+    # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
+    configuration_set = os.environ.get("SLA_SES_CONFIGURATION_SET")
     try:
         answer = ses().send_raw_email(
-            Source=entry.sender, Destinations=list(entry.recipients), RawMessage={"Data": message.as_bytes()}
+            Source=entry.sender, Destinations=list(entry.recipients), RawMessage={"Data": message.as_bytes()},
+            **({"ConfigurationSetName": configuration_set} if configuration_set else {}),
         )
     except (ClientError, BotoCoreError) as exc:
         return _not_sent(entry, attempts, exc, now)
@@ -222,12 +226,14 @@ def _not_sent(entry, attempts, exc, now):
 
 def deliver_quietly(entries, now):
     """Deliver right after an API write. Never raises: the notification stays pending for the scanner."""
+    collector = metrics.Collector()
     for entry in entries:
         try:
-            deliver(entry, now)
+            collector.delivery(entry, deliver(entry, now))
         except Exception as exc:  # noqa: BLE001 - the API call must not fail because mail did
             log_event(logger, "notification delivery deferred", level=logging.WARNING,
                       request_id=entry.request_id, key=entry.key, error=f"{type(exc).__name__}: {exc}")
+    collector.flush()
 
 
 def pending_due(now, shards):
@@ -238,6 +244,30 @@ def pending_due(now, shards):
 
 def of_request(request_id):
     return list(NotificationModel.query(request_id))
+
+
+def by_message_id(message_id):
+    """The entry SES accepted under `message_id`, or None (never ours, or expired)."""
+    for key in NotificationModel.by_message_id.query(message_id, limit=1):
+        try:
+            return NotificationModel.get(key.request_id, key.key, consistent_read=True)
+        except NotificationModel.DoesNotExist:
+            return None
+    return None
+
+
+def record_once(entry, field, at, **more):
+    """Set `field` (a time SES reported) and `more` unless `field` is set already. True when this call
+    recorded it: a repeated event changes nothing."""
+    recorded = getattr(NotificationModel, field)
+    actions = [recorded.set(at)] + [getattr(NotificationModel, name).set(value) for name, value in more.items()]
+    try:
+        entry.update(actions=actions, condition=recorded.does_not_exist())
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def latest_of(owner_id, key_prefix):

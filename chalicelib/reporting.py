@@ -4,7 +4,7 @@ import re
 import time
 from datetime import date, datetime, timedelta
 
-from chalicelib import notify, service, store
+from chalicelib import metrics, notify, service, store
 from chalicelib.clock import RESOLVED
 from chalicelib.emails import render_daily_tally
 from chalicelib.errors import ValidationError
@@ -117,6 +117,7 @@ class Outcome:
 def tally_contract_day(contract_id, policy, day, now):
     """Tally one local day of one contract, store it, re-apply the month's cap, email the admins.
     Resolved requests count with the outcome they were resolved with (service.state_of)."""
+    started = time.perf_counter()
     tz = policy.calendar.tz
     start, end = day_bounds(day, tz)
     pinned, evaluated, read = {}, [], 0
@@ -133,9 +134,11 @@ def tally_contract_day(contract_id, policy, day, now):
     month = _cap_month(contract_id, day, policy)
     today = next(t for t in month if t.day == tally.date)
     _email_admins(contract_id, policy, tally, today, month, now)
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
     log_event(logger, "tally finished", contract_id=contract_id, day=tally.date, requests_read=read,
               received=tally.received, breaches=tally.breach_count, penalties=today.penalties,
-              window=[start.isoformat(), end.isoformat()])
+              window=[start.isoformat(), end.isoformat()], duration_ms=duration_ms)
+    metrics.emit("TallyDuration", duration_ms, metrics.MILLISECONDS, contract_id=contract_id)
     return tally_document(contract_id, policy, today)
 
 

@@ -13,6 +13,8 @@ Reads grow with the work, not the table: the sparse `due_for_check` index holds 
 with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
 to send. A request or notification that raises is logged at ERROR with its ids, counted in
 `errors`, and skipped: every other one is still handled. What the budget leaves is the next scan's.
+Each scan ends with its metrics (chalicelib.metrics): lag, due, errors, duration, and per contract
+the breaches it found and the notifications it sent or failed.
 """
 import heapq
 import logging
@@ -22,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from chalicelib import alerts, notify, service, store
+from chalicelib import alerts, metrics, notify, service, store
 from chalicelib.budget import Budget
 from chalicelib.clock import RESOLVED
 from chalicelib.emails import PROVIDER_KINDS
@@ -72,6 +74,7 @@ class _Scan:
         self.calendars = {}  # country -> published schedules, read once per scan (under the lock)
         self._contracts_lock = threading.Lock()
         self.fresh = {}  # (request_id, key) of notifications created by this scan: no re-check needed
+        self.metrics = metrics.Collector()
 
     def latest_policy(self, contract_id):
         with self._contracts_lock:  # read each contract once, whichever worker asks first
@@ -98,6 +101,7 @@ def scan(now, budget=None, workers=WORKERS):
     started = time.perf_counter()
     budget = budget or Budget(SCAN_SECONDS)
     work = _Scan(now, budget)
+    lag = _lag_seconds(now, work.report)
     notify.ses()  # create the shared SES client before any worker thread needs it
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
         _reevaluate(work, budget.share(REEVALUATION_SHARE))
@@ -108,8 +112,28 @@ def scan(now, budget=None, workers=WORKERS):
     report = work.report
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     level = logging.ERROR if report.failed or report.errors else logging.INFO
-    log_event(logger, "scan finished", level=level, at=now.isoformat(), **report.as_dict())
+    log_event(logger, "scan finished", level=level, at=now.isoformat(), lag_seconds=lag, **report.as_dict())
+    _emit_metrics(work, lag)
     return report
+
+
+def _lag_seconds(now, report):
+    """How far behind the scanner is as it starts: now - the earliest next check that has come (0 when
+    none has). One key read per shard of the due index."""
+    oldest = [at for at in (store.oldest_due(shard, now) for shard in SHARDS) if at is not None]
+    report.count("items_read", len(oldest))
+    return round(max(0.0, now.timestamp() - min(oldest)), 3) if oldest else 0.0
+
+
+def _emit_metrics(work, lag):
+    """The scan's numbers (every scan, zeros included: a missing lag means no scan ran) and what this
+    scan counted per contract (breaches, notifications sent and failed)."""
+    report, collector = work.report, work.metrics
+    collector.add("ScanDue", report.due)
+    collector.add("ScanErrors", report.errors)
+    collector.add("ScanLagSeconds", lag, metrics.SECONDS)
+    collector.add("ScanDuration", report.duration_ms, metrics.MILLISECONDS)
+    collector.flush()
 
 
 def _run(pool, items, handle, budget, work, what):
@@ -166,6 +190,9 @@ def _visit(work, request_id):
         if notify.enqueue(entry):
             created.append(entry)
             work.fresh[(entry.request_id, entry.key)] = entry
+            if notification.kind == "breach":
+                work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
+                                 Metric=notification.metric)
     report.count("created", len(created))
     store.refresh_cache(item, service.cache_fields(item, state, checked_until=now))
     return created
@@ -184,14 +211,14 @@ def _send_order(created, now, work):
 
 
 def _send(work, candidate):
-    fresh = work.fresh.get((candidate.request_id, candidate.key))
-    if fresh is not None:
-        work.report.count(notify.deliver(fresh, work.now))
-        return
-    entry = NotificationModel.get(candidate.request_id, candidate.key, consistent_read=True)
-    work.report.count("items_read")
-    prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
-    work.report.count(notify.deliver(entry, work.now, prepare))
+    entry, prepare = work.fresh.get((candidate.request_id, candidate.key)), None
+    if entry is None:
+        entry = NotificationModel.get(candidate.request_id, candidate.key, consistent_read=True)
+        work.report.count("items_read")
+        prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
+    outcome = notify.deliver(entry, work.now, prepare)
+    work.report.count(outcome)
+    work.metrics.delivery(entry, outcome)
 
 
 def _current(work, entry):

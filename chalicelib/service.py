@@ -8,7 +8,7 @@ import uuid
 from datetime import date, timedelta
 from functools import lru_cache
 
-from chalicelib import alerts, auth, notify, store
+from chalicelib import alerts, auth, metrics, notify, store
 from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate, freeze, resolved_state
 from chalicelib.documents import (
     contract_document,
@@ -365,6 +365,7 @@ def _create_request(principal, body, now, idempotency=None):
         setattr(item, name, value)
     outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
     store.create_request(item, event, outbox, now, idempotency)
+    metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
     notify.deliver_quietly(outbox, now)
     return _single_document(principal, item, state, policy, ([event], None))
 

@@ -196,6 +196,12 @@ def requests_due(shard, now):
     return RequestModel.due_for_check.query(shard, RequestModel.next_check_at <= now.timestamp())
 
 
+def oldest_due(shard, now):
+    """The earliest next check of one shard that has come (epoch seconds), or None: one key read."""
+    found = RequestModel.due_for_check.query(shard, RequestModel.next_check_at <= now.timestamp(), limit=1)
+    return next((key.next_check_at for key in found), None)
+
+
 def requests_of_contract(contract_id, start_key=None, page_size=50, status=None, breached_only=False):
     """One page of a contract's requests, newest first: (items, last evaluated key or None).
 

@@ -239,6 +239,17 @@ class PendingNotifications(GlobalSecondaryIndex):
     retry_at = NumberAttribute(range_key=True)
 
 
+class NotificationsByMessageId(GlobalSecondaryIndex):
+    """Sparse: only notifications SES accepted carry `message_id`. SES's delivery, bounce and complaint
+    events name the message by it."""
+
+    class Meta:
+        index_name = "by_message_id"
+        projection = KeysOnlyProjection()
+
+    message_id = UnicodeAttribute(hash_key=True)
+
+
 class NotificationModel(Model):
     """The dedupe outbox: one item per notification (request × kind × metric × cycle × threshold, or
     request × event). Creating it is conditional, so each notification exists once; a short lease
@@ -264,6 +275,11 @@ class NotificationModel(Model):
     lease_until = NumberAttribute(null=True)  # epoch seconds: someone is sending it until then
     message_id = UnicodeAttribute(null=True)  # SES MessageId once accepted
     superseded_at = UTCDateTimeAttribute(null=True)
+    # What SES reported after accepting it (its delivery, bounce and complaint events), each kept once.
+    delivered_at = UTCDateTimeAttribute(null=True)
+    bounced_at = UTCDateTimeAttribute(null=True)
+    bounce_type = UnicodeAttribute(null=True)  # SES's bounceType: "Permanent", "Transient" or "Undetermined"
+    complained_at = UTCDateTimeAttribute(null=True)
     pending_shard = UnicodeAttribute(null=True)
     retry_at = NumberAttribute(null=True)
     urgency = NumberAttribute(default=4)  # alerts.URGENCY: breaches 0 first, reports 4 last
@@ -271,6 +287,7 @@ class NotificationModel(Model):
     expires_at = TTLAttribute()
 
     pending = PendingNotifications()
+    by_message_id = NotificationsByMessageId()
 
 
 class TallyModel(Model):

@@ -3,10 +3,14 @@
 Sources of truth, read here and nowhere else:
   - chalicelib.tables.MODELS: one DynamoDB table per model (name suffix after SLA_TABLE_PREFIX, key
     schema, attribute definitions, GSIs/LSIs with projections, TTL attribute, stream) — any model.
-  - .chalice/config.json: the stages and their SLA_TABLE_PREFIX (a Mapping keyed by the `Stage`
-    parameter), so CloudFormation names the tables exactly as the Lambda functions look them up.
-  - app.py through Chalice's own application graph: every Lambda function (the API handler and each
-    scheduled function) gets an error alarm and a "notification failed" metric filter on its log group.
+  - .chalice/config.json: the stages and their SLA_TABLE_PREFIX, SLA_SES_CONFIGURATION_SET and
+    SLA_SES_EVENTS_TOPIC (a Mapping keyed by the `Stage` parameter), so CloudFormation names the tables,
+    the configuration set and the SES events topic exactly as the Lambda functions use them.
+  - app.py through Chalice's own application graph: every Lambda function (the API handler, each
+    scheduled function, the SES events subscriber) gets an error alarm and a "notification blocked"
+    metric filter on its log group, and a place in the dashboard's Logs Insights widget.
+The dashboard `sla-clock-<stage>` and the alarms on the business metrics read what chalicelib.metrics
+writes (namespace SLAClock, dimension Stage).
 
 Usage (from the repo root, with the project's venv):
   python infra/generate.py                          write infra/resources.yaml (`make infra`)
@@ -34,8 +38,9 @@ HEADER = """\
 # Merged into Chalice's template by `make package` (chalice package --merge-template).
 """
 ALARM_PERIOD = 300
-METRIC_NAMESPACE = "SLAClock"
-NOTIFICATION_FAILED_PATTERN = '{ ($.logger = "sla_clock.notify") && ($.message = "notification failed") }'
+METRIC_NAMESPACE = "SLAClock"  # chalicelib.metrics.NAMESPACE: the EMF business metrics, by Stage
+LOG_METRIC_NAMESPACE = "SLAClock/${Stage}"  # what metric filters count in the log lines
+SCAN_LAG_LIMIT = 300  # seconds: the scanner runs every minute, so 5 minutes behind means it does not keep up
 # SES refuses to send for a reason an operator can fix (unverified sender, sending paused, quota):
 # the notification is still retried, but someone should act before its 24 hours run out.
 NOTIFICATION_BLOCKED_PATTERN = '{ ($.logger = "sla_clock.notify") && ($.message = "notification blocked") }'
@@ -69,15 +74,52 @@ def load_config():
     return json.loads(CONFIG.read_text("utf-8"))
 
 
+# Each stage's variables in .chalice/config.json -> its entry in the StageSettings mapping.
+STAGE_SETTINGS = {"SLA_TABLE_PREFIX": "TablePrefix", "SLA_SES_CONFIGURATION_SET": "SesConfigurationSet",
+                  "SLA_SES_EVENTS_TOPIC": "SesEventsTopic"}
+
+
 def stage_settings(config):
-    """{stage: {"TablePrefix": ...}} from .chalice/config.json (stage value over the top level)."""
+    """{stage: {"TablePrefix": ..., ...}} from .chalice/config.json (stage value over the top level).
+    Each stage also sets SLA_STAGE to its own name: the `Stage` dimension the dashboard and alarms read."""
     settings = {}
     for stage, values in config["stages"].items():
         env = {**config.get("environment_variables", {}), **values.get("environment_variables", {})}
-        if "SLA_TABLE_PREFIX" not in env:
-            raise SystemExit(f"stage {stage!r} in .chalice/config.json sets no SLA_TABLE_PREFIX")
-        settings[stage] = {"TablePrefix": env["SLA_TABLE_PREFIX"]}
+        for variable in (*STAGE_SETTINGS, "SLA_STAGE"):
+            if variable not in env:
+                raise SystemExit(f"stage {stage!r} in .chalice/config.json sets no {variable}")
+        if env["SLA_STAGE"] != stage:
+            raise SystemExit(f"stage {stage!r} in .chalice/config.json: SLA_STAGE must be {stage!r}")
+        settings[stage] = {name: env[variable] for variable, name in STAGE_SETTINGS.items()}
     return settings
+
+
+def api_gateway_stage(config):
+    """The API Gateway stage the REST API is deployed to (Chalice's default "api"): the same in every
+    stage, since one template serves them all."""
+    found = {values.get("api_gateway_stage", config.get("api_gateway_stage", "api"))
+             for values in config["stages"].values()}
+    if len(found) != 1:
+        raise SystemExit(f"every stage in .chalice/config.json needs the same api_gateway_stage, not {sorted(found)}")
+    return found.pop()
+
+
+def _graph():
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy.appgraph import ApplicationGraphBuilder
+
+    # environ={}: loading the app must not apply the stage's variables to this process.
+    factory = CLIFactory(str(ROOT), environ={})
+    config = factory.create_config_obj(chalice_stage_name=next(iter(load_config()["stages"])))
+    return ApplicationGraphBuilder().build(config, config.chalice_stage)
+
+
+def sns_subscribers():
+    """Logical ids of the functions Chalice subscribes to an SNS topic (@app.on_sns_message)."""
+    from chalice.deploy import models
+
+    return sorted(logical_name(r.lambda_function.resource_name) for r in _graph().resources
+                  if isinstance(r, models.SNSLambdaSubscription))
 
 
 def functions():
@@ -87,16 +129,10 @@ def functions():
     appears here without touching this script. Chalice names the log group after the function's
     resource name; the SAM generator then renames the REST API's handler to "APIHandler".
     """
-    from chalice.cli.factory import CLIFactory
     from chalice.deploy import models
-    from chalice.deploy.appgraph import ApplicationGraphBuilder
 
-    # environ={}: loading the app must not apply the stage's variables to this process.
-    factory = CLIFactory(str(ROOT), environ={})
-    config = factory.create_config_obj(chalice_stage_name=next(iter(load_config()["stages"])))
-    graph = ApplicationGraphBuilder().build(config, config.chalice_stage)
     found = []
-    for resource in graph.resources:
+    for resource in _graph().resources:
         function = resource if isinstance(resource, models.LambdaFunction) else getattr(
             resource, "lambda_function", None)
         if function is None:
@@ -178,17 +214,18 @@ def table_resource(prefix, model):
 # --- the template ---------------------------------------------------------------------------------
 
 
-def _alarm(description, metric, namespace, dimensions=None):
+def _alarm(description, metric, namespace, dimensions=None, statistic="Sum", threshold=1,
+           comparison="GreaterThanOrEqualToThreshold", missing="notBreaching"):
     properties = {
         "AlarmDescription": description,
         "Namespace": namespace,
         "MetricName": metric,
-        "Statistic": "Sum",
+        "Statistic": statistic,
         "Period": ALARM_PERIOD,
         "EvaluationPeriods": 1,
-        "Threshold": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "TreatMissingData": "notBreaching",
+        "Threshold": threshold,
+        "ComparisonOperator": comparison,
+        "TreatMissingData": missing,
         "AlarmActions": [_ref("AlarmTopic")],
         "OKActions": [_ref("AlarmTopic")],
     }
@@ -197,10 +234,163 @@ def _alarm(description, metric, namespace, dimensions=None):
     return {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
 
 
+def _stage_setting(name):
+    return {"Fn::FindInMap": ["StageSettings", _ref("Stage"), name]}
+
+
+def _ses_resources():
+    """The configuration set every notification is sent through, its CloudWatch event destination
+    (SES's own sending metrics), and the SNS topic its delivery, bounce and complaint events go to,
+    which the SES events function subscribes to."""
+    name = _stage_setting("SesConfigurationSet")
+    return {
+        "NotificationsConfigurationSet": {
+            "Type": "AWS::SES::ConfigurationSet",
+            "Properties": {
+                "Name": name,
+                "ReputationOptions": {"ReputationMetricsEnabled": True},
+                "SendingOptions": {"SendingEnabled": True},
+            },
+        },
+        "NotificationsEventDestination": {
+            "Type": "AWS::SES::ConfigurationSetEventDestination",
+            "Properties": {
+                "ConfigurationSetName": _ref("NotificationsConfigurationSet"),
+                "EventDestination": {
+                    "Name": "cloudwatch",
+                    "Enabled": True,
+                    "MatchingEventTypes": ["send", "reject", "bounce", "complaint", "delivery", "renderingFailure"],
+                    "CloudWatchDestination": {"DimensionConfigurations": [{
+                        "DimensionName": "ses:configuration-set",
+                        "DimensionValueSource": "messageTag",
+                        "DefaultDimensionValue": name,
+                    }]},
+                },
+            },
+        },
+        "SesEventsTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": _stage_setting("SesEventsTopic"),
+                           "DisplayName": _sub(f"{APP_NAME} ${{Stage}} SES events")},
+        },
+        "SesEventsTopicPolicy": {
+            "Type": "AWS::SNS::TopicPolicy",
+            "Properties": {
+                "Topics": [_ref("SesEventsTopic")],
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Sid": "SesPublishesThisAccountsEvents",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ses.amazonaws.com"},
+                    "Action": "sns:Publish",
+                    "Resource": _ref("SesEventsTopic"),
+                    "Condition": {"StringEquals": {"AWS:SourceAccount": _ref("AWS::AccountId")}},
+                }]},
+            },
+        },
+        "NotificationsSnsEventDestination": {
+            "Type": "AWS::SES::ConfigurationSetEventDestination",
+            "DependsOn": "SesEventsTopicPolicy",
+            "Properties": {
+                "ConfigurationSetName": _ref("NotificationsConfigurationSet"),
+                "EventDestination": {
+                    "Name": "sns",
+                    "Enabled": True,
+                    "MatchingEventTypes": ["delivery", "bounce", "complaint"],
+                    "SnsDestination": {"TopicARN": _ref("SesEventsTopic")},
+                },
+            },
+        },
+    }
+
+
+def _business_alarms(api_stage):
+    """Alarms on what the functions measure (chalicelib.metrics) and on the API's 5xx answers."""
+    stage = [{"Name": "Stage", "Value": _ref("Stage")}]
+    return {
+        "ScanLagAlarm": _alarm(
+            _sub(f"{APP_NAME} ${{Stage}}: the scanner is more than {SCAN_LAG_LIMIT // 60} minutes behind "
+                 "(ScanLagSeconds), or no scan reported at all"),
+            "ScanLagSeconds", METRIC_NAMESPACE, stage, statistic="Maximum", threshold=SCAN_LAG_LIMIT,
+            comparison="GreaterThanThreshold", missing="breaching"),
+        "ScanErrorsAlarm": _alarm(
+            _sub(f"{APP_NAME} ${{Stage}}: a scan could not handle a request or notification (ScanErrors)"),
+            "ScanErrors", METRIC_NAMESPACE, stage),
+        "NotificationsFailedAlarm": _alarm(
+            _sub(f"{APP_NAME} ${{Stage}}: a notification was marked failed: SES rejected it, or it kept "
+                 "failing for 24 hours (NotificationsFailed)"),
+            "NotificationsFailed", METRIC_NAMESPACE, stage),
+        "NotificationsBouncedAlarm": _alarm(
+            _sub(f"{APP_NAME} ${{Stage}}: an accepted notification bounced (NotificationsBounced, from SES's "
+                 "bounce events)"),
+            "NotificationsBounced", METRIC_NAMESPACE, stage),
+        "API5xxAlarm": _alarm(
+            _sub(f"{APP_NAME} ${{Stage}}: the API answered 5xx (API Gateway 5XXError)"),
+            "5XXError", "AWS/ApiGateway", _api_dimensions(api_stage)),
+    }
+
+
+def _api_name():
+    return _sub(f"{APP_NAME}-${{Stage}}")
+
+
+def _api_dimensions(api_stage):
+    return [{"Name": "ApiName", "Value": _api_name()}, {"Name": "Stage", "Value": api_stage}]
+
+
+def _metric_widget(title, metrics, x, y, stat="Sum", width=12, **more):
+    properties = {"title": title, "view": "timeSeries", "region": "${AWS::Region}", "stat": stat,
+                  "period": ALARM_PERIOD, "metrics": metrics, **more}
+    return {"type": "metric", "x": x, "y": y, "width": width, "height": 6, "properties": properties}
+
+
+def _search(name, *dimensions, statistic="Sum"):
+    """A dashboard line per value of `dimensions` (whatever priorities and metrics contracts define)."""
+    schema = ",".join([METRIC_NAMESPACE, *sorted([*dimensions, "Stage"])])
+    return [{"expression": f"SEARCH('{{{schema}}} MetricName=\"{name}\" Stage=\"${{Stage}}\"', "
+                           f"'{statistic}', {ALARM_PERIOD})", "id": name[0].lower() + name[1:]}]
+
+
+def _ours(name, **options):
+    """A dashboard metric line of SLAClock for this stage."""
+    return [METRIC_NAMESPACE, name, "Stage", "${Stage}", options] if options else \
+        [METRIC_NAMESPACE, name, "Stage", "${Stage}"]
+
+
+def dashboard(log_groups, api_stage):
+    """(body template, Fn::Sub variables) of the `sla-clock-<stage>` dashboard. The Logs Insights widget
+    reads every function's log group; `log_groups` are their logical ids."""
+    api = ["ApiName", f"{APP_NAME}-${{Stage}}", "Stage", api_stage]
+    sources = " | ".join(f"SOURCE '${{{name}}}'" for name in log_groups)
+    failed_query = (f"{sources} | fields @timestamp, request_id, key, kind, attempts, error"
+                    " | filter logger = \"sla_clock.notify\" and message = \"notification failed\""
+                    " | sort @timestamp desc | limit 50")
+    widgets = [
+        _metric_widget("Breaches by metric and priority", [_search("Breaches", "Metric", "Priority")], 0, 0),
+        _metric_widget("Warnings and notifications", [
+            _ours("WarningsSent"), _ours("NotificationsSent"), _ours("NotificationsFailed"),
+            _ours("NotificationsBounced")], 12, 0),
+        _metric_widget("Scan lag and duration", [
+            _ours("ScanLagSeconds", label="lag (s)"),
+            _ours("ScanDuration", label="duration (ms)", yAxis="right")], 0, 6, stat="Maximum",
+            annotations={"horizontal": [{"label": "lag alarm", "value": SCAN_LAG_LIMIT}]}),
+        _metric_widget("Scans: requests due and errors", [_ours("ScanDue"), _ours("ScanErrors")], 12, 6),
+        _metric_widget("Requests received by priority", [_search("RequestsReceived", "Priority")], 0, 12, width=8),
+        _metric_widget("Tally duration (ms)", [_ours("TallyDuration", label="slowest contract")], 8, 12,
+                       stat="Maximum", width=8),
+        _metric_widget("API 4xx and 5xx", [["AWS/ApiGateway", name, *api] for name in ("4XXError", "5XXError")],
+                       16, 12, width=8),
+        {"type": "log", "x": 0, "y": 18, "width": 24, "height": 8, "properties": {
+            "title": "Latest failed notifications", "region": "${AWS::Region}", "view": "table",
+            "query": failed_query}},
+    ]
+    return json.dumps({"widgets": widgets}, ensure_ascii=False, indent=1), {name: _ref(name) for name in log_groups}
+
+
 def template():
     prefix, table_models = models()
     config = load_config()
     stages = stage_settings(config)
+    api_stage = api_gateway_stage(config)
     resources, outputs = {}, {}
 
     for model in table_models:
@@ -210,30 +400,10 @@ def template():
         resources[name] = resource
         outputs[name + "Name"] = {"Description": f"DynamoDB table of {model.__name__}", "Value": _ref(name)}
 
-    resources["NotificationsConfigurationSet"] = {
-        "Type": "AWS::SES::ConfigurationSet",
-        "Properties": {
-            "Name": _sub(f"{APP_NAME}-${{Stage}}"),
-            "ReputationOptions": {"ReputationMetricsEnabled": True},
-            "SendingOptions": {"SendingEnabled": True},
-        },
-    }
-    resources["NotificationsEventDestination"] = {
-        "Type": "AWS::SES::ConfigurationSetEventDestination",
-        "Properties": {
-            "ConfigurationSetName": _ref("NotificationsConfigurationSet"),
-            "EventDestination": {
-                "Name": "cloudwatch",
-                "Enabled": True,
-                "MatchingEventTypes": ["send", "reject", "bounce", "complaint", "delivery", "renderingFailure"],
-                "CloudWatchDestination": {"DimensionConfigurations": [{
-                    "DimensionName": "ses:configuration-set",
-                    "DimensionValueSource": "messageTag",
-                    "DefaultDimensionValue": _sub(f"{APP_NAME}-${{Stage}}"),
-                }]},
-            },
-        },
-    }
+    resources.update(_ses_resources())
+    # Chalice subscribes the SES events function to the topic by name: create the topic first.
+    for function in sns_subscribers():
+        resources[function] = {"DependsOn": "SesEventsTopic"}
 
     resources["AlarmTopic"] = {
         "Type": "AWS::SNS::Topic",
@@ -245,27 +415,26 @@ def template():
         "Properties": {"TopicArn": _ref("AlarmTopic"), "Protocol": "email", "Endpoint": _ref("AlarmEmail")},
     }
 
-    namespace = _sub(f"{METRIC_NAMESPACE}/${{Stage}}")
+    namespace = _sub(LOG_METRIC_NAMESPACE)
+    log_groups = []
     for function, log_group in functions():
+        log_groups.append(log_group)
         resources[function + "ErrorsAlarm"] = _alarm(
             _sub(f"{APP_NAME} ${{Stage}}: {function} raised an error (Lambda Errors >= 1 in 5 minutes)"),
             "Errors", "AWS/Lambda", [{"Name": "FunctionName", "Value": _ref(function)}])
-        for name, pattern, metric in (("NotificationFailedFilter", NOTIFICATION_FAILED_PATTERN, "NotificationsFailed"),
-                                      ("NotificationBlockedFilter", NOTIFICATION_BLOCKED_PATTERN,
-                                       "NotificationsBlocked")):
-            resources[function + name] = {
-                "Type": "AWS::Logs::MetricFilter",
-                "Properties": {
-                    "LogGroupName": _ref(log_group),
-                    "FilterPattern": pattern,
-                    "MetricTransformations": [{
-                        "MetricNamespace": namespace,
-                        "MetricName": metric,
-                        "MetricValue": "1",
-                        "Unit": "Count",
-                    }],
-                },
-            }
+        resources[function + "NotificationBlockedFilter"] = {
+            "Type": "AWS::Logs::MetricFilter",
+            "Properties": {
+                "LogGroupName": _ref(log_group),
+                "FilterPattern": NOTIFICATION_BLOCKED_PATTERN,
+                "MetricTransformations": [{
+                    "MetricNamespace": namespace,
+                    "MetricName": "NotificationsBlocked",
+                    "MetricValue": "1",
+                    "Unit": "Count",
+                }],
+            },
+        }
         if function == "APIHandler":
             resources["APIHandlerUnhandledExceptionsFilter"] = {
                 "Type": "AWS::Logs::MetricFilter",
@@ -290,14 +459,19 @@ def template():
             resources[log_group] = {"Properties": {"LogGroupName": _sub("/aws/lambda/${APIHandler}")}}
         outputs[function + "LogGroup"] = {"Description": f"CloudWatch Logs group of {function}",
                                           "Value": _ref(log_group)}
-    resources["NotificationsFailedAlarm"] = _alarm(
-        _sub(f"{APP_NAME} ${{Stage}}: a notification was marked failed after its last retry "
-             "(log line \"notification failed\" of sla_clock.notify)"),
-        "NotificationsFailed", namespace)
     resources["NotificationsBlockedAlarm"] = _alarm(
         _sub(f"{APP_NAME} ${{Stage}}: SES refused a notification for a reason an operator can fix (unverified "
              "sender, sending paused, quota); it is retried for 24 h (log line \"notification blocked\")"),
         "NotificationsBlocked", namespace)
+    resources.update(_business_alarms(api_stage))
+
+    # The REST API is named per stage, so two stages in one account keep their API Gateway metrics apart.
+    resources["RestAPI"] = {"Properties": {"Name": _api_name()}}
+    body, variables = dashboard(log_groups, api_stage)
+    resources["Dashboard"] = {
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {"DashboardName": _sub(f"{APP_NAME}-${{Stage}}"), "DashboardBody": _sub(body, **variables)},
+    }
 
     outputs.update({
         "Stage": {"Description": "Chalice stage this stack runs", "Value": _ref("Stage")},
@@ -306,11 +480,17 @@ def template():
                           "Value": _ref("AlarmTopic")},
         "NotificationsConfigurationSetName": {"Description": "SES configuration set for notification emails",
                                               "Value": _ref("NotificationsConfigurationSet")},
+        "SesEventsTopicArn": {"Description": "SNS topic of SES's delivery, bounce and complaint events",
+                              "Value": _ref("SesEventsTopic")},
+        "DashboardURL": {"Description": "The stage's CloudWatch dashboard",
+                         "Value": _sub("https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region="
+                                       "${AWS::Region}#dashboards:name=${Dashboard}")},
     })
 
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"{APP_NAME}: DynamoDB tables, SES configuration set and alarms (merged into chalice package)",
+        "Description": f"{APP_NAME}: DynamoDB tables, SES configuration set and events, dashboard and alarms "
+                       "(merged into chalice package)",
         "Parameters": {
             "Stage": {
                 "Type": "String",
@@ -337,6 +517,14 @@ def template():
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data):
         return True  # spell out shared values: no &id001 anchors in a file people read
+
+
+def _text_block(dumper, text):
+    """Text of several lines (the dashboard's JSON) as a YAML block, as it reads, not one quoted line."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_Dumper.add_representer(str, _text_block)
 
 
 def render():

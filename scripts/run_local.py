@@ -8,6 +8,10 @@
 4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000).
 5. A ticker runs every `@app.schedule` function every `SLA_TICK_SECONDS` (default 60): `chalice local`
    never runs them. A failing run is logged; the next tick runs again.
+6. The metrics the functions would send to CloudWatch (EMF) are printed as one short line each
+   ("metrics: SLAClock Stage=local ContractId=demo: RequestsReceived=1") and written in full, one
+   JSON document a line, to `SLA_METRICS_FILE` (default .run/metrics.jsonl), named in the banner.
+   `scripts/ses_event.py bounce <request_id>` replays an SES event against this server's moto.
 
 Ctrl-C or SIGTERM stops everything and exits 0. Everything lives in memory: a restart starts afresh.
 """
@@ -48,6 +52,8 @@ def prepare_environment(environ, chalice_env):
         environ.pop(key, None)
     environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     environ.setdefault("SLA_TABLE_PREFIX", "sla-local-")
+    environ.setdefault("SLA_STAGE", "local")  # the metrics' Stage dimension
+    environ.setdefault("SLA_METRICS_FILE", str(ROOT / ".run" / "metrics.jsonl"))
     environ.setdefault("SLA_EML_DIR", str(ROOT / "outbox"))  # every email SES accepted, as .eml (git-ignored)
     for key, value in chalice_env.items():
         environ.setdefault(key, value)
@@ -137,6 +143,26 @@ class Ticker(threading.Thread):
         self.join(timeout=10)
 
 
+class MetricsSink:
+    """Where `make run` sends the metrics Lambda would print: one short console line each, and the full
+    EMF documents appended to a file (JSON lines) to look at or feed to other tools."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")  # a new run starts a new file, as its data starts afresh
+        self._lock = threading.Lock()
+
+    def __call__(self, document):
+        from chalicelib.metrics import one_line
+
+        line = json.dumps(document, ensure_ascii=False)
+        with self._lock:
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+            print(f"metrics: {one_line(document)}", flush=True)
+
+
 class MailSummary(logging.Handler):
     """One console line per email SES accepted, next to the JSON log, so a new user sees mail arrive."""
 
@@ -154,6 +180,7 @@ def write_run_state(urls, seeded):
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"api": urls["api"], "moto": urls["moto"], "table_prefix": os.environ["SLA_TABLE_PREFIX"],
              "region": os.environ["AWS_DEFAULT_REGION"], "eml_dir": os.environ["SLA_EML_DIR"],
+             "metrics_file": os.environ["SLA_METRICS_FILE"],
              "contract_id": seeded["contract_id"], "admin": os.environ["SLA_ADMIN_TOKEN"],
              "agent": seeded["agent"], "client": seeded["client"]}
     path.write_text(json.dumps(state, indent=2))
@@ -173,6 +200,8 @@ def banner(urls, admin_token, generated, seeded):
         f"  agent token   {seeded['agent']}",
         f"  client token  {seeded['client']}",
         f"  emails        written to {os.environ['SLA_EML_DIR']}/ and listed here as they are sent",
+        f"  metrics       one line each here (\"metrics: ...\"); the EMF documents in {os.environ['SLA_METRICS_FILE']}",
+        "  SES events    .venv/bin/python scripts/ses_event.py bounce|delivery|complaint <request_id>",
         f"  calendar      {urls['api']}/contracts/{seeded['contract_id']}/calendar (JSON, any token) and "
         f"{urls['api']}/contracts/{seeded['contract_id']}/calendar.ics?token=$CLIENT (subscribe)",
         "",
@@ -216,8 +245,10 @@ def serve(stack):
     from chalice.local import create_local_server
 
     from app import app
+    from chalicelib import metrics
 
     logging.getLogger("sla_clock.notify").addHandler(MailSummary())
+    metrics.use_writer(MetricsSink(os.environ["SLA_METRICS_FILE"]))
     validate_routes(app.routes)  # as `chalice local` does: what would not deploy should not run
     try:
         server = create_local_server(app, config, HOST, api_port)

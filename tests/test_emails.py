@@ -209,6 +209,21 @@ def test_the_calendar_notice_names_the_year_and_the_call_that_publishes_it(langu
     assert rendered.html.startswith("<!DOCTYPE html>") and "<pre" in rendered.html
 
 
+@pytest.mark.parametrize("language, label", [("zh-CN", "受理确认"), ("en", "acknowledgement")])
+def test_the_requester_bounce_names_the_request_the_address_and_the_server_s_answer(language, label):
+    values = {"contract_name": "Acme <运维>", "contract_id": "acme", "request_id": "req_1", "subject": "无法\n登录",
+              "requester_name": "张三", "address": "zhang@customer.example", "notification": "acknowledgement",
+              "bounced_at": "2026-11-23 10:05 (Asia/Shanghai)", "diagnostic": "smtp; 550 5.1.1 <user> unknown"}
+    rendered = emails.render_requester_bounce(language, values)
+    assert "req_1" in rendered.subject and "zhang@customer.example" in rendered.subject
+    assert "\n" not in rendered.subject
+    for part in (label, "无法 登录", "2026-11-23 10:05", "smtp; 550 5.1.1 <user> unknown"):
+        assert part in rendered.text, part
+    assert "550 5.1.1 &lt;user&gt; unknown" in rendered.html and "Acme &lt;运维&gt;" in rendered.html
+    no_answer = emails.render_requester_bounce(language, {**values, "diagnostic": ""})
+    assert emails._PHRASES[language]["nobody"] in no_answer.text
+
+
 def test_the_acknowledgement_promises_the_first_response_deadline_only_when_there_is_one():
     assert "我们将在 2026-02-16 09:30 (Asia/Shanghai) 前给予您首次答复。" in render(
         "acknowledgement", "zh-CN", context("acknowledgement")).text

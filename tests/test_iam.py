@@ -7,9 +7,10 @@ a small Action/Resource matcher (wildcards, Allow/Deny). No network, no credenti
 
 Also here: the bootstrap admin token read from SSM Parameter Store (SecureString), once per process.
 """
+import importlib.util
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 
 from chalicelib import auth, tables
+from chalicelib.tables import NotificationModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,9 @@ ACCOUNT = "123456789012"  # moto's
 REGION = "us-east-1"
 SH = ZoneInfo("Asia/Shanghai")
 REQUESTER = "zhang@customer.example"
+_spec = importlib.util.spec_from_file_location("ses_event_script", ROOT / "scripts" / "ses_event.py")
+ses_event_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ses_event_script)
 REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
            "requester": {"name": "张三", "email": REQUESTER}}
 
@@ -164,6 +169,16 @@ def local(day, hour, minute=0):
     return datetime(2026, 11, day, hour, minute, tzinfo=SH)
 
 
+def deliver_ses_events(chalice_client, request_id):
+    """SES's delivery and then a permanent bounce of the request's acknowledgement, as the SNS topic of
+    the configuration set hands them to `ses_events`: the bounce mails the contract's admins."""
+    entry = NotificationModel.get(request_id, "acknowledgement")
+    for kind in ("delivery", "bounce"):
+        message = json.dumps(ses_event_script.ses_event(kind, entry.message_id, [REQUESTER], datetime.now(UTC)))
+        answer = chalice_client.lambda_.invoke("ses_events", chalice_client.events.generate_sns_event(message=message))
+        assert answer.payload == {"outcome": "recorded"}
+
+
 def run_schedules(app, chalice_client):
     """Every scheduled function of the app, as EventBridge would invoke it."""
     names = [source.name for source in app.event_sources if isinstance(source, ScheduledEventConfig)]
@@ -230,6 +245,7 @@ def representative_flow(app, chalice_client, traveller):
     for moment in (local(23, 10, 20), local(23, 10, 40), local(23, 11, 5), local(23, 15), local(24, 0, 10)):
         traveller.move_to(moment)  # warnings, breach alerts, progress reminders; the nightly jobs
         run_schedules(app, chalice_client)
+    deliver_ses_events(chalice_client, request_id)
 
     called = set(COVERED_ROUTES)
     fill = {"contract_id": "acme", "request_id": request_id, "token_id": tokens["client"]["token_id"]}
@@ -271,7 +287,7 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
 
     recorder = Recorder()
     recorder.install(monkeypatch)
-    with Client(app) as chalice_client:
+    with Client(app, stage_name=stage) as chalice_client:  # the stage's variables inside each call
         called = representative_flow(app, chalice_client, traveller)
     assert called >= {(path, method) for path, methods in app.routes.items() for method in methods}
 
@@ -279,6 +295,10 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
     assert {("dynamodb", op) for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query",
                                         "TransactWriteItems")} <= operations
     assert ("ses", "SendRawEmail") in operations and len(mailbox.messages()) >= 5
+    assert any(params.get("IndexName") == "by_message_id" for _, _, params in recorder.calls)  # ses_events
+    assert mailbox.to("sla-admin@provider.example")  # the requester's bounce reached the admins
+    sends = [params for service, operation, params in recorder.calls if operation == "SendRawEmail"]
+    assert {params.get("ConfigurationSetName") for params in sends} == {env["SLA_SES_CONFIGURATION_SET"]}
     assert (("ssm", "GetParameter") in operations) == ("SLA_ADMIN_TOKEN_PARAMETER" in env)
 
     document = policy(stage)

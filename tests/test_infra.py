@@ -23,7 +23,8 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib import logs, notify, tables
+from chalicelib import logs, metrics, notify, tables
+from chalicelib.tables import NotificationModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,31 +87,35 @@ def test_ttl_is_on_exactly_the_tables_whose_model_has_a_ttl_attribute(template):
     assert all(p["TimeToLiveSpecification"]["Enabled"] for p in by_name.values() if "TimeToLiveSpecification" in p)
 
 
-def test_table_prefixes_come_from_the_chalice_stages(template):
+def test_table_prefixes_and_ses_names_come_from_the_chalice_stages(template):
     stages = CONFIG["stages"]
     assert template["Parameters"]["Stage"]["AllowedValues"] == list(stages)
     assert template["Mappings"]["StageSettings"] == {
-        stage: {"TablePrefix": values["environment_variables"]["SLA_TABLE_PREFIX"]} for stage, values in stages.items()}
+        stage: {"TablePrefix": env["SLA_TABLE_PREFIX"], "SesConfigurationSet": env["SLA_SES_CONFIGURATION_SET"],
+                "SesEventsTopic": env["SLA_SES_EVENTS_TOPIC"]}
+        for stage, env in ((stage, values["environment_variables"]) for stage, values in stages.items())}
+    for stage, values in stages.items():
+        assert values["environment_variables"]["SLA_STAGE"] == stage  # the metrics' Stage dimension
 
 
-def test_every_chalice_function_has_an_error_alarm_and_a_failed_notification_filter(template, generate):
+def test_every_chalice_function_has_an_error_alarm_and_a_blocked_notification_filter(template, generate):
     functions = generate.functions()
     names = {name for name, _ in functions}
-    assert {"APIHandler", "ScanDeadlines"} <= names  # the API handler and every scheduled function
+    assert {"APIHandler", "ScanDeadlines", "SesEvents"} <= names  # the API, each schedule, the SNS subscriber
     resources = template["Resources"]
     for function, log_group in functions:
         alarm = resources[f"{function}ErrorsAlarm"]["Properties"]
         assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
         assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-        metric_filter = resources[f"{function}NotificationFailedFilter"]["Properties"]
+        metric_filter = resources[f"{function}NotificationBlockedFilter"]["Properties"]
         assert metric_filter["LogGroupName"] == {"Ref": log_group}
-        assert metric_filter["MetricTransformations"][0]["MetricName"] == "NotificationsFailed"
-    failed = resources["NotificationsFailedAlarm"]["Properties"]
-    assert failed["MetricName"] == "NotificationsFailed"
-    assert failed["Namespace"] == metric_filter["MetricTransformations"][0]["MetricNamespace"]
+        assert metric_filter["MetricTransformations"][0]["MetricName"] == "NotificationsBlocked"
+    blocked = resources["NotificationsBlockedAlarm"]["Properties"]
+    assert blocked["Namespace"] == metric_filter["MetricTransformations"][0]["MetricNamespace"]
     assert resources["NotificationsConfigurationSet"]["Type"] == "AWS::SES::ConfigurationSet"
-    assert {"AlarmTopicArn", "NotificationsConfigurationSetName", "ContractsTableName"} <= set(template["Outputs"])
+    assert {"AlarmTopicArn", "NotificationsConfigurationSetName", "ContractsTableName", "DashboardURL",
+            "SesEventsTopicArn"} <= set(template["Outputs"])
 
 
 class WidgetsByOwner(GlobalSecondaryIndex):
@@ -267,6 +272,16 @@ class Lines(logging.Handler):
         self.lines.append(self.format(record))
 
 
+def reads(alarm, document):
+    """Does `alarm` read a metric this EMF document publishes: same namespace and metric name, and its
+    dimension names exactly one of the document's dimension sets?"""
+    names = {dimension["Name"] for dimension in alarm.get("Dimensions", [])}
+    return any(directive["Namespace"] == alarm["Namespace"]
+               and alarm["MetricName"] in [metric["Name"] for metric in directive["Metrics"]]
+               and any(set(dimensions) == names for dimensions in directive["Dimensions"])
+               for directive in document["_aws"]["CloudWatchMetrics"])
+
+
 def filter_matches(pattern, line):
     """CloudWatch Logs JSON filter patterns of the form { ($.a = "x") && ($.b = "y") }."""
     body = pattern.strip()
@@ -319,16 +334,21 @@ def test_the_template_tables_deployed_by_cloudformation_run_the_app(template):
                         region="us-east-1"))
                 assert "due" in response.payload  # the due_for_check and pending indexes answered
 
-            # SES has no verified identity here: the acknowledgement is blocked, retried for a day, then failed.
+            # SES has no verified identity here: the acknowledgement is blocked, retried for a day, then failed,
+            # which the metric behind NotificationsFailedAlarm counts.
             [entry] = [e for e in notify.of_request(request_id) if e.key == "acknowledgement"]
-            assert notify.deliver(entry, datetime.now(UTC) + notify.GIVE_UP_AFTER) == "failed"
+            written = []
+            metrics.use_writer(written.append)
+            try:
+                notify.deliver_quietly([entry], datetime.now(UTC) + notify.GIVE_UP_AFTER)
+            finally:
+                metrics.use_writer(None)
+            assert NotificationModel.get(request_id, "acknowledgement").status == "failed"
         finally:
             logging.getLogger("sla_clock.notify").removeHandler(lines)
 
-    pattern = template["Resources"]["APIHandlerNotificationFailedFilter"]["Properties"]["FilterPattern"]
-    failed = [line for line in lines.lines if json.loads(line)["message"] == "notification failed"]
-    assert len(failed) == 1 and filter_matches(pattern, failed[0])
-    assert not any(filter_matches(pattern, line) for line in lines.lines if line not in failed)
+    alarm = template["Resources"]["NotificationsFailedAlarm"]["Properties"]
+    assert [document[alarm["MetricName"]] for document in written if reads(alarm, document)] == [[1.0]]
     blocked_pattern = template["Resources"]["APIHandlerNotificationBlockedFilter"]["Properties"]["FilterPattern"]
     blocked = [line for line in lines.lines if json.loads(line)["message"] == "notification blocked"]
     assert blocked and all(filter_matches(blocked_pattern, line) for line in blocked)
@@ -376,6 +396,90 @@ def test_in_prod_the_tables_have_deletion_protection(template):
         for name in dynamodb.list_tables()["TableNames"]:
             assert name.startswith(prefix)
             assert dynamodb.describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is True
+
+
+# --- dashboard and alarms ----------------------------------------------------------------------------
+
+
+BUSINESS_ALARMS = {  # alarm: (metric, statistic, threshold, comparison, missing data)
+    "ScanLagAlarm": ("ScanLagSeconds", "Maximum", 300, "GreaterThanThreshold", "breaching"),
+    "ScanErrorsAlarm": ("ScanErrors", "Sum", 1, "GreaterThanOrEqualToThreshold", "notBreaching"),
+    "NotificationsFailedAlarm": ("NotificationsFailed", "Sum", 1, "GreaterThanOrEqualToThreshold", "notBreaching"),
+    "NotificationsBouncedAlarm": ("NotificationsBounced", "Sum", 1, "GreaterThanOrEqualToThreshold",
+                                  "notBreaching"),
+}
+
+
+def test_the_business_alarms_watch_the_stage_s_metrics_and_go_to_the_alarm_topic(template):
+    resources = template["Resources"]
+    for name, (metric, statistic, threshold, comparison, missing) in BUSINESS_ALARMS.items():
+        alarm = resources[name]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("SLAClock", metric, statistic), name
+        assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["TreatMissingData"]) == (
+            threshold, comparison, missing), name
+        assert alarm["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}], name
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name
+    api = resources["API5xxAlarm"]["Properties"]
+    assert (api["Namespace"], api["MetricName"], api["Threshold"]) == ("AWS/ApiGateway", "5XXError", 1)
+    # API Gateway names a REST API's metrics after the API: the template names it per stage.
+    assert api["Dimensions"] == [{"Name": "ApiName", "Value": resources["RestAPI"]["Properties"]["Name"]},
+                                 {"Name": "Stage", "Value": CONFIG["stages"]["prod"]["api_gateway_stage"]}]
+    assert resources["RestAPI"]["Properties"]["Name"] == {"Fn::Sub": "sla-clock-${Stage}"}
+    assert "NotificationFailedFilter" not in json.dumps(resources)  # counted once, by the functions themselves
+
+
+def test_ses_events_reach_the_function_through_the_configuration_set_s_topic(template, generate):
+    resources = template["Resources"]
+    destination = resources["NotificationsSnsEventDestination"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "NotificationsConfigurationSet"}
+    assert sorted(destination["EventDestination"]["MatchingEventTypes"]) == ["bounce", "complaint", "delivery"]
+    assert destination["EventDestination"]["SnsDestination"] == {"TopicARN": {"Ref": "SesEventsTopic"}}
+    topic = resources["SesEventsTopic"]["Properties"]
+    assert topic["TopicName"] == {"Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "SesEventsTopic"]}
+    assert resources["NotificationsConfigurationSet"]["Properties"]["Name"] == {
+        "Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "SesConfigurationSet"]}
+    [statement] = resources["SesEventsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ses.amazonaws.com"} and statement["Action"] == "sns:Publish"
+    # Chalice subscribes the function to the topic by name: the topic exists first.
+    assert generate.sns_subscribers() == ["SesEvents"]
+    assert resources["SesEvents"] == {"DependsOn": "SesEventsTopic"}
+
+
+def dashboard_stack(template):
+    """The dashboard and the topics as a stack of their own, the functions' log groups named as
+    literals (moto's CloudFormation creates neither Chalice's functions, nor CloudWatch alarms, nor
+    topic policies)."""
+    keep = {name: r for name, r in template["Resources"].items()
+            if r.get("Type") in ("AWS::CloudWatch::Dashboard", "AWS::SNS::Topic")}
+    body = json.dumps({"AWSTemplateFormatVersion": "2010-09-09", **{key: template[key] for key in (
+        "Parameters", "Mappings", "Conditions")}, "Resources": keep})
+    return re.sub(r'\{"Ref": "(\w+LogGroup)"\}', r'"/aws/lambda/\1"', body)
+
+
+def test_the_dashboard_deployed_by_cloudformation_shows_every_widget_of_the_stage(template, generate):
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        cloudformation.create_stack(StackName="sla-clock-prod", TemplateBody=dashboard_stack(template),
+                                    Parameters=[{"ParameterKey": "Stage", "ParameterValue": "prod"}])
+        [stack] = cloudformation.describe_stacks(StackName="sla-clock-prod")["Stacks"]
+        assert stack["StackStatus"] == "CREATE_COMPLETE"
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        body = json.loads(cloudwatch.get_dashboard(DashboardName="sla-clock-prod")["DashboardBody"])
+        topics = boto3.client("sns", region_name="us-east-1").list_topics()["Topics"]
+    assert any(t["TopicArn"].endswith(":" + CONFIG["stages"]["prod"]["environment_variables"]["SLA_SES_EVENTS_TOPIC"])
+               for t in topics)
+    widgets = {w["properties"]["title"]: w for w in body["widgets"]}
+    assert {"Breaches by metric and priority", "Warnings and notifications", "Scan lag and duration",
+            "Tally duration (ms)", "API 4xx and 5xx", "Latest failed notifications"} <= set(widgets)
+    assert all(w["properties"]["region"] == "us-east-1" for w in body["widgets"])
+    text = json.dumps(body)
+    assert "${" not in text and '"Stage", "prod"' in text and '"ApiName", "sla-clock-prod"' in text
+    [[search]] = widgets["Breaches by metric and priority"]["properties"]["metrics"]
+    search = search["expression"]
+    assert search.startswith("SEARCH('{SLAClock,Metric,Priority,Stage}") and 'Stage="prod"' in search
+    query = widgets["Latest failed notifications"]["properties"]["query"]
+    assert all(f"SOURCE '/aws/lambda/{log_group}'" in query for _, log_group in generate.functions())
+    assert 'message = "notification failed"' in query and "sort @timestamp desc" in query
 
 
 # --- stages ---------------------------------------------------------------------------------------------

@@ -58,8 +58,9 @@ def running(tmp_path):
     """scripts/run_local.py on free ports, its state and emails under tmp_path; yields (process,
     exports, stdout lines so far, drained_stderr(), environment)."""
     env = dict(os.environ, SLA_PORT=str(free_port()), SLA_MOTO_PORT=str(free_port()), PYTHONUNBUFFERED="1",
-               SLA_RUN_STATE=str(tmp_path / "local.json"), SLA_EML_DIR=str(tmp_path / "outbox"))
-    for key in ("SLA_ADMIN_TOKEN", "SLA_TABLE_PREFIX", "AWS_ENDPOINT_URL"):
+               SLA_RUN_STATE=str(tmp_path / "local.json"), SLA_EML_DIR=str(tmp_path / "outbox"),
+               SLA_METRICS_FILE=str(tmp_path / "metrics.jsonl"))
+    for key in ("SLA_ADMIN_TOKEN", "SLA_TABLE_PREFIX", "AWS_ENDPOINT_URL", "SLA_STAGE"):
         env.pop(key, None)  # the script's own defaults: a generated admin token, the local prefix
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -138,6 +139,52 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
     assert status == 200 and len(listing["items"]) == 7
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
+
+
+def test_make_run_writes_the_metrics_and_replays_an_ses_bounce_against_its_moto(running, tmp_path):
+    process, exports, output, drained_stderr, env = running
+    assert any(str(tmp_path / "metrics.jsonl") in line for line in output)  # the banner names the file
+    body = {"contract_id": "demo", "priority": "high", "channel": "portal", "subject": "系统无法登录",
+            "requester": {"name": "张三", "email": "zhang@customer.example"}}
+    status, created = call("POST", f"{exports['SLA']}/requests", exports["AGENT"], body)
+    assert status == 201, created
+    written = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    received = [d for d in written if "RequestsReceived" in d]
+    assert [(d["Stage"], d["ContractId"], d["Priority"], d["RequestsReceived"]) for d in received] == [
+        ("local", "demo", "high", [1.0])]
+
+    replay = subprocess.run([sys.executable, str(ROOT / "scripts" / "ses_event.py"), "bounce", created["request_id"]],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "Bounce of acknowledgement (acknowledgement) to zhang@customer.example: recorded" in replay.stdout
+    assert "metrics: SLAClock ContractId=demo Stage=local: NotificationsBounced=1" in replay.stdout
+    status, document = call("GET", f"{exports['SLA']}/requests/{created['request_id']}", exports["AGENT"])
+    shown = {n["key"]: n for n in document["notifications"]}
+    assert shown["acknowledgement"]["bounce_type"] == "Permanent" and shown["acknowledgement"]["bounced_at"]
+    assert shown["bounce|requester"]["status"] == "sent"  # the admins were told, through the same moto
+    assert list((tmp_path / "outbox").glob("*bounce_requester.eml"))
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=20) == 0
+    assert "Traceback" not in drained_stderr()
+
+
+def test_the_metrics_sink_prints_one_short_line_and_keeps_the_emf_document(tmp_path, capsys):
+    sink = run_local.MetricsSink(tmp_path / "run" / "metrics.jsonl")
+    document = {"_aws": {"Timestamp": 0, "CloudWatchMetrics": [{"Namespace": "SLAClock", "Dimensions": [["Stage"]],
+                                                                "Metrics": [{"Name": "ScanDue", "Unit": "Count"}]}]},
+                "Stage": "local", "ScanDue": [2.0]}
+    sink(document)
+    sink(document)
+    assert capsys.readouterr().out == "metrics: SLAClock Stage=local: ScanDue=2\n" * 2
+    kept = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in kept] == [document] * 2
+
+
+def test_ses_event_without_a_running_service_says_so(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "ses_event.py"), "delivery", "req_x"], cwd=ROOT,
+                          env=dict(os.environ, SLA_RUN_STATE=str(tmp_path / "none.json")), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and "start `make run` first" in done.stderr
 
 
 def test_ticker_invokes_every_scheduled_function_and_logs_failures(caplog):

@@ -1,0 +1,140 @@
+"""SES feedback: what SES reports after it accepted an email, recorded on the notification it concerns.
+
+The stage's SES configuration set publishes delivery, bounce and complaint events to an SNS topic
+the `ses_events` function subscribes to. Both shapes SES writes are read: event publishing
+(`"eventType"`, from a configuration set) and identity notifications (`"notificationType"`), which
+carry the same `mail`, `delivery`, `bounce` and `complaint` objects.
+
+- The notification is found by the SES message id `notify.deliver` stored when SES accepted it.
+- Each of `delivered_at`, `bounced_at` (+ `bounce_type`) and `complained_at` is written once: a
+  repeated event changes nothing and is counted as a repeat.
+- An event for a message id we do not know (sent by something else, or resent after a crash, which
+  keeps the last id only) is counted and ignored; so is an event of another type, or a message that
+  is not an SES event at all.
+- A permanent bounce of the requester's address tells the contract's admins, once per request: the
+  customer cannot be notified of anything until someone reaches them another way.
+
+Unreadable input is logged and dropped (retrying cannot fix it); a DynamoDB or SES failure raises,
+so Lambda retries the event, which the once-only writes make safe.
+"""
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from chalicelib import metrics, notify, service, store
+from chalicelib.alerts import local_time
+from chalicelib.emails import render_requester_bounce
+from chalicelib.logs import log_event
+
+# The SES event type, the object of the event that describes it, the notification field it sets.
+RECORDED = {"Delivery": ("delivery", "delivered_at"), "Bounce": ("bounce", "bounced_at"),
+            "Complaint": ("complaint", "complained_at")}
+REQUESTER_BOUNCE_KEY = "bounce|requester"
+logger = logging.getLogger("sla_clock.ses_feedback")
+
+
+@dataclass(frozen=True)
+class SesEvent:
+    type: str  # "Delivery", "Bounce" or "Complaint"
+    message_id: str
+    at: datetime  # when SES saw it happen
+    addresses: tuple = ()  # the recipients it concerns
+    bounce_type: str | None = None  # "Permanent", "Transient" or "Undetermined"
+    diagnostic: str = ""  # the receiving server's answer to the first bounced recipient
+
+
+def parse(message, now):
+    """The SesEvent in an SNS message (a JSON string), None for another type of event. ValueError when
+    it is no SES event at all. `now` stands in for a missing or unreadable timestamp."""
+    try:
+        document = json.loads(message)
+    except (TypeError, ValueError):
+        raise ValueError("the SNS message is not JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("the SNS message is not a JSON object")
+    kind = document.get("eventType") or document.get("notificationType")
+    if not isinstance(kind, str):
+        raise ValueError("neither eventType nor notificationType")
+    if kind not in RECORDED:
+        return None
+    mail = document.get("mail")
+    message_id = mail.get("messageId") if isinstance(mail, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        raise ValueError("no mail.messageId")
+    detail = document.get(RECORDED[kind][0])
+    detail = detail if isinstance(detail, dict) else {}
+    if kind == "Delivery":
+        addresses = detail.get("recipients") or []
+    else:
+        listed = detail.get("bouncedRecipients" if kind == "Bounce" else "complainedRecipients") or []
+        addresses = [r.get("emailAddress") for r in listed if isinstance(r, dict)]
+    diagnostic = next((r.get("diagnosticCode") for r in detail.get("bouncedRecipients") or []
+                       if isinstance(r, dict) and r.get("diagnosticCode")), "")
+    return SesEvent(
+        type=kind, message_id=message_id, at=_instant(detail.get("timestamp"), now),
+        addresses=tuple(a for a in addresses if isinstance(a, str)),
+        bounce_type=detail.get("bounceType") if kind == "Bounce" else None, diagnostic=str(diagnostic)[:500],
+    )
+
+
+def _instant(value, now):
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return now
+    return moment if moment.tzinfo is not None else now
+
+
+def handle(message, now):
+    """Record one SNS message. Returns what became of it: "recorded", "repeated" (already recorded),
+    "unknown" (no notification has that message id), "ignored" (another event type) or "unreadable"."""
+    try:
+        event = parse(message, now)
+    except ValueError as exc:
+        log_event(logger, "ses event unreadable", level=logging.WARNING, error=str(exc), sns_message=str(message)[:500])
+        return "unreadable"
+    if event is None:
+        return "ignored"
+    entry = notify.by_message_id(event.message_id)
+    if entry is None:
+        log_event(logger, "ses event for an unknown message", event=event.type, message_id=event.message_id)
+        return "unknown"
+    field = RECORDED[event.type][1]
+    more = {"bounce_type": event.bounce_type} if event.type == "Bounce" else {}
+    recorded = notify.record_once(entry, field, event.at, **more)
+    log_event(logger, f"ses {event.type.lower()} recorded" if recorded else f"ses {event.type.lower()} repeated",
+              level=logging.WARNING if recorded and event.type != "Delivery" else logging.INFO,
+              request_id=entry.request_id, key=entry.key, kind=entry.kind, message_id=event.message_id,
+              addresses=list(event.addresses), bounce_type=event.bounce_type, diagnostic=event.diagnostic or None)
+    if recorded and event.type == "Bounce":
+        metrics.emit("NotificationsBounced", contract_id=entry.contract_id)
+    if event.type == "Bounce" and event.bounce_type == "Permanent":
+        _tell_admins_of_requester_bounce(entry, event, now)  # also on a repeat: a retry finishes what failed
+    return "recorded" if recorded else "repeated"
+
+
+def _tell_admins_of_requester_bounce(entry, event, now):
+    """When the requester's own address bounced for good: one email to the contract's admins per request."""
+    item = store.get_request(entry.request_id)  # None for contract mail ("contract#<id>"), or a request gone
+    if item is None:
+        return
+    requester = str(item.requester.get("email", "")).lower()
+    bounced = next((a for a in event.addresses if a.lower() == requester), None)
+    if not requester or bounced is None:
+        return
+    policy = service.policy_of(service.latest_record(item.contract_id))
+    if not policy.notify.admins:
+        log_event(logger, "requester bounce: the contract names no admins", level=logging.WARNING,
+                  request_id=item.request_id, contract_id=item.contract_id)
+        return
+    rendered = render_requester_bounce(policy.notify.language, {
+        "contract_name": policy.name, "contract_id": item.contract_id, "request_id": item.request_id,
+        "subject": item.subject, "requester_name": item.requester.get("name", ""), "address": bounced,
+        "notification": entry.kind, "bounced_at": local_time(event.at, policy.calendar.tz),
+        "diagnostic": event.diagnostic,
+    })
+    alert = notify.new_entry(item.request_id, item.contract_id, REQUESTER_BOUNCE_KEY, "requester_bounce",
+                             policy.notify.admins, rendered, policy, now)
+    if notify.enqueue(alert):
+        notify.deliver_quietly([alert], now)

@@ -1,0 +1,215 @@
+"""SES events (issue 12): delivery, bounce and complaint events reach `ses_events` through SNS and are
+recorded on the notification SES accepted under that message id; agents and admins see them."""
+import importlib.util
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import botocore.client
+import pytest
+import time_machine
+from botocore.exceptions import ClientError
+from chalice.test import Client
+
+from app import app
+from chalicelib import metrics, notify
+from chalicelib.tables import NotificationModel
+
+ROOT = Path(__file__).resolve().parent.parent
+SH = ZoneInfo("Asia/Shanghai")
+REQUESTER = "zhang@customer.example"
+PROVIDER = "oncall@provider.example"
+ADMIN = "sla-admin@provider.example"
+REQUEST = {"contract_id": "acme", "priority": "urgent", "channel": "portal", "subject": "系统无法登录",
+           "requester": {"name": "张三", "email": REQUESTER}}
+_spec = importlib.util.spec_from_file_location("ses_event_script", ROOT / "scripts" / "ses_event.py")
+script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(script)
+
+
+def local(day, hour, minute=0):
+    return datetime(2026, 11, day, hour, minute, tzinfo=SH)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(local(23, 10), tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def written():
+    """The EMF documents the functions write."""
+    documents = []
+    metrics.use_writer(documents.append)
+    yield documents
+    metrics.use_writer(None)
+
+
+def publish(message):
+    """SNS delivers `message` (a dict, or raw text) to the ses_events function, as Lambda would."""
+    with Client(app) as lambda_client:
+        text = message if isinstance(message, str) else json.dumps(message)
+        event = lambda_client.events.generate_sns_event(message=text)
+        return lambda_client.lambda_.invoke("ses_events", event).payload["outcome"]
+
+
+def event(kind, entry, addresses=None, at=None, **options):
+    return script.ses_event(kind, entry.message_id, addresses or entry.recipients, at or local(23, 10, 1), **options)
+
+
+def create(agent):
+    status, body = agent.post("/requests", REQUEST)
+    assert status == 201, body
+    return body["request_id"]
+
+
+def acknowledgement(request_id):
+    return NotificationModel.get(request_id, "acknowledgement")
+
+
+def notifications(token, request_id):
+    status, body = token.get(f"/requests/{request_id}")
+    assert status == 200, body
+    return {n["key"]: n for n in body.get("notifications", [])} if "notifications" in body else None
+
+
+@pytest.mark.parametrize("shape", ["event", "notification"])
+def test_a_delivery_is_recorded_on_the_notification_and_shown_to_agents_and_admins_never_clients(
+        acme, mailbox, clock, shape):
+    admin, agent, client = acme
+    request_id = create(agent)
+    entry = acknowledgement(request_id)
+    assert entry.message_id  # kept when SES accepted it
+    assert publish(event("delivery", entry, at=local(23, 10, 0), shape=shape)) == "recorded"
+    for token in (agent, admin):
+        shown = notifications(token, request_id)["acknowledgement"]
+        assert shown["delivered_at"] == "2026-11-23T10:00:00+08:00"
+        assert (shown["bounced_at"], shown["bounce_type"], shown["complained_at"]) == (None, None, None)
+    assert notifications(client, request_id) is None
+
+
+@pytest.mark.parametrize("shape", ["event", "notification"])
+def test_a_complaint_is_recorded_once(acme, mailbox, clock, shape):
+    _, agent, _ = acme
+    request_id = create(agent)
+    entry = acknowledgement(request_id)
+    assert publish(event("complaint", entry, at=local(23, 11), shape=shape)) == "recorded"
+    assert publish(event("complaint", entry, at=local(23, 12), shape=shape)) == "repeated"
+    assert notifications(agent, request_id)["acknowledgement"]["complained_at"] == "2026-11-23T11:00:00+08:00"
+
+
+def test_repeated_events_change_nothing_and_count_one_bounce(acme, mailbox, clock, written):
+    _, agent, _ = acme
+    request_id = create(agent)
+    entry = acknowledgement(request_id)
+    first = event("delivery", entry, at=local(23, 10, 1))
+    assert [publish(first) for _ in range(3)] == ["recorded", "repeated", "repeated"]
+    assert publish(event("delivery", entry, at=local(23, 10, 30))) == "repeated"  # a later copy changes nothing
+    bounce = event("bounce", entry, at=local(23, 10, 2), bounce_type="Transient", shape="notification")
+    assert [publish(bounce) for _ in range(2)] == ["recorded", "repeated"]
+    stored = acknowledgement(request_id)
+    assert stored.delivered_at == local(23, 10, 1) and stored.bounced_at == local(23, 10, 2)
+    assert stored.bounce_type == "Transient"
+    bounced = [d for d in written if "NotificationsBounced" in d]
+    assert [(d["ContractId"], d["NotificationsBounced"]) for d in bounced] == [("acme", [1.0])]
+    assert bounced[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["ContractId", "Stage"], ["Stage"]]
+
+
+def test_a_permanent_bounce_of_the_requester_tells_the_admins_once_per_request(acme, mailbox, clock):
+    _, agent, _ = acme
+    request_id = create(agent)
+    assert agent.post(f"/requests/{request_id}/events", {"type": "respond", "note": "已收到"})[0] == 200
+    ack, reply = acknowledgement(request_id), NotificationModel.get(request_id, "event|2")
+    for entry in (ack, ack, reply):  # the same bounce again, then the requester's next email bouncing too
+        publish(event("bounce", entry, [REQUESTER], at=local(23, 10, 5)))
+    [alert] = mailbox.to(ADMIN)
+    assert request_id in alert["Subject"] and REQUESTER in alert["Subject"]
+    body = alert.get_body(("plain",)).get_content()
+    assert "受理确认" in body and "550 5.1.1 user unknown" in body and "2026-11-23 10:05" in body
+    shown = notifications(agent, request_id)
+    assert shown["acknowledgement"]["bounce_type"] == "Permanent"
+    assert shown["acknowledgement"]["bounced_at"] == shown["event|2"]["bounced_at"] == "2026-11-23T10:05:00+08:00"
+    assert shown["bounce|requester"]["kind"] == "requester_bounce" and shown["bounce|requester"]["to"] == [ADMIN]
+    assert shown["bounce|requester"]["status"] == "sent"
+
+
+def test_a_transient_bounce_or_a_provider_address_bouncing_tells_no_admin(acme, mailbox, clock):
+    _, agent, _ = acme
+    request_id = create(agent)
+    assert publish(event("bounce", acknowledgement(request_id), bounce_type="Transient")) == "recorded"
+    clock.move_to(local(23, 10, 16))  # the urgent request's 50 % warning goes to the provider
+    with Client(app) as lambda_client:
+        lambda_client.lambda_.invoke("scan_deadlines", lambda_client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region="us-east-1"))
+    warning = NotificationModel.get(request_id, "warning|first_response|0|0.5")
+    assert warning.recipients == [PROVIDER]
+    assert publish(event("bounce", warning)) == "recorded"
+    assert mailbox.to(ADMIN) == [] and "bounce|requester" not in notifications(agent, request_id)
+
+
+def test_unknown_message_ids_are_counted_and_ignored(acme, mailbox, clock, caplog):
+    _, agent, _ = acme
+    request_id = create(agent)
+    before = acknowledgement(request_id).attribute_values
+    stranger = script.ses_event("bounce", "0100018c-not-ours", [REQUESTER], local(23, 10, 1))
+    with caplog.at_level("INFO", logger="sla_clock.ses_feedback"):
+        assert [publish(stranger) for _ in range(2)] == ["unknown", "unknown"]
+    assert [r.fields["message_id"] for r in caplog.records if r.getMessage() == "ses event for an unknown message"] \
+        == ["0100018c-not-ours"] * 2
+    assert acknowledgement(request_id).attribute_values == before and mailbox.to(ADMIN) == []
+
+
+@pytest.mark.parametrize("message, outcome", [
+    ("not json", "unreadable"),
+    ("[1, 2]", "unreadable"),
+    ({"mail": {"messageId": "x"}}, "unreadable"),
+    ({"eventType": "Bounce", "bounce": {"bounceType": "Permanent"}}, "unreadable"),
+    ({"eventType": "Send", "mail": {"messageId": "x"}, "send": {}}, "ignored"),
+    ({"eventType": "Open", "mail": {"messageId": "x"}, "open": {}}, "ignored"),
+    ({"notificationType": "AmazonSnsSubscriptionSucceeded", "message": "You have successfully subscribed"},
+     "ignored"),
+])
+def test_other_event_types_and_unreadable_messages_are_dropped_without_failing(aws, message, outcome):
+    assert publish(message) == outcome
+
+
+def test_a_dynamodb_failure_raises_so_lambda_retries_and_the_retry_records_it(acme, mailbox, clock, monkeypatch):
+    _, agent, _ = acme
+    request_id = create(agent)
+    bounce = event("bounce", acknowledgement(request_id), [REQUESTER])
+    original = botocore.client.BaseClient._make_api_call
+
+    def throttled(client, operation, params):
+        if operation == "UpdateItem" and "bounced_at" in json.dumps(params):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttled)
+    with pytest.raises(Exception, match="slow down"):
+        publish(bounce)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", original)
+    assert publish(bounce) == "recorded"
+    assert len(mailbox.to(ADMIN)) == 1
+
+
+def test_emails_are_sent_through_the_stage_s_configuration_set(acme, mailbox, clock, monkeypatch):
+    _, agent, _ = acme
+    sends = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(client, operation, params):
+        if operation == "SendRawEmail":
+            sends.append(params.get("ConfigurationSetName"))
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    create(agent)  # inside the Lambda environment of the dev stage (.chalice/config.json)
+    monkeypatch.delenv("SLA_SES_CONFIGURATION_SET", raising=False)
+    request_id = create(agent)
+    entry = NotificationModel.get(request_id, "acknowledgement")
+    entry.update(actions=[NotificationModel.status.set("pending")])
+    notify.deliver(entry, local(23, 10, 5))  # outside it, with no configuration set configured
+    assert sends == ["sla-clock-dev", "sla-clock-dev", None]
