@@ -80,12 +80,13 @@ def test_a_scan_prints_its_lag_due_errors_and_duration_and_per_contract_warnings
     backdated = {**REQUEST, "received_at": "2026-11-23T09:00:00+08:00"}  # due 09:30: breached already
     assert agent.post("/requests", backdated)[0] == 201
 
-    report, printed = scan(capsys, clock, local(23, 10, 1))
+    report, printed = scan(capsys, clock, local(23, 10, 2))
     assert report["due"] == 1 and report["sent"] == 1
     found = lines(printed)
     assert set(found) == {SCAN, PER_CONTRACT, breaches("first_response", "urgent")}
     assert found[SCAN]["ScanDue"] == ("Count", [1.0]) and found[SCAN]["ScanErrors"] == ("Count", [0.0])
-    assert found[SCAN]["ScanLagSeconds"] == ("Seconds", [60.0])  # the backdated one was due at 10:00
+    # The backdated one is checked once its import settled, at 10:01: a minute late.
+    assert found[SCAN]["ScanLagSeconds"] == ("Seconds", [60.0])
     unit, [duration] = found[SCAN]["ScanDuration"]
     assert unit == "Milliseconds" and duration == report["duration_ms"] > 0
     assert found[breaches("first_response", "urgent")] == {"Breaches": ("Count", [1.0])}
