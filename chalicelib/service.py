@@ -405,6 +405,7 @@ def _bool_param(params, name):
     return value == "true"
 
 
+MAX_TOKEN_LIFETIME = timedelta(days=3653)  # ten years: a later expiry is a typo, not a plan
 LISTING_PARAMS = ("contract_id", "status", "breached", "priority", "category", "sort", "due_within", "limit", "next")
 SORTS = ("received", "due")
 
@@ -591,6 +592,8 @@ def issue_token(principal, body, now):
         expires_at = instant(expires_at, "expires_at")
         if expires_at <= now:
             raise ValidationError("expires_at", "must lie in the future")
+        if expires_at > now + MAX_TOKEN_LIFETIME:
+            raise ValidationError("expires_at", f"must lie within {MAX_TOKEN_LIFETIME.days} days")
     record, token = auth.issue_token(role, contract_id, principal.token_id, now, expires_at)
     return token_document(record, token)
 
