@@ -475,13 +475,17 @@ def list_requests(principal, params, now):
 def _queue(contract_id, cursor, limit, status, due_by, document_of):
     """sort=due: first the requests with a running deadline from the deadline index, soonest first,
     then (unless `due_by` keeps only those due by then) the others, newest first."""
-    phase, start = store.decode_queue_cursor(cursor) if cursor else ("due", None)
-    if phase == "due" and start is not None and start["due_contract"]["S"] != contract_id:
-        raise ValidationError("next", "belongs to another listing")
-    if phase == "rest" and start is not None:
+    owner, phase, start = store.decode_queue_cursor(cursor) if cursor else (contract_id, "due", None)
+    # The key must also be one of the index this listing reads: DynamoDB refuses any other with an error.
+    if phase == "due" and start is not None:
+        own_key = start["due_contract"]["S"] == contract_id
+    elif phase == "rest" and start is not None:
         name, value = ("contract_status", status_key(contract_id, status)) if status else ("contract_id", contract_id)
-        if start.get(name, {}).get("S") != value:
-            raise ValidationError("next", "belongs to another listing")
+        own_key = start.get(name, {}).get("S") == value
+    else:
+        own_key = True
+    if owner != contract_id or not own_key:
+        raise ValidationError("next", "belongs to another listing")
 
     def read_due(start_key):
         return store.requests_by_deadline(contract_id, start_key, page_size=limit, due_by=due_by)
@@ -496,7 +500,7 @@ def _queue(contract_id, cursor, limit, status, due_by, document_of):
     if phase not in phases:
         raise ValidationError("next", "belongs to another listing")
     items, resume = _gather(sources[phases.index(phase):], start, limit, document_of)
-    return {"items": items, "next": store.encode_queue_cursor(*resume) if resume else None}
+    return {"items": items, "next": store.encode_queue_cursor(contract_id, *resume) if resume else None}
 
 
 def _gather(sources, start, limit, document_of):

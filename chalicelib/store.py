@@ -164,7 +164,7 @@ def append_event(request, event, cache, outbox=()):
     """
     entry = compact_event(event)
     actions = [RequestModel.timeline.set(request.timeline + [entry])]
-    actions += [getattr(RequestModel, name).set(value) for name, value in cache.items()]
+    actions += _cache_actions(cache)
     try:
         with TransactWrite(connection=_connection()) as tx:
             tx.update(request, actions=actions)
@@ -177,9 +177,16 @@ def append_event(request, event, cache, outbox=()):
         raise
 
 
+def _cache_actions(cache):
+    """The update of a request's cached fields: None removes the attribute. A sparse index leaves out
+    items without its key; DynamoDB refuses an index key that is present but NULL."""
+    return [getattr(RequestModel, name).remove() if value is None else getattr(RequestModel, name).set(value)
+            for name, value in cache.items()]
+
+
 def refresh_cache(request, cache):
     """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine."""
-    actions = [getattr(RequestModel, name).set(value) for name, value in cache.items()]
+    actions = _cache_actions(cache)
     try:
         request.update(actions=actions)
     except Exception as exc:  # noqa: BLE001 - an UpdateError with a failed version condition
@@ -322,20 +329,21 @@ def decode_cursor(cursor):
     return decode_key(cursor, LISTING_KEY)
 
 
-def encode_queue_cursor(phase, key):
-    """The cursor of the queue view: which source to go on with ("due" or "rest") and where in it
-    (None: at its start)."""
-    return encode_cursor({phase: key})
+def encode_queue_cursor(contract_id, phase, key):
+    """The cursor of the queue view: the contract, which part to go on with ("due": the requests with
+    a running deadline, or "rest") and where in it (None: at its start)."""
+    return encode_cursor({"contract_id": contract_id, "phase": phase, "key": key})
 
 
 def decode_queue_cursor(cursor):
-    """(phase, start key) inside a queue view cursor; ValidationError naming `next` otherwise."""
+    """(contract id, phase, start key) inside a queue view cursor; ValidationError naming `next` otherwise."""
     content = _cursor_content(cursor)
-    if isinstance(content, dict) and len(content) == 1:
-        [(phase, key)] = content.items()
+    if isinstance(content, dict) and set(content) == {"contract_id", "phase", "key"} \
+            and isinstance(content["contract_id"], str):
+        phase, key = content["phase"], content["key"]
         if (phase == "due" and _is_key(key, DEADLINE_KEY)) or (phase == "rest" and (
                 key is None or any(_is_key(key, shape) for shape in WITHOUT_DEADLINE_KEYS))):
-            return phase, key
+            return content["contract_id"], phase, key
     raise ValidationError("next", "is not a cursor of a listing sorted by due")
 
 
