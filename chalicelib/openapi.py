@@ -10,7 +10,6 @@ SPEC_PATH = Path(__file__).with_name("openapi.yaml")
 
 @functools.cache
 def document():
-    """The spec as a JSON-ready dict, read and parsed once per process (a warm Lambda keeps it).
-    BaseLoader would read every scalar as a string; the safe loader reads numbers and booleans, and
-    the spec quotes its dates so none becomes a datetime."""
+    """The spec as a JSON-ready dict, read and parsed once per process (a warm Lambda keeps it). The
+    spec quotes anything YAML would read as a date, so every value is a JSON type."""
     return yaml.safe_load(SPEC_PATH.read_text("utf-8"))

@@ -405,7 +405,6 @@ def _bool_param(params, name):
     return value == "true"
 
 
-MAX_TOKEN_LIFETIME = timedelta(days=3653)  # ten years: a later expiry is a typo, not a plan
 LISTING_PARAMS = ("contract_id", "status", "breached", "priority", "category", "sort", "due_within", "limit", "next")
 SORTS = ("received", "due")
 
@@ -574,6 +573,9 @@ def _category_param(policy, value):
 
 
 # --- tokens --------------------------------------------------------------------------------------
+
+
+MAX_TOKEN_LIFETIME = timedelta(days=3653)  # ten years: a later expiry is a typo, not a plan
 
 
 def issue_token(principal, body, now):
