@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, logs, reporting, scanner, service, ses_feedback
+from chalicelib import auth, calendars, logs, openapi, reporting, scanner, service, ses_feedback
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
@@ -16,6 +16,12 @@ api = Api(app)
 @api.route("/health", methods=["GET"], public=True)
 def health(call):
     return {"status": "ok"}
+
+
+@api.route("/openapi.json", methods=["GET"], public=True)
+def openapi_document(call):
+    """The OpenAPI description of every route, for client generators and API tools."""
+    return openapi.document()
 
 
 @api.route("/contracts/{contract_id}", methods=["PUT"], roles=("admin",))
@@ -110,6 +116,11 @@ def list_events(call, request_id):
 @api.route("/requests/{request_id}/events", methods=["POST"])
 def post_event(call, request_id):
     return service.post_event(call.principal, request_id, call.body, call.now)
+
+
+@api.route("/tokens", methods=["GET"], roles=("admin",))
+def list_tokens(call):
+    return service.list_tokens(call.query)
 
 
 @api.route("/tokens", methods=["POST"], roles=("admin",))

@@ -12,10 +12,11 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from chalicelib.logs import log_event
@@ -23,6 +24,7 @@ from chalicelib.tables import REGION, TokenModel
 
 ROLES = ("admin", "agent", "client")
 BOOTSTRAP_ID = "bootstrap-admin"
+USE_STAMP_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per token
 logger = logging.getLogger("sla_clock.auth")
 _parameters = {}  # SSM parameter name -> its decrypted value, for the life of the process (warm Lambda)
 _parameters_lock = threading.Lock()
@@ -89,8 +91,10 @@ def bootstrap_token():
     return os.environ.get("SLA_ADMIN_TOKEN")
 
 
-def authenticate(header):
-    """The principal behind an Authorization header, or UnauthorizedError."""
+def authenticate(header, now=None):
+    """The principal behind an Authorization header at `now` (default: the current time), or
+    UnauthorizedError: unknown, revoked or expired tokens are refused alike."""
+    now = now or datetime.now(UTC)
     token = _bearer(header)
     bootstrap = bootstrap_token()
     if bootstrap and hmac.compare_digest(_sha256(token), _sha256(bootstrap)):
@@ -104,10 +108,28 @@ def authenticate(header):
         raise UnauthorizedError("unknown or revoked token") from None
     if not hmac.compare_digest(_sha256(secret), record.secret_sha256):
         raise UnauthorizedError("unknown or revoked token")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise UnauthorizedError("unknown or revoked token")
+    _stamp_use(record, now)
     return Principal(record.token_id, record.role, record.contract_id)
 
 
-def issue_token(role, contract_id, created_by, now):
+def _stamp_use(record, now):
+    """Record when the token was last used, at most once per USE_STAMP_EVERY: the condition makes
+    concurrent calls write once, and a busy token costs one write a minute, not one per call. Best
+    effort: a failed stamp never fails the call it belongs to."""
+    if record.last_used_at is not None and now - record.last_used_at < USE_STAMP_EVERY:
+        return
+    stale = TokenModel.last_used_at.does_not_exist() | (TokenModel.last_used_at <= now - USE_STAMP_EVERY)
+    try:
+        record.update(actions=[TokenModel.last_used_at.set(now)], condition=stale)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            log_event(logger, "token use not recorded", level=logging.WARNING, token_id=record.token_id,
+                      error=f"{type(exc).__name__}: {exc}")
+
+
+def issue_token(role, contract_id, created_by, now, expires_at=None):
     """Store a new token's hash; return (record, token). The token itself is never stored."""
     token_id = "tok_" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
@@ -118,9 +140,17 @@ def issue_token(role, contract_id, created_by, now):
         contract_id=contract_id,
         created_at=now,
         created_by=created_by,
+        expires_at=expires_at,
     )
     record.save(condition=TokenModel.token_id.does_not_exist())
     return record, f"{token_id}.{secret}"
+
+
+def tokens_page(limit, start_key=None):
+    """One page of stored tokens (a Scan of the small tokens table): (records, last key or None)."""
+    result = TokenModel.scan(limit=limit, last_evaluated_key=start_key)
+    records = list(result)
+    return records, result.last_evaluated_key
 
 
 def revoke_token(token_id):

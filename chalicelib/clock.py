@@ -302,6 +302,13 @@ class SlaState:
     def breached(self):
         return any(m.breached for m in self.metrics.values())
 
+    @property
+    def next_due_at(self):
+        """The next running deadline: the earliest due_at of the metrics still counting toward one,
+        breached ones included. None while paused, before the clock starts, and once all are met."""
+        running = [m.due_at for m in self.metrics.values() if m.running and m.due_at is not None]
+        return min(running) if running else None
+
 
 def _target_minutes(policy, meter, start, duration):
     if duration.is_working_days:

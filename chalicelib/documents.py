@@ -57,6 +57,7 @@ def request_document(item, state, policy, events=None, events_next=None, notific
         "rating": state.ratings[-1][1] if state.ratings else None,
         "contract_version": state.contract_version,
         "next_check_at": iso(state.next_check_at, tz),
+        "next_due_at": iso(state.next_due_at, tz),
     }
     if events is not None:
         doc["events"] = [event_document(event, tz) for event in events]
@@ -119,11 +120,14 @@ def preview_document(state, policy):
 
 
 def token_document(record, token=None):
+    """A token's record; `token` (the secret) only in the answer that issues it."""
     doc = {
         "token_id": record.token_id,
         "role": record.role,
         "contract_id": record.contract_id,
-        "created_at": record.created_at.astimezone(UTC).isoformat(),
+        "created_at": iso(record.created_at, UTC),
+        "expires_at": iso(record.expires_at, UTC),
+        "last_used_at": iso(record.last_used_at, UTC),
     }
     if token is not None:
         doc["token"] = token

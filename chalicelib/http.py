@@ -115,7 +115,7 @@ class Api:
         try:
             if len(request.raw_body or b"") > MAX_BODY:
                 return error_response("RequestEntityTooLargeError", f"the body exceeds {MAX_BODY} bytes")
-            principal, consumed = None, ()
+            principal, consumed, now = None, (), datetime.now(UTC)
             if not public:
                 header = request.headers.get("authorization")
                 if token_in_query:
@@ -123,10 +123,10 @@ class Api:
                     query_token = (request.query_params or {}).get("token")
                     if header is None and query_token is not None:
                         header = f"Bearer {query_token}"
-                principal = auth.authenticate(header)
+                principal = auth.authenticate(header, now)
                 if principal.role not in roles:
                     raise ForbiddenError(f"this needs a token with role {' or '.join(roles)}")
-            result = view(Call(request, principal, datetime.now(UTC), consumed), **params)
+            result = view(Call(request, principal, now, consumed), **params)
         except SlaError as exc:
             return error_response(exc.code, exc.message)
         except AWS_FAULTS as exc:

@@ -5,10 +5,12 @@ import time
 from datetime import date, datetime, timedelta
 
 from chalicelib import metrics, notify, service, store
+from chalicelib.calendars import FIRST_YEAR, LAST_YEAR
 from chalicelib.clock import RESOLVED
 from chalicelib.emails import render_daily_tally
 from chalicelib.errors import ValidationError
 from chalicelib.fields import instant, reject_unknown, require_object, text
+from chalicelib.intake import EARLIEST
 from chalicelib.logs import log_event
 from chalicelib.tables import OutageModel, TallyModel, utc_key
 from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
@@ -203,6 +205,8 @@ def backfill(principal, contract_id, body, now):
     day = parse_date(body.get("date"), "date")
     if day > now.astimezone(policy.calendar.tz).date():
         raise ValidationError("date", "must not lie in the future")
+    if day.year < FIRST_YEAR:
+        raise ValidationError("date", f"must not precede {FIRST_YEAR}")
     return tally_contract_day(contract_id, policy, day, now)
 
 
@@ -224,6 +228,8 @@ def report(principal, contract_id, params, now):
     match = MONTH.fullmatch(params.get("month") or "")
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValidationError("month", "is required, as YYYY-MM")
+    if not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+        raise ValidationError("month", f"must lie between {FIRST_YEAR} and {LAST_YEAR}")
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
@@ -245,6 +251,8 @@ def record_outage(principal, contract_id, body, now):
         if key not in body:
             raise ValidationError(key, "is required")
     start, end = instant(body["start"], "start"), instant(body["end"], "end")
+    if start < EARLIEST:
+        raise ValidationError("start", f"must not precede {EARLIEST.date().isoformat()}")
     if end <= start:
         raise ValidationError("end", "must be after start")
     if end > now:

@@ -17,8 +17,9 @@ from chalicelib.documents import (
     request_document,
     token_document,
 )
+from chalicelib.durations import parse_duration
 from chalicelib.errors import ConflictError, NotFoundError, ValidationError
-from chalicelib.fields import reject_unknown, require_object, whole_number
+from chalicelib.fields import instant, reject_unknown, require_object, whole_number
 from chalicelib.intake import contract_id_of, parse_event, parse_new_request, parse_preview
 from chalicelib.policy import parse_contract
 from chalicelib.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
@@ -188,8 +189,9 @@ def clock_events(item):
 
 
 def cache_fields(item, state, check_now=None, checked_until=None):
-    """Derived fields kept on the item: listing filters and their indexes (status, breached), and the
-    scanner's sparse index (an item leaves the index when it has nothing left to check).
+    """Derived fields kept on the item: listing filters and their indexes (status, breached, the next
+    running deadline of the queue view), and the scanner's sparse index (an item leaves the index when
+    it has nothing left to check).
 
     `check_now`: an instant when notifications are due already (a backdated request, a contract
     change): the scanner then visits at once instead of at the next future milestone.
@@ -197,6 +199,7 @@ def cache_fields(item, state, check_now=None, checked_until=None):
     so the next visit looks at all of them again (the outbox keeps that from sending anything twice).
     """
     next_check = check_now or state.next_check_at
+    next_due = state.next_due_at
     return {
         "checked_until": checked_until.timestamp() if checked_until else None,
         "status": state.status,
@@ -209,6 +212,8 @@ def cache_fields(item, state, check_now=None, checked_until=None):
         "closed_key": utc_key(state.last_event_at) if state.status == RESOLVED else OPEN_KEY,
         "contract_status": status_key(item.contract_id, state.status),
         "breached_contract": item.contract_id if state.breached else None,
+        "next_due_at": next_due.timestamp() if next_due else None,
+        "due_contract": item.contract_id if next_due else None,
         "frozen_state": freeze(state) if state.status == RESOLVED else None,
     }
 
@@ -414,10 +419,15 @@ def _bool_param(params, name):
     return value == "true"
 
 
+LISTING_PARAMS = ("contract_id", "status", "breached", "priority", "category", "sort", "due_within", "limit", "next")
+SORTS = ("received", "due")
+
+
 def list_requests(principal, params, now):
-    """GET /requests: a contract's requests, newest first, filtered, with an opaque cursor."""
+    """GET /requests: a contract's requests, filtered, a page at a time with an opaque cursor: newest
+    first, or with sort=due by the next running deadline, soonest first (the queue view)."""
     params = params or {}
-    reject_unknown(params, ("contract_id", "status", "breached", "limit", "next"))
+    reject_unknown(params, LISTING_PARAMS)
     contract_id = params.get("contract_id") or principal.contract_id
     if contract_id is None:
         raise ValidationError("contract_id", "is required for admin tokens")
@@ -428,50 +438,163 @@ def list_requests(principal, params, now):
         raise ValidationError("status", f"must be one of {', '.join(STATUSES)}")
     breached = _bool_param(params, "breached")
     limit = whole_number(params.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    sort = params.get("sort", "received")
+    if sort not in SORTS:
+        raise ValidationError("sort", f"must be one of {', '.join(SORTS)}")
+    if "due_within" in params and sort != "due":
+        raise ValidationError("due_within", "works with sort=due only")
+    memo = {}
+    latest = policy_of(latest_record(contract_id), memo)
+    priority = params.get("priority")
+    if priority is not None and priority not in latest.priorities:
+        raise ValidationError("priority", f"must be one of the contract's priorities: {', '.join(latest.priorities)}")
+    category = _category_param(latest, params.get("category"))
+    due_by = now + _wall_duration(params["due_within"], "due_within") if "due_within" in params else None
+
+    def document_of(item):
+        """The item's document when it passes every filter, else None. The indexes are as of each
+        request's last evaluation; the clock's answer now decides."""
+        if status is not None and item.status != status:
+            return None
+        policy = latest if item.status != RESOLVED else policy_for(item, memo)
+        state = state_of(item, policy, now)
+        if breached is not None and state.breached != breached:
+            return None
+        if priority is not None and state.priority != priority:
+            return None
+        if category is not None and getattr(item, "category", None) != category:
+            return None
+        if due_by is not None and (state.next_due_at is None or state.next_due_at > due_by):
+            return None
+        return request_document(item, state, policy)
+
+    if sort == "due":
+        return _queue(contract_id, params.get("next"), limit, status, due_by, document_of)
     start = store.decode_cursor(params["next"]) if params.get("next") else None
     if start is not None and start["contract_id"]["S"] != contract_id:
         raise ValidationError("next", "belongs to another listing")
-    memo = {}
-    latest = policy_of(latest_record(contract_id), memo)
 
     # Each filter reads its own index (breached, else status), so a page costs about `limit` items.
-    # The index is as of each request's last evaluation; the clock's answer now decides. What the
-    # index cannot narrow (breached=false, or status and breached together) is read at most
-    # MAX_LISTING_PAGES pages per call: then `next` continues even if the page came back short.
-    items, next_key = [], None
-    for pages in range(1, MAX_LISTING_PAGES + 1):
-        page, last = store.requests_of_contract(contract_id, start, page_size=limit, status=status,
-                                                breached_only=breached is True)
-        for position, item in enumerate(page):
-            if status is not None and item.status != status:
-                continue
-            policy = latest if item.status != RESOLVED else policy_for(item, memo)
-            state = state_of(item, policy, now)
-            if breached is not None and state.breached != breached:
-                continue
-            items.append(request_document(item, state, policy))
-            if len(items) == limit:
-                if position < len(page) - 1 or last is not None:
-                    next_key = _listing_key(item)
+    # What the index cannot narrow (breached=false, status and breached together, priority) is read
+    # at most MAX_LISTING_PAGES pages per call: then `next` continues even if the page came back short.
+    def read(start_key):
+        return store.requests_of_contract(contract_id, start_key, page_size=limit, status=status,
+                                          breached_only=breached is True)
+
+    items, resume = _gather([("listing", read, _listing_key)], start, limit, document_of)
+    return {"items": items, "next": store.encode_cursor(resume[1] if resume else None)}
+
+
+def _queue(contract_id, cursor, limit, status, due_by, document_of):
+    """sort=due: first the requests with a running deadline from the deadline index, soonest first,
+    then (unless `due_by` keeps only those due by then) the others, newest first."""
+    owner, phase, start = store.decode_queue_cursor(cursor) if cursor else (contract_id, "due", None)
+    # The key must also be one of the index this listing reads: DynamoDB refuses any other with an error.
+    if phase == "due" and start is not None:
+        own_key = start["due_contract"]["S"] == contract_id
+    elif phase == "rest" and start is not None:
+        name, value = ("contract_status", status_key(contract_id, status)) if status else ("contract_id", contract_id)
+        own_key = start.get(name, {}).get("S") == value
+    else:
+        own_key = True
+    if owner != contract_id or not own_key:
+        raise ValidationError("next", "belongs to another listing")
+
+    def read_due(start_key):
+        return store.requests_by_deadline(contract_id, start_key, page_size=limit, due_by=due_by)
+
+    def read_rest(start_key):
+        return store.requests_without_deadline(contract_id, start_key, page_size=limit, status=status)
+
+    sources = [("due", read_due, _deadline_key)]
+    if due_by is None:
+        sources.append(("rest", read_rest, _without_deadline_key(status)))
+    phases = [name for name, _, _ in sources]
+    if phase not in phases:
+        raise ValidationError("next", "belongs to another listing")
+    items, resume = _gather(sources[phases.index(phase):], start, limit, document_of)
+    return {"items": items, "next": store.encode_queue_cursor(contract_id, *resume) if resume else None}
+
+
+def _gather(sources, start, limit, document_of):
+    """Up to `limit` documents from `sources`, read in order a page at a time, the first from key
+    `start`, at most MAX_LISTING_PAGES pages in all. sources: [(phase, read_page(start key) ->
+    (items, last key), key_of(item))]; `document_of(item)` is the item's document, or None to skip it.
+    Returns (documents, where the next call resumes: (phase, start key or None for the start of that
+    source)), or None when every source is read to its end."""
+    documents, pages = [], 0
+    for position, (phase, read_page, key_of) in enumerate(sources):
+        following = (sources[position + 1][0], None) if position + 1 < len(sources) else None
+        while True:
+            if pages == MAX_LISTING_PAGES:
+                return documents, (phase, start)
+            page, last = read_page(start)
+            pages += 1
+            for offset, item in enumerate(page):
+                document = document_of(item)
+                if document is None:
+                    continue
+                documents.append(document)
+                if len(documents) == limit:
+                    if offset < len(page) - 1:
+                        return documents, (phase, key_of(item))
+                    return documents, ((phase, last) if last else following)
+            if last is None:
                 break
-        if len(items) == limit or last is None:
-            break
-        start = last
-        if pages == MAX_LISTING_PAGES:
-            next_key = start
-    return {"items": items, "next": store.encode_cursor(next_key)}
+            start = last
+        start = None
+    return documents, None
 
 
 def _listing_key(item):
     return {name: {"S": getattr(item, name)} for name in ("request_id", "contract_id", "listed_at")}
 
 
+def _deadline_key(item):
+    return {"request_id": {"S": item.request_id}, "due_contract": {"S": item.due_contract},
+            "next_due_at": {"N": RequestModel.next_due_at.serialize(item.next_due_at)}}
+
+
+def _without_deadline_key(status):
+    """The key of an item in the index requests_without_deadline reads for `status`."""
+    def key_of(item):
+        partition = ("contract_status", item.contract_status) if status else ("contract_id", item.contract_id)
+        return {"request_id": {"S": item.request_id}, partition[0]: {"S": partition[1]},
+                "listed_at": {"S": item.listed_at}}
+
+    return key_of
+
+
+def _wall_duration(value, name):
+    """A wall-clock duration parameter such as 30m or 2h, as a timedelta."""
+    duration = parse_duration(value, name)
+    if duration.is_working_days:
+        raise ValidationError(name, "must be wall-clock minutes or hours, e.g. 30m or 2h")
+    return timedelta(minutes=duration.minutes)
+
+
+def _category_param(policy, value):
+    """The `category` filter: one of the contract's categories. A contract that defines none has no
+    category to filter on."""
+    if value is None:
+        return None
+    categories = getattr(policy, "categories", None) or {}
+    if value not in categories:
+        known = ", ".join(sorted(categories))
+        raise ValidationError("category", f"must be one of the contract's categories: {known}" if known
+                              else "the contract defines no categories")
+    return value
+
+
 # --- tokens --------------------------------------------------------------------------------------
+
+
+MAX_TOKEN_LIFETIME = timedelta(days=3653)  # ten years: a later expiry is a typo, not a plan
 
 
 def issue_token(principal, body, now):
     body = require_object(body, "body")
-    reject_unknown(body, ("role", "contract_id"))
+    reject_unknown(body, ("role", "contract_id", "expires_at"))
     role = body.get("role")
     if role not in auth.ROLES:
         raise ValidationError("role", f"must be one of {', '.join(auth.ROLES)}")
@@ -484,6 +607,22 @@ def issue_token(principal, body, now):
             raise ValidationError("contract_id", f"is required for {role} tokens")
         check_contract_id(contract_id)
         latest_record(contract_id)
-    record, token = auth.issue_token(role, contract_id, principal.token_id, now)
+    expires_at = body.get("expires_at")
+    if expires_at is not None:
+        expires_at = instant(expires_at, "expires_at")
+        if expires_at <= now:
+            raise ValidationError("expires_at", "must lie in the future")
+        if expires_at > now + MAX_TOKEN_LIFETIME:
+            raise ValidationError("expires_at", f"must lie within {MAX_TOKEN_LIFETIME.days} days")
+    record, token = auth.issue_token(role, contract_id, principal.token_id, now, expires_at)
     return token_document(record, token)
 
+
+def list_tokens(params):
+    """GET /tokens: the stored tokens, a page at a time; never a secret, nor its hash."""
+    params = params or {}
+    reject_unknown(params, ("limit", "next"))
+    limit = whole_number(params.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    start = store.decode_key(params["next"], store.TOKEN_KEY) if params.get("next") else None
+    records, last = auth.tokens_page(limit, start)
+    return {"items": [token_document(record) for record in records], "next": store.encode_cursor(last)}

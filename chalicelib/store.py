@@ -8,6 +8,7 @@ Idempotency-Key it is created under.
 import base64
 import binascii
 import json
+import re
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, timedelta
@@ -38,6 +39,7 @@ from chalicelib.tables import (
 )
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+NUMBER = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")  # epoch seconds, as the keys this API writes hold them
 
 
 class StaleWrite(Exception):
@@ -166,7 +168,7 @@ def append_event(request, event, cache, outbox=()):
     """
     entry = compact_event(event)
     actions = [RequestModel.timeline.set(request.timeline + [entry])]
-    actions += [getattr(RequestModel, name).set(value) for name, value in cache.items()]
+    actions += _cache_actions(cache)
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         tx.update(request, actions=actions)
         tx.save(event, condition=EventModel.seq.does_not_exist())
@@ -174,9 +176,16 @@ def append_event(request, event, cache, outbox=()):
             tx.save(notification, condition=NotificationModel.key.does_not_exist())
 
 
+def _cache_actions(cache):
+    """The update of a request's cached fields: None removes the attribute. A sparse index leaves out
+    items without its key; DynamoDB refuses an index key that is present but NULL."""
+    return [getattr(RequestModel, name).remove() if value is None else getattr(RequestModel, name).set(value)
+            for name, value in cache.items()]
+
+
 def refresh_cache(request, cache):
     """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine."""
-    actions = [getattr(RequestModel, name).set(value) for name, value in cache.items()]
+    actions = _cache_actions(cache)
     try:
         request.update(actions=actions)
     except Exception as exc:  # noqa: BLE001 - an UpdateError with a failed version condition
@@ -226,6 +235,35 @@ def requests_of_contract(contract_id, start_key=None, page_size=50, status=None,
     return items, last
 
 
+def _one_page(results):
+    """Exactly one DynamoDB page of a request query: (items, last evaluated key or None). A filter
+    then costs one bounded read per call, however few of the items read it keeps."""
+    page = next(results.page_iter)
+    return [RequestModel.from_raw_data(raw) for raw in page["Items"]], results.page_iter.last_evaluated_key
+
+
+def requests_by_deadline(contract_id, start_key=None, page_size=50, due_by=None):
+    """One page of the contract's requests with a running deadline, the soonest first (breached ones,
+    whose deadline has passed, before the rest): (items, last evaluated key or None). `due_by`: only
+    those whose next running deadline falls at or before that instant; the index's sort key bounds
+    the read, so it reads what it returns."""
+    condition = RequestModel.next_due_at <= due_by.timestamp() if due_by is not None else None
+    return _one_page(RequestModel.due_by_contract.query(contract_id, condition, limit=page_size,
+                                                        last_evaluated_key=start_key))
+
+
+def requests_without_deadline(contract_id, start_key=None, page_size=50, status=None):
+    """One page of the contract's requests with no running deadline (paused, not started, resolved),
+    newest first: (items, last evaluated key or None). Read from the status index when `status` is
+    given, else from every request of the contract, keeping those outside the deadline index."""
+    if status is not None:
+        index, partition = RequestModel.by_contract_status, status_key(contract_id, status)
+    else:
+        index, partition = RequestModel.by_contract, contract_id
+    return _one_page(index.query(partition, scan_index_forward=False, limit=page_size, last_evaluated_key=start_key,
+                                 filter_condition=RequestModel.due_contract.does_not_exist()))
+
+
 def open_requests_page(contract_id, start_key=None, page_size=100):
     """One page of the contract's open requests (full items): (items, last evaluated key or None)."""
     result = RequestModel.by_contract_closed.query(
@@ -259,15 +297,59 @@ def _cursor_content(cursor):
         raise ValidationError("next", "is not a cursor returned by this API") from None
 
 
-def decode_cursor(cursor):
-    """The DynamoDB start key inside an opaque `next` cursor; ValidationError if it is not one."""
+LISTING_KEY = {"request_id": "S", "contract_id": "S", "listed_at": "S"}
+DEADLINE_KEY = {"request_id": "S", "due_contract": "S", "next_due_at": "N"}
+WITHOUT_DEADLINE_KEYS = (  # by_contract's key, or by_contract_status's
+    {"request_id": "S", "contract_id": "S", "listed_at": "S"},
+    {"request_id": "S", "contract_status": "S", "listed_at": "S"},
+)
+TOKEN_KEY = {"token_id": "S"}  # the tokens table's key: a token listing's cursor
+
+
+def _is_key(value, shape):
+    """Is `value` a DynamoDB key of `shape` ({attribute: "S" or "N"})? Numbers must read as numbers:
+    DynamoDB would answer a malformed one with an error, not a 400."""
+    if not isinstance(value, dict) or set(value) != set(shape):
+        return False
+    for name, kind in shape.items():
+        attribute = value[name]
+        if not isinstance(attribute, dict) or set(attribute) != {kind} or not isinstance(attribute[kind], str):
+            return False
+        if kind == "N" and not NUMBER.fullmatch(attribute[kind]):
+            return False
+    return True
+
+
+def decode_key(cursor, *shapes):
+    """The DynamoDB start key inside an opaque `next` cursor, of one of `shapes`; ValidationError
+    naming `next` if it is not one."""
     key = _cursor_content(cursor)
-    expected = {"request_id", "contract_id", "listed_at"}
-    if not isinstance(key, dict) or set(key) != expected or not all(
-        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
-    ):
+    if not any(_is_key(key, shape) for shape in shapes):
         raise ValidationError("next", "is not a cursor returned by this API")
     return key
+
+
+def decode_cursor(cursor):
+    """The DynamoDB start key inside an opaque `next` cursor of a listing; ValidationError if it is not one."""
+    return decode_key(cursor, LISTING_KEY)
+
+
+def encode_queue_cursor(contract_id, phase, key):
+    """The cursor of the queue view: the contract, which part to go on with ("due": the requests with
+    a running deadline, or "rest") and where in it (None: at its start)."""
+    return encode_cursor({"contract_id": contract_id, "phase": phase, "key": key})
+
+
+def decode_queue_cursor(cursor):
+    """(contract id, phase, start key) inside a queue view cursor; ValidationError naming `next` otherwise."""
+    content = _cursor_content(cursor)
+    if isinstance(content, dict) and set(content) == {"contract_id", "phase", "key"} \
+            and isinstance(content["contract_id"], str):
+        phase, key = content["phase"], content["key"]
+        if (phase == "due" and _is_key(key, DEADLINE_KEY)) or (phase == "rest" and (
+                key is None or any(_is_key(key, shape) for shape in WITHOUT_DEADLINE_KEYS))):
+            return content["contract_id"], phase, key
+    raise ValidationError("next", "is not a cursor of a listing sorted by due")
 
 
 def events_cursor(request_id, before):

@@ -136,6 +136,19 @@ class RequestsBreached(GlobalSecondaryIndex):
     listed_at = UnicodeAttribute(range_key=True)
 
 
+class RequestsDueByContract(GlobalSecondaryIndex):
+    """Sparse: only requests with a running deadline carry `due_contract` (their contract id), sorted by
+    `next_due_at`, the earliest deadline still running. The queue view ("what is due soon") reads the
+    requests it returns, soonest first, never the contract's history."""
+
+    class Meta:
+        index_name = "due_by_contract"
+        projection = AllProjection()  # listing evaluates each request, which needs its timeline
+
+    due_contract = UnicodeAttribute(hash_key=True)
+    next_due_at = NumberAttribute(range_key=True)
+
+
 class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
@@ -173,6 +186,8 @@ class RequestModel(Model):
     closed_key = UnicodeAttribute(default=OPEN_KEY)
     contract_status = UnicodeAttribute(null=True)  # status_key(contract_id, status); null only on older items
     breached_contract = UnicodeAttribute(null=True)  # the contract id, while breached
+    next_due_at = NumberAttribute(null=True)  # epoch seconds of the earliest running deadline
+    due_contract = UnicodeAttribute(null=True)  # the contract id, set only while next_due_at is
     # While resolved: the SLA state it was resolved with (clock.freeze), so later calendar data or
     # contract versions never change its deadlines, breaches or penalty. Removed by a reopen.
     frozen_state = JSONAttribute(null=True)
@@ -182,6 +197,7 @@ class RequestModel(Model):
     due_for_check = RequestsDueForCheck()
     by_contract_status = RequestsByContractStatus()
     breached_by_contract = RequestsBreached()
+    due_by_contract = RequestsDueByContract()
 
 
 class EventModel(Model):
@@ -211,6 +227,8 @@ class TokenModel(Model):
     contract_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     created_by = UnicodeAttribute()
+    expires_at = UTCDateTimeAttribute(null=True)  # refused from then on; None: until revoked
+    last_used_at = UTCDateTimeAttribute(null=True)  # written at most once a minute (auth.USE_STAMP_EVERY)
 
 
 class IdempotencyModel(Model):

@@ -23,12 +23,13 @@ import threading  # noqa: E402
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
-from chalice.test import Client  # noqa: E402
+from chalice.test import Client, TestHTTPClient  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
 from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
 from moto.ses.models import ses_backends  # noqa: E402
+from openapi_check import SPEC  # noqa: E402
 
 from chalicelib import tables  # noqa: E402
 
@@ -51,6 +52,28 @@ def _atomic(method):
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
 
+_CRASHES = {"expected": False}  # set by the `crash_expected` fixture
+
+
+def _checked_against_the_spec(request):
+    """Every response a test receives through chalice's test client must be one the OpenAPI document
+    describes (status, content type, body schema): a test that gets an off-spec answer fails. The
+    one exception: Chalice's 500 in a test that makes a route crash on purpose (`crash_expected`)."""
+
+    @functools.wraps(request)
+    def checked(self, method, path, headers=None, body=b""):
+        response = request(self, method, path, headers=headers, body=body)
+        if response.status_code == 500 and _CRASHES["expected"]:
+            return response
+        problems = SPEC.problems(method, path, response.status_code, response.headers, response.body)
+        assert not problems, "off-spec response (fix openapi.yaml or the code):\n" + "\n".join(problems)
+        return response
+
+    return checked
+
+
+TestHTTPClient.request = _checked_against_the_spec(TestHTTPClient.request)
+
 settings.register_profile("default", deadline=None, max_examples=60)
 settings.load_profile("default")
 
@@ -70,6 +93,14 @@ ILLUSTRATIVE_CN_2027 = {
     "workdays": ["2027-02-20", "2027-04-25", "2027-09-26", "2027-10-09"],
     "source": "Illustrative example, NOT the official 2027 schedule",
 }
+
+
+@pytest.fixture
+def crash_expected():
+    """The test makes a route raise on purpose: its 500 is not checked against the spec."""
+    _CRASHES["expected"] = True
+    yield
+    _CRASHES["expected"] = False
 
 
 @pytest.fixture

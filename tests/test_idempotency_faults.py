@@ -100,7 +100,7 @@ def test_a_fault_after_the_commit_answers_503_and_the_retry_returns_the_committe
     assert agent.post("/requests", {**REQUEST, "subject": "另一个"}, headers=KEY)[0] == 409
 
 
-def test_a_crash_before_the_commit_leaves_the_key_free_at_once(acme, clock, monkeypatch):
+def test_a_crash_before_the_commit_leaves_the_key_free_at_once(acme, clock, monkeypatch, crash_expected):
     _, agent, _ = acme
     acknowledgement = alerts.acknowledgement
 

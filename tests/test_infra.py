@@ -360,7 +360,8 @@ def text_filter_matches(pattern, line):
     return all(term in line for term in re.findall(r'"([^"]+)"', pattern))
 
 
-def test_a_route_that_raises_is_counted_by_the_unhandled_exception_filter(template, client, monkeypatch):
+def test_a_route_that_raises_is_counted_by_the_unhandled_exception_filter(template, client, monkeypatch,
+                                                                        crash_expected):
     from app import app
     from chalicelib import service
 

@@ -150,6 +150,7 @@ class Calls:
 def test_a_post_makes_the_same_dynamodb_calls_and_reads_at_150_and_1000_events(acme, at_monday_10, monkeypatch):
     _, agent, _ = acme
     short, long = long_request(150), long_request(1_000)
+    assert agent.get(f"/requests/{short}/events?limit=1")[0] == 200  # the token's use is stamped here, once a minute
     calls = Calls(monkeypatch)
     costs = []
     for request_id in (short, long):
