@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, logs, reporting, scanner, service
+from chalicelib import auth, calendars, logs, reporting, scanner, service, simulations
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
@@ -45,6 +45,12 @@ def get_contract_calendar_ics(call, contract_id):
 @api.route("/contracts/{contract_id}/preview", methods=["POST"])
 def preview_request(call, contract_id):
     return service.preview(call.principal, contract_id, call.body, call.now)
+
+
+@api.route("/contracts/{contract_id}/simulations", methods=["POST"], roles=("admin", "agent"))
+def simulate_month(call, contract_id):
+    """What a month would have cost under a candidate contract; nothing stored, nothing sent."""
+    return simulations.simulate(call.principal, contract_id, call.body, call.now)
 
 
 @api.route("/calendars/{country}/{year}", methods=["GET"])

@@ -18,6 +18,7 @@ from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_bounds, mon
 RUN_BUDGET_S = 240
 RESERVE = 0.25
 MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "\d" takes any Unicode digit
+FIRST_YEAR, LAST_YEAR = 1970, 9998  # listing keys count seconds since 1970; 9999-12 would end in year 10000
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 logger = logging.getLogger("sla_clock.tally")
 
@@ -124,7 +125,7 @@ def tally_contract_day(contract_id, policy, day, now):
         read += 1
         if item.received_at >= end:
             continue
-        request_policy = policy if item.status != RESOLVED else _pinned(item, pinned, policy)
+        request_policy = policy if item.status != RESOLVED else pinned_policy(item, pinned, policy)
         state = service.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
     tally = tally_day(day, tz, evaluated)
@@ -139,7 +140,8 @@ def tally_contract_day(contract_id, policy, day, now):
     return tally_document(contract_id, policy, today)
 
 
-def _pinned(item, cache, latest):
+def pinned_policy(item, cache, latest):
+    """The policy a resolved request was resolved under (`cache`: version -> policy, per run)."""
     version = int(item.contract_version)
     if version == latest.version:
         return latest
@@ -212,20 +214,25 @@ def parse_date(value, name):
         raise ValidationError(name, f"{value!r} is not a calendar date") from None
 
 
+def parse_month(value, name):
+    """(year, month) of a "YYYY-MM" value; the years are those whose months have bounds and listing keys."""
+    match = MONTH.fullmatch(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(2)) <= 12 or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+        raise ValidationError(name, f"is required, as a month YYYY-MM from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
+    return int(match.group(1)), int(match.group(2))
+
+
 def report(principal, contract_id, params, now):
     """GET /contracts/{id}/reports?month=YYYY-MM[&format=csv]: (content type, body)."""
     params = params or {}
     reject_unknown(params, ("month", "format"))
     record = service.latest_contract_of(principal, contract_id)
     policy = service.policy_of(record)
-    match = MONTH.fullmatch(params.get("month") or "")
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise ValidationError("month", "is required, as YYYY-MM")
+    month = parse_month(params.get("month"), "month")
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
-    month = (int(match.group(1)), int(match.group(2)))
-    tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
+    tallies = store.tallies_of_month(contract_id, f"{month[0]:04d}-{month[1]:02d}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
     counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
     document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],

@@ -106,6 +106,26 @@ def tally_day(day, tz, requests):
     return result
 
 
+def days_touched(request, tz):
+    """The local days on which `tally_day` counts anything of `request`: every instant it reads (a
+    metric met on time is met at the first response or at a resolve; a warning counts nothing)."""
+    state = request.state
+    moments = (request.received_at, state.first_response_at, *state.resolves, *(at for at, _ in state.ratings),
+               *(m.at for m in state.milestones if m.kind != "warn"))
+    return {moment.astimezone(tz).date() for moment in moments if moment is not None}
+
+
+def tally_month(month, tz, requests):
+    """The tallies of a month's local days that count anything of `requests`, in day order: tally_day
+    for each day, given only the requests that touch it, so the month costs one pass over them."""
+    start, end = month_bounds(month, tz)
+    by_day = defaultdict(list)
+    for request in requests:
+        for day in days_touched(request, tz):
+            by_day[day].append(request)
+    return [tally_day(day, tz, by_day[day]) for day in sorted(by_day) if start.date() <= day < end.date()]
+
+
 def _penalty(milestone, penalties):
     if milestone.kind == "breach" and milestone.metric == FIRST_RESPONSE:
         return penalties.late_first_response, "late_first_response"
