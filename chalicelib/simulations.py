@@ -36,11 +36,20 @@ def simulate(principal, contract_id, body, now):
     candidate = candidate_policy(body.get("contract"), now, memo)
     priorities = _priorities(body.get("priorities"))
     at = min(now, end)  # the end of the month, or now for the running month
+    items = store.requests_received_between(contract_id, start, end, priorities)
+    replayed = replay(items, latest, candidate, month, at, priorities)
+    return {"contract_id": contract_id, "month": f"{month[0]:04d}-{month[1]:02d}", "evaluated_at": iso(at, tz),
+            "priorities": priorities, **replayed}
+
+
+def replay(items, latest, candidate, month, at, priorities=None):
+    """The month's stored requests (`items`, read lazily) evaluated at `at` under the terms in force
+    (`latest`; resolved requests as frozen) and under `candidate`, compared. 400 past MAX_REQUESTS."""
     # Warnings change no breach and no penalty: evaluating without them is faster and gives the same numbers.
     latest, candidate = replace(latest, warn_at=()), replace(candidate, warn_at=())
     current_side, candidate_side = Side(latest, []), Side(candidate, [])
     pinned = {}
-    for count, item in enumerate(store.requests_received_between(contract_id, start, end, priorities), start=1):
+    for count, item in enumerate(items, start=1):
         if count > MAX_REQUESTS:
             raise ValidationError("month", _too_many(month, priorities))
         events = service.clock_events(item)
@@ -50,9 +59,8 @@ def simulate(principal, contract_id, body, now):
         candidate_side.requests.append(Evaluated(item.request_id, item.received_at,
                                                  evaluate(candidate, service.facts_of(item), events, at),
                                                  candidate.penalties))
-    return {"contract_id": contract_id, "month": f"{month[0]:04d}-{month[1]:02d}", "evaluated_at": iso(at, tz),
-            "priorities": priorities, "requests": len(current_side.requests),
-            **compare(month, tz, current_side, candidate_side)}
+    return {"requests": len(current_side.requests),
+            **compare(month, latest.calendar.tz, current_side, candidate_side)}
 
 
 def candidate_policy(document, now, memo=None):

@@ -15,7 +15,7 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.documents import money
@@ -71,7 +71,8 @@ class Evaluated:
 
 
 def tally_day(day, tz, requests):
-    start, end = day_bounds(day, tz)
+    # In UTC: the clock's instants are UTC, and instants sharing a tzinfo compare without offset look-ups.
+    start, end = (bound.astimezone(UTC) for bound in day_bounds(day, tz))
     within = lambda moment: moment is not None and start <= moment < end  # noqa: E731
     result = DayTally(date=day.isoformat())
     breaches = defaultdict(lambda: defaultdict(int))
@@ -106,13 +107,32 @@ def tally_day(day, tz, requests):
     return result
 
 
-def days_touched(request, tz):
-    """The local days on which `tally_day` counts anything of `request`: every instant it reads (a
-    metric met on time is met at the first response or at a resolve; a warning counts nothing)."""
+def day_views(request, tz):
+    """{local day: the request as that day's tally_day sees it}, for every day on which tally_day counts
+    anything of it: every instant it reads (a metric met on time is met at the first response or at a
+    resolve; a warning counts nothing). Each view keeps only that day's milestones, which tally_day
+    would skip on other days anyway: a request late for weeks costs its milestones once, not per day."""
     state = request.state
-    moments = (request.received_at, state.first_response_at, *state.resolves, *(at for at, _ in state.ratings),
-               *(m.at for m in state.milestones if m.kind != "warn"))
-    return {moment.astimezone(tz).date() for moment in moments if moment is not None}
+    milestones = defaultdict(list)
+    for milestone in state.milestones:
+        if milestone.kind != "warn":
+            milestones[milestone.at.astimezone(tz).date()].append(milestone)
+    moments = (request.received_at, state.first_response_at, *state.resolves, *(at for at, _ in state.ratings))
+    days = {moment.astimezone(tz).date() for moment in moments if moment is not None} | milestones.keys()
+    return {day: Evaluated(request.request_id, request.received_at, _DayState(state, milestones.get(day, ())),
+                           request.penalties) for day in days}
+
+
+class _DayState:
+    """An SLA state with only one day's milestones (cheaper to make than a copy of the state)."""
+
+    __slots__ = ("_state", "milestones")
+
+    def __init__(self, state, milestones):
+        self._state, self.milestones = state, milestones
+
+    def __getattr__(self, name):
+        return getattr(self._state, name)
 
 
 def tally_month(month, tz, requests):
@@ -121,8 +141,8 @@ def tally_month(month, tz, requests):
     start, end = month_bounds(month, tz)
     by_day = defaultdict(list)
     for request in requests:
-        for day in days_touched(request, tz):
-            by_day[day].append(request)
+        for day, view in day_views(request, tz).items():
+            by_day[day].append(view)
     return [tally_day(day, tz, by_day[day]) for day in sorted(by_day) if start.date() <= day < end.date()]
 
 
