@@ -13,6 +13,7 @@ The monthly cap applies to the month's days in order (`apply_cap`).
 """
 import csv
 import io
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -107,18 +108,25 @@ def tally_day(day, tz, requests):
     return result
 
 
-def day_views(request, tz):
-    """{local day: the request as that day's tally_day sees it}, for every day on which tally_day counts
-    anything of it: every instant it reads (a metric met on time is met at the first response or at a
-    resolve; a warning counts nothing). Each view keeps only that day's milestones, which tally_day
-    would skip on other days anyway: a request late for weeks costs its milestones once, not per day."""
-    state = request.state
+def day_views(request, bounds):
+    """{i: the request as the tally of day i sees it}, days being [bounds[i], bounds[i + 1]) in UTC, for
+    every one of them on which tally_day counts anything of it: every instant it reads (a metric met on
+    time is met at the first response or at a resolve; a warning counts nothing). Each view keeps only
+    that day's milestones, which tally_day would skip on the others anyway: a request late for weeks
+    costs its milestones once, not once a day."""
+    state, last = request.state, len(bounds) - 1
+
+    def day_of(moment):  # bisection over UTC instants: no time zone arithmetic per instant
+        index = bisect_right(bounds, moment) - 1
+        return index if 0 <= index < last else None
+
     milestones = defaultdict(list)
     for milestone in state.milestones:
         if milestone.kind != "warn":
-            milestones[milestone.at.astimezone(tz).date()].append(milestone)
+            milestones[day_of(milestone.at)].append(milestone)
     moments = (request.received_at, state.first_response_at, *state.resolves, *(at for at, _ in state.ratings))
-    days = {moment.astimezone(tz).date() for moment in moments if moment is not None} | milestones.keys()
+    days = {day_of(moment) for moment in moments if moment is not None} | milestones.keys()
+    days.discard(None)
     return {day: Evaluated(request.request_id, request.received_at, _DayState(state, milestones.get(day, ())),
                            request.penalties) for day in days}
 
@@ -139,11 +147,13 @@ def tally_month(month, tz, requests):
     """The tallies of a month's local days that count anything of `requests`, in day order: tally_day
     for each day, given only the requests that touch it, so the month costs one pass over them."""
     start, end = month_bounds(month, tz)
-    by_day = defaultdict(list)
+    days = [start.date() + timedelta(days=n) for n in range((end.date() - start.date()).days)]
+    bounds = [day_bounds(day, tz)[0].astimezone(UTC) for day in days] + [end.astimezone(UTC)]
+    by_day = [[] for _ in days]
     for request in requests:
-        for day, view in day_views(request, tz).items():
-            by_day[day].append(view)
-    return [tally_day(day, tz, by_day[day]) for day in sorted(by_day) if start.date() <= day < end.date()]
+        for index, view in day_views(request, bounds).items():
+            by_day[index].append(view)
+    return [tally_day(day, tz, views) for day, views in zip(days, by_day, strict=True) if views]
 
 
 def _penalty(milestone, penalties):
