@@ -16,10 +16,10 @@ from chalicelib.policy import PRIORITIES, parse_contract
 from chalicelib.tally import Evaluated, month_bounds
 from chalicelib.whatif import Side, compare
 
-# The most requests one call replays: about 4 s of evaluation on one core of the API function, far
-# from API Gateway's 29 s limit however DynamoDB pages come back. A larger month is narrowed with
-# `priorities`, one priority (or a few) per call.
-MAX_REQUESTS = 20_000
+# The most requests one call replays. Evaluating 10,000 takes about 3 s of CPU (bench/README.md); the
+# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is some 15 s of the 29 s
+# API Gateway allows. A busier month is narrowed with `priorities`, a priority or a few per call.
+MAX_REQUESTS = 10_000
 
 
 def simulate(principal, contract_id, body, now):
