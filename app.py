@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, logs, openapi, reporting, scanner, service, ses_feedback
+from chalicelib import auth, calendars, logs, openapi, reporting, scanner, service, ses_feedback, simulations
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
@@ -52,6 +52,12 @@ def get_contract_calendar_ics(call, contract_id):
 @api.route("/contracts/{contract_id}/preview", methods=["POST"])
 def preview_request(call, contract_id):
     return service.preview(call.principal, contract_id, call.body, call.now)
+
+
+@api.route("/contracts/{contract_id}/simulations", methods=["POST"], roles=("admin", "agent"))
+def simulate_month(call, contract_id):
+    """What a month would have cost under a candidate contract; nothing stored, nothing sent."""
+    return simulations.simulate(call.principal, contract_id, call.body, call.now)
 
 
 @api.route("/calendars/{country}/{year}", methods=["GET"])

@@ -127,7 +127,7 @@ def tally_contract_day(contract_id, policy, day, now):
         read += 1
         if item.received_at >= end:
             continue
-        request_policy = policy if item.status != RESOLVED else _pinned(item, pinned, policy)
+        request_policy = policy if item.status != RESOLVED else pinned_policy(item, pinned, policy)
         state = service.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
     tally = tally_day(day, tz, evaluated)
@@ -144,7 +144,8 @@ def tally_contract_day(contract_id, policy, day, now):
     return tally_document(contract_id, policy, today)
 
 
-def _pinned(item, cache, latest):
+def pinned_policy(item, cache, latest):
+    """The policy a resolved request was resolved under (`cache`: version -> policy, per run)."""
     version = int(item.contract_version)
     if version == latest.version:
         return latest
@@ -219,22 +220,25 @@ def parse_date(value, name):
         raise ValidationError(name, f"{value!r} is not a calendar date") from None
 
 
+def parse_month(value, name):
+    """(year, month) of a "YYYY-MM" value; the years are those whose months have bounds and listing keys."""
+    match = MONTH.fullmatch(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(2)) <= 12 or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+        raise ValidationError(name, f"is required, as a month YYYY-MM from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
+    return int(match.group(1)), int(match.group(2))
+
+
 def report(principal, contract_id, params, now):
     """GET /contracts/{id}/reports?month=YYYY-MM[&format=csv]: (content type, body)."""
     params = params or {}
     reject_unknown(params, ("month", "format"))
     record = service.latest_contract_of(principal, contract_id)
     policy = service.policy_of(record)
-    match = MONTH.fullmatch(params.get("month") or "")
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise ValidationError("month", "is required, as YYYY-MM")
-    if not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
-        raise ValidationError("month", f"must lie between {FIRST_YEAR} and {LAST_YEAR}")
+    month = parse_month(params.get("month"), "month")
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
-    month = (int(match.group(1)), int(match.group(2)))
-    tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
+    tallies = store.tallies_of_month(contract_id, f"{month[0]:04d}-{month[1]:02d}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
     counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
     document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],

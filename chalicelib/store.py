@@ -441,9 +441,28 @@ def count_received_between(contract_id, start, end):
     reads; a keys-only index would bill less, but would cost a write on every status change for a
     report read a few times a month.)
     """
-    received = RequestModel.listed_at.between(listing_key(start), listing_key(end))
+    received = _received_between(start, end)
     return (RequestModel.by_contract.count(contract_id, received),
             RequestModel.by_contract_status.count(status_key(contract_id, RESOLVED), received))
+
+
+def _received_between(start, end):
+    """Listing keys of requests received in [start, end): a bare bound sorts before every id at its instant."""
+    return RequestModel.listed_at.between(listing_key(start), listing_key(end))
+
+
+# What evaluating a stored request reads (service.state_of, facts_of, clock_events, pinned versions).
+EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "designated", "received_at", "timeline", "status",
+                         "contract_version", "frozen_state"]
+
+
+def requests_received_between(contract_id, start, end, priorities=None):
+    """The contract's requests received in [start, end), oldest first: one Query of the listing index
+    returning only what evaluating them needs. `priorities`: only requests whose current priority is
+    one of them (filtered by DynamoDB, so the others are never sent or parsed)."""
+    only = RequestModel.current_priority.is_in(*priorities) if priorities else None
+    return RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
+                                          scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
 
 
 def tallies_of_month(contract_id, month_prefix):

@@ -13,9 +13,10 @@ The monthly cap applies to the month's days in order (`apply_cap`).
 """
 import csv
 import io
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.documents import money
@@ -71,7 +72,8 @@ class Evaluated:
 
 
 def tally_day(day, tz, requests):
-    start, end = day_bounds(day, tz)
+    # In UTC: the clock's instants are UTC, and instants sharing a tzinfo compare without offset look-ups.
+    start, end = (bound.astimezone(UTC) for bound in day_bounds(day, tz))
     within = lambda moment: moment is not None and start <= moment < end  # noqa: E731
     result = DayTally(date=day.isoformat())
     breaches = defaultdict(lambda: defaultdict(int))
@@ -104,6 +106,54 @@ def tally_day(day, tz, requests):
     result.breaches = {metric: dict(by_priority) for metric, by_priority in breaches.items()}
     result.decided = {priority: {m: dict(c) for m, c in by_metric.items()} for priority, by_metric in decided.items()}
     return result
+
+
+def day_views(request, bounds):
+    """{i: the request as the tally of day i sees it}, days being [bounds[i], bounds[i + 1]) in UTC, for
+    every one of them on which tally_day counts anything of it: every instant it reads (a metric met on
+    time is met at the first response or at a resolve; a warning counts nothing). Each view keeps only
+    that day's milestones, which tally_day would skip on the others anyway: a request late for weeks
+    costs its milestones once, not once a day."""
+    state, last = request.state, len(bounds) - 1
+
+    def day_of(moment):  # bisection over UTC instants: no time zone arithmetic per instant
+        index = bisect_right(bounds, moment) - 1
+        return index if 0 <= index < last else None
+
+    milestones = defaultdict(list)
+    for milestone in state.milestones:
+        if milestone.kind != "warn":
+            milestones[day_of(milestone.at)].append(milestone)
+    moments = (request.received_at, state.first_response_at, *state.resolves, *(at for at, _ in state.ratings))
+    days = {day_of(moment) for moment in moments if moment is not None} | milestones.keys()
+    days.discard(None)
+    return {day: Evaluated(request.request_id, request.received_at, _DayState(state, milestones.get(day, ())),
+                           request.penalties) for day in days}
+
+
+class _DayState:
+    """An SLA state with only one day's milestones (cheaper to make than a copy of the state)."""
+
+    __slots__ = ("_state", "milestones")
+
+    def __init__(self, state, milestones):
+        self._state, self.milestones = state, milestones
+
+    def __getattr__(self, name):
+        return getattr(self._state, name)
+
+
+def tally_month(month, tz, requests):
+    """The tallies of a month's local days that count anything of `requests`, in day order: tally_day
+    for each day, given only the requests that touch it, so the month costs one pass over them."""
+    start, end = month_bounds(month, tz)
+    days = [start.date() + timedelta(days=n) for n in range((end.date() - start.date()).days)]
+    bounds = [day_bounds(day, tz)[0].astimezone(UTC) for day in days] + [end.astimezone(UTC)]
+    by_day = [[] for _ in days]
+    for request in requests:
+        for index, view in day_views(request, bounds).items():
+            by_day[index].append(view)
+    return [tally_day(day, tz, views) for day, views in zip(days, by_day, strict=True) if views]
 
 
 def _penalty(milestone, penalties):

@@ -5,7 +5,10 @@ the 2026 National Day holiday (1–7 October; make-up working days 20 September 
 answered on time, some late, one received the afternoon before the holiday, one on the 24x7 clock in
 the middle of it, one from WeChat registered after it, one never answered. Then it runs the deadline
 scanner once (in this process, against the same moto server), tallies every day through the admin
-back-fill endpoint, and prints the October report and the emails sent.
+back-fill endpoint, and prints the September and October reports and the emails sent. It ends with a
+what-if: October replayed under the terms a customer might ask for at renewal (high priority answered
+within 1 h, medium within 2 h) with the monthly cap the provider would ask in return (1,000 CNY),
+printed as a before/after table. Nothing of the what-if is stored.
 
 Re-running is safe: every request carries an Idempotency-Key, and events already posted are skipped.
 """
@@ -50,6 +53,10 @@ WEEK = [
 ]
 RATINGS = {"vpn": (5, "09-28 16:00"), "report": (3, "09-30 11:00"), "outage": (4, "10-01 13:00")}
 DAYS = [date(2026, 9, 28) + timedelta(days=n) for n in range(12)]  # 28 Sep – 9 Oct
+WHAT_IF_MONTH = "2026-10"
+WHAT_IF = {("priorities", "high", "first_response"): "1h", ("priorities", "medium", "first_response"): "2h",
+           ("penalties", "monthly_cap"): 1000}
+METRICS = ("first_response", "progress_update", "resolution")
 
 
 class Api:
@@ -106,6 +113,39 @@ def run_scanner(state):
     return scanner.scan(datetime.now(UTC) + IMPORT_SETTLES)
 
 
+def what_if(api, state):
+    """October under the candidate terms, from the agent's seat: the short table, then the requests
+    whose outcome changes."""
+    candidate = json.loads((ROOT / "seed" / "demo-contract.json").read_text("utf-8"))
+    for (*parents, key), value in WHAT_IF.items():
+        target = candidate
+        for name in parents:
+            target = target[name]
+        target[key] = value
+    status, body = api.call("POST", f"/contracts/{state['contract_id']}/simulations", state["agent"],
+                            {"contract": candidate, "month": WHAT_IF_MONTH})
+    if status != 200:
+        sys.exit(f"demo: the what-if answered {status}: {body}")
+    print(f"\nWhat if ({WHAT_IF_MONTH}, {body['requests']} requests received): high answered within 1 h, "
+          "medium within 2 h, monthly cap 1,000:")
+    print(f"  {'':<26}{'current':>12}{'candidate':>16}")
+    for metric in METRICS:
+        print(f"  {metric + ' breaches':<26}{body['current']['breaches'][metric]:>12}"
+              f"{body['candidate']['breaches'][metric]:>16}")
+    print(f"  {'penalties ' + body['current']['currency']:<26}{_amount(body['current']):>12}"
+          f"{_amount(body['candidate']):>16}")
+    for change in body["changed"]:
+        before, after = change["current"], change["candidate"]
+        print(f"  {change['request_id']}: {', '.join(before['breached']) or 'no breach'} {before['penalty']} → "
+              f"{', '.join(after['breached']) or 'no breach'} {after['penalty']}")
+    print(f"  {body['changed_total']} request(s) change; nothing was stored or sent.")
+
+
+def _amount(summary):
+    total = f"{summary['penalties']['total']:,}"
+    return f"{total} (capped)" if summary["penalties"]["capped"] else total
+
+
 def main():
     if not STATE.exists():
         sys.exit("demo: start the service first with `make run` (in another terminal)")
@@ -134,6 +174,7 @@ def main():
     emails = sorted(Path(state["eml_dir"]).glob("*.eml"))
     kinds = Counter(path.stem.split("-", 2)[2].split("_")[0] for path in emails)
     print(f"\n{len(emails)} emails in {state['eml_dir']}/: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
+    what_if(api, state)
     return 0
 
 

@@ -198,6 +198,7 @@ COVERED_ROUTES = {
     ("/calendars/{country}/{year}", "PUT"), ("/calendars/{country}/{year}", "GET"),
     ("/calendars/{country}/{year}", "DELETE"), ("/contracts/{contract_id}/calendar", "GET"),
     ("/contracts/{contract_id}/calendar.ics", "GET"), ("/contracts/{contract_id}/preview", "POST"),
+    ("/contracts/{contract_id}/simulations", "POST"),
 }
 SCHEDULE = {"holidays": ["2027-01-01"], "workdays": ["2027-02-20"], "source": "illustrative"}
 
@@ -240,6 +241,7 @@ def representative_flow(app, chalice_client, traveller):
     assert agent.get("/contracts/acme/calendar?from=2027-01-01&to=2027-01-31")[0] == 200
     assert chalice_client.http.get(f"/contracts/acme/calendar.ics?token={tokens['client']['token']}").status_code == 200
     assert client.post("/contracts/acme/preview", {"priority": "high"})[0] == 200
+    assert agent.post("/contracts/acme/simulations", {"contract": DEMO_CONTRACT, "month": "2026-11"})[0] == 200
     assert admin.delete("/calendars/CN/2027")[0] == 204
 
     for moment in (local(23, 10, 20), local(23, 10, 40), local(23, 11, 5), local(23, 15), local(24, 0, 10)):

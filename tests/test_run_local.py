@@ -131,6 +131,7 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
                           capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Report 2026-10:" in demo.stdout and "2026-10-01  received  1" in demo.stdout
+    assert "What if (2026-10, 2 requests received)" in demo.stdout and "1,000 (capped)" in demo.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) > 20
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)

@@ -1,0 +1,92 @@
+"""POST /contracts/{id}/simulations: a month replayed under a candidate contract (see docs/whatif.md).
+
+Reads the month's requests once, through the listing index, evaluates each under the terms in force
+and under the candidate with the pure clock, and compares them (chalicelib.whatif). Nothing is
+stored and nothing is sent: the candidate is checked like a PUT but never saved.
+"""
+import json
+from dataclasses import replace
+
+from chalicelib import reporting, service, store
+from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.documents import iso
+from chalicelib.errors import ValidationError
+from chalicelib.fields import reject_unknown, require_object
+from chalicelib.policy import PRIORITIES, parse_contract
+from chalicelib.tally import Evaluated, month_bounds
+from chalicelib.whatif import Side, compare
+
+# The most requests one call replays. Evaluating 10,000 takes about 3 s of CPU (bench/README.md); the
+# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is some 15 s of the 29 s
+# API Gateway allows. A busier month is narrowed with `priorities`, a priority or a few per call.
+MAX_REQUESTS = 10_000
+
+
+def simulate(principal, contract_id, body, now):
+    body = require_object(body, "body")
+    reject_unknown(body, ("contract", "month", "priorities"))
+    record = service.latest_contract_of(principal, contract_id)
+    memo = {}  # one read of the country's published schedules for both policies
+    latest = service.policy_of(record, memo)
+    tz = latest.calendar.tz
+    month = reporting.parse_month(body.get("month"), "month")
+    start, end = month_bounds(month, tz)
+    if start > now:
+        raise ValidationError("month", "must not lie in the future")
+    candidate = candidate_policy(body.get("contract"), now, memo)
+    priorities = _priorities(body.get("priorities"))
+    at = min(now, end)  # the end of the month, or now for the running month
+    items = store.requests_received_between(contract_id, start, end, priorities)
+    replayed = replay(items, latest, candidate, month, at, priorities)
+    return {"contract_id": contract_id, "month": f"{month[0]:04d}-{month[1]:02d}", "evaluated_at": iso(at, tz),
+            "priorities": priorities, **replayed}
+
+
+def replay(items, latest, candidate, month, at, priorities=None):
+    """The month's stored requests (`items`, read lazily) evaluated at `at` under the terms in force
+    (`latest`; resolved requests as frozen) and under `candidate`, compared. 400 past MAX_REQUESTS."""
+    # Warnings change no breach and no penalty: evaluating without them is faster and gives the same numbers.
+    latest, candidate = replace(latest, warn_at=()), replace(candidate, warn_at=())
+    current_side, candidate_side = Side(latest, []), Side(candidate, [])
+    pinned = {}
+    for count, item in enumerate(items, start=1):
+        if count > MAX_REQUESTS:
+            raise ValidationError("month", _too_many(month, priorities))
+        events = service.clock_events(item)
+        policy = latest if item.status != RESOLVED else reporting.pinned_policy(item, pinned, latest)
+        current_side.requests.append(Evaluated(item.request_id, item.received_at,
+                                               service.state_of(item, policy, at, events), policy.penalties))
+        candidate_side.requests.append(Evaluated(item.request_id, item.received_at,
+                                                 evaluate(candidate, service.facts_of(item), events, at),
+                                                 candidate.penalties))
+    return {"requests": len(current_side.requests),
+            **compare(month, latest.calendar.tz, current_side, candidate_side)}
+
+
+def candidate_policy(document, now, memo=None):
+    """The candidate's Policy under its country's published schedules, after exactly the checks a PUT
+    makes; a refusal names the field inside `contract` (`contract.priorities.high.first_response`)."""
+    if document is None:
+        raise ValidationError("contract", "is required: the full contract document to replay the month under")
+    try:
+        normalized, _ = parse_contract(document, admitted_at=now)
+    except ValidationError as exc:
+        inside = "contract" if exc.field == "contract" else f"contract.{exc.field}"
+        raise ValidationError(inside, exc.message.removeprefix(f"{exc.field}: ")) from None
+    # Parsed again in its stored form with the published schedules, as every reader of a version is.
+    overrides = service.country_overrides(normalized["calendar"].get("holidays"), memo)
+    return parse_contract(json.loads(json.dumps(normalized)), overrides=dict(overrides))[1]
+
+
+def _priorities(value):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or any(p not in PRIORITIES for p in value):
+        raise ValidationError("priorities", f"must be a non-empty list of {', '.join(PRIORITIES)}")
+    return sorted(set(value), key=PRIORITIES.index)
+
+
+def _too_many(month, priorities):
+    which = f"of priority {', '.join(priorities)} " if priorities else ""
+    return (f"{month[0]:04d}-{month[1]:02d} has more than {MAX_REQUESTS:,} requests {which}to replay, the most one "
+            "call evaluates; narrow it with \"priorities\", e.g. [\"high\"], and replay the priorities in turn")
