@@ -86,7 +86,7 @@ def _check_length(duration, where, day_minutes):
     if duration.is_working_days:
         if duration.count > MAX_WORKING_DAYS:
             raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days")
-    elif duration.minutes > MAX_WORKING_DAYS * day_minutes:
+    elif duration.seconds > MAX_WORKING_DAYS * day_minutes * 60:
         raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days "
                                      f"({MAX_WORKING_DAYS * day_minutes // 60} h on this clock)")
 
