@@ -46,6 +46,7 @@ class RequestFacts:
     priority: str
     designated: bool  # received on a designated channel: the clock starts at once
     received_at: datetime
+    category: str | None = None  # its targets replace the priority's (Policy.targets)
 
 
 @dataclass
@@ -407,7 +408,7 @@ def evaluate(policy, request, events, now):
     """SLA state of a request at `now`. Raises ConflictError if the timeline is impossible."""
     now = _utc(now)
     timeline = replay(request, events)
-    prio = policy.priorities.get(timeline.priority)
+    prio = policy.targets(timeline.priority, request.category)
     if prio is None:
         # A contract update may not drop a priority that open requests use (store checks it); a
         # request stuck with one anyway has no targets rather than an error on every read.

@@ -14,7 +14,8 @@ MAX_SUBJECT = 200
 MAX_DESCRIPTION = 20000
 MAX_NOTE = 4000
 MAX_NAME = 200
-REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "description", "requester", "received_at")
+REQUEST_KEYS = ("contract_id", "priority", "category", "channel", "subject", "description", "requester",
+                "received_at")
 PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
 SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
@@ -56,6 +57,17 @@ def _priority(value, policy):
     return value
 
 
+def _category(value, policy):
+    """A request's optional category: null or one the contract defines."""
+    if value is None:
+        return None
+    if not policy.categories:
+        raise ValidationError("category", "the contract defines no categories")
+    if not isinstance(value, str) or value not in policy.categories:
+        raise ValidationError("category", f"must be one of the contract's categories: {', '.join(policy.categories)}")
+    return value
+
+
 @dataclass(frozen=True)
 class NewRequest:
     contract_id: str
@@ -65,6 +77,7 @@ class NewRequest:
     description: str | None
     requester: dict
     received_at: datetime
+    category: str | None = None
 
 
 def contract_id_of(body):
@@ -100,6 +113,7 @@ def parse_new_request(body, policy, role, now):
         description=description,
         requester=clean_requester,
         received_at=_backdated(body, "received_at", role, now),
+        category=_category(body.get("category"), policy),
     )
 
 
@@ -108,6 +122,7 @@ class Preview:
     priority: str
     received_at: datetime
     channel: str | None  # None: assume a designated channel
+    category: str | None = None
 
 
 def parse_preview(body, policy, role, now):
@@ -118,10 +133,10 @@ def parse_preview(body, policy, role, now):
     if "priority" not in body:
         raise ValidationError("priority", "is required")
     priority = _priority(body["priority"], policy)
-    if body.get("category") is not None:
-        raise ValidationError("category", "the contract defines no categories")
+    category = _category(body.get("category"), policy)
     channel = channel_name(body["channel"], "channel") if body.get("channel") is not None else None
-    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel)
+    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel,
+                   category=category)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 `parse_contract` is the only way a contract enters the system: every field is checked, unknown keys
 are rejected, and omitted keys get the defaults of docs/contract.md. Errors name the field.
 """
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from chalicelib.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.calendar import BusinessCalendar
@@ -11,7 +12,9 @@ from chalicelib.durations import Duration, parse_duration
 from chalicelib.errors import ValidationError
 from chalicelib.fields import channel_name, email_address, number, reject_unknown, require_object, text
 
-PRIORITIES = ("urgent", "high", "medium", "low")
+EXAMPLE_PRIORITIES = ("urgent", "high", "medium", "low")  # the usual names; any NAME is allowed
+NAME = re.compile(r"[a-z0-9_-]{1,32}")  # priority and category names (fullmatch: no trailing newline)
+TARGETS = ("first_response", "resolution", "progress_every")
 CLOCKS = ("business", "24x7")
 LANGUAGES = ("zh-CN", "en")
 RESOLUTION_FROM = ("received", "first_response")
@@ -70,8 +73,18 @@ class Policy:
     notify: Notify
     version: int = 0
 
+    categories: dict = field(default_factory=dict)  # name -> {target: Duration}, the targets it replaces
+
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
+
+    def targets(self, priority, category=None):
+        """The targets a request of `priority` and `category` runs on: the priority's, with each one
+        the category sets replacing the priority's (the clock stays the priority's). None for a
+        priority the contract does not define; a category it no longer defines changes nothing."""
+        found = self.priorities.get(priority)
+        overrides = self.categories.get(category) if category is not None else None
+        return replace(found, **overrides) if found is not None and overrides else found
 
 
 def _email_list(value, name):
@@ -91,6 +104,20 @@ def _check_length(duration, where, day_minutes):
                                      f"({MAX_WORKING_DAYS * day_minutes // 60} h on this clock)")
 
 
+def _name(key, where, what):
+    if not isinstance(key, str) or not NAME.fullmatch(key):
+        raise ValidationError(where, f"{what} names are 1–32 characters of a–z, 0–9, '_' and '-'")
+
+
+def _targets(spec, where, day_minutes):
+    """The durations of `spec` that are set, each checked against the limit when `day_minutes` is."""
+    durations = {k: parse_duration(spec[k], f"{where}.{k}") for k in TARGETS if spec.get(k) is not None}
+    if day_minutes is not None:
+        for k, duration in durations.items():
+            _check_length(duration, f"{where}.{k}", day_minutes)
+    return durations
+
+
 def _priorities(value, business_day_minutes=None):
     """`business_day_minutes`: when set, durations are held to MAX_WORKING_DAYS working days."""
     require_object(value, "priorities")
@@ -99,27 +126,43 @@ def _priorities(value, business_day_minutes=None):
     normalized, policies = {}, {}
     for key, spec in value.items():
         where = f"priorities.{key}"
-        if key not in PRIORITIES:
-            raise ValidationError(where, f"unknown priority; use {', '.join(PRIORITIES)}")
+        _name(key, where, "priority")
         require_object(spec, where)
-        reject_unknown(spec, ("first_response", "resolution", "progress_every", "clock"), where)
+        reject_unknown(spec, TARGETS + ("clock",), where)
         if "first_response" not in spec:
             raise ValidationError(f"{where}.first_response", "is required")
         clock = spec.get("clock", "business")
         if clock not in CLOCKS:
             raise ValidationError(f"{where}.clock", f"must be one of {', '.join(CLOCKS)}")
-        durations = {
-            k: parse_duration(spec[k], f"{where}.{k}")
-            for k in ("first_response", "resolution", "progress_every")
-            if spec.get(k) is not None
-        }
+        day_minutes = None
         if business_day_minutes is not None:
             day_minutes = MINUTES_PER_DAY if clock == "24x7" else business_day_minutes
-            for k, duration in durations.items():
-                _check_length(duration, f"{where}.{k}", day_minutes)
+        durations = _targets(spec, where, day_minutes)
         policies[key] = PriorityPolicy(clock=clock, **durations)
         normalized[key] = {k: str(v) for k, v in durations.items()} | {"clock": clock}
     return normalized, policies
+
+
+def _categories(value, priorities, business_day_minutes=None):
+    """Categories of requests (a complaint) whose targets replace the priority's. A category target
+    may run on any priority's clock, so the limit uses the shortest working day among them."""
+    value = require_object(value if value is not None else {}, "categories")
+    day_minutes = None
+    if business_day_minutes is not None:
+        business = any(not p.around_the_clock for p in priorities.values())
+        day_minutes = business_day_minutes if business else MINUTES_PER_DAY
+    normalized, categories = {}, {}
+    for key, spec in value.items():
+        where = f"categories.{key}"
+        _name(key, where, "category")
+        require_object(spec, where)
+        reject_unknown(spec, TARGETS, where)
+        durations = _targets(spec, where, day_minutes)
+        if not durations:
+            raise ValidationError(where, f"must set at least one of {', '.join(TARGETS)}")
+        categories[key] = durations
+        normalized[key] = {k: str(v) for k, v in durations.items()}
+    return normalized, categories
 
 
 def _penalties(value):
@@ -172,7 +215,7 @@ def _designated_channels(value):
 
 CONTRACT_KEYS = (
     "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
-    "resolution_from", "priorities", "penalties", "kpi", "notify",
+    "resolution_from", "priorities", "categories", "penalties", "kpi", "notify",
 )
 
 
@@ -203,6 +246,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
     if "priorities" not in doc:
         raise ValidationError("priorities", "is required")
     priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
+    categories_doc, categories = _categories(doc.get("categories"), priorities, day_minutes)
     off_hours = doc.get("off_hours_first_response")
     off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
     if off_hours is not None and day_minutes is not None:
@@ -225,6 +269,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         "warn_at": warn_at,
         "resolution_from": resolution_from,
         "priorities": priorities_doc,
+        "categories": categories_doc,
         "penalties": penalties_doc,
         "kpi": kpi,
         "notify": notify_doc,
@@ -234,6 +279,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         timezone=timezone,
         calendar=calendar,
         priorities=priorities,
+        categories=categories,
         designated_channels=frozenset(channels) if channels is not None else None,
         off_hours_first_response=off_hours,
         warn_at=tuple(warn_at),

@@ -126,7 +126,7 @@ def tally_contract_day(contract_id, policy, day, now):
             continue
         request_policy = policy if item.status != RESOLVED else _pinned(item, pinned, policy)
         state = service.state_of(item, request_policy, now)
-        evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
+        evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties, item.category))
     tally = tally_day(day, tz, evaluated)
     TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,
                penalties=tally.penalties_raw, computed_at=now).save()

@@ -232,10 +232,17 @@ def open_requests_page(contract_id, start_key=None, page_size=100):
 
 def an_open_request_with_priority(contract_id, priorities):
     """Some open request of the contract whose current priority is one of `priorities`, or None."""
-    matches = RequestModel.by_contract_closed.query(
-        contract_id, RequestModel.closed_key == OPEN_KEY,
-        filter_condition=RequestModel.current_priority.is_in(*sorted(priorities)),
-    )
+    return _an_open_request(contract_id, RequestModel.current_priority.is_in(*sorted(priorities)))
+
+
+def an_open_request_in_category(contract_id, categories):
+    """Some open request of the contract in one of `categories`, or None."""
+    return _an_open_request(contract_id, RequestModel.category.is_in(*sorted(categories)))
+
+
+def _an_open_request(contract_id, condition):
+    matches = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key == OPEN_KEY,
+                                                    filter_condition=condition)
     return next(iter(matches), None)
 
 

@@ -151,6 +151,7 @@ class RequestModel(Model):
     contract_id = UnicodeAttribute()
     listed_at = UnicodeAttribute()
     priority = UnicodeAttribute()  # as created; reprioritize events change the current one
+    category = UnicodeAttribute(null=True)  # the contract category whose targets replace the priority's
     channel = UnicodeAttribute()
     designated = BooleanAttribute()  # channel was designated at receipt: the clock started then
     subject = UnicodeAttribute()
