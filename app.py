@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, logs, reporting, scanner, service
+from chalicelib import auth, calendars, interactions, logs, reporting, scanner, service
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
@@ -79,6 +79,12 @@ def record_outage(call, contract_id):
 @api.route("/contracts/{contract_id}/outages", methods=["GET"])
 def list_outages(call, contract_id):
     return reporting.list_outages(call.principal, contract_id)
+
+
+@api.route("/contracts/{contract_id}/interactions", methods=["POST"], roles=("agent", "admin"),
+           max_body=interactions.MAX_BODY)
+def post_interactions(call, contract_id):
+    return interactions.post_interactions(call.principal, contract_id, call.body, call.now)
 
 
 @api.route("/contracts/{contract_id}/tallies", methods=["POST"], roles=("admin",))

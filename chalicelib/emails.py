@@ -277,12 +277,17 @@ _TALLY_LABELS = {
         "received": "收到请求", "responded": "首次响应", "resolved": "已解决",
         "first_response": "违约：首次响应", "progress_update": "违约：进度更新", "resolution": "违约：解决",
         "penalties": "违约金（{currency}）", "item": "项目", "day": "当日", "month": "本月累计",
+        "offered": "{channel}：接入量", "service_level": "{channel}：服务水平（{within} 内应答，目标 {target}）",
+        "p90": "{channel}：90% 应答用时（秒）",
     },
     "en": {
         "received": "Requests received", "responded": "First responses", "resolved": "Resolved",
         "first_response": "Breaches: first response", "progress_update": "Breaches: progress update",
         "resolution": "Breaches: resolution", "penalties": "Penalties ({currency})", "item": "",
         "day": "That day", "month": "Month to date",
+        "offered": "{channel}: offered", "service_level": "{channel}: service level (answered within {within}, "
+                                                           "target {target})",
+        "p90": "{channel}: 90th percentile answer seconds",
     },
 }
 _TALLY_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
@@ -295,7 +300,9 @@ def render_daily_tally(language, context):
     """The nightly tally email to the contract's admins: the day's numbers and the month to date.
 
     `context`: contract_name, contract_id, date, currency, and "day" / "month" dicts with received,
-    responded, resolved, penalties and breaches (day: metric → priority → count; month: metric → count).
+    responded, resolved, penalties and breaches (day: metric → priority → count; month: metric → count);
+    optional "interactions": channel → {"answer_within", "target", "day", "month"}, the last two with
+    offered, service_level (a fraction or None) and p90_answer_seconds (or None).
     """
     _check_language(language)
     labels = _TALLY_LABELS[language]
@@ -306,6 +313,13 @@ def render_daily_tally(language, context):
              for metric in ("first_response", "progress_update", "resolution")]
     rows.append((labels["penalties"].format(currency=context["currency"]), _number(day["penalties"]),
                  _number(month["penalties"])))
+    for channel, line in context.get("interactions", {}).items():
+        names = {"channel": channel, "within": line["answer_within"], "target": _percent(line["target"])}
+        rows += [(labels["offered"].format(**names), line["day"]["offered"], line["month"]["offered"]),
+                 (labels["service_level"].format(**names), _percent(line["day"]["service_level"]),
+                  _percent(line["month"]["service_level"])),
+                 (labels["p90"].format(**names), _or_dash(line["day"]["p90_answer_seconds"]),
+                  _or_dash(line["month"]["p90_answer_seconds"]))]
     values = {
         "contract_name": _one_line(_string(context["contract_name"])),
         "contract_id": _string(context["contract_id"]),
@@ -330,6 +344,15 @@ def render_daily_tally(language, context):
 
 def _number(value):
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def _percent(fraction):
+    """0.923 -> "92.3%"; None (nothing to measure) -> "—"."""
+    return "—" if fraction is None else f"{fraction * 100:.1f}%"
+
+
+def _or_dash(value):
+    return "—" if value is None else str(value)
 
 
 def render_calendar_notice(language, context):

@@ -21,6 +21,8 @@ RESOLUTION_FROM = ("received", "first_response")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_WARN_AT = (0.5, 0.8)
 DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.95}
+INTERACTION_HOURS = ("business", "24x7")
+MAX_ANSWER_WITHIN_S = 24 * 3600  # a phone or chat answer target is seconds or minutes; a day is plenty
 MONEY_KEYS = ("late_first_response", "late_progress", "late_resolution_per_day", "monthly_cap")
 MAX_NAME = 200
 # Limits a contract must meet to be accepted: they keep every deadline computable (a target of at
@@ -39,6 +41,16 @@ class PriorityPolicy:
     @property
     def around_the_clock(self):
         return self.clock == "24x7"
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    """The answer-time clause of an interaction channel (a hotline answered within 60 s, 90 % of calls).
+    Only interactions offered inside `hours` count: "business" = the calendar's working periods."""
+
+    answer_within: Duration
+    target: float
+    hours: str = "business"
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Policy:
     version: int = 0
 
     categories: dict = field(default_factory=dict)  # name -> {target: Duration}, the targets it replaces
+    interactions: dict = field(default_factory=dict)  # channel -> ChannelRule
 
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
@@ -165,6 +178,31 @@ def _categories(value, priorities, business_day_minutes=None):
     return normalized, categories
 
 
+def _interactions(value):
+    """Answer-time clauses per interaction channel: {"phone": {"answer_within": "60s", "target": 0.9,
+    "hours": "business"}}."""
+    value = require_object(value if value is not None else {}, "interactions")
+    normalized, rules = {}, {}
+    for channel, spec in value.items():
+        where = f"interactions.{channel}"
+        _name(channel, where, "channel")
+        require_object(spec, where)
+        reject_unknown(spec, ("answer_within", "target", "hours"), where)
+        for key in ("answer_within", "target"):
+            if key not in spec:
+                raise ValidationError(f"{where}.{key}", "is required")
+        within = parse_duration(spec["answer_within"], f"{where}.answer_within")
+        if within.is_working_days or within.seconds > MAX_ANSWER_WITHIN_S:
+            raise ValidationError(f"{where}.answer_within", "must be seconds, minutes or hours, at most 24h")
+        target = number(spec["target"], f"{where}.target", lo=0, hi=1)
+        hours = spec.get("hours", "business")
+        if hours not in INTERACTION_HOURS:
+            raise ValidationError(f"{where}.hours", f"must be one of {', '.join(INTERACTION_HOURS)}")
+        rules[channel] = ChannelRule(within, target, hours)
+        normalized[channel] = {"answer_within": str(within), "target": target, "hours": hours}
+    return normalized, rules
+
+
 def _penalties(value):
     value = require_object(value if value is not None else {}, "penalties")
     reject_unknown(value, ("currency",) + MONEY_KEYS, "penalties")
@@ -215,7 +253,7 @@ def _designated_channels(value):
 
 CONTRACT_KEYS = (
     "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
-    "resolution_from", "priorities", "categories", "penalties", "kpi", "notify",
+    "resolution_from", "priorities", "categories", "interactions", "penalties", "kpi", "notify",
 )
 
 
@@ -247,6 +285,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         raise ValidationError("priorities", "is required")
     priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
     categories_doc, categories = _categories(doc.get("categories"), priorities, day_minutes)
+    interactions_doc, interactions = _interactions(doc.get("interactions"))
     off_hours = doc.get("off_hours_first_response")
     off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
     if off_hours is not None and day_minutes is not None:
@@ -270,6 +309,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         "resolution_from": resolution_from,
         "priorities": priorities_doc,
         "categories": categories_doc,
+        "interactions": interactions_doc,
         "penalties": penalties_doc,
         "kpi": kpi,
         "notify": notify_doc,
@@ -280,6 +320,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         calendar=calendar,
         priorities=priorities,
         categories=categories,
+        interactions=interactions,
         designated_channels=frozenset(channels) if channels is not None else None,
         off_hours_first_response=off_hours,
         warn_at=tuple(warn_at),

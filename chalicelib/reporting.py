@@ -4,7 +4,7 @@ import re
 import time
 from datetime import date, datetime, timedelta
 
-from chalicelib import notify, service, store
+from chalicelib import notify, service, service_level, store
 from chalicelib.clock import RESOLVED
 from chalicelib.emails import render_daily_tally
 from chalicelib.errors import ValidationError
@@ -128,6 +128,9 @@ def tally_contract_day(contract_id, policy, day, now):
         state = service.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties, item.category))
     tally = tally_day(day, tz, evaluated)
+    if policy.interactions:  # a contract without channels reads no interactions
+        tally.interactions = service_level.count_day(policy.interactions, policy.calendar, start, end,
+                                                     store.interactions_between(contract_id, start, end))
     TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,
                penalties=tally.penalties_raw, computed_at=now).save()
     month = _cap_month(contract_id, day, policy)
@@ -159,8 +162,12 @@ def _cap_month(contract_id, day, policy):
 
 
 def tally_document(contract_id, policy, item):
+    """A stored tally as the API shows it: each channel's counts with its average and p90 answer
+    seconds and service level (the stored answer-time histogram stays inside)."""
+    channels = {channel: service_level.summary(counts) | {"service_level": service_level.service_level(counts)}
+                for channel, counts in item.tally.get("interactions", {}).items()}
     return {"contract_id": contract_id, "currency": policy.penalties.currency, **item.tally,
-            "penalties": item.penalties}
+            "penalties": item.penalties, "interactions": channels}
 
 
 def _email_admins(contract_id, policy, tally, today, month, now):
@@ -181,11 +188,24 @@ def _email_admins(contract_id, policy, tally, today, month, now):
                          for metric in ("first_response", "progress_update", "resolution")},
             "penalties": sum(t.penalties for t in to_date),
         },
+        "interactions": _channel_lines(policy, tally.interactions,
+                                       service_level.merge(t.tally.get("interactions", {}) for t in to_date)),
     })
     entry = notify.new_entry(f"contract#{contract_id}", contract_id, f"daily_tally|{tally.date}", "daily_tally",
                              policy.notify.admins, rendered, policy, now)
     if notify.enqueue(entry):
         notify.deliver_quietly([entry], now)
+
+
+def _channel_lines(policy, day, month):
+    """Per channel of the contract: its answer target and the day's and month-to-date summaries."""
+    lines = {}
+    for channel, rule in sorted(policy.interactions.items()):
+        lines[channel] = {"answer_within": str(rule.answer_within), "target": rule.target}
+        for name, counts in (("day", day), ("month", month)):
+            found = counts.get(channel) or service_level.empty()
+            lines[channel][name] = service_level.summary(found) | {"service_level": service_level.service_level(found)}
+    return lines
 
 
 # --- the API's side ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
+from chalicelib import service_level
 from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.documents import money
 
@@ -53,6 +54,7 @@ class DayTally:
     penalties_raw: float = 0
     penalty_lines: list = field(default_factory=list)  # {"request_id", "reason", "amount", "at"}
     by_category: dict = field(default_factory=dict)  # category -> {"received": n, "breaches": {metric: n}}
+    interactions: dict = field(default_factory=dict)  # channel -> service_level counts of the day
 
     @property
     def breach_count(self):
@@ -180,6 +182,13 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
     def of_category(day, name):
         return day.get("by_category", {}).get(name, {"received": 0, "breaches": {}})
 
+    # Every channel of the contract, and any an older version had that still has counts this month.
+    month_channels = service_level.merge(d.get("interactions", {}) for d in days)
+    channels = sorted(set(policy.interactions) | set(month_channels))
+
+    def of_channel(counts, channel):
+        return counts.get(channel) or service_level.empty()
+
     month_minutes = (end - start).total_seconds() / 60
     return {
         "contract_id": contract_id,
@@ -197,7 +206,11 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
                                  policy.kpi["availability"]),
             "satisfaction": _kpi(_rate(sum(d["good_ratings"] for d in days), ratings), policy.kpi["satisfaction"]),
             "resolution_rate": _kpi(_rate(received_resolved[1], received_resolved[0]), policy.kpi["resolution_rate"]),
+            "service_level": {
+                channel: _kpi(service_level.service_level(of_channel(month_channels, channel)), rule.target)
+                for channel, rule in sorted(policy.interactions.items())},
         },
+        "interactions": {channel: service_level.summary(of_channel(month_channels, channel)) for channel in channels},
         "by_category": {
             name: {"received": sum(of_category(d, name)["received"] for d in days),
                    "breaches": {metric: sum(of_category(d, name)["breaches"].get(metric, 0) for d in days)
@@ -210,7 +223,9 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
              "penalties_before_cap": money(d["penalties_raw"]),
              "by_category": {name: {"received": of_category(d, name)["received"],
                                     "breaches": sum(of_category(d, name)["breaches"].values())}
-                             for name in categories}}
+                             for name in categories},
+             "interactions": {channel: service_level.day_columns(of_channel(d.get("interactions", {}), channel))
+                              for channel in channels}}
             for t, d in zip(tallies, days, strict=True)
         ],
     }
@@ -221,8 +236,12 @@ CATEGORY_CSV = ("received", "breaches")
 
 def report_csv(report):
     """The report's days as CSV for spreadsheets (UTF-8, header row first): the fixed columns, then
-    `category.<name>.received` and `category.<name>.breaches` for each category of the report."""
+    `category.<name>.received` and `category.<name>.breaches` for each category of the report, then
+    `interactions.<channel>.<count>` for each channel (offered, answered, answered_within, abandoned,
+    service_level)."""
     columns = list(CSV_COLUMNS) + [f"category.{name}.{key}" for name in report["by_category"] for key in CATEGORY_CSV]
+    columns += [f"interactions.{channel}.{key}" for channel in report["interactions"]
+                for key in service_level.DAY_COLUMNS]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
@@ -230,5 +249,7 @@ def report_csv(report):
         row = {key: day[key] for key in CSV_COLUMNS}
         for name, counts in day["by_category"].items():
             row |= {f"category.{name}.{key}": counts[key] for key in CATEGORY_CSV}
+        for channel, counts in day["interactions"].items():
+            row |= {f"interactions.{channel}.{key}": "" if value is None else value for key, value in counts.items()}
         writer.writerow(row)
     return out.getvalue()

@@ -183,7 +183,9 @@ COVERED_ROUTES = {
     ("/calendars/{country}/{year}", "PUT"), ("/calendars/{country}/{year}", "GET"),
     ("/calendars/{country}/{year}", "DELETE"), ("/contracts/{contract_id}/calendar", "GET"),
     ("/contracts/{contract_id}/calendar.ics", "GET"), ("/contracts/{contract_id}/preview", "POST"),
+    ("/contracts/{contract_id}/interactions", "POST"),
 }
+CHANNELS = {"phone": {"answer_within": "60s", "target": 0.9}}
 SCHEDULE = {"holidays": ["2027-01-01"], "workdays": ["2027-02-20"], "source": "illustrative"}
 
 
@@ -192,7 +194,7 @@ def representative_flow(app, chalice_client, traveller):
     alert, every scheduled function, and every other route once. Returns the routes it called."""
     admin = JsonClient(chalice_client.http, ADMIN_TOKEN)
     assert admin.get("/health")[0] == 200
-    assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
+    assert admin.put("/contracts/acme", {**DEMO_CONTRACT, "interactions": CHANNELS})[0] == 201
     assert admin.get("/contracts/acme")[0] == 200
     tokens = {}
     for role in ("agent", "client"):
@@ -226,6 +228,10 @@ def representative_flow(app, chalice_client, traveller):
     assert chalice_client.http.get(f"/contracts/acme/calendar.ics?token={tokens['client']['token']}").status_code == 200
     assert client.post("/contracts/acme/preview", {"priority": "high"})[0] == 200
     assert admin.delete("/calendars/CN/2027")[0] == 204
+    calls = {"items": [{"id": "c-1", "channel": "phone", "offered_at": "2026-11-23T09:30:00+08:00",
+                        "answered_at": "2026-11-23T09:30:40+08:00"}]}
+    assert agent.post("/contracts/acme/interactions", calls)[1] == {"accepted": 1, "replaced": 0}
+    assert agent.post("/contracts/acme/interactions", calls)[1] == {"accepted": 1, "replaced": 1}
 
     for moment in (local(23, 10, 20), local(23, 10, 40), local(23, 11, 5), local(23, 15), local(24, 0, 10)):
         traveller.move_to(moment)  # warnings, breach alerts, progress reminders; the nightly jobs
@@ -277,7 +283,7 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
 
     operations = recorder.operations()
     assert {("dynamodb", op) for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query",
-                                        "TransactWriteItems")} <= operations
+                                        "TransactWriteItems", "BatchGetItem", "BatchWriteItem")} <= operations
     assert ("ses", "SendRawEmail") in operations and len(mailbox.messages()) >= 5
     assert (("ssm", "GetParameter") in operations) == ("SLA_ADMIN_TOKEN_PARAMETER" in env)
 
