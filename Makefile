@@ -48,6 +48,7 @@ package: $(STAMP)
 	rm -rf build
 	$(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/resources.yaml build
 	$(PY) infra/generate.py pin-stage build/sam.yaml $(STAGE)
+	$(PY) infra/generate.py contact-stream build/sam.yaml
 
 # Every stage's template is linted; build/ is left with $(STAGE)'s.
 lint: $(STAMP)

@@ -3,12 +3,15 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, interactions, logs, reporting, scanner, service
+from chalicelib import auth, calendars, connect, interactions, logs, reporting, scanner, service
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
 logs.configure()
 app = Chalice(app_name="sla-clock")
+# The Amazon Connect contact-record stream. Packaging needs a name here; the deployed stack takes the
+# real one as its ConnectContactRecordStream parameter (infra/generate.py connect-stream).
+CONTACT_RECORD_STREAM = "sla-clock-connect-contact-records"
 api = Api(app)
 
 
@@ -151,6 +154,12 @@ def nightly_tally(event):
 def nightly_tally_continue(event):
     """Every 5 minutes: go on with a nightly run that ran out of time or whose invocation died."""
     return reporting.continue_nightly(datetime.now(UTC), _seconds_left(event))
+
+
+@app.on_kinesis_record(stream=CONTACT_RECORD_STREAM, batch_size=100, starting_position="LATEST")
+def connect_contact_records(event):
+    """Amazon Connect contact records → interactions of the contracts that list their queues."""
+    return connect.consume([(record.sequence_number, record.data) for record in event], datetime.now(UTC))
 
 
 def _seconds_left(event):

@@ -87,6 +87,7 @@ class Policy:
 
     categories: dict = field(default_factory=dict)  # name -> {target: Duration}, the targets it replaces
     interactions: dict = field(default_factory=dict)  # channel -> ChannelRule
+    amazon_connect_queues: frozenset = frozenset()  # Connect queue ids whose contact records are this contract's
 
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
@@ -203,6 +204,31 @@ def _interactions(value):
     return normalized, rules
 
 
+MAX_QUEUE_ID = 256
+
+
+def _amazon_connect(value):
+    """{"queue_ids": [...]}: the Amazon Connect queues whose contact records feed this contract's
+    interactions. None when the contract takes no Connect records."""
+    if value is None:
+        return None, frozenset()
+    require_object(value, "amazon_connect")
+    reject_unknown(value, ("queue_ids",), "amazon_connect")
+    queue_ids = value.get("queue_ids")
+    if not isinstance(queue_ids, list) or not queue_ids:
+        raise ValidationError("amazon_connect.queue_ids", "must list at least one queue id")
+    found = []
+    for i, queue_id in enumerate(queue_ids):
+        where = f"amazon_connect.queue_ids[{i}]"
+        queue_id = text(queue_id, where, MAX_QUEUE_ID)
+        if "/" in queue_id:
+            raise ValidationError(where, "is the queue id (the last part of the queue ARN), not an ARN")
+        if queue_id in found:
+            raise ValidationError(where, f"{queue_id} is listed twice")
+        found.append(queue_id)
+    return {"queue_ids": found}, frozenset(found)
+
+
 def _penalties(value):
     value = require_object(value if value is not None else {}, "penalties")
     reject_unknown(value, ("currency",) + MONEY_KEYS, "penalties")
@@ -253,7 +279,7 @@ def _designated_channels(value):
 
 CONTRACT_KEYS = (
     "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
-    "resolution_from", "priorities", "categories", "interactions", "penalties", "kpi", "notify",
+    "resolution_from", "priorities", "categories", "interactions", "amazon_connect", "penalties", "kpi", "notify",
 )
 
 
@@ -286,6 +312,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
     priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
     categories_doc, categories = _categories(doc.get("categories"), priorities, day_minutes)
     interactions_doc, interactions = _interactions(doc.get("interactions"))
+    connect_doc, connect_queues = _amazon_connect(doc.get("amazon_connect"))
     off_hours = doc.get("off_hours_first_response")
     off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
     if off_hours is not None and day_minutes is not None:
@@ -310,6 +337,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         "priorities": priorities_doc,
         "categories": categories_doc,
         "interactions": interactions_doc,
+        "amazon_connect": connect_doc,
         "penalties": penalties_doc,
         "kpi": kpi,
         "notify": notify_doc,
@@ -321,6 +349,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         priorities=priorities,
         categories=categories,
         interactions=interactions,
+        amazon_connect_queues=connect_queues,
         designated_channels=frozenset(channels) if channels is not None else None,
         off_hours_first_response=off_hours,
         warn_at=tuple(warn_at),

@@ -131,6 +131,7 @@ def put_contract(principal, contract_id, body, now):
         if previous is not None:
             _refuse_dropping_used_priorities(contract_id, previous, policy)
             _refuse_dropping_used_categories(contract_id, previous, policy)
+        _refuse_queues_of_other_contracts(contract_id, policy)
         version = int(previous.version) + 1 if previous else 1
         return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
 
@@ -165,6 +166,19 @@ def _refuse_dropping_used_categories(contract_id, previous, policy):
             f"categories: open request {stuck.request_id} is in category {stuck.category!r}, which this version "
             "drops; resolve it first"
         )
+
+
+def _refuse_queues_of_other_contracts(contract_id, policy):
+    """An Amazon Connect queue feeds one contract: its contact records could not be told apart. Only a
+    version that lists queues pays for reading the other contracts."""
+    if not policy.amazon_connect_queues:
+        return
+    for other in store.contract_ids():
+        record = store.latest_contract(other) if other != contract_id else None
+        listed = (record.document.get("amazon_connect") or {}).get("queue_ids") or [] if record else []
+        shared = sorted(policy.amazon_connect_queues.intersection(listed))
+        if shared:
+            raise ConflictError(f"amazon_connect.queue_ids: queue {shared[0]} already feeds contract {other}")
 
 
 def schedule_reevaluation(contract_id, now):
