@@ -68,6 +68,7 @@ class Notify:
     provider: tuple = ()
     admins: tuple = ()
     language: str = "zh-CN"
+    customer_reports: tuple = ()  # the customer's addresses for the monthly report
 
 
 @dataclass(frozen=True)
@@ -247,15 +248,17 @@ def _kpi(value):
 
 def _notify(value):
     value = require_object(value if value is not None else {}, "notify")
-    reject_unknown(value, ("sender", "provider", "admins", "language"), "notify")
+    reject_unknown(value, ("sender", "provider", "admins", "language", "customer_reports"), "notify")
     sender = email_address(value["sender"], "notify.sender") if value.get("sender") is not None else None
     provider = _email_list(value.get("provider", []), "notify.provider")
     admins = _email_list(value.get("admins", []), "notify.admins")
     language = value.get("language", "zh-CN")
     if language not in LANGUAGES:
         raise ValidationError("notify.language", f"must be one of {', '.join(LANGUAGES)}")
-    normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language}
-    return normalized, Notify(sender, tuple(provider), tuple(admins), language)
+    customer_reports = _email_list(value.get("customer_reports", []), "notify.customer_reports")
+    normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language,
+                  "customer_reports": customer_reports}
+    return normalized, Notify(sender, tuple(provider), tuple(admins), language, tuple(customer_reports))
 
 
 def _warn_at(value):

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 from chalicelib import notify, service, service_level, store
 from chalicelib.clock import RESOLVED
-from chalicelib.emails import render_daily_tally
+from chalicelib.emails import render_customer_report, render_daily_tally
 from chalicelib.errors import ValidationError
 from chalicelib.fields import instant, reject_unknown, require_object, text
 from chalicelib.logs import log_event
@@ -101,6 +101,8 @@ class Outcome:
             policy = service.policy_of(record, self.calendars)
             day = self.day or previous_day(policy, self.started_at)
             self.tallies.append(tally_contract_day(contract_id, policy, day, now))
+            if self.day is None:  # the scheduled run, not a back-fill of a given date
+                send_customer_report(contract_id, policy, day, now)
         except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
             self.failed(contract_id, f"{type(exc).__name__}: {exc}", exc_info=True)
 
@@ -208,6 +210,38 @@ def _channel_lines(policy, day, month):
     return lines
 
 
+def send_customer_report(contract_id, policy, day, now):
+    """The month before the day after `day`, once complete, to the customer's `notify.customer_reports`:
+    the HTML summary with the CSV of its days attached. The first nightly run of a month (it tallies
+    the month's last day) sends it; every later run finds it in the outbox and reads nothing more, and
+    a run that missed the 1st catches up. A month without any tally of the contract sends nothing.
+    Returns True when this call created it."""
+    if not policy.notify.customer_reports:
+        return False
+    last_day = (day + timedelta(days=1)).replace(day=1) - timedelta(days=1)
+    month = (last_day.year, last_day.month)
+    owner, key = f"contract#{contract_id}", f"customer_report|{last_day:%Y-%m}"
+    if notify.exists(owner, key):
+        return False
+    document = month_document(contract_id, policy, month)
+    if not document["days"]:
+        return False
+    rendered = render_customer_report(policy.notify.language, {
+        "contract_name": policy.name, "contract_id": contract_id, "month": document["month"], "report": document,
+        "answer_within": {channel: str(rule.answer_within) for channel, rule in policy.interactions.items()},
+    })
+    csv_file = {"filename": f"sla-report-{contract_id}-{document['month']}.csv", "content_type": "text/csv",
+                "content": report_csv(document)}
+    entry = notify.new_entry(owner, contract_id, key, "customer_report", policy.notify.customer_reports, rendered,
+                             policy, now, attachments=[csv_file])
+    if not notify.enqueue(entry):
+        return False
+    notify.deliver_quietly([entry], now)
+    log_event(logger, "customer report queued", contract_id=contract_id, month=document["month"],
+              to=list(policy.notify.customer_reports))
+    return True
+
+
 # --- the API's side ------------------------------------------------------------------------------
 
 
@@ -244,13 +278,17 @@ def report(principal, contract_id, params, now):
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
-    month = (int(match.group(1)), int(match.group(2)))
-    tallies = store.tallies_of_month(contract_id, f"{match.group(0)}-")
+    document = month_document(contract_id, policy, (int(match.group(1)), int(match.group(2))))
+    return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
+
+
+def month_document(contract_id, policy, month):
+    """The monthly report of (year, month) from the stored tallies, outages and request counts."""
+    tallies = store.tallies_of_month(contract_id, f"{month[0]:04d}-{month[1]:02d}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
     counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
-    document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
-                            outages, counts)
-    return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
+    return month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
+                        outages, counts)
 
 
 def record_outage(principal, contract_id, body, now):

@@ -258,6 +258,7 @@ class NotificationModel(Model):
     subject = UnicodeAttribute()
     text = UnicodeAttribute()
     html = UnicodeAttribute()
+    attachments = JSONAttribute(null=True)  # [{"filename", "content_type", "content"}]: a monthly report's CSV
     attempts = NumberAttribute(default=0)
     last_error = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
