@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/scan_bench.py
 	$(PY) bench/tally_bench.py
 	$(PY) bench/age_bench.py
+	$(PY) bench/interactions_bench.py
 
 # infra/resources.yaml is generated from chalicelib/tables.py, .chalice/config.json and app.py.
 infra: $(STAMP)
