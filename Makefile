@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/tally_bench.py
 	$(PY) bench/age_bench.py
 	$(PY) bench/whatif_bench.py
+	$(PY) bench/interactions_bench.py
 
 # infra/resources.yaml is generated from chalicelib/tables.py, .chalice/config.json and app.py.
 infra: $(STAMP)
@@ -49,6 +50,7 @@ package: $(STAMP)
 	rm -rf build
 	$(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/resources.yaml build
 	$(PY) infra/generate.py pin-stage build/sam.yaml $(STAGE)
+	$(PY) infra/generate.py contact-stream build/sam.yaml
 
 # Every stage's template is linted; build/ is left with $(STAGE)'s.
 lint: $(STAMP)

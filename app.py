@@ -4,12 +4,27 @@ from datetime import UTC, datetime
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import auth, calendars, logs, openapi, reporting, scanner, service, ses_feedback, simulations
+from chalicelib import (
+    auth,
+    calendars,
+    connect,
+    interactions,
+    logs,
+    openapi,
+    reporting,
+    scanner,
+    service,
+    ses_feedback,
+    simulations,
+)
 from chalicelib.budget import Budget
 from chalicelib.http import Api
 
 logs.configure()
 app = Chalice(app_name="sla-clock")
+# The Amazon Connect contact-record stream. Packaging needs a name here; the deployed stack takes the
+# real one as its ConnectContactRecordStream parameter (infra/generate.py connect-stream).
+CONTACT_RECORD_STREAM = "sla-clock-connect-contact-records"
 api = Api(app)
 
 
@@ -94,6 +109,12 @@ def list_outages(call, contract_id):
     return reporting.list_outages(call.principal, contract_id)
 
 
+@api.route("/contracts/{contract_id}/interactions", methods=["POST"], roles=("agent", "admin"),
+           max_body=interactions.MAX_BODY)
+def post_interactions(call, contract_id):
+    return interactions.post_interactions(call.principal, contract_id, call.body, call.now)
+
+
 @api.route("/contracts/{contract_id}/tallies", methods=["POST"], roles=("admin",))
 def backfill_tally(call, contract_id):
     return reporting.backfill(call.principal, contract_id, call.body, call.now)
@@ -170,6 +191,12 @@ def ses_events(event):
     """SES's delivery, bounce and complaint events of the emails sent through the stage's configuration
     set (topic named by SLA_SES_EVENTS_TOPIC when the app is packaged), recorded on their notification."""
     return {"outcome": ses_feedback.handle(event.message, datetime.now(UTC))}
+
+
+@app.on_kinesis_record(stream=CONTACT_RECORD_STREAM, batch_size=100, starting_position="LATEST")
+def connect_contact_records(event):
+    """Amazon Connect contact records → interactions of the contracts that list their queues."""
+    return connect.consume([(record.sequence_number, record.data) for record in event], datetime.now(UTC))
 
 
 def _seconds_left(event):

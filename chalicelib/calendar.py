@@ -6,6 +6,8 @@ Pure library (rules in docs/clock.md): no AWS, never reads the clock.
     cal.add(start, minutes)  -> aware datetime, the earliest instant at which the elapsed
                                 business minutes since `start` reach `minutes`
     cal.between(a, b)        -> business minutes from a to b (negative if b < a)
+    cal.add_microseconds / cal.between_microseconds: the same in whole microseconds, exact (the
+                                SLA clock's unit: durations in seconds stay exact)
 
 Country data.  The days off and make-up working days of `holidays` come from python-holidays, except
 for the years given in `overrides` (the officially published schedule of that country and year, which
@@ -419,8 +421,17 @@ class BusinessCalendar:
             raise ValueError(f"minutes must be a finite number, got {minutes!r}")
         if minutes < 0:
             raise ValueError(f"minutes must be >= 0, got {minutes!r}")
+        return self._add(start, round(minutes * _US_PER_MIN))
+
+    def add_microseconds(self, start, microseconds):
+        """`add` with the business time given exactly, as a whole number of microseconds (>= 0): the
+        clock's unit, so a "30s" or "7s" target is never a rounded fraction of a minute."""
+        if isinstance(microseconds, bool) or not isinstance(microseconds, int) or microseconds < 0:
+            raise ValueError(f"microseconds must be a whole number >= 0, got {microseconds!r}")
+        return self._add(start, microseconds)
+
+    def _add(self, start, delta):
         u = _to_us(start)
-        delta = round(minutes * _US_PER_MIN)
         if delta == 0:
             return start.astimezone(self.tz)
         Y = self._hot
@@ -436,18 +447,22 @@ class BusinessCalendar:
 
     def between(self, a, b):
         """Business minutes from `a` to `b` (negative if b < a)."""
+        return self.between_microseconds(a, b) / _US_PER_MIN
+
+    def between_microseconds(self, a, b):
+        """Business time from `a` to `b` in whole microseconds (negative if b < a): exact."""
         ua, ub = _to_us(a), _to_us(b)
         sign = 1
         if ub < ua:
             ua, ub, sign = ub, ua, -1
         Ya = self._year_at(ua)
         if ub < Ya.hi:
-            return sign * (Ya.pos(ub) - Ya.pos(ua)) / _US_PER_MIN
+            return sign * (Ya.pos(ub) - Ya.pos(ua))
         Yb = self._year_at(ub)
         total = Ya.total - Ya.pos(ua) + Yb.pos(ub)
         for y in range(Ya.year + 1, Yb.year):
             total += self._year(y).total
-        return sign * total / _US_PER_MIN
+        return sign * total
 
     def add_working_days(self, start, n):
         """The `<n>wd` duration: the same business-time offset into the n-th following working day,

@@ -10,7 +10,6 @@ resolved with (`resolved_state`), whatever calendar data or contract versions co
 
 No AWS, no clock reads: `now` is always an argument.
 """
-import math
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,8 @@ EVENT_TYPES = (
 OPEN, AWAITING_CUSTOMER, RESOLVED = "open", "awaiting_customer", "resolved"
 STATUSES = (OPEN, AWAITING_CUSTOMER, RESOLVED)
 FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION = "first_response", "progress_update", "resolution"
-DAY_MINUTES = 24 * 60
+US_PER_MINUTE = 60_000_000
+DAY_US = 24 * 60 * US_PER_MINUTE
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class RequestFacts:
     priority: str
     designated: bool  # received on a designated channel: the clock starts at once
     received_at: datetime
+    category: str | None = None  # its targets replace the priority's (Policy.targets)
 
 
 @dataclass
@@ -171,6 +172,10 @@ def _apply(t, event):
 
 
 # --- meters: how a clock measures time (business calendar or wall clock) -----------------------
+# Clocks count whole microseconds, so every target ("30s" as well as "5wd") and every sum of running
+# intervals is exact; minutes appear only in what is shown (remaining_minutes).
+
+_ONE_US = timedelta(microseconds=1)
 
 
 class BusinessMeter:
@@ -178,18 +183,18 @@ class BusinessMeter:
         self.calendar = calendar
 
     def measure(self, a, b):
-        return self.calendar.between(a, b)
+        return self.calendar.between_microseconds(a, b)
 
-    def advance(self, start, minutes):
-        return _utc(self.calendar.add(start, minutes))
+    def advance(self, start, microseconds):
+        return _utc(self.calendar.add_microseconds(start, microseconds))
 
 
 class WallMeter:
     def measure(self, a, b):
-        return (b - a).total_seconds() / 60
+        return (b - a) // _ONE_US
 
-    def advance(self, start, minutes):
-        return start + timedelta(minutes=minutes)
+    def advance(self, start, microseconds):
+        return start + timedelta(microseconds=microseconds)
 
 
 WALL = WallMeter()
@@ -223,17 +228,18 @@ class RunningClock:
         yield cursor, None
 
     def elapsed(self, until, start=None):
+        """Running time from `start` (default: the clock's) to `until`, in microseconds."""
         start = self.start if start is None else start
-        total = 0.0
+        total = 0
         for a, b in self._segments(start):
             if a >= until:
                 break
             total += self.meter.measure(a, until if b is None else min(b, until))
         return total
 
-    def deadline(self, minutes, start=None):
-        """Earliest instant at which `minutes` of running time have elapsed; None while stopped short."""
-        found = self.deadlines([minutes], start)
+    def deadline(self, microseconds, start=None):
+        """Earliest instant at which `microseconds` of running time have elapsed; None while stopped short."""
+        found = self.deadlines([microseconds], start)
         return found[0] if found else None
 
     def deadlines(self, targets, start=None):
@@ -274,7 +280,7 @@ class MetricState:
     due_at: datetime | None
     met_at: datetime | None
     breached: bool
-    remaining_minutes: float | None
+    remaining_minutes: float | None  # shown in minutes; computed from exact microseconds
     misses: int | None = None  # progress_update only
     running: bool = False  # still counting toward due_at (not met, not stopped for good)
     cycle: int = 0  # progress_update: the cycle that due_at belongs to (1, 2, …); 0 for the others
@@ -310,20 +316,25 @@ class SlaState:
         return min(running) if running else None
 
 
-def _target_minutes(policy, meter, start, duration):
+def _target(policy, meter, start, duration):
+    """A duration as running time from `start`, in microseconds."""
     if duration.is_working_days:
         return meter.measure(start, policy.calendar.add_working_days(start, duration.count))
-    return float(duration.minutes)
+    return duration.microseconds
+
+
+def _minutes(microseconds):
+    return microseconds / US_PER_MINUTE
 
 
 def _first_response_target(policy, prio, meter, start):
-    target = _target_minutes(policy, meter, start, prio.first_response)
+    target = _target(policy, meter, start, prio.first_response)
     off_hours = policy.off_hours_first_response
     if off_hours is not None and not prio.around_the_clock and policy.calendar.is_off_hours(start):
         # No business time passes between an off-hours start and next_open, so measuring the
         # off-hours allowance from next_open equals measuring it from the start.
         opens = policy.calendar.next_open(start)
-        target = min(target, _target_minutes(policy, meter, opens, off_hours))
+        target = min(target, _target(policy, meter, opens, off_hours))
     return target
 
 
@@ -334,7 +345,7 @@ def _single_metric(clock, name, target, met_at, now, warn_at):
     due = clock.deadline(target)
     end = met_at or now
     breached = due is not None and end > due
-    state = MetricState(due, met_at, breached, target - clock.elapsed(end), running=met_at is None)
+    state = MetricState(due, met_at, breached, _minutes(target - clock.elapsed(end)), running=met_at is None)
     milestones = []
     if breached:
         milestones.append(Milestone("breach", name, 0, due))
@@ -346,7 +357,7 @@ def _single_metric(clock, name, target, met_at, now, warn_at):
 def _warnings(clock, name, cycle, target, warn_at, start=None):
     found = []
     for fraction in warn_at:
-        at = clock.deadline(target * fraction, start)
+        at = clock.deadline(round(target * fraction), start)
         if at is not None:
             found.append(Milestone("warn", name, cycle, at, fraction))
     return found
@@ -381,7 +392,7 @@ def _progress_metric(clock, policy, target_of, timeline, now):
         lapse_until(now)
         target = target_of(cycle_start)
         due = clock.deadline(target, cycle_start)
-        remaining = target - clock.elapsed(now, cycle_start)
+        remaining = _minutes(target - clock.elapsed(now, cycle_start))
         milestones += _warnings(clock, PROGRESS_UPDATE, cycle, target, policy.warn_at, cycle_start)
     state = MetricState(due, last_met, misses > 0, remaining, misses, running, cycle)
     return state, milestones
@@ -396,15 +407,15 @@ def _penalty_days(clock, due, resolved_at, now):
         clock = clock.stopped_before(resolved_at)
     wall = RunningClock(WALL, due, clock.stopped)
     late = wall.elapsed(resolved_at or now)
-    days = math.ceil(late / DAY_MINUTES) if late > 0 else 0
-    return days, wall.deadlines([k * DAY_MINUTES for k in range(days if resolved_at else days + 1)])
+    days = -(-late // DAY_US) if late > 0 else 0
+    return days, wall.deadlines([k * DAY_US for k in range(days if resolved_at else days + 1)])
 
 
 def evaluate(policy, request, events, now):
     """SLA state of a request at `now`. Raises ConflictError if the timeline is impossible."""
     now = _utc(now)
     timeline = replay(request, events)
-    prio = policy.priorities.get(timeline.priority)
+    prio = policy.targets(timeline.priority, request.category)
     if prio is None:
         # A contract update may not drop a priority that open requests use (store checks it); a
         # request stuck with one anyway has no targets rather than an error on every read.
@@ -431,7 +442,7 @@ def evaluate(policy, request, events, now):
                 clock = RunningClock(meter, timeline.first_response_at, timeline.stopped)
 
                 def target_of(cycle_start):
-                    return _target_minutes(policy, meter, cycle_start, prio.progress_every)
+                    return _target(policy, meter, cycle_start, prio.progress_every)
 
                 progress, found = _progress_metric(clock, policy, target_of, timeline, now)
                 metrics[PROGRESS_UPDATE] = progress
@@ -444,7 +455,7 @@ def evaluate(policy, request, events, now):
                 metrics[RESOLUTION] = MetricState(None, None, False, None)
             else:
                 clock = RunningClock(meter, res_start, timeline.stopped)
-                target = _target_minutes(policy, meter, res_start, prio.resolution)
+                target = _target(policy, meter, res_start, prio.resolution)
                 res, found = _single_metric(clock, RESOLUTION, target, timeline.resolved_at, now, policy.warn_at)
                 metrics[RESOLUTION] = res
                 milestones += found

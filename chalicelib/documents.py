@@ -43,6 +43,7 @@ def request_document(item, state, policy, events=None, events_next=None, notific
         "request_id": item.request_id,
         "contract_id": item.contract_id,
         "priority": state.priority,
+        "category": item.category,
         "status": state.status,
         "channel": item.channel,
         "subject": item.subject,

@@ -161,8 +161,10 @@ def format_minutes(minutes, language):
     return f"{span} overdue" if whole < 0 else span
 
 
-def build_message(sender, recipients, rendered, headers=None):
+def build_message(sender, recipients, rendered, headers=None, attachments=()):
     """A multipart/alternative (text, HTML) UTF-8 message for SES send_raw_email: `msg.as_bytes()`.
+    `attachments`: [{"filename", "content_type" ("text/csv"), "content" (text)}], sent as UTF-8 files
+    after the body (the message becomes multipart/mixed).
 
     The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects.
     """
@@ -177,6 +179,10 @@ def build_message(sender, recipients, rendered, headers=None):
         message[name] = str(value)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+    for attachment in attachments or ():
+        maintype, subtype = attachment["content_type"].split("/", 1)
+        message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
+                               filename=attachment["filename"], params={"charset": "utf-8"})
     return message
 
 
@@ -277,12 +283,17 @@ _TALLY_LABELS = {
         "received": "收到请求", "responded": "首次响应", "resolved": "已解决",
         "first_response": "违约：首次响应", "progress_update": "违约：进度更新", "resolution": "违约：解决",
         "penalties": "违约金（{currency}）", "item": "项目", "day": "当日", "month": "本月累计",
+        "offered": "{channel}：接入量", "service_level": "{channel}：服务水平（{within} 内应答，目标 {target}）",
+        "p90": "{channel}：90% 应答用时（秒）",
     },
     "en": {
         "received": "Requests received", "responded": "First responses", "resolved": "Resolved",
         "first_response": "Breaches: first response", "progress_update": "Breaches: progress update",
         "resolution": "Breaches: resolution", "penalties": "Penalties ({currency})", "item": "",
         "day": "That day", "month": "Month to date",
+        "offered": "{channel}: offered", "service_level": "{channel}: service level (answered within {within}, "
+                                                           "target {target})",
+        "p90": "{channel}: 90th percentile answer seconds",
     },
 }
 _TALLY_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
@@ -295,7 +306,9 @@ def render_daily_tally(language, context):
     """The nightly tally email to the contract's admins: the day's numbers and the month to date.
 
     `context`: contract_name, contract_id, date, currency, and "day" / "month" dicts with received,
-    responded, resolved, penalties and breaches (day: metric → priority → count; month: metric → count).
+    responded, resolved, penalties and breaches (day: metric → priority → count; month: metric → count);
+    optional "interactions": channel → {"answer_within", "target", "day", "month"}, the last two with
+    offered, service_level (a fraction or None) and p90_answer_seconds (or None).
     """
     _check_language(language)
     labels = _TALLY_LABELS[language]
@@ -306,6 +319,13 @@ def render_daily_tally(language, context):
              for metric in ("first_response", "progress_update", "resolution")]
     rows.append((labels["penalties"].format(currency=context["currency"]), _number(day["penalties"]),
                  _number(month["penalties"])))
+    for channel, line in context.get("interactions", {}).items():
+        names = {"channel": channel, "within": line["answer_within"], "target": _percent(line["target"])}
+        rows += [(labels["offered"].format(**names), line["day"]["offered"], line["month"]["offered"]),
+                 (labels["service_level"].format(**names), _percent(line["day"]["service_level"]),
+                  _percent(line["month"]["service_level"])),
+                 (labels["p90"].format(**names), _or_dash(line["day"]["p90_answer_seconds"]),
+                  _or_dash(line["month"]["p90_answer_seconds"]))]
     values = {
         "contract_name": _one_line(_string(context["contract_name"])),
         "contract_id": _string(context["contract_id"]),
@@ -330,6 +350,15 @@ def render_daily_tally(language, context):
 
 def _number(value):
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def _percent(fraction):
+    """0.923 -> "92.3%"; None (nothing to measure) -> "—"."""
+    return "—" if fraction is None else f"{fraction * 100:.1f}%"
+
+
+def _or_dash(value):
+    return "—" if value is None else str(value)
 
 
 def render_calendar_notice(language, context):
@@ -376,4 +405,71 @@ def render_requester_bounce(language, context):
         subject=_one_line(_template(language, "requester_bounce", "subject.txt").substitute(values)),
         text=_template(language, "requester_bounce", "txt").substitute(values),
         html=_html(language, "requester_bounce", markup),
+    )
+
+
+_REPORT_LABELS = {
+    "zh-CN": {
+        "received": "收到请求", "responded": "首次响应", "resolved": "已解决",
+        "first_response": "违约：首次响应", "progress_update": "违约：进度更新", "resolution": "违约：解决",
+        "penalties": "违约金（{currency}）", "availability": "系统可用性", "satisfaction": "客户满意度",
+        "resolution_rate": "问题解决率", "actual_target": "{actual}（目标 {target}）",
+        "service_level": "{channel}：{within} 内应答率", "offered": "{channel}：接入量",
+        "p90": "{channel}：90% 应答用时（秒）", "category_received": "{category}：收到请求",
+        "category_breaches": "{category}：违约次数", "item": "项目", "value": "本月",
+    },
+    "en": {
+        "received": "Requests received", "responded": "First responses", "resolved": "Resolved",
+        "first_response": "Breaches: first response", "progress_update": "Breaches: progress update",
+        "resolution": "Breaches: resolution", "penalties": "Penalties ({currency})",
+        "availability": "Availability", "satisfaction": "Satisfaction", "resolution_rate": "Resolution rate",
+        "actual_target": "{actual} (target {target})",
+        "service_level": "{channel}: answered within {within}", "offered": "{channel}: offered",
+        "p90": "{channel}: 90th percentile answer seconds", "category_received": "{category}: requests received",
+        "category_breaches": "{category}: breaches", "item": "", "value": "The month",
+    },
+}
+_REPORT_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
+                    'border-bottom:1px solid #eeeeee;">{label}</th>'
+                    '<td style="text-align:right;padding:6px 0;border-bottom:1px solid #eeeeee;">{value}</td></tr>')
+
+
+def render_customer_report(language, context):
+    """The monthly service report to the customer's `notify.customer_reports`: the month's requests,
+    breaches, penalties, KPIs against their targets, each interaction channel and each category.
+
+    `context`: contract_name, contract_id, month ("YYYY-MM"), `report` (the monthly report document)
+    and `answer_within` (channel -> its promise, e.g. "60s"). The CSV of the days goes as an attachment.
+    """
+    _check_language(language)
+    labels, report = _REPORT_LABELS[language], context["report"]
+
+    def against(kpi):
+        return labels["actual_target"].format(actual=_percent(kpi["actual"]), target=_percent(kpi["target"]))
+
+    rows = [(labels[key], report["requests"][key]) for key in ("received", "responded", "resolved")]
+    rows += [(labels[metric], count) for metric, count in report["breaches"].items()]
+    rows.append((labels["penalties"].format(currency=report["currency"]), _number(report["penalties"]["total"])))
+    rows += [(labels[key], against(report["kpi"][key])) for key in ("availability", "satisfaction", "resolution_rate")]
+    for channel, counts in report["interactions"].items():
+        names = {"channel": channel, "within": context["answer_within"].get(channel, "—")}
+        if channel in report["kpi"]["service_level"]:
+            rows.append((labels["service_level"].format(**names), against(report["kpi"]["service_level"][channel])))
+        rows += [(labels["offered"].format(**names), counts["offered"]),
+                 (labels["p90"].format(**names), _or_dash(counts["p90_answer_seconds"]))]
+    for category, counts in report["by_category"].items():
+        rows += [(labels["category_received"].format(category=category), counts["received"]),
+                 (labels["category_breaches"].format(category=category), sum(counts["breaches"].values()))]
+    values = {"contract_name": _one_line(_string(context["contract_name"])),
+              "contract_id": _string(context["contract_id"]), "month": _string(context["month"])}
+    width = max(len(label) for label, _ in rows)
+    text_rows = "\n".join(f"{label.ljust(width)}  {value!s:>12}" for label, value in rows)
+    html_rows = "\n".join(_REPORT_ROW_HTML.format(label=html.escape(label), value=html.escape(str(value)))
+                          for label, value in rows)
+    markup = {key: html.escape(value) for key, value in values.items()}
+    return Rendered(
+        subject=_one_line(_template(language, "customer_report", "subject.txt").substitute(values)),
+        text=_template(language, "customer_report", "txt").substitute(values, rows=text_rows),
+        html=_html(language, "customer_report", markup | {"rows": html_rows,
+                                                          "value_heading": html.escape(labels["value"])}),
     )

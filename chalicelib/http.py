@@ -98,23 +98,25 @@ class Api:
     def __init__(self, app):
         self.app = app
 
-    def route(self, path, methods, roles=auth.ROLES, public=False, token_in_query=False, **kwargs):
+    def route(self, path, methods, roles=auth.ROLES, public=False, token_in_query=False, max_body=MAX_BODY,
+              **kwargs):
         """`token_in_query`: also accept the token as `?token=…`, for clients that cannot send headers
-        (calendar subscriptions); the Authorization header still wins."""
+        (calendar subscriptions); the Authorization header still wins. `max_body`: the largest body
+        the route takes, in bytes (batch routes take more than MAX_BODY)."""
         def decorate(view):
             @functools.wraps(view)
             def handler(**params):
-                return self._handle(view, roles, public, token_in_query, params)
+                return self._handle(view, roles, public, token_in_query, params, max_body)
 
             return self.app.route(path, methods=methods, **kwargs)(handler)
 
         return decorate
 
-    def _handle(self, view, roles, public, token_in_query, params):
+    def _handle(self, view, roles, public, token_in_query, params, max_body):
         request = self.app.current_request
         try:
-            if len(request.raw_body or b"") > MAX_BODY:
-                return error_response("RequestEntityTooLargeError", f"the body exceeds {MAX_BODY} bytes")
+            if len(request.raw_body or b"") > max_body:
+                return error_response("RequestEntityTooLargeError", f"the body exceeds {max_body} bytes")
             principal, consumed, now = None, (), datetime.now(UTC)
             if not public:
                 header = request.headers.get("authorization")

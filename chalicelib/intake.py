@@ -3,18 +3,20 @@
 Every error is a ValidationError naming the field; nothing is stored unless the whole body is valid.
 """
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.calendar import parse_date
 from chalicelib.errors import ForbiddenError, ValidationError
 from chalicelib.fields import channel_name, email_address, instant, reject_unknown, require_object, text
+from chalicelib.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
 MAX_SUBJECT = 200
 MAX_DESCRIPTION = 20000
 MAX_NOTE = 4000
 MAX_NAME = 200
-REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "description", "requester", "received_at")
+REQUEST_KEYS = ("contract_id", "priority", "category", "channel", "subject", "description", "requester",
+                "received_at")
 PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
 SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
@@ -56,6 +58,17 @@ def _priority(value, policy):
     return value
 
 
+def _category(value, policy):
+    """A request's optional category: null or one the contract defines."""
+    if value is None:
+        return None
+    if not policy.categories:
+        raise ValidationError("category", "the contract defines no categories")
+    if not isinstance(value, str) or value not in policy.categories:
+        raise ValidationError("category", f"must be one of the contract's categories: {', '.join(policy.categories)}")
+    return value
+
+
 @dataclass(frozen=True)
 class NewRequest:
     contract_id: str
@@ -65,6 +78,7 @@ class NewRequest:
     description: str | None
     requester: dict
     received_at: datetime
+    category: str | None = None
 
 
 def contract_id_of(body):
@@ -100,6 +114,7 @@ def parse_new_request(body, policy, role, now):
         description=description,
         requester=clean_requester,
         received_at=_backdated(body, "received_at", role, now),
+        category=_category(body.get("category"), policy),
     )
 
 
@@ -108,6 +123,7 @@ class Preview:
     priority: str
     received_at: datetime
     channel: str | None  # None: assume a designated channel
+    category: str | None = None
 
 
 def parse_preview(body, policy, role, now):
@@ -118,10 +134,10 @@ def parse_preview(body, policy, role, now):
     if "priority" not in body:
         raise ValidationError("priority", "is required")
     priority = _priority(body["priority"], policy)
-    if body.get("category") is not None:
-        raise ValidationError("category", "the contract defines no categories")
+    category = _category(body.get("category"), policy)
     channel = channel_name(body["channel"], "channel") if body.get("channel") is not None else None
-    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel)
+    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel,
+                   category=category)
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,70 @@ def parse_event(body, policy, role, now, last_at):
     if body.get("note") is not None:
         fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0)
     return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=last_at), **fields)
+
+
+MAX_INTERACTIONS = 500  # per call: a feed's batch, well inside the API's body limit
+MAX_INTERACTION_ID = 128
+INTERACTION_KEYS = ("id", "channel", "offered_at", "answered_at", "abandoned_at")
+# Interactions are kept this long (DynamoDB's TTL removes them after): an older one could not be kept.
+INTERACTION_RETENTION = timedelta(days=400)
+
+
+def parse_interactions(body, policy, now):
+    """A POST /contracts/{id}/interactions body: {"items": [...]}, every item checked before anything is
+    stored; an error names the item, e.g. `items[3].answered_at`."""
+    require_object(body, "body")
+    reject_unknown(body, ("items",))
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise ValidationError("items", "is required: a list of 1 to 500 interactions")
+    if len(items) > MAX_INTERACTIONS:
+        raise ValidationError("items", f"holds {len(items)} interactions; send at most {MAX_INTERACTIONS} per call")
+    if not policy.interactions:
+        raise ValidationError("items", "the contract defines no interaction channels (its `interactions` key)")
+    parsed, seen = [], {}
+    for i, item in enumerate(items):
+        interaction = parse_interaction(item, f"items[{i}]", policy, now)
+        if interaction.id in seen:
+            raise ValidationError(f"items[{i}].id", f"repeats items[{seen[interaction.id]}].id: send each id once")
+        seen[interaction.id] = i
+        parsed.append(interaction)
+    return parsed
+
+
+def parse_interaction(item, where, policy, now):
+    """One interaction: an id, a channel of the contract, when it was offered, and when it was answered
+    or abandoned (neither: still waiting when sent, or ended otherwise; it counts as offered only)."""
+    require_object(item, where)
+    reject_unknown(item, INTERACTION_KEYS, where)
+    for key in ("id", "channel", "offered_at"):
+        if item.get(key) is None:
+            raise ValidationError(f"{where}.{key}", "is required")
+    interaction_id = text(item["id"], f"{where}.id", MAX_INTERACTION_ID)
+    channel = item["channel"]
+    if not isinstance(channel, str) or channel not in policy.interactions:
+        raise ValidationError(f"{where}.channel", f"must be one of the contract's channels: "
+                                                 f"{', '.join(policy.interactions)}")
+    offered = _interaction_time(item, "offered_at", where, now)
+    if offered < now - INTERACTION_RETENTION:
+        raise ValidationError(f"{where}.offered_at", f"is older than the {INTERACTION_RETENTION.days} days "
+                                                     "interactions are kept")
+    ends = {key: _interaction_time(item, key, where, now) for key in ("answered_at", "abandoned_at")
+            if item.get(key) is not None}
+    if len(ends) == 2:
+        raise ValidationError(f"{where}.abandoned_at", "an interaction is answered or abandoned, not both")
+    for key, at in ends.items():
+        if at < offered:
+            raise ValidationError(f"{where}.{key}", "must not precede offered_at")
+    return Interaction(id=interaction_id, channel=channel, offered_at=offered,
+                       answered_at=ends.get("answered_at"), abandoned_at=ends.get("abandoned_at"))
+
+
+def _interaction_time(item, key, where, now):
+    at = instant(item[key], f"{where}.{key}")
+    if at > now:
+        raise ValidationError(f"{where}.{key}", "must not lie in the future")
+    return at
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import metrics
 from chalicelib.alerts import REPORT_URGENCY
@@ -55,8 +55,10 @@ def outbox_entry(request, notification, policy, now):
     return entry
 
 
-def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now, urgency=REPORT_URGENCY):
-    """An outbox item, pending. `owner_id` is the request id, or "contract#<id>" for contract mail."""
+def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now, urgency=REPORT_URGENCY,
+              attachments=None):
+    """An outbox item, pending. `owner_id` is the request id, or "contract#<id>" for contract mail.
+    `attachments`: files sent with it (see emails.build_message)."""
     return NotificationModel(
         owner_id,
         key,
@@ -68,6 +70,7 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
+        attachments=attachments,
         attempts=0,
         created_at=now,
         pending_shard=shard_of(f"{owner_id}|{key}"),
@@ -117,7 +120,8 @@ def deliver(entry, now, prepare=None):
         for name, value in refreshed.items():
             setattr(entry, name, value)
     message = build_message(entry.sender, entry.recipients, _rendered(entry),
-                            headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"})
+                            headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"},
+                            attachments=entry.attachments)
     attempts = int(entry.attempts) + 1
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
     configuration_set = os.environ.get("SLA_SES_CONFIGURATION_SET")
@@ -268,6 +272,15 @@ def record_once(entry, field, at, **more):
             return False
         raise
     return True
+
+
+def exists(owner_id, key):
+    """Was the notification `key` of `owner_id` created (whatever became of it)? One consistent read."""
+    try:
+        NotificationModel.get(owner_id, key, consistent_read=True, attributes_to_get=["key"])
+        return True
+    except DoesNotExist:
+        return False
 
 
 def latest_of(owner_id, key_prefix):

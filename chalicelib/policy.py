@@ -3,7 +3,8 @@
 `parse_contract` is the only way a contract enters the system: every field is checked, unknown keys
 are rejected, and omitted keys get the defaults of docs/contract.md. Errors name the field.
 """
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from chalicelib.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.calendar import BusinessCalendar
@@ -11,13 +12,17 @@ from chalicelib.durations import Duration, parse_duration
 from chalicelib.errors import ValidationError
 from chalicelib.fields import channel_name, email_address, number, reject_unknown, require_object, text
 
-PRIORITIES = ("urgent", "high", "medium", "low")
+EXAMPLE_PRIORITIES = ("urgent", "high", "medium", "low")  # the usual names; any NAME is allowed
+NAME = re.compile(r"[a-z0-9_-]{1,32}")  # priority and category names (fullmatch: no trailing newline)
+TARGETS = ("first_response", "resolution", "progress_every")
 CLOCKS = ("business", "24x7")
 LANGUAGES = ("zh-CN", "en")
 RESOLUTION_FROM = ("received", "first_response")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_WARN_AT = (0.5, 0.8)
 DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.95}
+INTERACTION_HOURS = ("business", "24x7")
+MAX_ANSWER_WITHIN_S = 24 * 3600  # a phone or chat answer target is seconds or minutes; a day is plenty
 MONEY_KEYS = ("late_first_response", "late_progress", "late_resolution_per_day", "monthly_cap")
 MAX_NAME = 200
 # Limits a contract must meet to be accepted: they keep every deadline computable (a target of at
@@ -39,6 +44,16 @@ class PriorityPolicy:
 
 
 @dataclass(frozen=True)
+class ChannelRule:
+    """The answer-time clause of an interaction channel (a hotline answered within 60 s, 90 % of calls).
+    Only interactions offered inside `hours` count: "business" = the calendar's working periods."""
+
+    answer_within: Duration
+    target: float
+    hours: str = "business"
+
+
+@dataclass(frozen=True)
 class Penalties:
     currency: str = "CNY"
     late_first_response: float = 0
@@ -53,6 +68,7 @@ class Notify:
     provider: tuple = ()
     admins: tuple = ()
     language: str = "zh-CN"
+    customer_reports: tuple = ()  # the customer's addresses for the monthly report
 
 
 @dataclass(frozen=True)
@@ -70,8 +86,20 @@ class Policy:
     notify: Notify
     version: int = 0
 
+    categories: dict = field(default_factory=dict)  # name -> {target: Duration}, the targets it replaces
+    interactions: dict = field(default_factory=dict)  # channel -> ChannelRule
+    amazon_connect_queues: frozenset = frozenset()  # Connect queue ids whose contact records are this contract's
+
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
+
+    def targets(self, priority, category=None):
+        """The targets a request of `priority` and `category` runs on: the priority's, with each one
+        the category sets replacing the priority's (the clock stays the priority's). None for a
+        priority the contract does not define; a category it no longer defines changes nothing."""
+        found = self.priorities.get(priority)
+        overrides = self.categories.get(category) if category is not None else None
+        return replace(found, **overrides) if found is not None and overrides else found
 
 
 def _email_list(value, name):
@@ -86,9 +114,23 @@ def _check_length(duration, where, day_minutes):
     if duration.is_working_days:
         if duration.count > MAX_WORKING_DAYS:
             raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days")
-    elif duration.minutes > MAX_WORKING_DAYS * day_minutes:
+    elif duration.seconds > MAX_WORKING_DAYS * day_minutes * 60:
         raise ValidationError(where, f"{duration} is longer than the limit of {MAX_WORKING_DAYS} working days "
                                      f"({MAX_WORKING_DAYS * day_minutes // 60} h on this clock)")
+
+
+def _name(key, where, what):
+    if not isinstance(key, str) or not NAME.fullmatch(key):
+        raise ValidationError(where, f"{what} names are 1–32 characters of a–z, 0–9, '_' and '-'")
+
+
+def _targets(spec, where, day_minutes):
+    """The durations of `spec` that are set, each checked against the limit when `day_minutes` is."""
+    durations = {k: parse_duration(spec[k], f"{where}.{k}") for k in TARGETS if spec.get(k) is not None}
+    if day_minutes is not None:
+        for k, duration in durations.items():
+            _check_length(duration, f"{where}.{k}", day_minutes)
+    return durations
 
 
 def _priorities(value, business_day_minutes=None):
@@ -99,27 +141,93 @@ def _priorities(value, business_day_minutes=None):
     normalized, policies = {}, {}
     for key, spec in value.items():
         where = f"priorities.{key}"
-        if key not in PRIORITIES:
-            raise ValidationError(where, f"unknown priority; use {', '.join(PRIORITIES)}")
+        _name(key, where, "priority")
         require_object(spec, where)
-        reject_unknown(spec, ("first_response", "resolution", "progress_every", "clock"), where)
+        reject_unknown(spec, TARGETS + ("clock",), where)
         if "first_response" not in spec:
             raise ValidationError(f"{where}.first_response", "is required")
         clock = spec.get("clock", "business")
         if clock not in CLOCKS:
             raise ValidationError(f"{where}.clock", f"must be one of {', '.join(CLOCKS)}")
-        durations = {
-            k: parse_duration(spec[k], f"{where}.{k}")
-            for k in ("first_response", "resolution", "progress_every")
-            if spec.get(k) is not None
-        }
+        day_minutes = None
         if business_day_minutes is not None:
             day_minutes = MINUTES_PER_DAY if clock == "24x7" else business_day_minutes
-            for k, duration in durations.items():
-                _check_length(duration, f"{where}.{k}", day_minutes)
+        durations = _targets(spec, where, day_minutes)
         policies[key] = PriorityPolicy(clock=clock, **durations)
         normalized[key] = {k: str(v) for k, v in durations.items()} | {"clock": clock}
     return normalized, policies
+
+
+def _categories(value, priorities, business_day_minutes=None):
+    """Categories of requests (a complaint) whose targets replace the priority's. A category target
+    may run on any priority's clock, so the limit uses the shortest working day among them."""
+    value = require_object(value if value is not None else {}, "categories")
+    day_minutes = None
+    if business_day_minutes is not None:
+        business = any(not p.around_the_clock for p in priorities.values())
+        day_minutes = business_day_minutes if business else MINUTES_PER_DAY
+    normalized, categories = {}, {}
+    for key, spec in value.items():
+        where = f"categories.{key}"
+        _name(key, where, "category")
+        require_object(spec, where)
+        reject_unknown(spec, TARGETS, where)
+        durations = _targets(spec, where, day_minutes)
+        if not durations:
+            raise ValidationError(where, f"must set at least one of {', '.join(TARGETS)}")
+        categories[key] = durations
+        normalized[key] = {k: str(v) for k, v in durations.items()}
+    return normalized, categories
+
+
+def _interactions(value):
+    """Answer-time clauses per interaction channel: {"phone": {"answer_within": "60s", "target": 0.9,
+    "hours": "business"}}."""
+    value = require_object(value if value is not None else {}, "interactions")
+    normalized, rules = {}, {}
+    for channel, spec in value.items():
+        where = f"interactions.{channel}"
+        _name(channel, where, "channel")
+        require_object(spec, where)
+        reject_unknown(spec, ("answer_within", "target", "hours"), where)
+        for key in ("answer_within", "target"):
+            if key not in spec:
+                raise ValidationError(f"{where}.{key}", "is required")
+        within = parse_duration(spec["answer_within"], f"{where}.answer_within")
+        if within.is_working_days or within.seconds > MAX_ANSWER_WITHIN_S:
+            raise ValidationError(f"{where}.answer_within", "must be seconds, minutes or hours, at most 24h")
+        target = number(spec["target"], f"{where}.target", lo=0, hi=1)
+        hours = spec.get("hours", "business")
+        if hours not in INTERACTION_HOURS:
+            raise ValidationError(f"{where}.hours", f"must be one of {', '.join(INTERACTION_HOURS)}")
+        rules[channel] = ChannelRule(within, target, hours)
+        normalized[channel] = {"answer_within": str(within), "target": target, "hours": hours}
+    return normalized, rules
+
+
+MAX_QUEUE_ID = 256
+
+
+def _amazon_connect(value):
+    """{"queue_ids": [...]}: the Amazon Connect queues whose contact records feed this contract's
+    interactions. None when the contract takes no Connect records."""
+    if value is None:
+        return None, frozenset()
+    require_object(value, "amazon_connect")
+    reject_unknown(value, ("queue_ids",), "amazon_connect")
+    queue_ids = value.get("queue_ids")
+    if not isinstance(queue_ids, list) or not queue_ids:
+        raise ValidationError("amazon_connect.queue_ids", "must list at least one queue id")
+    found = []
+    for i, queue_id in enumerate(queue_ids):
+        where = f"amazon_connect.queue_ids[{i}]"
+        queue_id = text(queue_id, where, MAX_QUEUE_ID)
+        if "/" in queue_id:
+            raise ValidationError(where, "is the queue id (the last part of the queue ARN), not an ARN")
+        if queue_id in found:
+            raise ValidationError(where, f"{queue_id} is listed twice")
+        found.append(queue_id)
+    return {"queue_ids": found}, frozenset(found)
 
 
 def _penalties(value):
@@ -140,15 +248,17 @@ def _kpi(value):
 
 def _notify(value):
     value = require_object(value if value is not None else {}, "notify")
-    reject_unknown(value, ("sender", "provider", "admins", "language"), "notify")
+    reject_unknown(value, ("sender", "provider", "admins", "language", "customer_reports"), "notify")
     sender = email_address(value["sender"], "notify.sender") if value.get("sender") is not None else None
     provider = _email_list(value.get("provider", []), "notify.provider")
     admins = _email_list(value.get("admins", []), "notify.admins")
     language = value.get("language", "zh-CN")
     if language not in LANGUAGES:
         raise ValidationError("notify.language", f"must be one of {', '.join(LANGUAGES)}")
-    normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language}
-    return normalized, Notify(sender, tuple(provider), tuple(admins), language)
+    customer_reports = _email_list(value.get("customer_reports", []), "notify.customer_reports")
+    normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language,
+                  "customer_reports": customer_reports}
+    return normalized, Notify(sender, tuple(provider), tuple(admins), language, tuple(customer_reports))
 
 
 def _warn_at(value):
@@ -172,7 +282,7 @@ def _designated_channels(value):
 
 CONTRACT_KEYS = (
     "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
-    "resolution_from", "priorities", "penalties", "kpi", "notify",
+    "resolution_from", "priorities", "categories", "interactions", "amazon_connect", "penalties", "kpi", "notify",
 )
 
 
@@ -203,6 +313,9 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
     if "priorities" not in doc:
         raise ValidationError("priorities", "is required")
     priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
+    categories_doc, categories = _categories(doc.get("categories"), priorities, day_minutes)
+    interactions_doc, interactions = _interactions(doc.get("interactions"))
+    connect_doc, connect_queues = _amazon_connect(doc.get("amazon_connect"))
     off_hours = doc.get("off_hours_first_response")
     off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
     if off_hours is not None and day_minutes is not None:
@@ -225,6 +338,9 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         "warn_at": warn_at,
         "resolution_from": resolution_from,
         "priorities": priorities_doc,
+        "categories": categories_doc,
+        "interactions": interactions_doc,
+        "amazon_connect": connect_doc,
         "penalties": penalties_doc,
         "kpi": kpi,
         "notify": notify_doc,
@@ -234,6 +350,9 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         timezone=timezone,
         calendar=calendar,
         priorities=priorities,
+        categories=categories,
+        interactions=interactions,
+        amazon_connect_queues=connect_queues,
         designated_channels=frozenset(channels) if channels is not None else None,
         off_hours_first_response=off_hours,
         warn_at=tuple(warn_at),

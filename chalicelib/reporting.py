@@ -4,10 +4,10 @@ import re
 import time
 from datetime import date, datetime, timedelta
 
-from chalicelib import metrics, notify, service, store
+from chalicelib import metrics, notify, service, service_level, store
 from chalicelib.calendars import FIRST_YEAR, LAST_YEAR
 from chalicelib.clock import RESOLVED
-from chalicelib.emails import render_daily_tally
+from chalicelib.emails import render_customer_report, render_daily_tally
 from chalicelib.errors import ValidationError
 from chalicelib.fields import instant, reject_unknown, require_object, text
 from chalicelib.intake import EARLIEST
@@ -103,6 +103,8 @@ class Outcome:
             policy = service.policy_of(record, self.calendars)
             day = self.day or previous_day(policy, self.started_at)
             self.tallies.append(tally_contract_day(contract_id, policy, day, now))
+            if self.day is None:  # the scheduled run, not a back-fill of a given date
+                send_customer_report(contract_id, policy, day, now)
         except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
             self.failed(contract_id, f"{type(exc).__name__}: {exc}", exc_info=True)
 
@@ -129,8 +131,11 @@ def tally_contract_day(contract_id, policy, day, now):
             continue
         request_policy = policy if item.status != RESOLVED else pinned_policy(item, pinned, policy)
         state = service.state_of(item, request_policy, now)
-        evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties))
+        evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties, item.category))
     tally = tally_day(day, tz, evaluated)
+    if policy.interactions:  # a contract without channels reads no interactions
+        tally.interactions = service_level.count_day(policy.interactions, policy.calendar, start, end,
+                                                     store.interactions_between(contract_id, start, end))
     TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,
                penalties=tally.penalties_raw, computed_at=now).save()
     month = _cap_month(contract_id, day, policy)
@@ -165,8 +170,12 @@ def _cap_month(contract_id, day, policy):
 
 
 def tally_document(contract_id, policy, item):
+    """A stored tally as the API shows it: each channel's counts with its average and p90 answer
+    seconds and service level (the stored answer-time histogram stays inside)."""
+    channels = {channel: service_level.summary(counts) | {"service_level": service_level.service_level(counts)}
+                for channel, counts in item.tally.get("interactions", {}).items()}
     return {"contract_id": contract_id, "currency": policy.penalties.currency, **item.tally,
-            "penalties": item.penalties}
+            "penalties": item.penalties, "interactions": channels}
 
 
 def _email_admins(contract_id, policy, tally, today, month, now):
@@ -187,11 +196,56 @@ def _email_admins(contract_id, policy, tally, today, month, now):
                          for metric in ("first_response", "progress_update", "resolution")},
             "penalties": sum(t.penalties for t in to_date),
         },
+        "interactions": _channel_lines(policy, tally.interactions,
+                                       service_level.merge(t.tally.get("interactions", {}) for t in to_date)),
     })
     entry = notify.new_entry(f"contract#{contract_id}", contract_id, f"daily_tally|{tally.date}", "daily_tally",
                              policy.notify.admins, rendered, policy, now)
     if notify.enqueue(entry):
         notify.deliver_quietly([entry], now)
+
+
+def _channel_lines(policy, day, month):
+    """Per channel of the contract: its answer target and the day's and month-to-date summaries."""
+    lines = {}
+    for channel, rule in sorted(policy.interactions.items()):
+        lines[channel] = {"answer_within": str(rule.answer_within), "target": rule.target}
+        for name, counts in (("day", day), ("month", month)):
+            found = counts.get(channel) or service_level.empty()
+            lines[channel][name] = service_level.summary(found) | {"service_level": service_level.service_level(found)}
+    return lines
+
+
+def send_customer_report(contract_id, policy, day, now):
+    """The month before the day after `day`, once complete, to the customer's `notify.customer_reports`:
+    the HTML summary with the CSV of its days attached. The first nightly run of a month (it tallies
+    the month's last day) sends it; every later run finds it in the outbox and reads nothing more, and
+    a run that missed the 1st catches up. A month without any tally of the contract sends nothing.
+    Returns True when this call created it."""
+    if not policy.notify.customer_reports:
+        return False
+    last_day = (day + timedelta(days=1)).replace(day=1) - timedelta(days=1)
+    month = (last_day.year, last_day.month)
+    owner, key = f"contract#{contract_id}", f"customer_report|{last_day:%Y-%m}"
+    if notify.exists(owner, key):
+        return False
+    document = month_document(contract_id, policy, month)
+    if not document["days"]:
+        return False
+    rendered = render_customer_report(policy.notify.language, {
+        "contract_name": policy.name, "contract_id": contract_id, "month": document["month"], "report": document,
+        "answer_within": {channel: str(rule.answer_within) for channel, rule in policy.interactions.items()},
+    })
+    csv_file = {"filename": f"sla-report-{contract_id}-{document['month']}.csv", "content_type": "text/csv",
+                "content": report_csv(document)}
+    entry = notify.new_entry(owner, contract_id, key, "customer_report", policy.notify.customer_reports, rendered,
+                             policy, now, attachments=[csv_file])
+    if not notify.enqueue(entry):
+        return False
+    notify.deliver_quietly([entry], now)
+    log_event(logger, "customer report queued", contract_id=contract_id, month=document["month"],
+              to=list(policy.notify.customer_reports))
+    return True
 
 
 # --- the API's side ------------------------------------------------------------------------------
@@ -238,12 +292,17 @@ def report(principal, contract_id, params, now):
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
+    document = month_document(contract_id, policy, month)
+    return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
+
+
+def month_document(contract_id, policy, month):
+    """The monthly report of (year, month) from the stored tallies, outages and request counts."""
     tallies = store.tallies_of_month(contract_id, f"{month[0]:04d}-{month[1]:02d}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
     counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
-    document = month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
-                            outages, counts)
-    return ("text/csv", report_csv(document)) if kind == "csv" else ("application/json", document)
+    return month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
+                        outages, counts)
 
 
 def record_outage(principal, contract_id, body, now):

@@ -131,6 +131,8 @@ def put_contract(principal, contract_id, body, now):
         previous = store.latest_contract(contract_id)
         if previous is not None:
             _refuse_dropping_used_priorities(contract_id, previous, policy)
+            _refuse_dropping_used_categories(contract_id, previous, policy)
+        _refuse_queues_of_other_contracts(contract_id, policy)
         version = int(previous.version) + 1 if previous else 1
         return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
 
@@ -154,6 +156,32 @@ def _refuse_dropping_used_priorities(contract_id, previous, policy):
         )
 
 
+def _refuse_dropping_used_categories(contract_id, previous, policy):
+    """Likewise for categories: an open request would silently fall back to its priority's targets."""
+    dropped = set(previous.document.get("categories") or {}) - set(policy.categories)
+    if not dropped:
+        return
+    stuck = store.an_open_request_in_category(contract_id, dropped)
+    if stuck is not None:
+        raise ConflictError(
+            f"categories: open request {stuck.request_id} is in category {stuck.category!r}, which this version "
+            "drops; resolve it first"
+        )
+
+
+def _refuse_queues_of_other_contracts(contract_id, policy):
+    """An Amazon Connect queue feeds one contract: its contact records could not be told apart. Only a
+    version that lists queues pays for reading the other contracts."""
+    if not policy.amazon_connect_queues:
+        return
+    for other in store.contract_ids():
+        record = store.latest_contract(other) if other != contract_id else None
+        listed = (record.document.get("amazon_connect") or {}).get("queue_ids") or [] if record else []
+        shared = sorted(policy.amazon_connect_queues.intersection(listed))
+        if shared:
+            raise ConflictError(f"amazon_connect.queue_ids: queue {shared[0]} already feeds contract {other}")
+
+
 def schedule_reevaluation(contract_id, now):
     """Re-evaluate the contract's open requests in the background: the scanner drains the job a page
     at a time, so warnings and alerts follow the new version within a few scans."""
@@ -175,7 +203,8 @@ def reevaluate_page(job, now):
 
 
 def facts_of(item):
-    return RequestFacts(priority=item.priority, designated=item.designated, received_at=item.received_at)
+    return RequestFacts(priority=item.priority, designated=item.designated, received_at=item.received_at,
+                        category=item.category)
 
 
 def clock_events(item):
@@ -356,6 +385,7 @@ def _create_request(principal, body, now, idempotency=None):
         contract_id=contract_id,
         listed_at=listing_key(new.received_at, request_id),
         priority=new.priority,
+        category=new.category,
         channel=new.channel,
         designated=policy.is_designated(new.channel),
         subject=new.subject,
@@ -405,7 +435,7 @@ def preview(principal, contract_id, body, now):
     policy = policy_of(latest_contract_of(principal, contract_id))
     new = parse_preview(body, policy, principal.role, now)
     facts = RequestFacts(priority=new.priority, designated=new.channel is None or policy.is_designated(new.channel),
-                         received_at=new.received_at)
+                         received_at=new.received_at, category=new.category)
     state = evaluate(policy, facts, [Event(seq=1, type="received", at=new.received_at)], now)
     return preview_document(state, policy)
 

@@ -12,7 +12,7 @@ from chalicelib.clock import RESOLVED, evaluate
 from chalicelib.documents import iso
 from chalicelib.errors import ValidationError
 from chalicelib.fields import reject_unknown, require_object
-from chalicelib.policy import PRIORITIES, parse_contract
+from chalicelib.policy import NAME, parse_contract
 from chalicelib.tally import Evaluated, month_bounds
 from chalicelib.whatif import Side, compare
 
@@ -81,9 +81,9 @@ def candidate_policy(document, now, memo=None):
 def _priorities(value):
     if value is None:
         return None
-    if not isinstance(value, list) or not value or any(p not in PRIORITIES for p in value):
-        raise ValidationError("priorities", f"must be a non-empty list of {', '.join(PRIORITIES)}")
-    return sorted(set(value), key=PRIORITIES.index)
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) and NAME.fullmatch(p) for p in value):
+        raise ValidationError("priorities", "must be a non-empty list of priority names ([a-z0-9_-], 1–32 characters)")
+    return sorted(set(value))
 
 
 def _too_many(month, priorities):

@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from contextlib import contextmanager
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from pynamodb.connection import Connection
@@ -20,6 +20,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.clock import RESOLVED
 from chalicelib.errors import ValidationError
+from chalicelib.service_level import Interaction
 from chalicelib.tables import (
     OPEN_KEY,
     TALLY_RUNS,
@@ -27,12 +28,16 @@ from chalicelib.tables import (
     ContractModel,
     EventModel,
     IdempotencyModel,
+    InteractionLocatorModel,
+    InteractionModel,
     JobModel,
     NotificationModel,
     OutageModel,
     RequestModel,
     TallyModel,
     TallyRunModel,
+    interaction_bucket,
+    interaction_locator,
     listing_key,
     status_key,
     utc_key,
@@ -275,10 +280,17 @@ def open_requests_page(contract_id, start_key=None, page_size=100):
 
 def an_open_request_with_priority(contract_id, priorities):
     """Some open request of the contract whose current priority is one of `priorities`, or None."""
-    matches = RequestModel.by_contract_closed.query(
-        contract_id, RequestModel.closed_key == OPEN_KEY,
-        filter_condition=RequestModel.current_priority.is_in(*sorted(priorities)),
-    )
+    return _an_open_request(contract_id, RequestModel.current_priority.is_in(*sorted(priorities)))
+
+
+def an_open_request_in_category(contract_id, categories):
+    """Some open request of the contract in one of `categories`, or None."""
+    return _an_open_request(contract_id, RequestModel.category.is_in(*sorted(categories)))
+
+
+def _an_open_request(contract_id, condition):
+    matches = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key == OPEN_KEY,
+                                                    filter_condition=condition)
     return next(iter(matches), None)
 
 
@@ -502,3 +514,60 @@ def finish_tally_run(run):
     """The run is done: forget it (StaleWrite if another invocation saved it meanwhile)."""
     with _stale_when_beaten():
         run.delete()
+# --- interactions --------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+def _us(moment):
+    return None if moment is None else (moment - _EPOCH) // _ONE_US
+
+
+def _instant(us):
+    return None if us is None else _EPOCH + timedelta(microseconds=int(us))
+
+
+def save_interactions(contract_id, interactions, retention):
+    """Store a batch of interactions; a re-sent id replaces its record. Returns how many replaced one.
+
+    Batched: one BatchGetItem per 100 ids reads where each id is stored (its locator item), then
+    BatchWriteItem writes 25 items a call: the records (each in its UTC hour's partition), the
+    removal of the old record of an id whose offered_at moved to another hour, and last the locators
+    that are new or moved. Written in that order, a call that dies half-way leaves at worst an old
+    record beside the new one, and the feed's retry (it delivers at least once) removes it.
+    """
+    keys = [(interaction_locator(contract_id, i.id), i.id) for i in interactions]
+    stored = {found.interaction_id: found.stored_in
+              for found in InteractionLocatorModel.batch_get(keys, consistent_read=True)}
+    buckets = {i.id: interaction_bucket(contract_id, i.offered_at) for i in interactions}
+    with InteractionModel.batch_write() as batch:
+        for interaction in interactions:
+            batch.save(InteractionModel(
+                buckets[interaction.id], interaction.id, channel=interaction.channel,
+                offered_us=_us(interaction.offered_at), answered_us=_us(interaction.answered_at),
+                abandoned_us=_us(interaction.abandoned_at), expires_at=interaction.offered_at + retention))
+        for interaction_id, old in stored.items():
+            if old != buckets[interaction_id]:
+                batch.delete(InteractionModel(old, interaction_id))
+    with InteractionLocatorModel.batch_write() as batch:
+        for interaction in interactions:
+            if stored.get(interaction.id) != buckets[interaction.id]:
+                batch.save(InteractionLocatorModel(
+                    interaction_locator(contract_id, interaction.id), interaction.id,
+                    stored_in=buckets[interaction.id], expires_at=interaction.offered_at + retention))
+    return len(stored)
+
+
+def interactions_between(contract_id, start, end):
+    """The contract's interactions offered in [start, end): one Query per UTC hour the span touches,
+    so a day reads that day's interactions (and, for a timezone off the whole hour, the rest of the
+    hours it starts and ends in), never another day's."""
+    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        for item in InteractionModel.query(interaction_bucket(contract_id, hour)):
+            offered = _instant(item.offered_us)
+            if start <= offered < end:
+                yield Interaction(item.interaction_id, item.channel, offered, _instant(item.answered_us),
+                                  _instant(item.abandoned_us))
+        hour += timedelta(hours=1)

@@ -164,6 +164,7 @@ class RequestModel(Model):
     contract_id = UnicodeAttribute()
     listed_at = UnicodeAttribute()
     priority = UnicodeAttribute()  # as created; reprioritize events change the current one
+    category = UnicodeAttribute(null=True)  # the contract category whose targets replace the priority's
     channel = UnicodeAttribute()
     designated = BooleanAttribute()  # channel was designated at receipt: the clock started then
     subject = UnicodeAttribute()
@@ -286,6 +287,7 @@ class NotificationModel(Model):
     subject = UnicodeAttribute()
     text = UnicodeAttribute()
     html = UnicodeAttribute()
+    attachments = JSONAttribute(null=True)  # [{"filename", "content_type", "content"}]: a monthly report's CSV
     attempts = NumberAttribute(default=0)
     last_error = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
@@ -389,8 +391,50 @@ class CalendarOverrideModel(Model):
     updated_by = UnicodeAttribute()
 
 
+def interaction_bucket(contract_id, offered_at):
+    """The partition of a contract's interactions offered in one UTC hour: "<contract>#YYYY-MM-DDTHH".
+    A local day of any timezone is 23 to 25 such hours, so the nightly tally reads that day's
+    interactions and no other day's, whatever the table holds (and a timezone change moves nothing)."""
+    return f"{contract_id}#{offered_at.astimezone(UTC):%Y-%m-%dT%H}"
+
+
+def interaction_locator(contract_id, interaction_id):
+    """The partition of the item that says where an interaction id is stored: "<contract>~<id>"
+    (contract ids hold neither '#' nor '~', so it never meets an hour's partition)."""
+    return f"{contract_id}~{interaction_id}"
+
+
+class InteractionModel(Model):
+    """One phone call or chat of a contract, in the partition of the UTC hour it was offered in.
+    Instants are epoch microseconds: the tally reads a day of them and compares waits exactly."""
+
+    class Meta(_Meta):
+        table_name = f"{PREFIX}interactions"
+
+    bucket = UnicodeAttribute(hash_key=True)  # interaction_bucket(contract, offered_at)
+    interaction_id = UnicodeAttribute(range_key=True)
+    channel = UnicodeAttribute()
+    offered_us = NumberAttribute()
+    answered_us = NumberAttribute(null=True)
+    abandoned_us = NumberAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+class InteractionLocatorModel(Model):
+    """Where an interaction id is stored (its hour's partition), kept in the interactions table under
+    interaction_locator(): a re-sent id whose offered_at moved to another hour removes its old record."""
+
+    class Meta(_Meta):
+        table_name = InteractionModel.Meta.table_name
+
+    locator = UnicodeAttribute(hash_key=True, attr_name="bucket")
+    interaction_id = UnicodeAttribute(range_key=True)
+    stored_in = UnicodeAttribute()  # the record's bucket
+    expires_at = TTLAttribute()
+
+
 MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel, TallyModel,
-          OutageModel, JobModel, CalendarOverrideModel)
+          OutageModel, JobModel, CalendarOverrideModel, InteractionModel)
 
 
 def create_all():

@@ -8,7 +8,8 @@ no scanner and a re-run for the same day gives the same numbers:
 - penalties: `late_first_response` at the first-response breach, `late_progress` at each missed
   cycle, `late_resolution_per_day` at the start of each started 24 h of lateness;
 - on time / late per priority for first response and resolution, decided that day;
-- ratings given that day.
+- ratings given that day;
+- per request category: received that day and breaches per metric (`by_category`).
 The monthly cap applies to the month's days in order (`apply_cap`).
 """
 import csv
@@ -18,6 +19,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from chalicelib import service_level
 from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.documents import money
 
@@ -52,6 +54,8 @@ class DayTally:
     good_ratings: int = 0
     penalties_raw: float = 0
     penalty_lines: list = field(default_factory=list)  # {"request_id", "reason", "amount", "at"}
+    by_category: dict = field(default_factory=dict)  # category -> {"received": n, "breaches": {metric: n}}
+    interactions: dict = field(default_factory=dict)  # channel -> service_level counts of the day
 
     @property
     def breach_count(self):
@@ -69,6 +73,7 @@ class Evaluated:
     received_at: datetime
     state: object  # clock.SlaState
     penalties: object  # policy.Penalties
+    category: str | None = None
 
 
 def tally_day(day, tz, requests):
@@ -78,9 +83,12 @@ def tally_day(day, tz, requests):
     result = DayTally(date=day.isoformat())
     breaches = defaultdict(lambda: defaultdict(int))
     decided = defaultdict(lambda: defaultdict(lambda: {"on_time": 0, "late": 0}))
+    by_category = defaultdict(lambda: {"received": 0, "breaches": defaultdict(int)})
     for request in requests:
         state, priority = request.state, request.state.priority
         result.received += within(request.received_at)
+        if request.category is not None and within(request.received_at):
+            by_category[request.category]["received"] += 1
         result.responded += within(state.first_response_at)
         result.resolved += sum(1 for moment in state.resolves if within(moment))
         for at, score in state.ratings:
@@ -96,6 +104,8 @@ def tally_day(day, tz, requests):
                 continue
             if milestone.kind == "breach":
                 breaches[milestone.metric][priority] += 1
+                if request.category is not None:
+                    by_category[request.category]["breaches"][milestone.metric] += 1
                 if milestone.metric in DECIDED_METRICS:
                     decided[priority][milestone.metric]["late"] += 1
             amount, reason = _penalty(milestone, request.penalties)
@@ -105,6 +115,8 @@ def tally_day(day, tz, requests):
                                              "amount": amount, "at": milestone.at.astimezone(tz).isoformat()})
     result.breaches = {metric: dict(by_priority) for metric, by_priority in breaches.items()}
     result.decided = {priority: {m: dict(c) for m, c in by_metric.items()} for priority, by_metric in decided.items()}
+    result.by_category = {name: {"received": counts["received"], "breaches": dict(counts["breaches"])}
+                          for name, counts in sorted(by_category.items())}
     return result
 
 
@@ -214,6 +226,19 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
                 decided[priority][metric][1] += counts["on_time"] + counts["late"]
     raw_total = sum(d["penalties_raw"] for d in days)
     total = sum(t["penalties"] for t in tallies)
+    # Every category of the contract, and any an older version had that still has counts this month.
+    categories = sorted(set(policy.categories) | {name for d in days for name in d.get("by_category", {})})
+
+    def of_category(day, name):
+        return day.get("by_category", {}).get(name, {"received": 0, "breaches": {}})
+
+    # Every channel of the contract, and any an older version had that still has counts this month.
+    month_channels = service_level.merge(d.get("interactions", {}) for d in days)
+    channels = sorted(set(policy.interactions) | set(month_channels))
+
+    def of_channel(counts, channel):
+        return counts.get(channel) or service_level.empty()
+
     month_minutes = (end - start).total_seconds() / 60
     return {
         "contract_id": contract_id,
@@ -231,21 +256,50 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
                                  policy.kpi["availability"]),
             "satisfaction": _kpi(_rate(sum(d["good_ratings"] for d in days), ratings), policy.kpi["satisfaction"]),
             "resolution_rate": _kpi(_rate(received_resolved[1], received_resolved[0]), policy.kpi["resolution_rate"]),
+            "service_level": {
+                channel: _kpi(service_level.service_level(of_channel(month_channels, channel)), rule.target)
+                for channel, rule in sorted(policy.interactions.items())},
+        },
+        "interactions": {channel: service_level.summary(of_channel(month_channels, channel)) for channel in channels},
+        "by_category": {
+            name: {"received": sum(of_category(d, name)["received"] for d in days),
+                   "breaches": {metric: sum(of_category(d, name)["breaches"].get(metric, 0) for d in days)
+                                for metric in METRICS}}
+            for name in categories
         },
         "days": [
             {"date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
              "breaches": sum(sum(v.values()) for v in d["breaches"].values()), "penalties": money(t["penalties"]),
-             "penalties_before_cap": money(d["penalties_raw"])}
+             "penalties_before_cap": money(d["penalties_raw"]),
+             "by_category": {name: {"received": of_category(d, name)["received"],
+                                    "breaches": sum(of_category(d, name)["breaches"].values())}
+                             for name in categories},
+             "interactions": {channel: service_level.day_columns(of_channel(d.get("interactions", {}), channel))
+                              for channel in channels}}
             for t, d in zip(tallies, days, strict=True)
         ],
     }
 
 
+CATEGORY_CSV = ("received", "breaches")
+
+
 def report_csv(report):
-    """The report's days as CSV for spreadsheets (UTF-8, header row first)."""
+    """The report's days as CSV for spreadsheets (UTF-8, header row first): the fixed columns, then
+    `category.<name>.received` and `category.<name>.breaches` for each category of the report, then
+    `interactions.<channel>.<count>` for each channel (offered, answered, answered_within, abandoned,
+    service_level)."""
+    columns = list(CSV_COLUMNS) + [f"category.{name}.{key}" for name in report["by_category"] for key in CATEGORY_CSV]
+    columns += [f"interactions.{channel}.{key}" for channel in report["interactions"]
+                for key in service_level.DAY_COLUMNS]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
     for day in report["days"]:
-        writer.writerow({key: day[key] for key in CSV_COLUMNS})
+        row = {key: day[key] for key in CSV_COLUMNS}
+        for name, counts in day["by_category"].items():
+            row |= {f"category.{name}.{key}": counts[key] for key in CATEGORY_CSV}
+        for channel, counts in day["interactions"].items():
+            row |= {f"interactions.{channel}.{key}": "" if value is None else value for key, value in counts.items()}
+        writer.writerow(row)
     return out.getvalue()

@@ -17,6 +17,9 @@ Usage (from the repo root, with the project's venv):
   python infra/generate.py --check                  exit 1 when the checked-in file is stale
   python infra/generate.py pin-stage FILE STAGE     after `chalice package`: the packaged template
                                                     defaults to Stage=STAGE and a rule refuses others
+  python infra/generate.py contact-stream FILE      after `chalice package`: the Kinesis consumer reads
+                                                    the stream the ConnectContactRecordStream parameter
+                                                    names, and only when it names one
 """
 import argparse
 import difflib
@@ -46,6 +49,13 @@ SCAN_LAG_LIMIT = 300  # seconds: the scanner runs every minute, so 5 minutes beh
 NOTIFICATION_BLOCKED_PATTERN = '{ ($.logger = "sla_clock.notify") && ($.message = "notification blocked") }'
 # Chalice turns an exception escaping a route into a 500 response (so no Lambda error) and logs this.
 UNHANDLED_EXCEPTION_PATTERN = '"Caught exception for path"'
+# The Amazon Connect contact-record stream is the customer's: a stack parameter, not a name in app.py.
+CONTACT_STREAM_PARAMETER = "ConnectContactRecordStream"
+CONTACT_STREAM_ARN = "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${" + \
+    CONTACT_STREAM_PARAMETER + "}"
+# What Lambda's event source mapping reads a stream with, through the function's role.
+KINESIS_READ = ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard")
 
 
 def _sub(template, **variables):
@@ -105,6 +115,7 @@ def api_gateway_stage(config):
 
 
 def _graph():
+    """Chalice's application graph of app.py for the first stage: what `chalice package` deploys."""
     from chalice.cli.factory import CLIFactory
     from chalice.deploy.appgraph import ApplicationGraphBuilder
 
@@ -143,6 +154,15 @@ def functions():
         name = "APIHandler" if isinstance(resource, models.RestAPI) else logical_name(function.resource_name)
         found.append((name, logical_name(function.log_group.resource_name)))
     return sorted(found)
+
+
+def kinesis_consumers():
+    """[(function logical id, role logical id)] of the @app.on_kinesis_record functions (Chalice gives
+    each function a role of its own, named after it)."""
+    from chalice.deploy import models
+
+    return sorted((logical_name(r.lambda_function.resource_name), logical_name(r.lambda_function.role.resource_name))
+                  for r in _graph().resources if isinstance(r, models.KinesisEventSource))
 
 
 def models():
@@ -473,6 +493,25 @@ def template():
         "Properties": {"DashboardName": _sub(f"{APP_NAME}-${{Stage}}"), "DashboardBody": _sub(body, **variables)},
     }
 
+    consumers = kinesis_consumers()
+    if len(consumers) > 1:
+        raise SystemExit("one Kinesis consumer per stack: a second one needs a stream parameter of its own")
+    for _, role in consumers:
+        resources["ContactRecordStreamPolicy"] = {
+            "Type": "AWS::IAM::Policy",
+            "Condition": "HasContactRecordStream",
+            "Properties": {
+                "PolicyName": "read-contact-record-stream",
+                "Roles": [_ref(role)],
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                    {"Sid": "ReadTheContactRecordStream", "Effect": "Allow", "Action": list(KINESIS_READ),
+                     "Resource": _sub(CONTACT_STREAM_ARN)},
+                    {"Sid": "ListStreamsForTheEventSourceMapping", "Effect": "Allow",
+                     "Action": ["kinesis:ListStreams"], "Resource": "*"},
+                ]},
+            },
+        }
+
     outputs.update({
         "Stage": {"Description": "Chalice stage this stack runs", "Value": _ref("Stage")},
         "TablePrefix": {"Description": "SLA_TABLE_PREFIX of the functions", "Value": _table_prefix()},
@@ -503,11 +542,19 @@ def template():
                 "Default": "",
                 "Description": "Optional address subscribed to the alarm topic (confirm the SNS email)",
             },
+            CONTACT_STREAM_PARAMETER: {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": "[a-zA-Z0-9_.-]{0,128}",
+                "Description": "Name of the Kinesis stream an Amazon Connect instance exports its contact records to "
+                               "(same account and region); empty: no Connect consumer",
+            },
         },
         "Mappings": {"StageSettings": stages},
         "Conditions": {
             "IsProd": {"Fn::Equals": [_ref("Stage"), "prod"]},
             "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [_ref("AlarmEmail"), ""]}]},
+            "HasContactRecordStream": {"Fn::Not": [{"Fn::Equals": [_ref(CONTACT_STREAM_PARAMETER), ""]}]},
         },
         "Resources": resources,
         "Outputs": outputs,
@@ -531,13 +578,53 @@ def render():
     return HEADER + yaml.dump(template(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
+def _read_packaged(path):
+    text = Path(path).read_text("utf-8")
+    return yaml.safe_load(text) if Path(path).suffix in (".yaml", ".yml") else json.loads(text)
+
+
+def _write_packaged(path, packaged):
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        path.write_text(yaml.dump(packaged, Dumper=_Dumper, sort_keys=False, allow_unicode=True), "utf-8")
+    else:
+        path.write_text(json.dumps(packaged, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+
+def contact_stream(path):
+    """Make a packaged template's Kinesis consumer read the stream named by the ConnectContactRecordStream
+    parameter, and only when it names one: Chalice writes the stream name of app.py into a SAM event,
+    which CloudFormation cannot leave out. Each Kinesis event becomes an AWS::Lambda::EventSourceMapping
+    under the HasContactRecordStream condition, created after the policy that lets the role read it."""
+    packaged = _read_packaged(path)
+    for name, resource in list(packaged["Resources"].items()):
+        events = resource.get("Properties", {}).get("Events") or {}
+        for event_name, event in list(events.items()):
+            if event.get("Type") != "Kinesis":
+                continue
+            source = event["Properties"]
+            packaged["Resources"][event_name] = {
+                "Type": "AWS::Lambda::EventSourceMapping",
+                "Condition": "HasContactRecordStream",
+                "DependsOn": "ContactRecordStreamPolicy",
+                "Properties": {
+                    "EventSourceArn": _sub(CONTACT_STREAM_ARN),
+                    "FunctionName": _ref(name),
+                    "BatchSize": source["BatchSize"],
+                    "StartingPosition": source["StartingPosition"],
+                    "MaximumBatchingWindowInSeconds": source.get("MaximumBatchingWindowInSeconds", 0),
+                },
+            }
+            del events[event_name]
+        if "Events" in resource.get("Properties", {}) and not events:
+            del resource["Properties"]["Events"]
+    _write_packaged(path, packaged)
+
+
 def pin_stage(path, stage):
     """Tie a packaged template to the stage it was packaged for: `Stage` defaults to it, and a CloudFormation
     rule refuses any other value at deploy time (the functions inside carry that stage's table prefix)."""
-    path = Path(path)
-    is_yaml = path.suffix in (".yaml", ".yml")
-    text = path.read_text("utf-8")
-    packaged = yaml.safe_load(text) if is_yaml else json.loads(text)
+    packaged = _read_packaged(path)
     parameter = packaged["Parameters"]["Stage"]
     if stage not in parameter["AllowedValues"]:
         raise SystemExit(f"stage {stage!r} is not one of {parameter['AllowedValues']}")
@@ -546,10 +633,7 @@ def pin_stage(path, stage):
         "Assert": {"Fn::Equals": [_ref("Stage"), stage]},
         "AssertDescription": f"this template was packaged for stage {stage}: deploy it with Stage={stage}",
     }]}
-    if is_yaml:
-        path.write_text(yaml.dump(packaged, Dumper=_Dumper, sort_keys=False, allow_unicode=True), "utf-8")
-    else:
-        path.write_text(json.dumps(packaged, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    _write_packaged(path, packaged)
 
 
 def main(argv=None):
@@ -559,9 +643,14 @@ def main(argv=None):
     pin = sub.add_parser("pin-stage", help="tie a packaged template to the stage it was packaged for")
     pin.add_argument("file")
     pin.add_argument("stage")
+    stream = sub.add_parser("contact-stream", help="the Kinesis consumer reads the ConnectContactRecordStream stream")
+    stream.add_argument("file")
     args = parser.parse_args(argv)
     if args.command == "pin-stage":
         pin_stage(args.file, args.stage)
+        return 0
+    if args.command == "contact-stream":
+        contact_stream(args.file)
         return 0
     text = render()
     if args.check:

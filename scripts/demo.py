@@ -10,10 +10,17 @@ what-if: October replayed under the terms a customer might ask for at renewal (h
 within 1 h, medium within 2 h) with the monthly cap the provider would ask in return (1,000 CNY),
 printed as a before/after table. Nothing of the what-if is stored.
 
-Re-running is safe: every request carries an Idempotency-Key, and events already posted are skipped.
+It also adds the agreements' answer-time clauses to the contract (a call to the hotline answered
+within 60 seconds in business hours, a chat within 30 seconds around the clock, 90 % of each), posts
+the phone calls and chats of Thursday 8 October, the busy first working day after the holiday, and
+prints each channel's service level.
+
+Re-running is safe: every request carries an Idempotency-Key, events already posted are skipped, and
+interactions posted again replace themselves.
 """
 import json
 import os
+import random
 import sys
 import urllib.error
 import urllib.request
@@ -52,6 +59,10 @@ WEEK = [
       ("resolve", "10-09 10:00")]),
 ]
 RATINGS = {"vpn": (5, "09-28 16:00"), "report": (3, "09-30 11:00"), "outage": (4, "10-01 13:00")}
+CHANNELS = {"phone": {"answer_within": "60s", "target": 0.9, "hours": "business"},
+            "chat": {"answer_within": "30s", "target": 0.9, "hours": "24x7"}}
+INTERACTIONS_DAY = date(2026, 10, 8)
+META_KEYS = ("contract_id", "version", "updated_at", "calendar_years")
 DAYS = [date(2026, 9, 28) + timedelta(days=n) for n in range(12)]  # 28 Sep – 9 Oct
 WHAT_IF_MONTH = "2026-10"
 WHAT_IF = {("priorities", "high", "first_response"): "1h", ("priorities", "medium", "first_response"): "2h",
@@ -96,6 +107,62 @@ def post_requests(api, state):
                      {"type": "rate", "score": score, "at": at(when).isoformat()})
         print(f"  {priority:<6} {subject:<16} {ids[key]}")
     return ids
+
+
+def ensure_channels(api, state):
+    """The contract's answer-time clauses: added as a new contract version when it lacks them."""
+    path = f"/contracts/{state['contract_id']}"
+    _, contract = api.call("GET", path, state["admin"])
+    if contract.get("interactions") == CHANNELS:
+        return
+    document = {key: value for key, value in contract.items() if key not in META_KEYS} | {"interactions": CHANNELS}
+    status, answer = api.call("PUT", path, state["admin"], document)
+    if status != 200:
+        sys.exit(f"demo: adding the phone and chat clauses answered {status}: {answer}")
+
+
+def day_of_interactions(rng):
+    """Thursday 8 October: calls from 08:30 to 18:00 (the hotline's hours are 09:00-12:00 and 13:00-17:00,
+    so some fall outside), chats around the clock; most answered in seconds, a few late or abandoned."""
+    start = datetime.combine(INTERACTIONS_DAY, datetime.min.time(), tzinfo=SH)
+    items = []
+    for channel, count, first_h, last_h, quick in (("phone", 260, 8.5, 18, (3, 55)), ("chat", 180, 0, 24, (2, 28))):
+        for n in range(count):
+            offered = start + timedelta(seconds=round(rng.uniform(first_h, last_h) * 3600))
+            item = {"id": f"demo-{channel}-{n:03d}", "channel": channel, "offered_at": offered.isoformat()}
+            luck = rng.random()
+            if luck < 0.04:
+                item["abandoned_at"] = (offered + timedelta(seconds=rng.randint(3, 20))).isoformat()  # gave up soon
+            elif luck < 0.08:
+                item["abandoned_at"] = (offered + timedelta(seconds=rng.randint(70, 240))).isoformat()
+            else:
+                wait = rng.randint(*quick) if luck < 0.9 else rng.randint(quick[1] + 10, quick[1] * 4)
+                item["answered_at"] = (offered + timedelta(seconds=wait)).isoformat()
+            items.append(item)
+    return items
+
+
+def post_interactions(api, state):
+    items = day_of_interactions(random.Random(20261008))
+    status, answer = api.call("POST", f"/contracts/{state['contract_id']}/interactions", state["agent"],
+                              {"items": items})
+    if status != 200:
+        sys.exit(f"demo: POST /contracts/…/interactions answered {status}: {answer}")
+    print(f"  {len(items)} calls and chats of {INTERACTIONS_DAY}: {answer['accepted']} accepted, "
+          f"{answer['replaced']} replaced an earlier post")
+
+
+def print_service_levels(report):
+    print("\nService levels, October 2026 (only interactions offered in each channel's hours count):")
+    print("  channel  promise   offered  answered  within  abandoned  avg s  p90 s  level    target")
+    for channel, counts in report["interactions"].items():
+        kpi = report["kpi"]["service_level"][channel]
+        level = "—" if kpi["actual"] is None else f"{kpi['actual']:.1%}"
+        verdict = "met" if kpi["met"] else "missed"
+        print(f"  {channel:<8} {CHANNELS[channel]['answer_within']:>7}  {counts['offered']:>7}  "
+              f"{counts['answered']:>8}  {counts['answered_within']:>6}  {counts['abandoned']:>9}  "
+              f"{counts['average_answer_seconds']:>5}  {counts['p90_answer_seconds']:>5}  {level:>6}  "
+              f"{kpi['target']:.0%} {verdict}")
 
 
 def run_scanner(state):
@@ -157,6 +224,9 @@ def main():
         sys.exit(f"demo: nothing answers at {state['api']}: is `make run` still running?")
     print(f"Posting a fortnight around National Day 2026 to contract {state['contract_id']!r}:")
     post_requests(api, state)
+    print("Phone and chat (the contract's answer-time clauses):")
+    ensure_channels(api, state)
+    post_interactions(api, state)
     report = run_scanner(state)
     print(f"\nScanner: {report.due} requests due, {report.sent} emails sent, {report.pending} pending.")
     print("Tallying each day (POST /contracts/…/tallies):")
@@ -171,6 +241,7 @@ def main():
         print(f"\nReport {month}:")
         print(json.dumps({k: body[k] for k in ("requests", "breaches", "on_time_rate", "penalties", "kpi")},
                          ensure_ascii=False, indent=2))
+    print_service_levels(body)  # October's
     emails = sorted(Path(state["eml_dir"]).glob("*.eml"))
     kinds = Counter(path.stem.split("-", 2)[2].split("_")[0] for path in emails)
     print(f"\n{len(emails)} emails in {state['eml_dir']}/: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))

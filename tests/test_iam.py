@@ -19,6 +19,7 @@ import boto3
 import botocore.client
 import pytest
 import time_machine
+import yaml
 from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 
@@ -199,7 +200,14 @@ COVERED_ROUTES = {
     ("/calendars/{country}/{year}", "DELETE"), ("/contracts/{contract_id}/calendar", "GET"),
     ("/contracts/{contract_id}/calendar.ics", "GET"), ("/contracts/{contract_id}/preview", "POST"),
     ("/contracts/{contract_id}/simulations", "POST"),
+    ("/contracts/{contract_id}/interactions", "POST"),
 }
+CHANNELS = {"phone": {"answer_within": "60s", "target": 0.9}}
+QUEUE = "7d2e9b10-hotline"
+CONTACT_RECORD = {"ContactId": "c-2", "Channel": "VOICE", "DisconnectTimestamp": "2026-11-23T01:32:00Z",
+                  "Queue": {"ARN": f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/i-1/queue/{QUEUE}",
+                            "EnqueueTimestamp": "2026-11-23T01:31:00Z"},
+                  "Agent": {"ConnectedToAgentTimestamp": "2026-11-23T01:31:20Z"}}
 SCHEDULE = {"holidays": ["2027-01-01"], "workdays": ["2027-02-20"], "source": "illustrative"}
 
 
@@ -208,7 +216,8 @@ def representative_flow(app, chalice_client, traveller):
     alert, every scheduled function, and every other route once. Returns the routes it called."""
     admin = JsonClient(chalice_client.http, ADMIN_TOKEN)
     assert admin.get("/health")[0] == 200
-    assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
+    assert admin.put("/contracts/acme", {**DEMO_CONTRACT, "interactions": CHANNELS,
+                                         "amazon_connect": {"queue_ids": [QUEUE]}})[0] == 201
     assert admin.get("/contracts/acme")[0] == 200
     tokens = {}
     for role in ("agent", "client"):
@@ -243,6 +252,12 @@ def representative_flow(app, chalice_client, traveller):
     assert client.post("/contracts/acme/preview", {"priority": "high"})[0] == 200
     assert agent.post("/contracts/acme/simulations", {"contract": DEMO_CONTRACT, "month": "2026-11"})[0] == 200
     assert admin.delete("/calendars/CN/2027")[0] == 204
+    calls = {"items": [{"id": "c-1", "channel": "phone", "offered_at": "2026-11-23T09:30:00+08:00",
+                        "answered_at": "2026-11-23T09:30:40+08:00"}]}
+    assert agent.post("/contracts/acme/interactions", calls)[1] == {"accepted": 1, "replaced": 0}
+    assert agent.post("/contracts/acme/interactions", calls)[1] == {"accepted": 1, "replaced": 1}
+    records = chalice_client.events.generate_kinesis_event([json.dumps(CONTACT_RECORD).encode()])
+    assert chalice_client.lambda_.invoke("connect_contact_records", records).payload["stored"] == 1
 
     for moment in (local(23, 10, 20), local(23, 10, 40), local(23, 11, 5), local(23, 15), local(24, 0, 10)):
         traveller.move_to(moment)  # warnings, breach alerts, progress reminders; the nightly jobs
@@ -295,7 +310,7 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
 
     operations = recorder.operations()
     assert {("dynamodb", op) for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query",
-                                        "TransactWriteItems")} <= operations
+                                        "TransactWriteItems", "BatchGetItem", "BatchWriteItem")} <= operations
     assert ("ses", "SendRawEmail") in operations and len(mailbox.messages()) >= 5
     assert any(params.get("IndexName") == "by_message_id" for _, _, params in recorder.calls)  # ses_events
     assert mailbox.to("sla-admin@provider.example")  # the requester's bounce reached the admins
@@ -420,3 +435,37 @@ def test_without_a_parameter_name_the_plain_variable_is_used(aws, client, monkey
     recorder.install(monkeypatch)
     assert client.as_token(ADMIN_TOKEN).put("/contracts/acme", DEMO_CONTRACT)[0] == 201
     assert not any(service == "ssm" for service, _, _ in recorder.calls)
+
+
+# --- the Amazon Connect stream -----------------------------------------------------------------------------
+
+
+def _substituted(value, names):
+    """A policy document with every {"Fn::Sub": "..."} resolved from `names`."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: names[m[1]], value["Fn::Sub"])
+    if isinstance(value, dict):
+        return {key: _substituted(item, names) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substituted(item, names) for item in value]
+    return value
+
+
+def test_the_contact_record_consumer_may_read_the_stream_its_parameter_names_and_no_other():
+    """Lambda's event source mapping reads the stream with the consumer's role: the stack adds a policy for
+    exactly the stream named by ConnectContactRecordStream (and none when it names none)."""
+    template = yaml.safe_load((ROOT / "infra" / "resources.yaml").read_text("utf-8"))
+    resource = template["Resources"]["ContactRecordStreamPolicy"]
+    assert resource["Condition"] == "HasContactRecordStream"
+    assert resource["Properties"]["Roles"] == [{"Ref": "ConnectContactRecordsRole"}]
+    document = _substituted(resource["Properties"]["PolicyDocument"], {
+        "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+        "ConnectContactRecordStream": "connect-contact-records"})
+    stream = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/connect-contact-records"
+    for action in ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                   "kinesis:GetShardIterator", "kinesis:ListShards"):
+        assert allowed(document, action, stream), action
+    assert allowed(document, "kinesis:ListStreams", f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/*")
+    assert not allowed(document, "kinesis:GetRecords", f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/someone-else")
+    for action in ("kinesis:PutRecord", "kinesis:DeleteStream"):
+        assert not allowed(document, action, stream), action

@@ -202,6 +202,34 @@ def test_a_packaged_template_is_pinned_to_its_stage(generate, template, tmp_path
         generate.pin_stage(packaged, "staging")
 
 
+def test_the_kinesis_consumer_reads_the_stream_parameter_and_only_when_it_names_one(generate, template, tmp_path):
+    from app import CONTACT_RECORD_STREAM
+
+    packaged = copy.deepcopy(template)  # with the function as `chalice package` writes it
+    packaged["Resources"]["ConnectContactRecords"] = {"Type": "AWS::Serverless::Function", "Properties": {
+        "Handler": "app.connect_contact_records", "Events": {"ConnectContactRecordsKinesisEventSource": {
+            "Type": "Kinesis", "Properties": {
+                "Stream": {"Fn::Sub": "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/"
+                                      + CONTACT_RECORD_STREAM},
+                "BatchSize": 100, "StartingPosition": "LATEST", "MaximumBatchingWindowInSeconds": 0}}}}}
+    path = tmp_path / "sam.yaml"
+    path.write_text(yaml.safe_dump(packaged), "utf-8")
+    generate.contact_stream(path)
+    result = yaml.safe_load(path.read_text("utf-8"))
+    assert "Events" not in result["Resources"]["ConnectContactRecords"]["Properties"]
+    mapping = result["Resources"]["ConnectContactRecordsKinesisEventSource"]
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert (mapping["Condition"], mapping["DependsOn"]) == ("HasContactRecordStream", "ContactRecordStreamPolicy")
+    assert mapping["Properties"] == {
+        "EventSourceArn": {"Fn::Sub": "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/"
+                                      "${ConnectContactRecordStream}"},
+        "FunctionName": {"Ref": "ConnectContactRecords"}, "BatchSize": 100, "StartingPosition": "LATEST",
+        "MaximumBatchingWindowInSeconds": 0}
+    assert result["Parameters"]["ConnectContactRecordStream"]["Default"] == ""
+    assert result["Conditions"]["HasContactRecordStream"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ConnectContactRecordStream"}, ""]}]}
+
+
 # --- the tables, deployed by CloudFormation, run the app ----------------------------------------------
 
 

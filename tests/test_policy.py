@@ -51,7 +51,7 @@ def with_change(path, value):
     *parents, last = path
     target = doc
     for key in parents:
-        target = target[key]
+        target = target.setdefault(key, {})
     if value is DELETE:
         del target[last]
     else:
@@ -87,7 +87,14 @@ BAD_FIELDS = [
     (("resolution_from",), "respond", "resolution_from"),
     (("priorities",), {}, "priorities"),
     (("priorities",), DELETE, "priorities"),
-    (("priorities", "critical"), {"first_response": "10m"}, "priorities.critical"),
+    (("priorities", "Critical"), {"first_response": "10m"}, "priorities.Critical"),
+    (("priorities", "p" * 33), {"first_response": "10m"}, "priorities." + "p" * 33),
+    (("priorities", "p 1"), {"first_response": "10m"}, "priorities.p 1"),
+    (("categories", "complaint"), {}, "categories.complaint"),
+    (("categories", "complaint"), {"first_response": "2x"}, "categories.complaint.first_response"),
+    (("categories", "complaint"), {"clock": "24x7"}, "categories.complaint.clock"),
+    (("categories", "Complaint"), {"resolution": "2wd"}, "categories.Complaint"),
+    (("categories",), [], "categories"),
     (("priorities", "high"), {"resolution": "8h"}, "priorities.high.first_response"),
     (("priorities", "high", "first_response"), "2 hours", "priorities.high.first_response"),
     (("priorities", "high", "resolution"), "0h", "priorities.high.resolution"),

@@ -132,10 +132,14 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Report 2026-10:" in demo.stdout and "2026-10-01  received  1" in demo.stdout
     assert "What if (2026-10, 2 requests received)" in demo.stdout and "1,000 (capped)" in demo.stdout
+    assert "440 calls and chats of 2026-10-08: 440 accepted, 0 replaced" in demo.stdout
+    [phone] = [line.split() for line in demo.stdout.splitlines() if line.strip().startswith("phone ")]
+    assert phone[1] == "60s" and int(phone[2]) < 260  # calls outside the hotline's hours do not count
     assert len(list((tmp_path / "outbox").glob("*.eml"))) > 20
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr  # idempotent: nothing posted twice
+    assert "440 accepted, 440 replaced" in again.stdout
     status, listing = call("GET", f"{exports['SLA']}/requests?limit=50", exports["AGENT"])
     assert status == 200 and len(listing["items"]) == 7
     process.send_signal(signal.SIGINT)

@@ -163,7 +163,7 @@ def test_the_monthly_report_has_the_designed_shape_and_kpis(acme, clock):
     status, report = client.get("/contracts/acme/reports?month=2026-11")
     assert status == 200
     assert set(report) == {"contract_id", "month", "currency", "requests", "breaches", "on_time_rate", "penalties",
-                           "kpi", "days"}
+                           "kpi", "interactions", "by_category", "days"}
     assert report["requests"] == {"received": 3, "responded": 2, "resolved": 2}
     # Monday: the first is answered late; the second's progress cycle lapses at 16:30. Tuesday: the
     # third is never answered (due 11:00).
@@ -174,9 +174,11 @@ def test_the_monthly_report_has_the_designed_shape_and_kpis(acme, clock):
         "availability": {"actual": 0.9944, "target": 0.995, "met": False},  # 4 h of a 30-day month
         "satisfaction": {"actual": 0.5, "target": 0.9, "met": False},
         "resolution_rate": {"actual": 0.6667, "target": 0.95, "met": False},
+        "service_level": {},  # the contract has no interaction channels
     }
     assert report["days"][0] == {"date": "2026-11-23", "received": 2, "responded": 2, "resolved": 1, "breaches": 2,
-                                 "penalties": 250, "penalties_before_cap": 250}
+                                 "penalties": 250, "penalties_before_cap": 250, "by_category": {},
+                                 "interactions": {}}
 
 
 def test_the_report_as_csv_for_spreadsheets(acme, clock):

@@ -1,0 +1,250 @@
+"""Amazon Connect contact records through a Kinesis stream (moto) into `connect_contact_records`: the
+records are sample contact records written after the documented data model, delivered as Lambda's
+Kinesis poller delivers them (base64 data, sequence numbers, at least once)."""
+import base64
+import copy
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import boto3
+import botocore.client
+import pytest
+import time_machine
+from botocore.exceptions import ClientError
+from chalice.test import Client
+
+from app import CONTACT_RECORD_STREAM, app
+from conftest import DEMO_CONTRACT
+
+SH = ZoneInfo("Asia/Shanghai")
+INSTANCE = "arn:aws:connect:us-east-1:123456789012:instance/9a8b7c6d-0000-4000-8000-000000000001"
+HOTLINE, WEBCHAT, OTHER = "4c1e2f3a-hotline", "7d2e9b10-webchat", "ffff0000-someone-else"
+CONTRACT = copy.deepcopy(DEMO_CONTRACT)
+CONTRACT["interactions"] = {"phone": {"answer_within": "60s", "target": 0.9, "hours": "business"},
+                            "chat": {"answer_within": "30s", "target": 0.9, "hours": "24x7"}}
+CONTRACT["amazon_connect"] = {"queue_ids": [HOTLINE, WEBCHAT]}
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SH)
+
+
+def stamp(moment):
+    """The model's timestamp format: UTC, yyyy-mm-ddThh:mm:ssZ."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def contact_record(contact_id, queue_id, enqueued, answered=None, gone=None, channel="VOICE", updated=0):
+    """A contact record as Connect exports it: `answered` (seconds after enqueue) connects an agent,
+    `gone` (seconds after enqueue) disconnects the customer; `updated` moves LastUpdateTimestamp."""
+    disconnect = enqueued + timedelta(seconds=gone if gone is not None else (answered or 0) + 180)
+    agent = None if answered is None else {
+        "ARN": f"{INSTANCE}/agent/5e6f7a8b-agent-0001",
+        "Username": "wang.agent",
+        "ConnectedToAgentTimestamp": stamp(enqueued + timedelta(seconds=answered)),
+        "AgentInteractionDuration": 180,
+        "CustomerHoldDuration": 0,
+        "NumberOfHolds": 0,
+        "HierarchyGroups": None,
+        "RoutingProfile": {"ARN": f"{INSTANCE}/routing-profile/rp-1", "Name": "Basic Routing Profile"},
+    }
+    return {
+        "AWSAccountId": "123456789012",
+        "AWSContactTraceRecordFormatVersion": "2017-03-10",
+        "Agent": agent,
+        "AgentConnectionAttempts": 1 if agent else 0,
+        "Attributes": {"customer_tier": "gold"},
+        "Channel": channel,
+        "ContactId": contact_id,
+        "CustomerEndpoint": {"Address": "+8613800000000", "Type": "TELEPHONE_NUMBER"},
+        "DisconnectTimestamp": stamp(disconnect),
+        "DisconnectReason": "CUSTOMER_DISCONNECT",
+        "InitialContactId": None,
+        "InitiationMethod": "INBOUND",
+        "InitiationTimestamp": stamp(enqueued - timedelta(seconds=15)),
+        "InstanceARN": INSTANCE,
+        "LastUpdateTimestamp": stamp(disconnect + timedelta(minutes=1 + updated)),
+        "NextContactId": None,
+        "PreviousContactId": None,
+        "Queue": {
+            "ARN": f"{INSTANCE}/queue/{queue_id}",
+            "Name": "Hotline",
+            "EnqueueTimestamp": stamp(enqueued),
+            "DequeueTimestamp": stamp(enqueued + timedelta(seconds=answered if answered is not None else gone)),
+            "Duration": answered if answered is not None else gone,
+        },
+        "Recording": None,
+        "SystemEndpoint": {"Address": "+864000000000", "Type": "TELEPHONE_NUMBER"},
+        "TransferCompletedTimestamp": None,
+        "TransferredToEndpoint": None,
+    }
+
+
+class Stream:
+    """The contact-record stream in moto's Kinesis, read the way Lambda's poller reads a shard."""
+
+    def __init__(self):
+        self.kinesis = boto3.client("kinesis", region_name="us-east-1")
+        self.kinesis.create_stream(StreamName=CONTACT_RECORD_STREAM, ShardCount=1)
+        description = self.kinesis.describe_stream(StreamName=CONTACT_RECORD_STREAM)["StreamDescription"]
+        self.arn = description["StreamARN"]
+        self.iterator = self.kinesis.get_shard_iterator(
+            StreamName=CONTACT_RECORD_STREAM, ShardId=description["Shards"][0]["ShardId"],
+            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+
+    def put(self, *records):
+        """Each record as Connect writes it (JSON), or raw bytes as they are."""
+        self.kinesis.put_records(StreamName=CONTACT_RECORD_STREAM, Records=[
+            {"Data": r if isinstance(r, bytes) else json.dumps(r).encode(), "PartitionKey": "contact"}
+            for r in records])
+
+    def next_batch(self):
+        """The Lambda event of what was put since the last batch."""
+        answer = self.kinesis.get_records(ShardIterator=self.iterator)
+        self.iterator = answer["NextShardIterator"]
+        return {"Records": [{
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r["PartitionKey"],
+                        "sequenceNumber": r["SequenceNumber"], "data": base64.b64encode(r["Data"]).decode("ascii"),
+                        "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp()},
+            "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+            "eventID": f"shardId-000000000000:{r['SequenceNumber']}", "awsRegion": "us-east-1",
+            "invokeIdentityArn": "arn:aws:iam::123456789012:role/sla-clock-dev", "eventSourceARN": self.arn,
+        } for r in answer["Records"]]}
+
+    def deliver(self, *records):
+        """Put the records and invoke the consumer with them; its answer."""
+        self.put(*records)
+        with Client(app) as chalice_client:
+            return chalice_client.lambda_.invoke("connect_contact_records", self.next_batch()).payload
+
+
+@pytest.fixture
+def acme(admin):
+    assert admin.put("/contracts/acme", CONTRACT)[0] == 201
+    return admin
+
+
+@pytest.fixture
+def later():
+    with time_machine.travel(datetime(2026, 11, 30, 12, 0, tzinfo=SH), tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def stream(aws):
+    return Stream()
+
+
+def counts(result, **expected):
+    return {"records": 0, "stored": 0, "replaced": 0, "duplicates": 0, "unknown_queue": 0, "skipped": 0,
+            "malformed": 0} | expected == result
+
+
+def channels(admin, date="2026-11-23"):
+    status, tally = admin.post("/contracts/acme/tallies", {"date": date})
+    assert status == 200, tally
+    return tally["interactions"]
+
+
+def test_contact_records_become_the_interactions_of_the_contract_listing_their_queue(acme, later, stream):
+    result = stream.deliver(
+        contact_record("c-answered", HOTLINE, MONDAY_10, answered=42),
+        contact_record("c-late", HOTLINE, MONDAY_10 + timedelta(minutes=5), answered=75),
+        contact_record("c-hung-up", HOTLINE, MONDAY_10 + timedelta(minutes=9), gone=100),
+        contact_record("chat-1", WEBCHAT, MONDAY_10.replace(hour=3), answered=12, channel="CHAT"),
+    )
+    assert counts(result, records=4, stored=4)
+    found = channels(acme)
+    assert (found["phone"]["offered"], found["phone"]["answered_within"], found["phone"]["abandoned"]) == (3, 1, 1)
+    assert found["phone"]["service_level"] == 0.3333 and found["phone"]["p90_answer_seconds"] == 75
+    assert (found["chat"]["offered"], found["chat"]["service_level"]) == (1, 1.0)  # 03:00: chat is 24x7
+
+
+def test_a_redelivered_record_replaces_the_first_and_duplicates_in_a_batch_keep_the_latest(acme, later, stream):
+    first = contact_record("c-1", HOTLINE, MONDAY_10, answered=90)
+    assert counts(stream.deliver(first), records=1, stored=1)
+    newer = contact_record("c-1", HOTLINE, MONDAY_10, answered=30, updated=5)
+    older = contact_record("c-1", HOTLINE, MONDAY_10, answered=300, updated=1)
+    assert counts(stream.deliver(newer, older), records=2, stored=1, replaced=1, duplicates=1)
+    assert counts(stream.deliver(newer), records=1, stored=1, replaced=1)  # at least once: again
+    phone = channels(acme)["phone"]
+    assert (phone["offered"], phone["answered_within"], phone["average_answer_seconds"]) == (1, 1, 30.0)
+
+
+def test_records_of_foreign_queues_are_counted_and_skipped(acme, later, stream, caplog):
+    caplog.set_level(logging.INFO, logger="sla_clock.connect")
+    result = stream.deliver(contact_record("c-1", OTHER, MONDAY_10, answered=10),
+                            contact_record("c-2", OTHER, MONDAY_10, answered=10),
+                            contact_record("c-3", HOTLINE, MONDAY_10, answered=10))
+    assert counts(result, records=3, stored=1, unknown_queue=2)
+    assert channels(acme)["phone"]["offered"] == 1
+    [summary] = [r.fields for r in caplog.records if r.getMessage() == "contact records consumed"]
+    assert summary["unknown_queue"] == 2 and summary["unknown_queues"] == [OTHER]
+
+
+def test_contacts_that_are_no_call_or_chat_or_never_queued_are_skipped(acme, later, stream):
+    task = contact_record("t-1", HOTLINE, MONDAY_10, answered=10, channel="TASK")
+    outbound = contact_record("o-1", HOTLINE, MONDAY_10, answered=10)
+    outbound["InitiationMethod"], outbound["Queue"] = "OUTBOUND", None
+    no_chat_contract = contact_record("chat-1", HOTLINE, MONDAY_10, answered=10, channel="CHAT")
+    assert counts(stream.deliver(task, outbound, no_chat_contract), records=3, stored=1, skipped=2)
+
+
+def test_malformed_records_are_logged_and_skipped_never_blocking_the_shard(acme, later, stream, caplog):
+    caplog.set_level(logging.WARNING, logger="sla_clock.connect")
+    bad_arn = contact_record("c-2", HOTLINE, MONDAY_10, answered=10)
+    bad_arn["Queue"]["ARN"] = "not-an-arn"
+    backwards = contact_record("c-3", HOTLINE, MONDAY_10, answered=10)
+    backwards["Agent"]["ConnectedToAgentTimestamp"] = stamp(MONDAY_10 - timedelta(minutes=1))
+    not_a_time = contact_record("c-4", HOTLINE, MONDAY_10, answered=10)
+    not_a_time["Queue"]["EnqueueTimestamp"] = "yesterday"
+    queue_text = contact_record("c-5", HOTLINE, MONDAY_10, answered=10)
+    queue_text["Queue"] = "Hotline"
+    no_id = contact_record("", HOTLINE, MONDAY_10, answered=10)
+    result = stream.deliver(b"\xff\xfe not json", b"[1, 2]", bad_arn, backwards, not_a_time, queue_text, no_id,
+                            contact_record("c-good", HOTLINE, MONDAY_10, answered=10))
+    assert counts(result, records=8, stored=1, malformed=7)
+    warnings = [r.fields for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 7 and all(w["sequence_number"] for w in warnings)
+    assert "record.answered_at: must not precede offered_at" in [w["error"] for w in warnings]
+    assert channels(acme)["phone"]["offered"] == 1
+
+
+def test_a_storage_failure_fails_the_batch_so_lambda_retries_it_and_the_retry_stores_it_once(
+        acme, later, stream, monkeypatch):
+    records = [contact_record(f"c-{n}", HOTLINE, MONDAY_10 + timedelta(minutes=n), answered=20) for n in range(3)]
+    original = botocore.client.BaseClient._make_api_call
+
+    def failing(client, operation, params):
+        if operation == "BatchWriteItem":
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation)
+        return original(client, operation, params)
+
+    stream.put(*records)
+    event = stream.next_batch()
+    with monkeypatch.context() as patch, Client(app) as chalice_client:
+        patch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+        with pytest.raises(Exception):  # noqa: B017 - Lambda sees the invocation fail, whatever the class
+            chalice_client.lambda_.invoke("connect_contact_records", event)
+    with Client(app) as chalice_client:
+        assert counts(chalice_client.lambda_.invoke("connect_contact_records", event).payload, records=3, stored=3)
+    assert channels(acme)["phone"]["offered"] == 3
+
+
+def test_a_queue_feeds_one_contract_only(acme, later):
+    other = copy.deepcopy(CONTRACT)
+    other["amazon_connect"] = {"queue_ids": ["q-new", WEBCHAT]}
+    status, body = acme.put("/contracts/beta", other)
+    assert status == 409 and WEBCHAT in body["Message"]
+    assert acme.put("/contracts/acme", CONTRACT)[0] == 200  # a contract may keep its own queues
+    other["amazon_connect"] = {"queue_ids": ["q-new"]}
+    assert acme.put("/contracts/beta", other)[0] == 201
+
+
+@pytest.mark.parametrize("value, field", [({"queue_ids": []}, "amazon_connect.queue_ids"),
+                                          ({"queue_ids": [f"{INSTANCE}/queue/x"]}, "amazon_connect.queue_ids[0]"),
+                                          ({"queue_ids": ["a", "a"]}, "amazon_connect.queue_ids[1]"),
+                                          ({"queues": ["a"]}, "amazon_connect.queues"),
+                                          (["a"], "amazon_connect")])
+def test_bad_connect_settings_are_refused_naming_the_field(admin, value, field):
+    status, body = admin.put("/contracts/acme", {**CONTRACT, "amazon_connect": value})
+    assert status == 400 and body["Message"].startswith(field + ":"), body
