@@ -11,7 +11,7 @@ from test_tally import SH, local, request, tally
 
 from chalicelib import simulations
 from chalicelib.clock import Event, RequestFacts, evaluate
-from chalicelib.policy import PRIORITIES, parse_contract
+from chalicelib.policy import EXAMPLE_PRIORITIES, parse_contract
 from chalicelib.tables import RequestModel
 from chalicelib.tally import DayTally, Evaluated, tally_day, tally_month
 from conftest import DEMO_CONTRACT
@@ -292,7 +292,7 @@ def random_request(rng, policy, number, now):
         rated = (rated or kind == "rate") and kind != "reopen"
         status = {"resolve": "resolved", "reopen": "open", "await_customer": "awaiting",
                   "customer_reply": "open"}.get(kind, status)
-    facts = RequestFacts(priority=rng.choice(PRIORITIES), designated=True, received_at=received)
+    facts = RequestFacts(priority=rng.choice(EXAMPLE_PRIORITIES), designated=True, received_at=received)
     return Evaluated(f"req_{number}", received, evaluate(policy, facts, events, now), policy.penalties)
 
 
