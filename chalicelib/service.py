@@ -599,8 +599,8 @@ def _wall_duration(value, name):
     """A wall-clock duration parameter such as 30m or 2h, as a timedelta."""
     duration = parse_duration(value, name)
     if duration.is_working_days:
-        raise ValidationError(name, "must be wall-clock minutes or hours, e.g. 30m or 2h")
-    return timedelta(minutes=duration.minutes)
+        raise ValidationError(name, "must be wall-clock seconds, minutes or hours, e.g. 30m or 2h")
+    return timedelta(seconds=duration.seconds)
 
 
 def _category_param(policy, value):
