@@ -12,7 +12,7 @@ from chalicelib.clock import RESOLVED, evaluate
 from chalicelib.documents import iso
 from chalicelib.errors import ValidationError
 from chalicelib.fields import reject_unknown, require_object
-from chalicelib.policy import NAME, parse_contract
+from chalicelib.policy import parse_contract
 from chalicelib.tally import Evaluated, month_bounds
 from chalicelib.whatif import Side, compare
 
@@ -34,7 +34,7 @@ def simulate(principal, contract_id, body, now):
     if start > now:
         raise ValidationError("month", "must not lie in the future")
     candidate = candidate_policy(body.get("contract"), now, memo)
-    priorities = _priorities(body.get("priorities"))
+    priorities = _priorities(body.get("priorities"), set(latest.priorities) | set(candidate.priorities))
     at = min(now, end)  # the end of the month, or now for the running month
     items = store.requests_received_between(contract_id, start, end, priorities)
     replayed = replay(items, latest, candidate, month, at, priorities)
@@ -78,11 +78,13 @@ def candidate_policy(document, now, memo=None):
     return parse_contract(json.loads(json.dumps(normalized)), overrides=dict(overrides))[1]
 
 
-def _priorities(value):
+def _priorities(value, known):
+    """The priorities to narrow the month to (None: all): names the current or the candidate terms define."""
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(p, str) and NAME.fullmatch(p) for p in value):
-        raise ValidationError("priorities", "must be a non-empty list of priority names ([a-z0-9_-], 1–32 characters)")
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) and p in known for p in value):
+        raise ValidationError("priorities",
+                              f"must be a non-empty list of the contracts' priorities: {', '.join(sorted(known))}")
     return sorted(set(value))
 
 
