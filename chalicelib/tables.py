@@ -363,3 +363,11 @@ def create_all():
     for model in MODELS:
         if not model.exists():
             model.create_table(wait=True)
+
+
+def connect(*models):
+    """Build each model's botocore client now, in this thread. PynamoDB builds it on first use; threads
+    using a model for the first time at once would each build one (and loading the service model
+    costs more than a call). Once built, the client is shared: botocore clients are thread-safe."""
+    for model in models:
+        model._get_connection().connection.client  # noqa: B018 - the property builds and caches it
