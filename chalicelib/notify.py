@@ -25,13 +25,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.alerts import REPORT_URGENCY
 from chalicelib.emails import Rendered, build_message
 from chalicelib.logs import log_event
-from chalicelib.tables import REGION, NotificationModel, shard_of
+from chalicelib.tables import CONNECTIONS, REGION, NotificationModel, shard_of
 
 LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
@@ -46,10 +47,11 @@ _last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has
 
 
 def ses():
-    """One SES client per process (Lambda reuses it across invocations)."""
+    """One SES client per process (Lambda reuses it across invocations), shared by the scanner's threads."""
     global _ses
     if _ses is None:
-        _ses = boto3.client("ses", region_name=REGION, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        _ses = boto3.client("ses", region_name=REGION, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                            config=Config(max_pool_connections=CONNECTIONS))
     return _ses
 
 

@@ -40,6 +40,7 @@ from chalicelib.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
 from chalicelib.pacing import TokenBucket
 from chalicelib.tables import (
+    CONNECTIONS,
     DUE_SHARDS,
     CalendarOverrideModel,
     ContractModel,
@@ -49,10 +50,10 @@ from chalicelib.tables import (
 )
 
 SHARDS = [str(n) for n in range(DUE_SHARDS)]
-SCAN_SECONDS = 45.0  # below the function's 60 s timeout (.chalice/config.json)
+SCAN_SECONDS = 55.0  # of each minute: a scan starts every minute; its function times out at 70 s
 REEVALUATION_SHARE = 0.5  # of the budget, at most: due requests and retries are never starved by it
 DUE_SHARE = 0.6  # of what is left after re-evaluation: sending always keeps the rest
-WORKERS = 8  # concurrent requests / sends; PynamoDB and botocore clients are thread-safe
+WORKERS = CONNECTIONS  # concurrent visits / sends, each using one HTTP connection of each client
 logger = logging.getLogger("sla_clock.scanner")
 
 

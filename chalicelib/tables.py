@@ -26,12 +26,14 @@ from chalicelib.timeline_codec import TimelineAttribute
 PREFIX = os.environ.get("SLA_TABLE_PREFIX", "sla-")
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 HOST = os.environ.get("AWS_ENDPOINT_URL") or None
+CONNECTIONS = 16  # HTTP connections a botocore client keeps open: one for each scanner thread
 
 
 class _Meta:
     region = REGION
     host = HOST
     billing_mode = "PAY_PER_REQUEST"
+    max_pool_connections = CONNECTIONS
 
 
 class ContractModel(Model):

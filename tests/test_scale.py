@@ -360,3 +360,9 @@ def test_every_aws_client_a_scan_uses_is_built_before_its_workers_start(policy, 
     report = scanner.scan(NOW)
     assert report.sent == 20 and report.errors == 0
     assert builders and set(builders) == {threading.main_thread().name}
+
+
+def test_each_client_keeps_a_connection_for_every_worker(aws):
+    clients = [notify.ses()] + [model._get_connection().connection.client
+                                for model in (RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)]
+    assert all(client.meta.config.max_pool_connections >= scanner.WORKERS for client in clients)
