@@ -28,7 +28,7 @@ import heapq
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -88,23 +88,26 @@ class _Scan:
 
     def __init__(self, now, budget):
         self.now, self.budget, self.report = now, budget, ScanReport()
-        self.contracts = {}  # contract_id -> latest policy (or the exception reading it raised)
-        self.calendars = {}  # country -> published schedules, read once per scan (under the lock)
+        self.contracts = {}  # contract_id -> Future of its latest policy (or of the error reading it)
+        self.calendars = {}  # country -> published schedules: read by the first workers to need them
         self._contracts_lock = threading.Lock()
         self.fresh = {}  # (request_id, key) of notifications created by this scan: no re-check needed
 
     def latest_policy(self, contract_id):
-        with self._contracts_lock:  # read each contract once, whichever worker asks first
-            if contract_id not in self.contracts:
-                self.report.count("items_read")
-                try:
-                    self.contracts[contract_id] = service.policy_of(service.latest_record(contract_id), self.calendars)
-                except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
-                    self.contracts[contract_id] = exc
-            policy = self.contracts[contract_id]
-        if isinstance(policy, Exception):
-            raise policy
-        return policy
+        """Each contract is read once per scan, by the first worker to ask; others asking for it wait
+        for that read, and workers on other contracts go on meanwhile."""
+        with self._contracts_lock:
+            policy = self.contracts.get(contract_id)
+            first = policy is None
+            if first:
+                policy = self.contracts[contract_id] = Future()
+        if first:
+            self.report.count("items_read")
+            try:
+                policy.set_result(service.policy_of(service.latest_record(contract_id), self.calendars))
+            except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
+                policy.set_exception(exc)
+        return policy.result()
 
     def policy_for(self, item):
         """The latest version for open requests (the index holds only those), the pinned one once resolved."""

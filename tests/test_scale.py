@@ -20,6 +20,7 @@ from chalicelib import notify, pacing, scanner, service, store
 from chalicelib.budget import Budget
 from chalicelib.pacing import TokenBucket
 from chalicelib.tables import CalendarOverrideModel, ContractModel, NotificationModel, RequestModel
+from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=SH)  # a Monday morning
@@ -360,6 +361,29 @@ def test_every_aws_client_a_scan_uses_is_built_before_its_workers_start(policy, 
     report = scanner.scan(NOW)
     assert report.sent == 20 and report.errors == 0
     assert builders and set(builders) == {threading.main_thread().name}
+
+
+def test_workers_read_different_contracts_at_once_and_each_contract_once_per_scan(admin, mailbox, monkeypatch):
+    contract_ids = [f"tenant{n}" for n in range(4)]
+    for contract_id in contract_ids:
+        assert admin.put(f"/contracts/{contract_id}", DEMO_CONTRACT)[0] == 201
+        policy = service.policy_of(store.latest_contract(contract_id))
+        factories.insert([factories.due_breach(policy, contract_id, NOW - timedelta(minutes=5 + n)) for n in range(3)])
+    reads, together = Counter(), threading.Barrier(2, timeout=10)
+    original = BaseClient._make_api_call
+
+    def contract_read(client, operation, params):
+        if operation == "Query" and params["TableName"] == ContractModel.Meta.table_name:
+            contract_id = params["ExpressionAttributeValues"][":0"]["S"]
+            reads[contract_id] += 1
+            if len(reads) <= 2:
+                together.wait()  # the first two contracts are read at the same time, or the scan fails
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", contract_read)
+    report = scanner.scan(NOW)
+    assert report.errors == 0 and report.sent == 12
+    assert reads == {contract_id: 1 for contract_id in contract_ids}
 
 
 def test_each_client_keeps_a_connection_for_every_worker(aws):
