@@ -7,9 +7,10 @@ a send slot for each notification, in urgency order, before handing it to a work
 waits for its slot right before calling SES.
 
 Slots are spaced 1/rate apart and never bunch (the bucket holds one token: no burst), so no second
-holds more sends than the rate. A slot is never reserved past the end of the scan's time budget:
-what has no slot is left, untouched, to the next scan. A throttle all the same (another scan or the
-API sending at the same time, a lowered quota) halves the rate for the rest of the scan.
+holds more slots than the rate; a send may go after its slot, never before. A slot is never reserved
+past the end of the scan's time budget: what has no slot is left, untouched, to the next scan. A
+throttle all the same (another scan or the API sending at the same time, a lowered quota) halves the
+rate for the rest of the scan.
 """
 import threading
 import time
