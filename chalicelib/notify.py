@@ -74,7 +74,7 @@ def configured_send_rate():
 
 def max_send_rate():
     """Emails per second this scan may send: the configured rate when set, else the account's
-    MaxSendRate from SES GetSendQuota (one call per scan). When SES cannot say, the last rate it said
+    MaxSendRate from SES GetSendQuota (one call). When SES cannot say, the last rate it said
     in this process (SES's lowest, 1 a second, before it ever answered): sending slowly loses nothing."""
     global _last_quota_rate
     configured = configured_send_rate()

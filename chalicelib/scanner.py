@@ -119,20 +119,21 @@ class _Scan:
 
 def scan(now, budget=None, workers=WORKERS, pace=None):
     """One scan at `now` within `budget`; sends paced by `pace` (a TokenBucket; by default at the SES
-    account's maximum send rate, read once per scan)."""
+    account's maximum send rate, read once per scan that has something to send)."""
     started = time.perf_counter()
     budget = budget or Budget(SCAN_SECONDS)
     work = _Scan(now, budget)
     notify.ses()  # the shared clients exist before any worker thread needs one
     connect(RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)
-    pace = pace or TokenBucket(notify.max_send_rate(), until=budget)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
         _reevaluate(work, budget.share(REEVALUATION_SHARE))
         created = _run(pool, _due_requests(now, work.report), lambda key: _visit(work, key.request_id),
                        budget.share(DUE_SHARE), work, "request")
         to_send = _send_order([entry for batch in created if batch for entry in batch], now, work)
-        _run(pool, _paced(to_send, pace, work.report), lambda ticket: _send(work, ticket), budget, work,
-             "notification")
+        if to_send:  # the rate is asked for only when there is something to send
+            pace = pace or TokenBucket(notify.max_send_rate(), until=budget)
+            _run(pool, _paced(to_send, pace, work.report), lambda ticket: _send(work, ticket), budget, work,
+                 "notification")
     report = work.report
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     level = logging.ERROR if report.failed or report.errors else logging.INFO

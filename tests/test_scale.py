@@ -213,7 +213,8 @@ def test_a_throttle_halves_the_rate_for_the_rest_of_the_scan_and_the_throttled_m
     assert report.sent == 1 and Counter(ses.keys()) == Counter(expected)
 
 
-def test_without_a_configured_rate_each_scan_asks_ses_for_its_quota_once(policy, mailbox, monkeypatch):
+def test_without_a_configured_rate_each_scan_with_mail_to_send_asks_ses_for_its_quota_once(
+        policy, mailbox, monkeypatch):
     monkeypatch.setattr(notify, "configured_send_rate", READ_CONFIGURED_RATE)
     monkeypatch.delenv(notify.SEND_RATE_VARIABLE, raising=False)
     calls = []
@@ -223,10 +224,12 @@ def test_without_a_configured_rate_each_scan_asks_ses_for_its_quota_once(policy,
     rates = []
     monkeypatch.setattr(scanner, "TokenBucket", lambda per_second, until: rates.append(per_second)
                         or TokenBucket(per_second, until))
-    breaches(policy, 1)  # one send: the first slot is now, so moto's 1 a second costs no waiting
-    scanner.scan(NOW)
-    scanner.scan(NOW + timedelta(minutes=1))
-    assert calls.count("GetSendQuota") == 2 and calls.count("SendRawEmail") == 1
+    # One send per scan: the first slot is now, so moto's 1 a second costs no waiting.
+    factories.insert([factories.due_breach(policy, "acme", NOW - timedelta(minutes=5)),
+                      factories.due_breach(policy, "acme", NOW + timedelta(seconds=30))])
+    for minute in range(3):  # the third scan has nothing to send
+        scanner.scan(NOW + timedelta(minutes=minute))
+    assert calls.count("GetSendQuota") == 2 and calls.count("SendRawEmail") == 2
     assert rates == [1.0, 1.0]  # moto answers the SES sandbox's quota: 200 a day, 1 a second
 
 
