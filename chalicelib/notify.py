@@ -12,6 +12,12 @@
    capped at 15 minutes, until 24 hours after the notification was created, then marked failed.
    The only window for a duplicate is a crash between SES accepting and the mark: the lease then
    expires and a later scan sends again.
+4. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
+   `deliver` waits for the send slot it is given, and reports a throttle to it.
+
+Threads: one SES client per process (`ses()`), created before a scan starts its workers; botocore
+clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
+worker holds its own outbox items.
 """
 import logging
 import os
@@ -19,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
@@ -26,7 +33,7 @@ from chalicelib import metrics
 from chalicelib.alerts import REPORT_URGENCY
 from chalicelib.emails import Rendered, build_message
 from chalicelib.logs import log_event
-from chalicelib.tables import REGION, NotificationModel, shard_of
+from chalicelib.tables import CONNECTIONS, REGION, NotificationModel, shard_of
 
 LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
@@ -34,16 +41,53 @@ MAX_BACKOFF = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
 DEFAULT_SENDER = "sla-clock@localhost.localdomain"
+SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
+_last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has answered once
 
 
 def ses():
-    """One SES client per process (Lambda reuses it across invocations)."""
+    """One SES client per process (Lambda reuses it across invocations), shared by the scanner's threads."""
     global _ses
     if _ses is None:
-        _ses = boto3.client("ses", region_name=REGION, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        _ses = boto3.client("ses", region_name=REGION, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                            config=Config(max_pool_connections=CONNECTIONS))
     return _ses
+
+
+def configured_send_rate():
+    """Emails per second from SLA_SES_MAX_SEND_RATE, read at call time; None when unset (or unusable,
+    which is logged: the account's quota is used then)."""
+    value = os.environ.get(SEND_RATE_VARIABLE, "").strip()
+    if not value:
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate < float("inf"):
+        log_event(logger, "ignoring an unusable send rate", level=logging.ERROR, variable=SEND_RATE_VARIABLE,
+                  value=value)
+        return None
+    return rate
+
+
+def max_send_rate():
+    """Emails per second this scan may send: the configured rate when set, else the account's
+    MaxSendRate from SES GetSendQuota (one call). When SES cannot say, the last rate it said
+    in this process (SES's lowest, 1 a second, before it ever answered): sending slowly loses nothing."""
+    global _last_quota_rate
+    configured = configured_send_rate()
+    if configured is not None:
+        return configured
+    try:
+        _last_quota_rate = float(ses().get_send_quota()["MaxSendRate"]) or _last_quota_rate
+    except (ClientError, BotoCoreError) as exc:
+        level = logging.ERROR if classify(exc) == OPERATOR else logging.WARNING
+        log_event(logger, "send quota unknown, keeping the last known rate", level=level,
+                  rate=_last_quota_rate, error=f"{type(exc).__name__}: {exc}")
+    return _last_quota_rate
 
 
 def outbox_entry(request, notification, policy, now):
@@ -91,13 +135,14 @@ def enqueue(entry):
         raise
 
 
-def deliver(entry, now, prepare=None):
+def deliver(entry, now, prepare=None, slot=None):
     """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed", "superseded"
     or "busy" (another sender holds it, or it is done).
 
     `prepare(entry)`, when given, re-checks the notification under the lease and returns what to
     send now, (recipients, emails.Rendered) with the current deadline and addresses, or None when it
     no longer holds. Without it the stored rendering is sent as it is.
+    `slot` (a pacing.Slot), when given: waited for right before calling SES, told of a throttle.
     """
     lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
     try:
@@ -125,12 +170,17 @@ def deliver(entry, now, prepare=None):
     attempts = int(entry.attempts) + 1
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
     configuration_set = os.environ.get("SLA_SES_CONFIGURATION_SET")
+    raw = message.as_bytes()
+    if slot is not None:
+        slot.wait()
     try:
         answer = ses().send_raw_email(
-            Source=entry.sender, Destinations=list(entry.recipients), RawMessage={"Data": message.as_bytes()},
+            Source=entry.sender, Destinations=list(entry.recipients), RawMessage={"Data": raw},
             **({"ConfigurationSetName": configuration_set} if configuration_set else {}),
         )
     except (ClientError, BotoCoreError) as exc:
+        if slot is not None and is_rate_throttle(exc):
+            slot.throttled()
         return _not_sent(entry, attempts, exc, now)
     entry.update(actions=[
         NotificationModel.status.set("sent"),
@@ -176,6 +226,15 @@ _OPERATOR_CODES = frozenset({
 })
 _IDENTITY_PHRASES = ("not verified", "not authorized", "did not have authority")
 _REJECTED_CODES = frozenset({"MessageRejected", "InvalidParameterValue", "InvalidParameterValueException"})
+_THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException"})
+
+
+def is_rate_throttle(exc):
+    """SES refused a send for going too fast (not for the daily quota, which slowing down does not help)."""
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    return error.get("Code", "") in _THROTTLING_CODES and "quota" not in error.get("Message", "").lower()
 
 
 def classify(exc):
@@ -189,10 +248,9 @@ def classify(exc):
         return OPERATOR  # an unverified or unauthorized sender (or sandbox recipient) is MessageRejected too
     if code in _REJECTED_CODES:
         return REJECTED
-    if code in ("Throttling", "ThrottlingException", "TooManyRequestsException") and "quota" in message.lower():
+    if code in _THROTTLING_CODES and "quota" in message.lower():
         return OPERATOR  # the daily quota: retried, but someone should raise it
-    if status >= 500 or code in ("Throttling", "ThrottlingException", "TooManyRequestsException",
-                                 "ServiceUnavailable", "InternalFailure", "RequestTimeout"):
+    if status >= 500 or code in _THROTTLING_CODES | {"ServiceUnavailable", "InternalFailure", "RequestTimeout"}:
         return TRANSIENT
     return OPERATOR
 

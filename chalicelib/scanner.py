@@ -6,8 +6,10 @@ One scan, within its time budget:
 2. Due requests, earliest check first: each is evaluated once and gets the notifications that came
    due since its last check (one catch-up alert per metric after a gap), created in the outbox.
 3. Sending: this scan's new notifications and every retry whose time has come, breach alerts
-   first and earlier deadlines first. A retried provider alert is re-checked against the request's
-   current state: one that no longer holds is recorded as superseded, never sent.
+   first and earlier deadlines first, paced to the SES account's maximum send rate: each gets a send
+   slot in that order (chalicelib/pacing.py) until no slot is left before the budget ends. A retried
+   provider alert is re-checked against the request's current state: one that no longer holds is
+   recorded as superseded, never sent.
 
 Reads grow with the work, not the table: the sparse `due_for_check` index holds only open requests
 with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
@@ -15,27 +17,45 @@ to send. A request or notification that raises is logged at ERROR with its ids, 
 `errors`, and skipped: every other one is still handled. What the budget leaves is the next scan's.
 Each scan ends with its metrics (chalicelib.metrics): lag, due, errors, duration, and per contract
 the breaches it found and the notifications it sent or failed.
+
+Threads: the due requests and the sends run on a bounded pool of WORKERS threads, so their AWS
+round trips overlap. botocore clients are thread-safe; the SES client and each model's PynamoDB
+client (PynamoDB keeps a botocore session per thread, the client built from it is shared) are built
+before the pool starts, so no two threads build one at once. Nothing else is shared but what
+`_Scan` guards: each worker reads and writes its own items. Exactly-once does not rest on the
+threads: a notification is created by a conditional put and sent under a conditional lease, so
+workers of one scan, or two scans at once, cannot send it twice.
 """
 import heapq
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from chalicelib import alerts, metrics, notify, service, store
 from chalicelib.budget import Budget
 from chalicelib.clock import RESOLVED
 from chalicelib.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
-from chalicelib.tables import DUE_SHARDS, NotificationModel
+from chalicelib.pacing import TokenBucket
+from chalicelib.tables import (
+    CONNECTIONS,
+    DUE_SHARDS,
+    CalendarOverrideModel,
+    ContractModel,
+    NotificationModel,
+    RequestModel,
+    connect,
+)
 
 SHARDS = [str(n) for n in range(DUE_SHARDS)]
-SCAN_SECONDS = 45.0  # below the function's 60 s timeout (.chalice/config.json)
+SCAN_SECONDS = 55.0  # of each minute: a scan starts every minute; its function times out at 70 s
 REEVALUATION_SHARE = 0.5  # of the budget, at most: due requests and retries are never starved by it
 DUE_SHARE = 0.6  # of what is left after re-evaluation: sending always keeps the rest
-WORKERS = 8  # concurrent requests / sends; PynamoDB and botocore clients are thread-safe
+WORKERS = CONNECTIONS  # concurrent visits / sends, each using one HTTP connection of each client
 logger = logging.getLogger("sla_clock.scanner")
 
 
@@ -70,24 +90,27 @@ class _Scan:
 
     def __init__(self, now, budget):
         self.now, self.budget, self.report = now, budget, ScanReport()
-        self.contracts = {}  # contract_id -> latest policy (or the exception reading it raised)
-        self.calendars = {}  # country -> published schedules, read once per scan (under the lock)
+        self.contracts = {}  # contract_id -> Future of its latest policy (or of the error reading it)
+        self.calendars = {}  # country -> published schedules: read by the first workers to need them
         self._contracts_lock = threading.Lock()
         self.fresh = {}  # (request_id, key) of notifications created by this scan: no re-check needed
         self.metrics = metrics.Collector()
 
     def latest_policy(self, contract_id):
-        with self._contracts_lock:  # read each contract once, whichever worker asks first
-            if contract_id not in self.contracts:
-                self.report.count("items_read")
-                try:
-                    self.contracts[contract_id] = service.policy_of(service.latest_record(contract_id), self.calendars)
-                except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
-                    self.contracts[contract_id] = exc
-            policy = self.contracts[contract_id]
-        if isinstance(policy, Exception):
-            raise policy
-        return policy
+        """Each contract is read once per scan, by the first worker to ask; others asking for it wait
+        for that read, and workers on other contracts go on meanwhile."""
+        with self._contracts_lock:
+            policy = self.contracts.get(contract_id)
+            first = policy is None
+            if first:
+                policy = self.contracts[contract_id] = Future()
+        if first:
+            self.report.count("items_read")
+            try:
+                policy.set_result(service.policy_of(service.latest_record(contract_id), self.calendars))
+            except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
+                policy.set_exception(exc)
+        return policy.result()
 
     def policy_for(self, item):
         """The latest version for open requests (the index holds only those), the pinned one once resolved."""
@@ -97,18 +120,24 @@ class _Scan:
         return self.latest_policy(item.contract_id)
 
 
-def scan(now, budget=None, workers=WORKERS):
+def scan(now, budget=None, workers=WORKERS, pace=None):
+    """One scan at `now` within `budget`; sends paced by `pace` (a TokenBucket; by default at the SES
+    account's maximum send rate, read once per scan that has something to send)."""
     started = time.perf_counter()
     budget = budget or Budget(SCAN_SECONDS)
     work = _Scan(now, budget)
     lag = _lag_seconds(now, work.report)
-    notify.ses()  # create the shared SES client before any worker thread needs it
+    notify.ses()  # the shared clients exist before any worker thread needs one
+    connect(RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
         _reevaluate(work, budget.share(REEVALUATION_SHARE))
         created = _run(pool, _due_requests(now, work.report), lambda key: _visit(work, key.request_id),
                        budget.share(DUE_SHARE), work, "request")
         to_send = _send_order([entry for batch in created if batch for entry in batch], now, work)
-        _run(pool, to_send, lambda entry: _send(work, entry), budget, work, "notification")
+        if to_send:  # the rate is asked for only when there is something to send
+            pace = pace or TokenBucket(notify.max_send_rate(), until=budget)
+            _run(pool, _paced(to_send, pace, work.report), lambda ticket: _send(work, ticket), budget, work,
+                 "notification")
     report = work.report
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     level = logging.ERROR if report.failed or report.errors else logging.INFO
@@ -210,13 +239,38 @@ def _send_order(created, now, work):
                                                       e.due_at if e.due_at is not None else never))
 
 
-def _send(work, candidate):
+class _Ticket(NamedTuple):
+    """A notification to send and the send slot reserved for it."""
+    entry: object
+    slot: object
+
+    @property
+    def request_id(self):
+        return self.entry.request_id
+
+    @property
+    def key(self):
+        return self.entry.key
+
+
+def _paced(entries, pace, report):
+    """Each entry with a send slot, reserved in this (urgency) order, while slots remain in the budget."""
+    for entry in entries:
+        slot = pace.reserve()
+        if slot is None:
+            report.left_over = True
+            return
+        yield _Ticket(entry, slot)
+
+
+def _send(work, ticket):
+    candidate, slot = ticket
     entry, prepare = work.fresh.get((candidate.request_id, candidate.key)), None
     if entry is None:
         entry = NotificationModel.get(candidate.request_id, candidate.key, consistent_read=True)
         work.report.count("items_read")
         prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
-    outcome = notify.deliver(entry, work.now, prepare)
+    outcome = notify.deliver(entry, work.now, prepare, slot)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
 

@@ -26,12 +26,14 @@ from chalicelib.timeline_codec import TimelineAttribute
 PREFIX = os.environ.get("SLA_TABLE_PREFIX", "sla-")
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 HOST = os.environ.get("AWS_ENDPOINT_URL") or None
+CONNECTIONS = 16  # HTTP connections a botocore client keeps open: one for each scanner thread
 
 
 class _Meta:
     region = REGION
     host = HOST
     billing_mode = "PAY_PER_REQUEST"
+    max_pool_connections = CONNECTIONS
 
 
 class ContractModel(Model):
@@ -442,3 +444,11 @@ def create_all():
     for model in MODELS:
         if not model.exists():
             model.create_table(wait=True)
+
+
+def connect(*models):
+    """Build each model's botocore client now, in this thread. PynamoDB builds it on first use; threads
+    using a model for the first time at once would each build one (and loading the service model
+    costs more than a call). Once built, the client is shared: botocore clients are thread-safe."""
+    for model in models:
+        model._get_connection().connection.client  # noqa: B018 - the property builds and caches it

@@ -31,7 +31,7 @@ from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
 from moto.ses.models import ses_backends  # noqa: E402
 from openapi_check import SPEC  # noqa: E402
 
-from chalicelib import tables  # noqa: E402
+from chalicelib import notify, tables  # noqa: E402
 
 _MOTO_WRITES = threading.RLock()
 
@@ -93,6 +93,13 @@ ILLUSTRATIVE_CN_2027 = {
     "workdays": ["2027-02-20", "2027-04-25", "2027-09-26", "2027-10-09"],
     "source": "Illustrative example, NOT the official 2027 schedule",
 }
+
+
+@pytest.fixture(autouse=True)
+def ses_send_rate(monkeypatch):
+    """moto's GetSendQuota answers the sandbox's 1 email a second, at which scans would pace (and
+    really wait). Tests send at this configured rate unless they set their own."""
+    monkeypatch.setattr(notify, "configured_send_rate", lambda: 10_000.0)
 
 
 @pytest.fixture

@@ -30,6 +30,28 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
     return item
 
 
+def due_breach(policy, contract_id, deadline):
+    """An urgent request (the demo contract's 30 minutes to first response, round the clock) whose first
+    response breached at `deadline`, last checked after its warnings: from `deadline` on, its breach
+    alert is all it has due."""
+    return _checked(policy, contract_id, deadline, deadline - timedelta(minutes=1))
+
+
+def due_warning(policy, contract_id, deadline):
+    """An urgent request whose first response falls due at `deadline`, last checked before its 50 %
+    warning: between that warning (15 minutes before `deadline`) and the 80 % one (6 minutes before),
+    the 50 % warning is all it has due."""
+    return _checked(policy, contract_id, deadline, deadline - timedelta(minutes=16))
+
+
+def _checked(policy, contract_id, deadline, checked_at):
+    """An urgent request received 30 minutes before `deadline`, as the scanner leaves it after a visit
+    at `checked_at`: every milestone up to then handled."""
+    item = request_item(policy, contract_id, "urgent", deadline - timedelta(minutes=30), checked_at)
+    item.checked_until = checked_at.timestamp()
+    return item
+
+
 def item_bytes(model):
     """An item's size as DynamoDB counts it: attribute names plus values (numbers approximated)."""
     total = 0

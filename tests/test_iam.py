@@ -23,7 +23,7 @@ import yaml
 from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 
-from chalicelib import auth, tables
+from chalicelib import auth, notify, tables
 from chalicelib.tables import NotificationModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text("utf-8"))
 STAGES = list(CONFIG["stages"])
 ACCOUNT = "123456789012"  # moto's
+UNSCOPED_ACTIONS = {"ses:GetSendQuota"}  # IAM supports no resource for these: they need "*"
 REGION = "us-east-1"
 SH = ZoneInfo("Asia/Shanghai")
 REQUESTER = "zhang@customer.example"
@@ -137,6 +138,8 @@ def required_permissions(stage, service, operation, params):
             needs.append((f"ses:{operation}",
                           [f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{params['ConfigurationSetName']}"]))
         return needs
+    if service == "ses" and operation == "GetSendQuota":
+        return [("ses:GetSendQuota", ["*"])]  # an account-level read: IAM scopes it to no resource
     if service == "ssm" and operation == "GetParameter":
         return [("ssm:GetParameter", [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{params['Name'].lstrip('/')}"])]
     raise AssertionError(f"the code calls {service}:{operation}, which this test cannot map to IAM yet: add it "
@@ -289,9 +292,26 @@ def fresh_ssm_cache(monkeypatch):
     monkeypatch.setattr(auth, "_parameters", {})
 
 
+@pytest.fixture
+def send_rate_from_ses(monkeypatch):
+    """Scans read the send rate from SES (no rate configured), and moto's quota is roomy enough that
+    they never wait: its sandbox answer, 1 a second, would make the flow's scans pace for real."""
+    from moto.ses.models import SESBackend
+
+    monkeypatch.setattr(notify, "configured_send_rate", lambda: None)
+    original = SESBackend.get_send_quota
+
+    def roomy(backend):
+        quota = original(backend)
+        quota.max_send_rate = 1000
+        return quota
+
+    monkeypatch.setattr(SESBackend, "get_send_quota", roomy)
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
-        stage, aws, mailbox, traveller, monkeypatch, fresh_ssm_cache):
+        stage, aws, mailbox, traveller, monkeypatch, fresh_ssm_cache, send_rate_from_ses):
     env = stage_env(stage)
     for key, value in env.items():
         if key != "SLA_TABLE_PREFIX":  # fixed when the models were imported; mapped back in _table_arn
@@ -316,6 +336,7 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
     assert mailbox.to("sla-admin@provider.example")  # the requester's bounce reached the admins
     sends = [params for service, operation, params in recorder.calls if operation == "SendRawEmail"]
     assert {params.get("ConfigurationSetName") for params in sends} == {env["SLA_SES_CONFIGURATION_SET"]}
+    assert ("ses", "GetSendQuota") in operations  # each scan reads the account's send rate
     assert (("ssm", "GetParameter") in operations) == ("SLA_ADMIN_TOKEN_PARAMETER" in env)
 
     document = policy(stage)
@@ -361,7 +382,8 @@ def test_the_policy_names_only_the_stage_s_own_resources(stage):
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/"
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow"
-        assert "*" not in _as_list(statement["Resource"]), statement["Sid"]
+        if "*" in _as_list(statement["Resource"]):  # only actions no resource can scope
+            assert set(_as_list(statement["Action"])) <= UNSCOPED_ACTIONS, statement["Sid"]
         assert not any(a.endswith("*") for a in _as_list(statement["Action"])), statement["Sid"]
     assert allowed(document, "dynamodb:Query", f"{table}{prefix}requests/index/due_for_check")
     assert not allowed(document, "dynamodb:GetItem", f"{table}{other_prefix}requests")
