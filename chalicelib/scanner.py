@@ -88,8 +88,8 @@ class ScanReport:
 class _Scan:
     """What one scan shares between its items: the report, contracts read once, fresh states."""
 
-    def __init__(self, now, budget):
-        self.now, self.budget, self.report = now, budget, ScanReport()
+    def __init__(self, now, workers):
+        self.now, self.workers, self.report = now, workers, ScanReport()
         self.contracts = {}  # contract_id -> Future of its latest policy (or of the error reading it)
         self.calendars = {}  # country -> published schedules: read by the first workers to need them
         self._contracts_lock = threading.Lock()
@@ -125,7 +125,7 @@ def scan(now, budget=None, workers=WORKERS, pace=None):
     account's maximum send rate, read once per scan that has something to send)."""
     started = time.perf_counter()
     budget = budget or Budget(SCAN_SECONDS)
-    work = _Scan(now, budget)
+    work = _Scan(now, workers)
     lag = _lag_seconds(now, work.report)
     notify.ses()  # the shared clients exist before any worker thread needs one
     connect(RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)
@@ -174,7 +174,7 @@ def _run(pool, items, handle, budget, work, what):
             work.report.left_over = True
             break
         in_flight.append((item, pool.submit(handle, item)))
-        if len(in_flight) >= pool._max_workers * 2:
+        if len(in_flight) >= work.workers * 2:  # a short queue: a spent budget stops taking work soon
             results.append(_settle(in_flight.pop(0), work, what))
     results += [_settle(pair, work, what) for pair in in_flight]
     return results
