@@ -130,8 +130,7 @@ def put_contract(principal, contract_id, body, now):
     def write_next_version():
         previous = store.latest_contract(contract_id)
         if previous is not None:
-            _refuse_dropping_used_priorities(contract_id, previous, policy)
-            _refuse_dropping_used_categories(contract_id, previous, policy)
+            _refuse_dropping_what_open_requests_use(contract_id, previous, policy)
         _refuse_queues_of_other_contracts(contract_id, policy)
         version = int(previous.version) + 1 if previous else 1
         return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
@@ -142,31 +141,24 @@ def put_contract(principal, contract_id, body, now):
     return _contract_document(principal, record, now), previous is None
 
 
-def _refuse_dropping_used_priorities(contract_id, previous, policy):
-    """A version may not drop a priority that open requests still use: they would lose their targets.
-    Only a version that drops a priority pays for the look-up."""
-    dropped = set(previous.document["priorities"]) - set(policy.priorities)
-    if not dropped:
-        return
-    stuck = store.an_open_request_with_priority(contract_id, dropped)
-    if stuck is not None:
-        raise ConflictError(
-            f"priorities: open request {stuck.request_id} has priority {stuck.current_priority!r}, "
-            "which this version drops; reprioritize or resolve it first"
-        )
+# What an open request uses of its contract: the look-up that finds one, its attribute, and the way out.
+_IN_USE = {
+    "priorities": (store.an_open_request_with_priority, "current_priority", "has priority",
+                   "reprioritize or resolve it first"),
+    "categories": (store.an_open_request_in_category, "category", "is in category", "resolve it first"),
+}
 
 
-def _refuse_dropping_used_categories(contract_id, previous, policy):
-    """Likewise for categories: an open request would silently fall back to its priority's targets."""
-    dropped = set(previous.document.get("categories") or {}) - set(policy.categories)
-    if not dropped:
-        return
-    stuck = store.an_open_request_in_category(contract_id, dropped)
-    if stuck is not None:
-        raise ConflictError(
-            f"categories: open request {stuck.request_id} is in category {stuck.category!r}, which this version "
-            "drops; resolve it first"
-        )
+def _refuse_dropping_what_open_requests_use(contract_id, previous, policy):
+    """A version may not drop a priority or category that open requests still use: they would lose
+    their targets (or silently fall back to the priority's). Only a version that drops one pays for
+    the look-up."""
+    for field, (look_up, attribute, says, way_out) in _IN_USE.items():
+        dropped = set(previous.document.get(field) or {}) - set(getattr(policy, field))
+        stuck = look_up(contract_id, dropped) if dropped else None
+        if stuck is not None:
+            raise ConflictError(f"{field}: open request {stuck.request_id} {says} {getattr(stuck, attribute)!r}, "
+                                f"which this version drops; {way_out}")
 
 
 def _refuse_queues_of_other_contracts(contract_id, policy):
