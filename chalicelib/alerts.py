@@ -110,7 +110,9 @@ def due_notifications(policy, request, state, now, since=None):
     for milestone in state.milestones:
         if milestone.at > now:
             break
-        if since is not None and milestone.at <= since:
+        # Strictly before: a breach lands exactly on its deadline, which a scan at that very instant
+        # could not see yet (the outbox keeps a second look from sending anything twice).
+        if since is not None and milestone.at < since:
             continue
         if milestone.kind == "breach":
             breaches[milestone.metric] = milestone  # milestones are sorted: the latest wins
