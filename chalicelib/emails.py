@@ -370,11 +370,16 @@ def render_calendar_notice(language, context):
     _check_language(language)
     values = {key: _string(context[key]) for key in ("contract_name", "contract_id", "country", "year", "call")}
     values["contract_name"] = _one_line(values["contract_name"])
+    return _render_values("calendar_notice", language, values)
+
+
+def _render_values(kind, language, values):
+    """Subject, text and HTML of a kind whose templates take only plain values (escaped for HTML here)."""
     markup = {key: html.escape(value) for key, value in values.items()}
     return Rendered(
-        subject=_one_line(_template(language, "calendar_notice", "subject.txt").substitute(values)),
-        text=_template(language, "calendar_notice", "txt").substitute(values),
-        html=_html(language, "calendar_notice", markup),
+        subject=_one_line(_template(language, kind, "subject.txt").substitute(values)),
+        text=_template(language, kind, "txt").substitute(values),
+        html=_html(language, kind, markup),
     )
 
 
@@ -400,12 +405,7 @@ def render_requester_bounce(language, context):
     values = {key: _one_line(_string(context[key])) for key in keys}
     values["notification"] = _EMAIL_LABELS[language].get(values["notification"], values["notification"])
     values["diagnostic"] = values["diagnostic"] or _PHRASES[language]["nobody"]
-    markup = {key: html.escape(value) for key, value in values.items()}
-    return Rendered(
-        subject=_one_line(_template(language, "requester_bounce", "subject.txt").substitute(values)),
-        text=_template(language, "requester_bounce", "txt").substitute(values),
-        html=_html(language, "requester_bounce", markup),
-    )
+    return _render_values("requester_bounce", language, values)
 
 
 _REPORT_LABELS = {
