@@ -1,5 +1,6 @@
 # Two commands do everything: `make run` and `make test`. Both install into .venv first.
-# `make test` (what CI runs) = `make lint` (ruff; every stage packaged for AWS and cfn-linted), then pytest.
+# `make test` (what CI runs) = `make lint` (ruff; import-linter's layer contracts; every stage packaged for
+# AWS and cfn-linted), then pytest.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -11,9 +12,10 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: run test pytest demo bench install clean infra package lint
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +32,9 @@ pytest: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-# Each script prints its results table and exits non-zero when it misses its target.
+# Each script prints its results table and exits non-zero when it misses its target. The DynamoDB
+# benchmarks build their data with the tests' factories (tests/factories.py).
+bench: export PYTHONPATH := tests
 bench: $(STAMP)
 	$(PY) bench/calendar_bench.py
 	$(PY) bench/scan_bench.py
@@ -39,7 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/whatif_bench.py
 	$(PY) bench/interactions_bench.py
 
-# infra/resources.yaml is generated from chalicelib/tables.py, .chalice/config.json and app.py.
+# infra/resources.yaml is generated from chalicelib/aws/tables.py, .chalice/config.json and app.py.
 infra: $(STAMP)
 	$(PY) infra/generate.py
 
@@ -55,6 +59,7 @@ package: $(STAMP)
 # Every stage's template is linted; build/ is left with $(STAGE)'s.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	for stage in $(filter-out $(STAGE),$(STAGES)) $(STAGE); do \
 	    $(MAKE) --no-print-directory package STAGE=$$stage && $(VENV)/bin/cfn-lint build/sam.yaml || exit 1; \
 	done

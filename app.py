@@ -5,19 +5,21 @@ from datetime import UTC, datetime
 from chalice import Chalice, Cron, Rate, Response
 
 from chalicelib import (
-    auth,
     calendars,
     connect,
+    contracts,
     interactions,
     logs,
     openapi,
     reporting,
+    requests,
     scanner,
-    service,
     ses_feedback,
     simulations,
+    tokens,
 )
 from chalicelib.budget import Budget
+from chalicelib.core.calendar import parse_date
 from chalicelib.http import Api
 
 logs.configure()
@@ -41,13 +43,13 @@ def openapi_document(call):
 
 @api.route("/contracts/{contract_id}", methods=["PUT"], roles=("admin",))
 def put_contract(call, contract_id):
-    document, created = service.put_contract(call.principal, contract_id, call.body, call.now)
+    document, created = contracts.put_contract(call.principal, contract_id, call.body, call.now)
     return (201 if created else 200), document
 
 
 @api.route("/contracts/{contract_id}", methods=["GET"])
 def get_contract(call, contract_id):
-    return service.get_contract(call.principal, contract_id, call.now)
+    return contracts.get_contract(call.principal, contract_id, call.now)
 
 
 @api.route("/contracts/{contract_id}/calendar", methods=["GET"])
@@ -66,7 +68,7 @@ def get_contract_calendar_ics(call, contract_id):
 
 @api.route("/contracts/{contract_id}/preview", methods=["POST"])
 def preview_request(call, contract_id):
-    return service.preview(call.principal, contract_id, call.body, call.now)
+    return contracts.preview(call.principal, contract_id, call.body, call.now)
 
 
 @api.route("/contracts/{contract_id}/simulations", methods=["POST"], roles=("admin", "agent"))
@@ -122,42 +124,42 @@ def backfill_tally(call, contract_id):
 
 @api.route("/requests", methods=["POST"])
 def create_request(call):
-    return service.create_request(call.principal, call.body, call.header("idempotency-key"), call.now)
+    return requests.create_request(call.principal, call.body, call.header("idempotency-key"), call.now)
 
 
 @api.route("/requests", methods=["GET"])
 def list_requests(call):
-    return service.list_requests(call.principal, call.query, call.now)
+    return requests.list_requests(call.principal, call.query, call.now)
 
 
 @api.route("/requests/{request_id}", methods=["GET"])
 def get_request(call, request_id):
-    return service.get_request(call.principal, request_id, call.now)
+    return requests.get_request(call.principal, request_id, call.now)
 
 
 @api.route("/requests/{request_id}/events", methods=["GET"])
 def list_events(call, request_id):
-    return service.list_events(call.principal, request_id, call.query)
+    return requests.list_events(call.principal, request_id, call.query)
 
 
 @api.route("/requests/{request_id}/events", methods=["POST"])
 def post_event(call, request_id):
-    return service.post_event(call.principal, request_id, call.body, call.now)
+    return requests.post_event(call.principal, request_id, call.body, call.now)
 
 
 @api.route("/tokens", methods=["GET"], roles=("admin",))
 def list_tokens(call):
-    return service.list_tokens(call.query)
+    return tokens.list_tokens(call.query)
 
 
 @api.route("/tokens", methods=["POST"], roles=("admin",))
 def issue_token(call):
-    return 201, service.issue_token(call.principal, call.body, call.now)
+    return 201, tokens.issue_token(call.principal, call.body, call.now)
 
 
 @api.route("/tokens/{token_id}", methods=["DELETE"], roles=("admin",))
 def revoke_token(call, token_id):
-    auth.revoke_token(token_id)
+    tokens.revoke_token(token_id)
     return 204, None
 
 
@@ -174,7 +176,7 @@ def nightly_tally(event):
     {"date": "YYYY-MM-DD", "contract_id": optional} as the event's detail. What does not fit in the
     invocation's time is left to nightly_tally_continue."""
     detail = event.to_dict().get("detail") or {}
-    day = reporting.parse_date(detail["date"], "date") if detail.get("date") else None
+    day = parse_date(detail["date"], "date") if detail.get("date") else None
     now = datetime.now(UTC)
     result = reporting.run_nightly(now, _seconds_left(event), day, detail.get("contract_id"))
     return result | {"calendar_notices": calendars.send_year_notices(now)}
@@ -186,6 +188,7 @@ def nightly_tally_continue(event):
     return reporting.continue_nightly(datetime.now(UTC), _seconds_left(event))
 
 
+# Chalice needs the topic when it packages the stage, so this one variable is read at import.
 @app.on_sns_message(topic=os.environ.get("SLA_SES_EVENTS_TOPIC", "sla-clock-ses-events"))
 def ses_events(event):
     """SES's delivery, bounce and complaint events of the emails sent through the stage's configuration

@@ -12,7 +12,7 @@ the previous one, through the service layer the API route calls, and reads the r
 Every AWS call is counted at botocore's `BaseClient._make_api_call`, whatever code path makes it:
 DynamoDB calls, the items their answers carry, and the time spent inside them (moto). Targets:
 DynamoDB calls per post and per read equal at every size; items read equal at every size from one
-page of events (service.EVENTS_PAGE) up, and no more below it. Wall time is reported,
+page of events (requests.EVENTS_PAGE) up, and no more below it. Wall time is reported,
 not gated: moto copies every table a transaction touches, and decoding and replaying the timeline
 (the pure clock) is linear, if cheap.
 
@@ -39,9 +39,10 @@ import common  # first: it sets the environment the table models read at import
 import factories
 from botocore.client import BaseClient
 
-from chalicelib import scanner, service
+from chalicelib import contracts, requests, scanner
+from chalicelib.aws import records
+from chalicelib.aws.tables import RequestModel
 from chalicelib.budget import Budget
-from chalicelib.tables import RequestModel
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai: the last event of the history
 SCANNED_AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 10:00: 1 day before it is a working day too
@@ -104,16 +105,16 @@ def _event_rounds(size, rounds):
     """One account: the request with `size` events, then `rounds` posts and reads."""
     with common.fresh_account():
         started = time.perf_counter()
-        service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-        policy = service.policy_of(service.store.latest_contract("bench"))
+        contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
+        policy = records.policy_of(records.latest_record("bench"))
         request_id = factories.long_request(policy, "bench", size, NOW).request_id
         build_s = time.perf_counter() - started
         posts, reads = [], []
         for n in range(1, rounds + 1):
             now = NOW + timedelta(minutes=n)
             body = {"type": "progress", "note": f"round {n}"}
-            posts.append(_round(partial(service.post_event, common.ADMIN, request_id, body, now)))
-            reads.append(_round(partial(service.get_request, common.ADMIN, request_id, now)))
+            posts.append(_round(partial(requests.post_event, common.ADMIN, request_id, body, now)))
+            reads.append(_round(partial(requests.get_request, common.ADMIN, request_id, now)))
         stored = factories.item_bytes(RequestModel.get(request_id))
     return {"size": size, "build_s": build_s, "item_bytes": stored, "post": posts, "get": reads}
 
@@ -142,7 +143,7 @@ def event_post_cost(args):
         # Round n at one size against round n at another: each post adds an email to the request's
         # notifications (read whole), equally at every size. A timeline shorter than a page reads
         # all of its events, a longer one always one page.
-        full = [s for r, s in zip(results, summaries, strict=True) if r["size"] >= service.EVENTS_PAGE]
+        full = [s for r, s in zip(results, summaries, strict=True) if r["size"] >= requests.EVENTS_PAGE]
         most = [max(column) for column in zip(*(s["items"] for s in summaries), strict=True)]
         flat &= all(s["calls"] == summaries[0]["calls"] and all(map(int.__le__, s["items"], most))
                     for s in summaries)
@@ -165,8 +166,8 @@ def _scan_costs(days):
     after the scanner was down all that time (a catch-up), the next at the request's next check (the
     steady state). Returns [(counter, wall, report)] of both."""
     with common.fresh_account():
-        service.put_contract(common.ADMIN, "bench", common.CONTRACT, SCANNED_AT - timedelta(days=days))
-        policy = service.policy_of(service.store.latest_contract("bench"))
+        contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, SCANNED_AT - timedelta(days=days))
+        policy = records.policy_of(records.latest_record("bench"))
         received = SCANNED_AT - timedelta(days=days)
         # Urgent (24x7): first response met, then hourly progress cycles lapse and the resolution breaches
         # within the first day, so every age has the same alerts to catch up on.

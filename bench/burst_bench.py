@@ -33,7 +33,8 @@ import factories
 from botocore.client import BaseClient
 from moto.core.botocore_stubber import BotocoreStubber
 
-from chalicelib import notify, scanner, service
+from chalicelib import contracts, scanner
+from chalicelib.aws import outbox, records
 from chalicelib.budget import Budget
 
 NOW = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)  # Monday 09:30 in Shanghai
@@ -93,8 +94,8 @@ class LambdaContext:
 
 
 def fill(size):
-    service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = service.policy_of(service.store.latest_contract("bench"))
+    contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
+    policy = records.policy_of(records.latest_record("bench"))
     spread = timedelta(minutes=10) / size
     factories.insert([factories.due_breach(policy, "bench", NOW - timedelta(minutes=10) + n * spread)
                       for n in range(size)])
@@ -119,7 +120,7 @@ def drain(size, period, workers):
 def measure(size, args):
     with common.fresh_account():
         fill(size)
-        os.environ[notify.SEND_RATE_VARIABLE] = str(args.rate)
+        os.environ[outbox.SEND_RATE_VARIABLE] = str(args.rate)
         with Boundary(args.ses_ms / 1000, args.dynamodb_ms / 1000) as boundary:
             cpu = time.process_time()
             reports, busy, started = drain(size, args.period, args.workers)

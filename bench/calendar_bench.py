@@ -1,4 +1,4 @@
-"""Benchmark: chalicelib.calendar.BusinessCalendar vs businesstimedelta, same run, same machine.
+"""Benchmark: chalicelib.core.calendar.BusinessCalendar vs businesstimedelta, same run, same machine.
 
     .venv/bin/python bench/calendar_bench.py [--starts N] [--seed S]
 
@@ -28,9 +28,7 @@ import businesstimedelta
 import holidays
 import pytz
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from chalicelib.calendar import BusinessCalendar, package_schedule  # noqa: E402
+from chalicelib.core.calendar import BusinessCalendar, package_schedule
 
 TZ_NAME = "Asia/Shanghai"
 TZ = ZoneInfo(TZ_NAME)

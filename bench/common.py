@@ -1,28 +1,27 @@
 """Shared by the DynamoDB-backed benchmarks (scan_bench, tally_bench): a fresh in-process moto
 account, rounds measured at PynamoDB's connection, and the results table with its verdict.
 
-Import it before anything from chalicelib: it sets the environment the table models read at import.
+It sets the environment the settings are read from (they are read when used, not at import).
 """
 import json
 import os
 import statistics
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
+from moto import mock_aws
+from pynamodb.connection.base import Connection
+
+from chalicelib.aws import tables
+from chalicelib.tokens import Principal
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
 os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
                   SLA_TABLE_PREFIX="bench-sla-", SLA_LOG_LEVEL="WARNING")
 os.environ.pop("AWS_ENDPOINT_URL", None)
-
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from pynamodb.connection.base import Connection  # noqa: E402
-
-from chalicelib import tables  # noqa: E402
-from chalicelib.auth import Principal  # noqa: E402
 
 CONTRACT = json.loads((ROOT / "seed" / "demo-contract.json").read_text("utf-8"))
 ADMIN = Principal("bench", "admin", None)

@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo
 import common  # first: it sets the environment the table models read at import
 from pynamodb.connection.base import Connection
 
-from chalicelib import interactions, reporting, service
+from chalicelib import contracts, interactions, reporting
+from chalicelib.aws import records
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 23, tzinfo=SH)
@@ -88,8 +89,8 @@ def main():
     rng = random.Random(20261123)
     results, ingested, ingest_s = [], 0, 0.0
     with common.fresh_account():
-        service.put_contract(common.ADMIN, "bench", CONTRACT, NOW)
-        policy = service.policy_of(service.store.latest_contract("bench"))
+        contracts.put_contract(common.ADMIN, "bench", CONTRACT, NOW)
+        policy = records.policy_of(records.latest_record("bench"))
         for total in args.totals:
             if ingested == 0:
                 items = [interaction(rng, n, DAY) for n in range(args.day)]

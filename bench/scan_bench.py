@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 import common  # first: it sets the environment the table models read at import
 import factories
 
-from chalicelib import scanner, service
-from chalicelib.tables import NotificationModel, RequestModel
+from chalicelib import contracts, scanner
+from chalicelib.aws import records
+from chalicelib.aws.tables import NotificationModel, RequestModel
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
 
 
 def fill(size, due):
-    service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = service.policy_of(service.store.latest_contract("bench"))
+    contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
+    policy = records.policy_of(records.latest_record("bench"))
     earlier = NOW - timedelta(minutes=20)  # last evaluated then: its next check (+15 min) has come
     due_items = [factories.request_item(policy, "bench", "urgent", earlier, earlier) for _ in range(due)]
     factories.insert(due_items + [factories.request_item(policy, "bench", "low", NOW, NOW)

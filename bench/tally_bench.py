@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import common  # first: it sets the environment the table models read at import
 import factories
 
-from chalicelib import reporting, service
+from chalicelib import contracts, reporting
+from chalicelib.aws import records
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 23, tzinfo=SH)
@@ -25,8 +26,8 @@ NOW = DAY + timedelta(days=1, minutes=5)  # the nightly run, 00:05 the next day
 
 
 def fill(size, active):
-    service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = service.policy_of(service.store.latest_contract("bench"))
+    contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
+    policy = records.policy_of(records.latest_record("bench"))
     items = []
     for n in range(size - active):  # history: the first three weeks of the month, resolved the same day
         received = DAY - timedelta(days=1 + n % 20, hours=-10)

@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 import common  # first: it sets the environment the table models read at import
 import factories
 
-from chalicelib import service, simulations, store
-from chalicelib.tally import month_bounds
+from chalicelib import contracts, simulations
+from chalicelib.aws import records, store
+from chalicelib.core.tally import month_bounds
 
 SH = ZoneInfo("Asia/Shanghai")
 MONTH = (2026, 11)
@@ -68,8 +69,8 @@ def timeline(rng, priority, received):
 
 
 def fill(size):
-    service.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = service.policy_of(store.latest_contract("bench"))
+    contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
+    policy = records.policy_of(store.latest_contract("bench"))
     start, end = month_bounds(MONTH, SH)
     seconds = int((end - start).total_seconds())
     rng = random.Random(size)

@@ -12,17 +12,17 @@ import logging
 import re
 from datetime import date, timedelta
 
-from chalicelib import notify, service, store
-from chalicelib.calendar import ESTIMATED, is_supported_country, package_schedule, parse_date, schedule_status
-from chalicelib.documents import calendar_days_document, calendar_year_document
-from chalicelib.emails import render_calendar_notice
-from chalicelib.errors import ValidationError
-from chalicelib.fields import reject_unknown
-from chalicelib.ics import contract_ics
-from chalicelib.intake import parse_year_schedule
+from chalicelib import contracts
+from chalicelib.aws import outbox, records, store
+from chalicelib.core.calendar import ESTIMATED, is_supported_country, package_schedule, parse_date, schedule_status
+from chalicelib.core.documents import calendar_days_document, calendar_year_document
+from chalicelib.core.emails import render_calendar_notice
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.fields import FIRST_YEAR, LAST_YEAR, reject_unknown
+from chalicelib.core.ics import contract_ics
+from chalicelib.core.intake import parse_year_schedule
 from chalicelib.logs import log_event
 
-FIRST_YEAR, LAST_YEAR = 2000, 2100
 MAX_DAYS = 366  # the JSON view
 MAX_ICS_DAYS = 731  # two calendar years: this year and next, what a subscription shows by default
 NOTICE_FROM = (11, 1)  # (month, day) from which next year's schedule is awaited
@@ -83,8 +83,8 @@ def delete_year(principal, country, year, now):
 
 def _reevaluate_contracts_of(country, now):
     for contract_id, record in _latest_contracts():
-        if service.country_of(record) == country:
-            service.schedule_reevaluation(contract_id, now)
+        if records.country_of(record) == country:
+            contracts.schedule_reevaluation(contract_id, now)
 
 
 def _latest_contracts():
@@ -119,7 +119,7 @@ def _span(params, today, default_last_year, max_days):
 
 def contract_calendar(principal, contract_id, params, now):
     """GET /contracts/{id}/calendar?from&to: every day, at most 366 (default: this year)."""
-    policy = service.policy_of(service.latest_contract_of(principal, contract_id))
+    policy = records.policy_of(contracts.latest_contract_of(principal, contract_id))
     today = now.astimezone(policy.calendar.tz).date()
     first, last = _span(params or {}, today, 0, MAX_DAYS)
     return calendar_days_document(policy.calendar, first, last)
@@ -128,7 +128,7 @@ def contract_calendar(principal, contract_id, params, now):
 def contract_calendar_ics(principal, contract_id, params, now):
     """GET /contracts/{id}/calendar.ics?from&to: holidays on working weekdays and make-up working days
     as all-day events (default: this year and next, what a subscribed calendar should show)."""
-    policy = service.policy_of(service.latest_contract_of(principal, contract_id))
+    policy = records.policy_of(contracts.latest_contract_of(principal, contract_id))
     today = now.astimezone(policy.calendar.tz).date()
     first, last = _span(params or {}, today, 1, MAX_ICS_DAYS)
     return contract_ics(policy.calendar, contract_id, policy.name, policy.notify.language, first, last, now)
@@ -161,8 +161,8 @@ def send_year_notices(now):
 
 
 def _year_notice(record, memo, now):
-    country = service.country_of(record)
-    policy = service.policy_of(record, memo)
+    country = records.country_of(record)
+    policy = records.policy_of(record, memo)
     if country is None or not policy.notify.admins:
         return False
     today = now.astimezone(policy.calendar.tz).date()
@@ -170,7 +170,7 @@ def _year_notice(record, memo, now):
     if (today.month, today.day) < NOTICE_FROM or policy.calendar.year_status(year) != ESTIMATED:
         return False
     owner, prefix = f"contract#{record.contract_id}", f"calendar_notice|{year}|"
-    last = notify.latest_of(owner, prefix)
+    last = outbox.latest_of(owner, prefix)
     if last is not None and today - date.fromisoformat(last.key[len(prefix):]) < NOTICE_EVERY:
         return False
     rendered = render_calendar_notice(policy.notify.language, {
@@ -178,9 +178,9 @@ def _year_notice(record, memo, now):
         "call": publish_call(country, year),
     })
     # Keyed by the local date: two runs the same day create it once; the look-up above spaces the days.
-    entry = notify.new_entry(owner, record.contract_id, f"{prefix}{today.isoformat()}", "calendar_notice",
+    entry = outbox.new_entry(owner, record.contract_id, f"{prefix}{today.isoformat()}", "calendar_notice",
                              policy.notify.admins, rendered, policy, now)
-    if not notify.enqueue(entry):
+    if not outbox.enqueue(entry):
         return False
-    notify.deliver_quietly([entry], now)
+    outbox.deliver_quietly([entry], now)
     return True

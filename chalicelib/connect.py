@@ -17,9 +17,10 @@ import json
 import logging
 from collections import Counter
 
-from chalicelib import interactions, service, store
-from chalicelib.errors import ValidationError
-from chalicelib.intake import parse_interaction
+from chalicelib import interactions
+from chalicelib.aws import records, store
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.intake import parse_interaction
 from chalicelib.logs import log_event
 
 CHANNELS = {"VOICE": "phone", "CHAT": "chat"}
@@ -64,7 +65,7 @@ def queue_directory():
         record = store.latest_contract(contract_id)
         if record is None or not (record.document.get("amazon_connect") or {}).get("queue_ids"):
             continue
-        policy = service.policy_of(record, memo)
+        policy = records.policy_of(record, memo)
         for queue_id in policy.amazon_connect_queues:
             found.setdefault(queue_id, (contract_id, policy))  # contracts cannot share a queue (PUT refuses)
     return found

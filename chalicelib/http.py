@@ -6,12 +6,11 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Response
-from pynamodb.exceptions import PynamoDBException
 
-from chalicelib import auth
-from chalicelib.errors import ForbiddenError, SlaError, ValidationError
+from chalicelib import tokens
+from chalicelib.aws import AWS_FAULTS, aws_error_code
+from chalicelib.core.errors import ForbiddenError, SlaError, ValidationError
 from chalicelib.logs import log_event
 
 MAX_BODY = 64 * 1024
@@ -25,8 +24,6 @@ STATUS = {
     "RequestEntityTooLargeError": 413,
     "ServiceUnavailable": 503,
 }
-# DynamoDB or SES failing (throttling, an internal error, a timeout): the caller may retry.
-AWS_FAULTS = (BotoCoreError, ClientError, PynamoDBException)
 logger = logging.getLogger("sla_clock.http")
 
 
@@ -51,15 +48,6 @@ def _depth_exceeds(document, limit):
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
-
-
-def _aws_error_code(exc):
-    """AWS's error code (ProvisionedThroughputExceededException...), when AWS answered at all."""
-    if isinstance(exc, PynamoDBException):
-        return exc.cause_response_code
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code")
-    return None
 
 
 class Call:
@@ -98,7 +86,7 @@ class Api:
     def __init__(self, app):
         self.app = app
 
-    def route(self, path, methods, roles=auth.ROLES, public=False, token_in_query=False, max_body=MAX_BODY,
+    def route(self, path, methods, roles=tokens.ROLES, public=False, token_in_query=False, max_body=MAX_BODY,
               **kwargs):
         """`token_in_query`: also accept the token as `?token=…`, for clients that cannot send headers
         (calendar subscriptions); the Authorization header still wins. `max_body`: the largest body
@@ -125,7 +113,7 @@ class Api:
                     query_token = (request.query_params or {}).get("token")
                     if header is None and query_token is not None:
                         header = f"Bearer {query_token}"
-                principal = auth.authenticate(header, now)
+                principal = tokens.authenticate(header, now)
                 if principal.role not in roles:
                     raise ForbiddenError(f"this needs a token with role {' or '.join(roles)}")
             result = view(Call(request, principal, now, consumed), **params)
@@ -134,7 +122,7 @@ class Api:
         except AWS_FAULTS as exc:
             log_event(logger, "AWS call failed", level=logging.ERROR, method=request.method,
                       path=request.context.get("resourcePath"), error=f"{type(exc).__name__}: {exc}",
-                      code=_aws_error_code(exc))
+                      code=aws_error_code(exc))
             return error_response("ServiceUnavailable", "a storage or mail service is failing; retry shortly")
         if isinstance(result, Response):
             return result

@@ -1,9 +1,10 @@
 """Structured JSON logs, one object per line, so CloudWatch Logs Insights can filter on fields."""
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
+
+from chalicelib import settings
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,15 +21,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class LevelFromSettings(logging.Filter):
+    """Let through the records at or above SLA_LOG_LEVEL (default INFO), read when a record is
+    handled: configuring the logs at import reads no setting."""
+
+    def filter(self, record):
+        level = logging.getLevelName(settings.current().log_level.upper())
+        return record.levelno >= (level if isinstance(level, int) else logging.INFO)
+
+
 def configure():
-    """JSON lines on stderr for every `sla_clock.*` logger; level from SLA_LOG_LEVEL (default INFO)."""
+    """JSON lines on stderr for every `sla_clock.*` logger, filtered by SLA_LOG_LEVEL."""
     logger = logging.getLogger("sla_clock")
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+        handler.addFilter(LevelFromSettings())
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(os.environ.get("SLA_LOG_LEVEL", "INFO").upper())
+    logger.setLevel(logging.DEBUG)
 
 
 def log_event(logger, message, level=logging.INFO, exc_info=None, **fields):

@@ -1,26 +1,24 @@
 """nightly_tally, back-fills, monthly reports and outages: load, call the pure tally, store."""
 import logging
-import re
 import time
 from datetime import date, datetime, timedelta
 
-from chalicelib import metrics, notify, service, service_level, store
-from chalicelib.calendars import FIRST_YEAR, LAST_YEAR
-from chalicelib.clock import RESOLVED
-from chalicelib.emails import render_customer_report, render_daily_tally
-from chalicelib.errors import ValidationError
-from chalicelib.fields import instant, reject_unknown, require_object, text
-from chalicelib.intake import EARLIEST
+from chalicelib import contracts
+from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.core import fields, service_level
+from chalicelib.core.calendar import parse_date
+from chalicelib.core.clock import RESOLVED
+from chalicelib.core.emails import render_customer_report, render_daily_tally
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.fields import FIRST_YEAR, instant, reject_unknown, require_object, text
+from chalicelib.core.intake import EARLIEST
+from chalicelib.core.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
 from chalicelib.logs import log_event
-from chalicelib.tables import OutageModel, TallyModel, utc_key
-from chalicelib.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
 
 # A run stops starting contracts after RUN_BUDGET_S, or earlier when the invocation has less time:
 # RESERVE of it stays for the contract in progress and for recording where the run stands.
 RUN_BUDGET_S = 240
 RESERVE = 0.25
-MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "\d" takes any Unicode digit
-DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 logger = logging.getLogger("sla_clock.tally")
 
 
@@ -100,7 +98,7 @@ class Outcome:
             record = store.latest_contract(contract_id)
             if record is None:
                 raise ValidationError("contract_id", f"no contract {contract_id!r}")
-            policy = service.policy_of(record, self.calendars)
+            policy = records.policy_of(record, self.calendars)
             day = self.day or previous_day(policy, self.started_at)
             self.tallies.append(tally_contract_day(contract_id, policy, day, now))
             if self.day is None:  # the scheduled run, not a back-fill of a given date
@@ -120,7 +118,7 @@ class Outcome:
 
 def tally_contract_day(contract_id, policy, day, now):
     """Tally one local day of one contract, store it, re-apply the month's cap, email the admins.
-    Resolved requests count with the outcome they were resolved with (service.state_of)."""
+    Resolved requests count with the outcome they were resolved with (records.state_of)."""
     started = time.perf_counter()
     tz = policy.calendar.tz
     start, end = day_bounds(day, tz)
@@ -129,15 +127,14 @@ def tally_contract_day(contract_id, policy, day, now):
         read += 1
         if item.received_at >= end:
             continue
-        request_policy = policy if item.status != RESOLVED else pinned_policy(item, pinned, policy)
-        state = service.state_of(item, request_policy, now)
+        request_policy = policy if item.status != RESOLVED else records.resolved_policy(item, pinned, policy)
+        state = records.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties, item.category))
     tally = tally_day(day, tz, evaluated)
     if policy.interactions:  # a contract without channels reads no interactions
         tally.interactions = service_level.count_day(policy.interactions, policy.calendar, start, end,
                                                      store.interactions_between(contract_id, start, end))
-    TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,
-               penalties=tally.penalties_raw, computed_at=now).save()
+    store.save_tally(contract_id, tally, now)
     month = _cap_month(contract_id, day, policy)
     today = next(t for t in month if t.day == tally.date)
     _email_admins(contract_id, policy, tally, today, month, now)
@@ -149,23 +146,13 @@ def tally_contract_day(contract_id, policy, day, now):
     return tally_document(contract_id, policy, today)
 
 
-def pinned_policy(item, cache, latest):
-    """The policy a resolved request was resolved under (`cache`: version -> policy, per run)."""
-    version = int(item.contract_version)
-    if version == latest.version:
-        return latest
-    if version not in cache:
-        cache[version] = service.policy_for(item)
-    return cache[version]
-
-
 def _cap_month(contract_id, day, policy):
     """Re-apply the monthly cap over the month's days in order; rewrite the days it changes."""
     month = sorted(store.tallies_of_month(contract_id, day.strftime("%Y-%m-")), key=lambda t: t.day)
     capped = apply_cap([(t.day, t.penalties_raw) for t in month], policy.penalties.monthly_cap)
     for item, (_, allowed) in zip(month, capped, strict=True):
         if item.penalties != allowed:
-            item.update(actions=[TallyModel.penalties.set(allowed)])
+            store.cap_tally(item, allowed)
     return month
 
 
@@ -199,10 +186,10 @@ def _email_admins(contract_id, policy, tally, today, month, now):
         "interactions": _channel_lines(policy, tally.interactions,
                                        service_level.merge(t.tally.get("interactions", {}) for t in to_date)),
     })
-    entry = notify.new_entry(f"contract#{contract_id}", contract_id, f"daily_tally|{tally.date}", "daily_tally",
+    entry = outbox.new_entry(f"contract#{contract_id}", contract_id, f"daily_tally|{tally.date}", "daily_tally",
                              policy.notify.admins, rendered, policy, now)
-    if notify.enqueue(entry):
-        notify.deliver_quietly([entry], now)
+    if outbox.enqueue(entry):
+        outbox.deliver_quietly([entry], now)
 
 
 def _channel_lines(policy, day, month):
@@ -227,7 +214,7 @@ def send_customer_report(contract_id, policy, day, now):
     last_day = (day + timedelta(days=1)).replace(day=1) - timedelta(days=1)
     month = (last_day.year, last_day.month)
     owner, key = f"contract#{contract_id}", f"customer_report|{last_day:%Y-%m}"
-    if notify.exists(owner, key):
+    if outbox.exists(owner, key):
         return False
     document = month_document(contract_id, policy, month)
     if not document["days"]:
@@ -238,11 +225,11 @@ def send_customer_report(contract_id, policy, day, now):
     })
     csv_file = {"filename": f"sla-report-{contract_id}-{document['month']}.csv", "content_type": "text/csv",
                 "content": report_csv(document)}
-    entry = notify.new_entry(owner, contract_id, key, "customer_report", policy.notify.customer_reports, rendered,
+    entry = outbox.new_entry(owner, contract_id, key, "customer_report", policy.notify.customer_reports, rendered,
                              policy, now, attachments=[csv_file])
-    if not notify.enqueue(entry):
+    if not outbox.enqueue(entry):
         return False
-    notify.deliver_quietly([entry], now)
+    outbox.deliver_quietly([entry], now)
     log_event(logger, "customer report queued", contract_id=contract_id, month=document["month"],
               to=list(policy.notify.customer_reports))
     return True
@@ -255,8 +242,8 @@ def backfill(principal, contract_id, body, now):
     """POST /contracts/{id}/tallies {"date": "YYYY-MM-DD"}: tally that day again (admins)."""
     body = require_object(body, "body")
     reject_unknown(body, ("date",))
-    record = service.latest_contract_of(principal, contract_id)
-    policy = service.policy_of(record)
+    record = contracts.latest_contract_of(principal, contract_id)
+    policy = records.policy_of(record)
     day = parse_date(body.get("date"), "date")
     if day > now.astimezone(policy.calendar.tz).date():
         raise ValidationError("date", "must not lie in the future")
@@ -265,30 +252,13 @@ def backfill(principal, contract_id, body, now):
     return tally_contract_day(contract_id, policy, day, now)
 
 
-def parse_date(value, name):
-    if not isinstance(value, str) or not DATE.fullmatch(value):
-        raise ValidationError(name, "must be a date YYYY-MM-DD")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(name, f"{value!r} is not a calendar date") from None
-
-
-def parse_month(value, name):
-    """(year, month) of a "YYYY-MM" value; the years are those whose months have bounds and listing keys."""
-    match = MONTH.fullmatch(value) if isinstance(value, str) else None
-    if not match or not 1 <= int(match.group(2)) <= 12 or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
-        raise ValidationError(name, f"is required, as a month YYYY-MM from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
-    return int(match.group(1)), int(match.group(2))
-
-
 def report(principal, contract_id, params, now):
     """GET /contracts/{id}/reports?month=YYYY-MM[&format=csv]: (content type, body)."""
     params = params or {}
     reject_unknown(params, ("month", "format"))
-    record = service.latest_contract_of(principal, contract_id)
-    policy = service.policy_of(record)
-    month = parse_month(params.get("month"), "month")
+    record = contracts.latest_contract_of(principal, contract_id)
+    policy = records.policy_of(record)
+    month = fields.month(params.get("month"), "month")
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
         raise ValidationError("format", "must be json or csv")
@@ -309,7 +279,7 @@ def record_outage(principal, contract_id, body, now):
     """POST /contracts/{id}/outages: validated, end after start, merged with overlapping ones."""
     body = require_object(body, "body")
     reject_unknown(body, ("start", "end", "description"))
-    service.latest_contract_of(principal, contract_id)
+    contracts.latest_contract_of(principal, contract_id)
     for key in ("start", "end"):
         if key not in body:
             raise ValidationError(key, "is required")
@@ -321,21 +291,19 @@ def record_outage(principal, contract_id, body, now):
     if end > now:
         raise ValidationError("end", "must not lie in the future: record an outage once it is over")
     description = text(body.get("description") or "-", "description", 500)
-    overlapping = [o for o in store.outages_of(contract_id)
-                   if o.start <= utc_key(end) and o.end >= utc_key(start)]
+    overlapping = store.outages_overlapping(contract_id, start, end)
     merged_start = min([start] + [datetime.fromisoformat(o.start) for o in overlapping])
     merged_end = max([end] + [datetime.fromisoformat(o.end) for o in overlapping])
     descriptions = list(dict.fromkeys([o.description for o in overlapping] + [description]))
-    merged = OutageModel(contract_id, utc_key(merged_start), end=utc_key(merged_end),
-                         description="; ".join(descriptions)[:2000], recorded_at=now,
-                         recorded_by=principal.token_id)
+    merged = store.new_outage(contract_id, merged_start, merged_end, "; ".join(descriptions)[:2000], now,
+                              principal.token_id)
     store.replace_outages([o for o in overlapping if o.start != merged.start], merged)
     return {"outage": outage_document(merged), "merged": len(overlapping),
             "outages": list_outages(principal, contract_id)["outages"]}
 
 
 def list_outages(principal, contract_id):
-    service.latest_contract_of(principal, contract_id)
+    contracts.latest_contract_of(principal, contract_id)
     return {"outages": [outage_document(o) for o in store.outages_of(contract_id)]}
 
 

@@ -15,7 +15,7 @@ Reads grow with the work, not the table: the sparse `due_for_check` index holds 
 with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
 to send. A request or notification that raises is logged at ERROR with its ids, counted in
 `errors`, and skipped: every other one is still handled. What the budget leaves is the next scan's.
-Each scan ends with its metrics (chalicelib.metrics): lag, due, errors, duration, and per contract
+Each scan ends with its metrics (chalicelib.aws.metrics): lag, due, errors, duration, and per contract
 the breaches it found and the notifications it sent or failed.
 
 Threads: the due requests and the sends run on a bounded pool of WORKERS threads, so their AWS
@@ -35,21 +35,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from chalicelib import alerts, metrics, notify, service, store
+from chalicelib import contracts
+from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
 from chalicelib.budget import Budget
-from chalicelib.clock import RESOLVED
-from chalicelib.emails import PROVIDER_KINDS
+from chalicelib.core import alerts
+from chalicelib.core.clock import RESOLVED
+from chalicelib.core.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
 from chalicelib.pacing import TokenBucket
-from chalicelib.tables import (
-    CONNECTIONS,
-    DUE_SHARDS,
-    CalendarOverrideModel,
-    ContractModel,
-    NotificationModel,
-    RequestModel,
-    connect,
-)
 
 SHARDS = [str(n) for n in range(DUE_SHARDS)]
 SCAN_SECONDS = 55.0  # of each minute: a scan starts every minute; its function times out at 70 s
@@ -107,7 +101,7 @@ class _Scan:
         if first:
             self.report.count("items_read")
             try:
-                policy.set_result(service.policy_of(service.latest_record(contract_id), self.calendars))
+                policy.set_result(records.policy_of(records.latest_record(contract_id), self.calendars))
             except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
                 policy.set_exception(exc)
         return policy.result()
@@ -116,7 +110,7 @@ class _Scan:
         """The latest version for open requests (the index holds only those), the pinned one once resolved."""
         if item.status == RESOLVED:
             self.report.count("items_read")
-            return service.policy_for(item)
+            return records.policy_for(item)
         return self.latest_policy(item.contract_id)
 
 
@@ -127,15 +121,15 @@ def scan(now, budget=None, workers=WORKERS, pace=None):
     budget = budget or Budget(SCAN_SECONDS)
     work = _Scan(now, workers)
     lag = _lag_seconds(now, work.report)
-    notify.ses()  # the shared clients exist before any worker thread needs one
-    connect(RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)
+    outbox.ses()  # the shared clients exist before any worker thread needs one
+    store.connect_for_scan()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
         _reevaluate(work, budget.share(REEVALUATION_SHARE))
         created = _run(pool, _due_requests(now, work.report), lambda key: _visit(work, key.request_id),
                        budget.share(DUE_SHARE), work, "request")
         to_send = _send_order([entry for batch in created if batch for entry in batch], now, work)
         if to_send:  # the rate is asked for only when there is something to send
-            pace = pace or TokenBucket(notify.max_send_rate(), until=budget)
+            pace = pace or TokenBucket(outbox.max_send_rate(), until=budget)
             _run(pool, _paced(to_send, pace, work.report), lambda ticket: _send(work, ticket), budget, work,
                  "notification")
     report = work.report
@@ -210,20 +204,20 @@ def _visit(work, request_id):
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
         return []  # an event or another scanner moved it meanwhile
     policy = work.latest_policy(item.contract_id)
-    state = service.state_of(item, policy, now)
+    state = records.state_of(item, policy, now)
     report.count("due")
     since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
     created = []
     for notification in alerts.due_notifications(policy, item, state, now, since):
-        entry = notify.outbox_entry(item, notification, policy, now)
-        if notify.enqueue(entry):
+        entry = outbox.outbox_entry(item, notification, policy, now)
+        if outbox.enqueue(entry):
             created.append(entry)
             work.fresh[(entry.request_id, entry.key)] = entry
             if notification.kind == "breach":
                 work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
                                  Metric=notification.metric)
     report.count("created", len(created))
-    store.refresh_cache(item, service.cache_fields(item, state, checked_until=now))
+    store.refresh_cache(item, records.cache_fields(item, state, checked_until=now))
     return created
 
 
@@ -231,7 +225,7 @@ def _send_order(created, now, work):
     """This scan's new entries and the retries that are due, most urgent first: breach alerts, then
     reminders and customer mail, then warnings; within each, the earliest deadline first."""
     candidates = {(e.request_id, e.key): e for e in created}
-    for key in notify.pending_due(now, SHARDS):
+    for key in outbox.pending_due(now, SHARDS):
         work.report.count("items_read")
         candidates.setdefault((key.request_id, key.key), key)
     never = float("inf")
@@ -267,10 +261,10 @@ def _send(work, ticket):
     candidate, slot = ticket
     entry, prepare = work.fresh.get((candidate.request_id, candidate.key)), None
     if entry is None:
-        entry = NotificationModel.get(candidate.request_id, candidate.key, consistent_read=True)
+        entry = outbox.stored_entry(candidate.request_id, candidate.key)
         work.report.count("items_read")
         prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
-    outcome = notify.deliver(entry, work.now, prepare, slot)
+    outcome = outbox.deliver(entry, work.now, prepare, slot)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
 
@@ -282,7 +276,7 @@ def _current(work, entry):
     if item is None:
         return None
     policy = work.policy_for(item)
-    state = service.state_of(item, policy, work.now)
+    state = records.state_of(item, policy, work.now)
     notification = alerts.current_notification(policy, item, state, entry.key, work.now)
     if notification is None:
         return None
@@ -295,7 +289,7 @@ def _reevaluate(work, budget):
         work.report.count("items_read")
         while not budget.spent:
             try:
-                page, done = service.reevaluate_page(job, work.now)
+                page, done = contracts.reevaluate_page(job, work.now)
             except Exception as exc:  # noqa: BLE001 - one contract's job never blocks another's
                 work.report.count("errors")
                 log_event(logger, "re-evaluation failed", level=logging.ERROR, exc_info=exc,

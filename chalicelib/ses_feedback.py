@@ -5,7 +5,7 @@ the `ses_events` function subscribes to. Both shapes SES writes are read: event 
 (`"eventType"`, from a configuration set) and identity notifications (`"notificationType"`), which
 carry the same `mail`, `delivery`, `bounce` and `complaint` objects.
 
-- The notification is found by the SES message id `notify.deliver` stored when SES accepted it.
+- The notification is found by the SES message id `outbox.deliver` stored when SES accepted it.
 - Each of `delivered_at`, `bounced_at` (+ `bounce_type`) and `complained_at` is written once: a
   repeated event changes nothing and is counted as a repeat.
 - An event for a message id we do not know (sent by something else, or resent after a crash, which
@@ -22,9 +22,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib import metrics, notify, service, store
-from chalicelib.alerts import local_time
-from chalicelib.emails import render_requester_bounce
+from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.core.alerts import local_time
+from chalicelib.core.emails import render_requester_bounce
 from chalicelib.logs import log_event
 
 # The SES event type, the object of the event that describes it, the notification field it sets.
@@ -96,13 +96,13 @@ def handle(message, now):
         return "unreadable"
     if event is None:
         return "ignored"
-    entry = notify.by_message_id(event.message_id)
+    entry = outbox.by_message_id(event.message_id)
     if entry is None:
         log_event(logger, "ses event for an unknown message", event=event.type, message_id=event.message_id)
         return "unknown"
     field = RECORDED[event.type][1]
     more = {"bounce_type": event.bounce_type} if event.type == "Bounce" else {}
-    recorded = notify.record_once(entry, field, event.at, **more)
+    recorded = outbox.record_once(entry, field, event.at, **more)
     log_event(logger, f"ses {event.type.lower()} recorded" if recorded else f"ses {event.type.lower()} repeated",
               level=logging.WARNING if recorded and event.type != "Delivery" else logging.INFO,
               request_id=entry.request_id, key=entry.key, kind=entry.kind, message_id=event.message_id,
@@ -123,7 +123,7 @@ def _tell_admins_of_requester_bounce(entry, event, now):
     bounced = next((a for a in event.addresses if a.lower() == requester), None)
     if not requester or bounced is None:
         return
-    policy = service.policy_of(service.latest_record(item.contract_id))
+    policy = records.policy_of(records.latest_record(item.contract_id))
     if not policy.notify.admins:
         log_event(logger, "requester bounce: the contract names no admins", level=logging.WARNING,
                   request_id=item.request_id, contract_id=item.contract_id)
@@ -134,7 +134,7 @@ def _tell_admins_of_requester_bounce(entry, event, now):
         "notification": entry.kind, "bounced_at": local_time(event.at, policy.calendar.tz),
         "diagnostic": event.diagnostic,
     })
-    alert = notify.new_entry(item.request_id, item.contract_id, REQUESTER_BOUNCE_KEY, "requester_bounce",
+    alert = outbox.new_entry(item.request_id, item.contract_id, REQUESTER_BOUNCE_KEY, "requester_bounce",
                              policy.notify.admins, rendered, policy, now)
-    if notify.enqueue(alert):
-        notify.deliver_quietly([alert], now)
+    if outbox.enqueue(alert):
+        outbox.deliver_quietly([alert], now)

@@ -1,20 +1,22 @@
 """POST /contracts/{id}/simulations: a month replayed under a candidate contract (see docs/whatif.md).
 
 Reads the month's requests once, through the listing index, evaluates each under the terms in force
-and under the candidate with the pure clock, and compares them (chalicelib.whatif). Nothing is
+and under the candidate with the pure clock, and compares them (chalicelib.core.whatif). Nothing is
 stored and nothing is sent: the candidate is checked like a PUT but never saved.
 """
 import json
 from dataclasses import replace
 
-from chalicelib import reporting, service, store
-from chalicelib.clock import RESOLVED, evaluate
-from chalicelib.documents import iso
-from chalicelib.errors import ValidationError
-from chalicelib.fields import reject_unknown, require_object
-from chalicelib.policy import parse_contract
-from chalicelib.tally import Evaluated, month_bounds
-from chalicelib.whatif import Side, compare
+from chalicelib import contracts
+from chalicelib.aws import records, store
+from chalicelib.core import fields
+from chalicelib.core.clock import RESOLVED, evaluate
+from chalicelib.core.documents import iso
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.fields import reject_unknown, require_object
+from chalicelib.core.policy import parse_contract
+from chalicelib.core.tally import Evaluated, month_bounds
+from chalicelib.core.whatif import Side, compare
 
 # The most requests one call replays. Evaluating 10,000 takes about 3 s of CPU (bench/README.md); the
 # API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is some 15 s of the 29 s
@@ -25,11 +27,11 @@ MAX_REQUESTS = 10_000
 def simulate(principal, contract_id, body, now):
     body = require_object(body, "body")
     reject_unknown(body, ("contract", "month", "priorities"))
-    record = service.latest_contract_of(principal, contract_id)
+    record = contracts.latest_contract_of(principal, contract_id)
     memo = {}  # one read of the country's published schedules for both policies
-    latest = service.policy_of(record, memo)
+    latest = records.policy_of(record, memo)
     tz = latest.calendar.tz
-    month = reporting.parse_month(body.get("month"), "month")
+    month = fields.month(body.get("month"), "month")
     start, end = month_bounds(month, tz)
     if start > now:
         raise ValidationError("month", "must not lie in the future")
@@ -52,12 +54,12 @@ def replay(items, latest, candidate, month, at, priorities=None):
     for count, item in enumerate(items, start=1):
         if count > MAX_REQUESTS:
             raise ValidationError("month", _too_many(month, priorities))
-        events = service.clock_events(item)
-        policy = latest if item.status != RESOLVED else reporting.pinned_policy(item, pinned, latest)
+        events = records.clock_events(item)
+        policy = latest if item.status != RESOLVED else records.resolved_policy(item, pinned, latest)
         current_side.requests.append(Evaluated(item.request_id, item.received_at,
-                                               service.state_of(item, policy, at, events), policy.penalties))
+                                               records.state_of(item, policy, at, events), policy.penalties))
         candidate_side.requests.append(Evaluated(item.request_id, item.received_at,
-                                                 evaluate(candidate, service.facts_of(item), events, at),
+                                                 evaluate(candidate, records.facts_of(item), events, at),
                                                  candidate.penalties))
     return {"requests": len(current_side.requests),
             **compare(month, latest.calendar.tz, current_side, candidate_side)}
@@ -74,7 +76,7 @@ def candidate_policy(document, now, memo=None):
         inside = "contract" if exc.field == "contract" else f"contract.{exc.field}"
         raise ValidationError(inside, exc.message.removeprefix(f"{exc.field}: ")) from None
     # Parsed again in its stored form with the published schedules, as every reader of a version is.
-    overrides = service.country_overrides(normalized["calendar"].get("holidays"), memo)
+    overrides = records.country_overrides(normalized["calendar"].get("holidays"), memo)
     return parse_contract(json.loads(json.dumps(normalized)), overrides=dict(overrides))[1]
 
 

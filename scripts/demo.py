@@ -170,9 +170,8 @@ def run_scanner(state):
     os.environ.update(AWS_ENDPOINT_URL=state["moto"], SLA_TABLE_PREFIX=state["table_prefix"],
                       AWS_DEFAULT_REGION=state["region"], AWS_ACCESS_KEY_ID="testing",
                       AWS_SECRET_ACCESS_KEY="testing", SLA_EML_DIR=state["eml_dir"], SLA_LOG_LEVEL="WARNING")
-    sys.path.insert(0, str(ROOT))
     from chalicelib import logs, scanner
-    from chalicelib.service import IMPORT_SETTLES
+    from chalicelib.aws.records import IMPORT_SETTLES
 
     logs.configure()
     # The scanner leaves an import alone until its writes have settled for a minute; the demo looks a

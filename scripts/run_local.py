@@ -2,7 +2,7 @@
 
 1. Fake AWS credentials; `SLA_ADMIN_TOKEN` (random when unset), `SLA_TABLE_PREFIX` (default "sla-local-").
 2. An embedded moto server on 127.0.0.1 (`SLA_MOTO_PORT`, default: a free port) stands in for DynamoDB
-   and SES; `AWS_ENDPOINT_URL` points at it before `chalicelib.tables` is imported.
+   and SES; `AWS_ENDPOINT_URL` points at it before `chalicelib.aws.tables` is imported.
 3. Tables, the demo contract (seed/demo-contract.json as contract "demo", its SES sender verified),
    one agent and one client token; the tokens and ready-to-paste `export` lines are printed.
 4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000).
@@ -154,7 +154,7 @@ class MetricsSink:
         self._lock = threading.Lock()
 
     def __call__(self, document):
-        from chalicelib.metrics import one_line
+        from chalicelib.aws.metrics import one_line
 
         line = json.dumps(document, ensure_ascii=False)
         with self._lock:
@@ -232,11 +232,10 @@ def serve(stack):
     stack.callback(moto.stop)
     moto_host, moto_port = moto.get_host_and_port()
     moto_url = f"http://{moto_host}:{moto_port}"
-    os.environ["AWS_ENDPOINT_URL"] = moto_url  # before chalicelib.tables is imported: Meta.host reads it
+    os.environ["AWS_ENDPOINT_URL"] = moto_url
 
-    sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
     import seed
-    from chalicelib import tables
+    from chalicelib.aws import tables
 
     tables.create_all()
     seeded = seed.seed_demo(datetime.now(UTC))
@@ -245,7 +244,7 @@ def serve(stack):
     from chalice.local import create_local_server
 
     from app import app
-    from chalicelib import metrics
+    from chalicelib.aws import metrics
 
     logging.getLogger("sla_clock.notify").addHandler(MailSummary())
     metrics.use_writer(MetricsSink(os.environ["SLA_METRICS_FILE"]))

@@ -1,7 +1,7 @@
 """Seed data for the local run: the demo contract (seed/demo-contract.json), its SES sender, its tokens.
 
 Import this module only after the AWS environment is set (AWS_ENDPOINT_URL, SLA_TABLE_PREFIX):
-`chalicelib.tables` reads it at import time. Seeding is idempotent: re-running it against the same
+`chalicelib.aws.tables` reads it at import time. Seeding is idempotent: re-running it against the same
 tables leaves the contract at its current version when the document has not changed.
 """
 import json
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import boto3
 
-from chalicelib import auth, service
-from chalicelib.errors import NotFoundError
-from chalicelib.policy import parse_contract
+from chalicelib import contracts, tokens
+from chalicelib.core.errors import NotFoundError
+from chalicelib.core.policy import parse_contract
 
 DEMO_FILE = Path(__file__).resolve().parent.parent / "seed" / "demo-contract.json"
 DEMO_ID = "demo"
-BOOTSTRAP = auth.Principal(auth.BOOTSTRAP_ID, "admin", None)
+BOOTSTRAP = tokens.Principal(tokens.BOOTSTRAP_ID, "admin", None)
 _META_KEYS = ("contract_id", "version", "updated_at", "calendar_years")
 
 
@@ -37,12 +37,12 @@ def ensure_contract(contract_id, document, now):
     """Store `document` unless the latest version already holds exactly it. Returns (version, changed)."""
     normalized, _ = parse_contract(document)
     try:
-        current = service.get_contract(BOOTSTRAP, contract_id, now)
+        current = contracts.get_contract(BOOTSTRAP, contract_id, now)
     except NotFoundError:
         current = None
     if current is not None and {k: v for k, v in current.items() if k not in _META_KEYS} == normalized:
         return current["version"], False
-    stored, _ = service.put_contract(BOOTSTRAP, contract_id, document, now)
+    stored, _ = contracts.put_contract(BOOTSTRAP, contract_id, document, now)
     return stored["version"], True
 
 
@@ -55,5 +55,6 @@ def seed_demo(now, contract_id=DEMO_ID):
     document = demo_document()
     sender = verify_sender(document)
     version, changed = ensure_contract(contract_id, document, now)
-    tokens = {role: auth.issue_token(role, contract_id, BOOTSTRAP.token_id, now)[1] for role in ("agent", "client")}
-    return {"contract_id": contract_id, "version": version, "changed": changed, "sender": sender, **tokens}
+    issued = {role: tokens.issue_token(BOOTSTRAP, {"role": role, "contract_id": contract_id}, now)["token"]
+              for role in ("agent", "client")}
+    return {"contract_id": contract_id, "version": version, "changed": changed, "sender": sender, **issued}

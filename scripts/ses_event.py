@@ -92,19 +92,19 @@ def main(argv=None):
         print(f"ses_event: no {state_path}: start `make run` first", file=sys.stderr)
         return 1
     state = use_running_service(state_path)
-    sys.path.insert(0, str(ROOT))
     from chalice.local import LambdaContext
 
     import app
-    from chalicelib import metrics, notify, ses_feedback, store
-    from chalicelib.documents import notification_document
+    from chalicelib import ses_feedback
+    from chalicelib.aws import metrics, outbox, store
+    from chalicelib.core.documents import notification_document
 
     metrics.use_writer(lambda document: print("metrics:", metrics.one_line(document)))
     item = store.get_request(args.request_id)
     if item is None:
         print(f"ses_event: no request {args.request_id}", file=sys.stderr)
         return 1
-    entry = pick(notify.of_request(item.request_id), item.requester.get("email"), args.key)
+    entry = pick(outbox.of_request(item.request_id), item.requester.get("email"), args.key)
     if entry is None:
         print(f"ses_event: request {item.request_id} has no email SES accepted"
               + (f" under the key {args.key!r}" if args.key else " for its requester"), file=sys.stderr)
@@ -116,7 +116,7 @@ def main(argv=None):
     answer = app.ses_events(sns_lambda_event(document, state["region"]),
                             LambdaContext("ses_events", memory_size=128, max_runtime_ms=30_000))
     print(f"{KINDS[args.kind]} of {entry.key} ({entry.kind}) to {', '.join(addresses)}: {answer['outcome']}")
-    refreshed = [e for e in notify.of_request(item.request_id)
+    refreshed = [e for e in outbox.of_request(item.request_id)
                  if e.key in (entry.key, ses_feedback.REQUESTER_BOUNCE_KEY)]
     for current in refreshed:
         print(json.dumps(notification_document(current, UTC), ensure_ascii=False))

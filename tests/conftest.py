@@ -1,37 +1,39 @@
-"""Test setup: fake AWS credentials and table prefix before anything imports the models, moto for
-every AWS call, and a thin JSON client over `chalice.test.Client`."""
+"""Test setup: fake AWS credentials and the table prefix, moto for every AWS call, and a thin JSON
+client over `chalice.test.Client`."""
+import email
+import email.policy
+import functools
 import json
 import os
+import threading
 from pathlib import Path
 
-# PynamoDB Meta and botocore read these at import: set them first, never reach a real account.
+import boto3
+import pytest
+from chalice.test import Client, TestHTTPClient
+from hypothesis import settings
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import DynamoDBBackend
+from moto.ses.models import ses_backends
+from openapi_check import SPEC
+
+from chalicelib.aws import outbox, tables
+
+# Settings are read when used, so these apply to everything below. Never reach a real account. The
+# tables carry the dev stage's prefix: chalice.test.Client applies the stage's variables inside each
+# call, and the code outside calls (fixtures, direct store checks) must name the same tables.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="us-east-1",
-    SLA_TABLE_PREFIX="test-sla-",
+    SLA_TABLE_PREFIX=json.loads((Path(__file__).parent.parent / ".chalice" / "config.json").read_text())
+    ["stages"]["dev"]["environment_variables"]["SLA_TABLE_PREFIX"],
     SLA_ADMIN_TOKEN="bootstrap-admin-secret",
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
-
-import email  # noqa: E402
-import email.policy  # noqa: E402
-import functools  # noqa: E402
-import threading  # noqa: E402
-
-import boto3  # noqa: E402
-import pytest  # noqa: E402
-from chalice.test import Client, TestHTTPClient  # noqa: E402
-from hypothesis import settings  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
-from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
-from moto.ses.models import ses_backends  # noqa: E402
-from openapi_check import SPEC  # noqa: E402
-
-from chalicelib import notify, tables  # noqa: E402
 
 _MOTO_WRITES = threading.RLock()
 
@@ -99,7 +101,7 @@ ILLUSTRATIVE_CN_2027 = {
 def ses_send_rate(monkeypatch):
     """moto's GetSendQuota answers the sandbox's 1 email a second, at which scans would pace (and
     really wait). Tests send at this configured rate unless they set their own."""
-    monkeypatch.setattr(notify, "configured_send_rate", lambda: 10_000.0)
+    monkeypatch.setattr(outbox, "configured_send_rate", lambda: 10_000.0)
 
 
 @pytest.fixture

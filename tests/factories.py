@@ -5,9 +5,9 @@ import uuid
 from datetime import timedelta
 from itertools import accumulate
 
-from chalicelib import service
-from chalicelib.clock import evaluate
-from chalicelib.tables import EventModel, RequestModel, listing_key
+from chalicelib.aws import records
+from chalicelib.aws.tables import EventModel, RequestModel, listing_key
+from chalicelib.core.clock import evaluate
 
 # A long-running request: progress updates, and now and then a wait for the customer.
 LONG_RUNNING = ("progress",) * 8 + ("await_customer", "customer_reply")
@@ -24,8 +24,8 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
         timeline=[{"seq": seq, "type": kind, "at": at}
                   for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
     )
-    state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
-    for name, value in service.cache_fields(item, state).items():
+    state = evaluate(policy, records.facts_of(item), records.clock_events(item), now)
+    for name, value in records.cache_fields(item, state).items():
         setattr(item, name, value)
     return item
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import time_machine
 
-from chalicelib.tables import TokenModel
+from chalicelib.aws.tables import TokenModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from chalicelib import service
-from chalicelib.auth import authenticate
-from chalicelib.errors import ConflictError
-from chalicelib.tables import EventModel, RequestModel
+from chalicelib import requests
+from chalicelib.aws.tables import EventModel, RequestModel
+from chalicelib.core.errors import ConflictError
+from chalicelib.tokens import authenticate
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -290,7 +290,7 @@ def test_concurrent_event_posts_never_lose_an_event(acme, at_monday_10):
 
     def post_progress(n):
         try:
-            body = service.post_event(principal, request_id, {"type": "progress", "note": f"update {n}"}, MONDAY_10)
+            body = requests.post_event(principal, request_id, {"type": "progress", "note": f"update {n}"}, MONDAY_10)
             outcomes[n] = [e["seq"] for e in body["events"] if e.get("note") == f"update {n}"]
         except ConflictError as exc:  # told to retry: allowed, but then nothing of it may be stored
             outcomes[n] = exc

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib.calendar import BusinessCalendar
-from chalicelib.errors import ValidationError
+from chalicelib.core.calendar import BusinessCalendar
+from chalicelib.core.errors import ValidationError
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib.calendar import BusinessCalendar
-from chalicelib.clock import (
+from chalicelib.core.calendar import BusinessCalendar
+from chalicelib.core.clock import (
     FIRST_RESPONSE,
     PROGRESS_UPDATE,
     RESOLUTION,
@@ -19,7 +19,7 @@ from chalicelib.clock import (
     resolved_state,
     thaw,
 )
-from chalicelib.policy import parse_contract
+from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT, ILLUSTRATIVE_CN_2027
 
 SH = ZoneInfo("Asia/Shanghai")

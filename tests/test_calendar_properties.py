@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.calendar import BusinessCalendar
+from chalicelib.core.calendar import BusinessCalendar
 
 US = timedelta(microseconds=1)
 

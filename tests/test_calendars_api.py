@@ -10,9 +10,9 @@ import time_machine
 from chalice.test import Client
 
 from app import app
-from chalicelib import store
-from chalicelib.calendar import package_schedule
-from chalicelib.tables import RequestModel
+from chalicelib.aws import store
+from chalicelib.aws.tables import RequestModel
+from chalicelib.core.calendar import package_schedule
 from conftest import DEMO_CONTRACT, ILLUSTRATIVE_CN_2027
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -10,8 +10,8 @@ import time_machine
 from chalice.test import Client
 
 from app import app
-from chalicelib.durations import Duration
-from chalicelib.policy import parse_contract
+from chalicelib.core.durations import Duration
+from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib.clock import (
+from chalicelib.core.clock import (
     FIRST_RESPONSE,
     PROGRESS_UPDATE,
     RESOLUTION,
@@ -14,8 +14,8 @@ from chalicelib.clock import (
     evaluate,
     replay,
 )
-from chalicelib.errors import ConflictError
-from chalicelib.policy import parse_contract
+from chalicelib.core.errors import ConflictError
+from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

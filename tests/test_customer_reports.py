@@ -9,7 +9,7 @@ import time_machine
 from chalice.test import Client
 
 from app import app
-from chalicelib.emails import Rendered, build_message
+from chalicelib.core.emails import Rendered, build_message
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from chalicelib import emails
-from chalicelib.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, build_message, format_minutes, render
+from chalicelib.core import emails
+from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, build_message, format_minutes, render
 
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
@@ -25,7 +25,7 @@ DUE = "2026-02-16 09:30 (Asia/Shanghai)"
 
 
 def context(kind, language="zh-CN", **changes):
-    """A full context for `kind`, as the caller (chalicelib.alerts) builds it."""
+    """A full context for `kind`, as the caller (chalicelib.core.alerts) builds it."""
     values = {
         "contract_name": "Acme 年度运维服务协议",
         "request_id": "req_7Q2M",

@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalicelib import service
-from chalicelib.errors import ValidationError
-from chalicelib.tables import RequestModel
+from chalicelib import contracts, requests
+from chalicelib.aws import records
+from chalicelib.aws.tables import RequestModel
+from chalicelib.core.errors import ValidationError
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -122,18 +123,18 @@ def test_a_refused_change_stores_no_new_version(admin, at_monday_10):
 def test_a_document_whose_stored_form_would_not_parse_is_refused_before_anything_is_stored(
         admin, at_monday_10, monkeypatch):
     assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
-    parse = service.parse_contract
+    parse = contracts.parse_contract
 
     def stored_form_breaks(doc, version=0, admitted_at=None, overrides=None):
         if admitted_at is None:  # what every reader of the stored version does
             raise ValidationError("calendar", "does not read back")
         return parse(doc, version, admitted_at, overrides)
 
-    monkeypatch.setattr(service, "parse_contract", stored_form_breaks)
+    monkeypatch.setattr(contracts, "parse_contract", stored_form_breaks)
     assert refused(*admin.put("/contracts/acme", contract(name="v2")), "calendar")
     monkeypatch.undo()
     assert admin.get("/contracts/acme")[1] | {"updated_at": None} == {
-        "contract_id": "acme", "version": 1, "updated_at": None, **service.parse_contract(DEMO_CONTRACT)[0],
+        "contract_id": "acme", "version": 1, "updated_at": None, **contracts.parse_contract(DEMO_CONTRACT)[0],
         "calendar_years": {"2026": "official", "2027": "estimated"}}
 
 
@@ -164,7 +165,7 @@ calendars = st.fixed_dictionaries({
     "extra_holidays": off_runs(),
     "date_hours": off_runs().map(lambda ds: dict.fromkeys(ds, [])),
 })
-contracts = st.builds(
+contract_documents = st.builds(
     lambda calendar, zone, first, resolution, every, clock: contract(**{
         "calendar": calendar, "timezone": zone, "priorities": {
             "high": {"first_response": first, "resolution": resolution, "progress_every": every, "clock": clock}}}),
@@ -174,7 +175,7 @@ contract_ids = (f"hypo{n}" for n in itertools.count())
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(document=contracts, received_at=received)
+@given(document=contract_documents, received_at=received)
 def test_any_accepted_contract_computes_the_deadlines_of_any_request(admin, at_monday_10, document, received_at):
     contract_id = next(contract_ids)
     status, body = admin.put(f"/contracts/{contract_id}", document)
@@ -322,7 +323,7 @@ class RequestReads:
 def history(size, resolved, breached=0):
     """`size` requests on acme, received a minute apart before Monday 10:00; the oldest `resolved` are
     resolved, the newest `breached` are late (urgent, no response), the rest answered on time."""
-    policy = service.policy_of(service.store.latest_contract("acme"))
+    policy = records.policy_of(records.latest_record("acme"))
     items = []
     for n in range(size):
         received = MONDAY_10 - timedelta(minutes=size - n)
@@ -395,7 +396,7 @@ def test_a_listing_the_indexes_cannot_narrow_reads_a_few_pages_per_call_and_cont
         reads = RequestReads(monkeypatch)
         page = agent.get("/requests?breached=false&limit=2" + (f"&next={page['next']}" if page["next"] else ""))[1]
         calls += 1
-        assert reads.scanned <= service.MAX_LISTING_PAGES * 2
+        assert reads.scanned <= requests.MAX_LISTING_PAGES * 2
         found += [r["request_id"] for r in page["items"]]
         if not page["next"]:
             break

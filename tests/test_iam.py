@@ -23,8 +23,8 @@ import yaml
 from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 
-from chalicelib import auth, notify, tables
-from chalicelib.tables import NotificationModel
+from chalicelib.aws import outbox, parameters, tables
+from chalicelib.aws.tables import NotificationModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,10 +104,9 @@ TRANSACT_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "De
 
 
 def _table_arn(stage, table, index=None):
-    """The ARN of `table` as the stage's functions name it: this process's models use the test prefix."""
-    assert table.startswith(tables.PREFIX), table
-    name = stage_env(stage)["SLA_TABLE_PREFIX"] + table[len(tables.PREFIX):]
-    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    """The ARN of `table`, one of the stage's own tables (the models read the stage's prefix)."""
+    assert table.startswith(stage_env(stage)["SLA_TABLE_PREFIX"]), table
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
     return f"{arn}/index/{index}" if index else arn
 
 
@@ -289,7 +288,7 @@ def traveller():
 
 @pytest.fixture
 def fresh_ssm_cache(monkeypatch):
-    monkeypatch.setattr(auth, "_parameters", {})
+    monkeypatch.setattr(parameters, "_values", {})
 
 
 @pytest.fixture
@@ -298,7 +297,7 @@ def send_rate_from_ses(monkeypatch):
     they never wait: its sandbox answer, 1 a second, would make the flow's scans pace for real."""
     from moto.ses.models import SESBackend
 
-    monkeypatch.setattr(notify, "configured_send_rate", lambda: None)
+    monkeypatch.setattr(outbox, "configured_send_rate", lambda: None)
     original = SESBackend.get_send_quota
 
     def roomy(backend):
@@ -314,8 +313,8 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
         stage, aws, mailbox, traveller, monkeypatch, fresh_ssm_cache, send_rate_from_ses):
     env = stage_env(stage)
     for key, value in env.items():
-        if key != "SLA_TABLE_PREFIX":  # fixed when the models were imported; mapped back in _table_arn
-            monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value)
+    tables.create_all()  # the stage's own tables, as its functions name them
     if "SLA_ADMIN_TOKEN_PARAMETER" in env:
         boto3.client("ssm", region_name=REGION).put_parameter(
             Name=env["SLA_ADMIN_TOKEN_PARAMETER"], Value=ADMIN_TOKEN, Type="SecureString")

@@ -10,9 +10,10 @@ import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from chalicelib import alerts, service
-from chalicelib.auth import authenticate
-from chalicelib.tables import IdempotencyModel, RequestModel
+from chalicelib import requests
+from chalicelib.aws.tables import IdempotencyModel, RequestModel
+from chalicelib.core import alerts
+from chalicelib.tokens import authenticate
 
 SH = ZoneInfo("Asia/Shanghai")
 REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
@@ -134,7 +135,7 @@ def test_two_attempts_at_once_create_one_request_and_both_answer_it(acme, clock)
 
     def attempt():
         start.wait()
-        answers.append(service.create_request(principal, REQUEST, KEY["Idempotency-Key"], now))
+        answers.append(requests.create_request(principal, REQUEST, KEY["Idempotency-Key"], now))
 
     threads = [threading.Thread(target=attempt) for _ in range(4)]
     for thread in threads:

@@ -23,8 +23,9 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib import logs, metrics, notify, tables
-from chalicelib.tables import NotificationModel
+from chalicelib import logs, settings
+from chalicelib.aws import metrics, outbox, tables
+from chalicelib.aws.tables import NotificationModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def test_the_checked_in_template_is_what_the_generator_makes_of_the_code_now(gen
 
 def test_every_model_has_exactly_one_table_and_nothing_else_is_a_table(template):
     names = sorted(r["Properties"]["TableName"]["Fn::Sub"][0] for r in table_resources(template).values())
-    assert names == sorted("${Prefix}" + m.Meta.table_name[len(tables.PREFIX):] for m in tables.MODELS)
+    assert names == sorted("${Prefix}" + m.Meta.table for m in tables.MODELS)
 
 
 def test_tables_are_on_demand_recoverable_and_protected_in_prod(template):
@@ -78,7 +79,7 @@ def test_tables_are_on_demand_recoverable_and_protected_in_prod(template):
 def test_ttl_is_on_exactly_the_tables_whose_model_has_a_ttl_attribute(template):
     by_name = {r["Properties"]["TableName"]["Fn::Sub"][0][len("${Prefix}"):]: r["Properties"]
                for r in table_resources(template).values()}
-    expected = {m.Meta.table_name[len(tables.PREFIX):]: m._ttl_attribute().attr_name
+    expected = {m.Meta.table: m._ttl_attribute().attr_name
                 for m in tables.MODELS if m._ttl_attribute() is not None}
     assert {"idempotency", "outbox"} <= set(expected)
     actual = {name: p["TimeToLiveSpecification"]["AttributeName"] for name, p in by_name.items()
@@ -140,7 +141,7 @@ class WidgetModel(Model):
     """A model the generator has never seen: GSI with an INCLUDE projection, an LSI, TTL, a stream."""
 
     class Meta(tables._Meta):
-        table_name = f"{tables.PREFIX}widget_parts"
+        table = "widget_parts"
         stream_view_type = "NEW_IMAGE"
 
     widget_id = UnicodeAttribute(hash_key=True)
@@ -153,7 +154,7 @@ class WidgetModel(Model):
 
 
 def test_the_generator_handles_any_model(generate):
-    name, resource = generate.table_resource(tables.PREFIX, WidgetModel)
+    name, resource = generate.table_resource(WidgetModel)
     properties = resource["Properties"]
     assert name == "WidgetPartsTable"
     assert properties["TableName"]["Fn::Sub"][0] == "${Prefix}widget_parts"
@@ -174,20 +175,21 @@ def test_the_generator_handles_any_model(generate):
 def test_the_generator_refuses_a_provisioned_table_or_a_foreign_name(generate):
     class Provisioned(Model):
         class Meta:
-            table_name = f"{tables.PREFIX}provisioned"
+            table_name = "sla-dev-provisioned"
 
         key = UnicodeAttribute(hash_key=True)
 
     class Foreign(Model):
-        class Meta(tables._Meta):
+        class Meta:
+            billing_mode = "PAY_PER_REQUEST"
             table_name = "someone-elses-table"
 
         key = UnicodeAttribute(hash_key=True)
 
     with pytest.raises(SystemExit, match="PAY_PER_REQUEST"):
-        generate.table_resource(tables.PREFIX, Provisioned)
+        generate.table_resource(Provisioned)
     with pytest.raises(SystemExit, match="SLA_TABLE_PREFIX"):
-        generate.table_resource(tables.PREFIX, Foreign)
+        generate.table_resource(Foreign)
 
 
 def test_a_packaged_template_is_pinned_to_its_stage(generate, template, tmp_path):
@@ -326,7 +328,7 @@ def filter_matches(pattern, line):
 
 def test_the_template_tables_deployed_by_cloudformation_run_the_app(template):
     with mock_aws():
-        outputs = deploy(template, "test", test=tables.PREFIX)
+        outputs = deploy(template, "test", test=settings.current().table_prefix)
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         for model in tables.MODELS:  # names, keys, attributes, GSIs and projections as PynamoDB expects
             name = model.Meta.table_name
@@ -364,11 +366,11 @@ def test_the_template_tables_deployed_by_cloudformation_run_the_app(template):
 
             # SES has no verified identity here: the acknowledgement is blocked, retried for a day, then failed,
             # which the metric behind NotificationsFailedAlarm counts.
-            [entry] = [e for e in notify.of_request(request_id) if e.key == "acknowledgement"]
+            [entry] = [e for e in outbox.of_request(request_id) if e.key == "acknowledgement"]
             written = []
             metrics.use_writer(written.append)
             try:
-                notify.deliver_quietly([entry], datetime.now(UTC) + notify.GIVE_UP_AFTER)
+                outbox.deliver_quietly([entry], datetime.now(UTC) + outbox.GIVE_UP_AFTER)
             finally:
                 metrics.use_writer(None)
             assert NotificationModel.get(request_id, "acknowledgement").status == "failed"
@@ -391,12 +393,12 @@ def text_filter_matches(pattern, line):
 def test_a_route_that_raises_is_counted_by_the_unhandled_exception_filter(template, client, monkeypatch,
                                                                         crash_expected):
     from app import app
-    from chalicelib import service
+    from chalicelib import contracts
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(service, "get_contract", broken)
+    monkeypatch.setattr(contracts, "get_contract", broken)
     lines = []
 
     class Capture(logging.Handler):

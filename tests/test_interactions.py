@@ -13,9 +13,9 @@ import time_machine
 from chalice.test import Client
 
 from app import app
-from chalicelib import service_level
-from chalicelib.policy import parse_contract
-from chalicelib.service_level import Interaction
+from chalicelib.core import service_level
+from chalicelib.core.policy import parse_contract
+from chalicelib.core.service_level import Interaction
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

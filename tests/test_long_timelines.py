@@ -8,9 +8,10 @@ import pytest
 import time_machine
 from botocore.client import BaseClient
 
-from chalicelib import service, store
-from chalicelib.tables import EventModel, RequestModel
-from chalicelib.timeline_codec import pack, unpack
+from chalicelib import requests
+from chalicelib.aws import records, store
+from chalicelib.aws.tables import EventModel, RequestModel
+from chalicelib.aws.timeline_codec import pack, unpack
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -27,7 +28,7 @@ def at_monday_10():
 
 def long_request(size):
     """A request of acme with `size` events, the last a minute before Monday 10:00."""
-    policy = service.policy_of(store.latest_contract("acme"))
+    policy = records.policy_of(store.latest_contract("acme"))
     return factories.long_request(policy, "acme", size, MONDAY_10 - timedelta(minutes=1)).request_id
 
 
@@ -162,7 +163,7 @@ def test_a_post_makes_the_same_dynamodb_calls_and_reads_at_150_and_1000_events(a
 
 def test_past_the_most_events_a_request_keeps_a_post_is_a_409_and_nothing_is_stored(acme, at_monday_10, monkeypatch):
     _, agent, _ = acme
-    monkeypatch.setattr(service, "MAX_EVENTS", 3)
+    monkeypatch.setattr(requests, "MAX_EVENTS", 3)
     request_id = agent.post("/requests", REQUEST)[1]["request_id"]
     assert agent.post(f"/requests/{request_id}/events", {"type": "respond"})[0] == 200
     assert agent.post(f"/requests/{request_id}/events", {"type": "progress"})[0] == 200

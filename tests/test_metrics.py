@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import app
-from chalicelib import metrics
+from chalicelib.aws import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = yaml.safe_load((ROOT / "infra" / "resources.yaml").read_text("utf-8"))
@@ -233,7 +233,7 @@ from app import app
 with Client(app) as client:
     assert client.http.get("/health").status_code == 200
 print("after a read:", "aws_lambda_powertools" in sys.modules)
-from chalicelib import metrics
+from chalicelib.aws import metrics
 metrics.emit("ScanDue", 0)
 print("after a metric:", "aws_lambda_powertools" in sys.modules)
 """

@@ -1,5 +1,5 @@
 """The checked-in list of years whose official CN schedule the pinned python-holidays carries
-(chalicelib/data/official_years.json), pinned against the package itself and against chinese_calendar, an
+(chalicelib/core/data/official_years.json), pinned against the package itself and against chinese_calendar, an
 independent transcription of the State Council's notices. A python-holidays upgrade that adds (or changes)
 a year fails here until the list is checked and updated."""
 import re
@@ -10,8 +10,8 @@ import chinese_calendar
 import holidays
 import pytest
 
-from chalicelib import calendar
-from chalicelib.calendar import official_package_years, package_schedule
+from chalicelib.core import calendar
+from chalicelib.core.calendar import official_package_years, package_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_COMPARED = 2004  # chinese_calendar starts in 2004
@@ -39,7 +39,7 @@ def package_agrees_with_chinese_calendar(year):
 def test_the_list_describes_the_pinned_package_version():
     pinned = re.search(r"^holidays==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
     assert calendar.PACKAGE_DATA_VERSION == pinned == holidays.__version__, (
-        "python-holidays changed: re-run tests/test_official_years.py, update chalicelib/data/official_years.json "
+        "python-holidays changed: re-run tests/test_official_years.py, update chalicelib/core/data/official_years.json "
         "(its years and holidays_version)")
 
 

@@ -20,9 +20,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from moto import mock_aws
 
 from app import app
-from chalicelib import notify, scanner, service, store, tables
-from chalicelib.clock import evaluate
-from chalicelib.tables import NotificationModel
+from chalicelib import scanner
+from chalicelib.aws import outbox, records, store, tables
+from chalicelib.aws.tables import NotificationModel
+from chalicelib.core.clock import evaluate
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, SENDER, JsonClient, Mailbox
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -122,7 +123,7 @@ class OutboxMachine(RuleBasedStateMachine):
         for _ in range(30):
             self.traveller.shift(timedelta(minutes=15))  # past every retry's backoff
             self.scan()
-            if not list(notify.pending_due(self.now + timedelta(days=1), scanner.SHARDS)):
+            if not list(outbox.pending_due(self.now + timedelta(days=1), scanner.SHARDS)):
                 break
         now = self.now
         sent = {}
@@ -131,8 +132,8 @@ class OutboxMachine(RuleBasedStateMachine):
             sent.setdefault(request_id, set()).add(key)
         for request_id in self.requests:
             item = store.get_request(request_id)
-            policy = service.policy_for(item)
-            state = evaluate(policy, service.facts_of(item), service.clock_events(item), now)
+            policy = records.policy_for(item)
+            state = evaluate(policy, records.facts_of(item), records.clock_events(item), now)
             entries = {e.key: e for e in NotificationModel.query(request_id)}
             assert all(e.status in ("sent", "superseded") for e in entries.values()), {
                 k: e.status for k, e in entries.items()}

@@ -3,9 +3,9 @@ import copy
 
 import pytest
 
-from chalicelib.durations import Duration, parse_duration
-from chalicelib.errors import ValidationError
-from chalicelib.policy import parse_contract
+from chalicelib.core.durations import Duration, parse_duration
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT
 
 MINIMAL = {"name": "最小合同", "priorities": {"high": {"first_response": "2h"}}}

@@ -8,8 +8,8 @@ import time_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import notify
-from chalicelib.tables import EventModel, NotificationModel, RequestModel
+from chalicelib.aws import outbox
+from chalicelib.aws.tables import EventModel, NotificationModel, RequestModel
 from conftest import DEMO_CONTRACT, ILLUSTRATIVE_CN_2027
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -87,7 +87,7 @@ def test_a_bad_preview_is_a_400_naming_the_field_as_for_a_request(acme, admin):
 @pytest.fixture
 def quiet_mail(monkeypatch):
     """The acknowledgements stay in the outbox: sending them is beside the point here, and slow in moto."""
-    monkeypatch.setattr(notify, "deliver_quietly", lambda entries, now: None)
+    monkeypatch.setattr(outbox, "deliver_quietly", lambda entries, now: None)
 
 
 EARLIEST = datetime(2025, 1, 1, tzinfo=SH)

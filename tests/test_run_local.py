@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from chalice import Chalice, Rate
 
-from chalicelib import auth
+from chalicelib import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "run_local.py"
@@ -234,10 +234,10 @@ def test_seed_is_idempotent_and_its_tokens_work(aws):
     assert (first["version"], first["changed"]) == (1, True)
     assert (again["version"], again["changed"]) == (1, False)  # same document: no new contract version
     assert first["agent"] != again["agent"]
-    assert auth.authenticate(f"Bearer {first['agent']}") == auth.Principal(
+    assert tokens.authenticate(f"Bearer {first['agent']}") == tokens.Principal(
         first["agent"].split(".")[0], "agent", "demo"
     )
-    assert auth.authenticate(f"Bearer {again['client']}").role == "client"
+    assert tokens.authenticate(f"Bearer {again['client']}").role == "client"
     changed = dict(seed.demo_document(), name="changed")
     assert seed.ensure_contract("demo", changed, now) == (2, True)
 

@@ -16,15 +16,16 @@ import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from chalicelib import notify, pacing, scanner, service, store
+from chalicelib import pacing, scanner
+from chalicelib.aws import outbox, records, store
+from chalicelib.aws.tables import CalendarOverrideModel, ContractModel, NotificationModel, RequestModel
 from chalicelib.budget import Budget
 from chalicelib.pacing import TokenBucket
-from chalicelib.tables import CalendarOverrideModel, ContractModel, NotificationModel, RequestModel
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=SH)  # a Monday morning
-READ_CONFIGURED_RATE = notify.configured_send_rate  # before conftest sets the tests' rate
+READ_CONFIGURED_RATE = outbox.configured_send_rate  # before conftest sets the tests' rate
 
 
 class FakeTime:
@@ -81,7 +82,7 @@ def _notification_of(params):
 
 @pytest.fixture
 def policy(acme):
-    return service.policy_of(store.latest_contract("acme"))
+    return records.policy_of(store.latest_contract("acme"))
 
 
 def breaches(policy, count, first_deadline=NOW - timedelta(minutes=8)):
@@ -180,12 +181,12 @@ def test_a_backlog_larger_than_a_scan_sends_breaches_then_customer_mail_then_war
 
 
 def test_sends_never_exceed_the_rate_in_any_second_and_keep_up_with_it(policy, mailbox, monkeypatch):
-    monkeypatch.setattr(notify, "configured_send_rate", lambda: 8.0)
+    monkeypatch.setattr(outbox, "configured_send_rate", lambda: 8.0)
     fake = FakeTime()
     ses = Ses(monkeypatch, fake)
     expected = breaches(policy, 40)
     budget = Budget(60, clock=fake.clock)
-    pace = TokenBucket(notify.max_send_rate(), until=budget, clock=fake.clock, sleep=fake.sleep)
+    pace = TokenBucket(outbox.max_send_rate(), until=budget, clock=fake.clock, sleep=fake.sleep)
     report = scanner.scan(NOW, budget, pace=pace)
     per_second = Counter(int(at) for at, _ in ses.sends)
     assert per_second == {0: 8, 1: 8, 2: 8, 3: 8, 4: 8}  # 40 sends at 8 a second: five full seconds
@@ -206,7 +207,7 @@ def test_a_throttle_halves_the_rate_for_the_rest_of_the_scan_and_the_throttled_m
     request_id, key = refused.split("|", 1)
     entry = NotificationModel.get(request_id, key)
     assert entry.status == "pending" and entry.attempts == 1 and "Throttling" in entry.last_error
-    assert entry.retry_at == (NOW + notify.FIRST_RETRY).timestamp()
+    assert entry.retry_at == (NOW + outbox.FIRST_RETRY).timestamp()
     assert report.sent == 19 and report.pending == 1 and report.failed == 0
 
     report = scanner.scan(NOW + timedelta(minutes=1))
@@ -215,8 +216,8 @@ def test_a_throttle_halves_the_rate_for_the_rest_of_the_scan_and_the_throttled_m
 
 def test_without_a_configured_rate_each_scan_with_mail_to_send_asks_ses_for_its_quota_once(
         policy, mailbox, monkeypatch):
-    monkeypatch.setattr(notify, "configured_send_rate", READ_CONFIGURED_RATE)
-    monkeypatch.delenv(notify.SEND_RATE_VARIABLE, raising=False)
+    monkeypatch.setattr(outbox, "configured_send_rate", READ_CONFIGURED_RATE)
+    monkeypatch.delenv(outbox.SEND_RATE_VARIABLE, raising=False)
     calls = []
     original = BaseClient._make_api_call
     monkeypatch.setattr(BaseClient, "_make_api_call",
@@ -234,27 +235,27 @@ def test_without_a_configured_rate_each_scan_with_mail_to_send_asks_ses_for_its_
 
 
 def test_the_configured_rate_wins_over_the_quota_and_is_read_when_asked(aws, monkeypatch):
-    monkeypatch.setattr(notify, "configured_send_rate", READ_CONFIGURED_RATE)
-    monkeypatch.setenv(notify.SEND_RATE_VARIABLE, "50")
-    assert notify.max_send_rate() == 50.0
-    monkeypatch.setenv(notify.SEND_RATE_VARIABLE, "12.5")  # read at each call: the Lambda's environment
-    assert notify.max_send_rate() == 12.5
-    monkeypatch.delenv(notify.SEND_RATE_VARIABLE)
-    assert notify.max_send_rate() == 1.0
+    monkeypatch.setattr(outbox, "configured_send_rate", READ_CONFIGURED_RATE)
+    monkeypatch.setenv(outbox.SEND_RATE_VARIABLE, "50")
+    assert outbox.max_send_rate() == 50.0
+    monkeypatch.setenv(outbox.SEND_RATE_VARIABLE, "12.5")  # read at each call: the Lambda's environment
+    assert outbox.max_send_rate() == 12.5
+    monkeypatch.delenv(outbox.SEND_RATE_VARIABLE)
+    assert outbox.max_send_rate() == 1.0
 
 
 @pytest.mark.parametrize("value", ["fast", "0", "-3", "nan", "inf"])
 def test_an_unusable_configured_rate_is_logged_and_the_quota_used(aws, monkeypatch, caplog, value):
-    monkeypatch.setattr(notify, "configured_send_rate", READ_CONFIGURED_RATE)
-    monkeypatch.setenv(notify.SEND_RATE_VARIABLE, value)
-    assert notify.max_send_rate() == 1.0
+    monkeypatch.setattr(outbox, "configured_send_rate", READ_CONFIGURED_RATE)
+    monkeypatch.setenv(outbox.SEND_RATE_VARIABLE, value)
+    assert outbox.max_send_rate() == 1.0
     [record] = [r for r in caplog.records if r.getMessage() == "ignoring an unusable send rate"]
     assert record.levelname == "ERROR" and record.fields["value"] == value
 
 
 def test_when_ses_cannot_tell_the_quota_the_last_known_rate_is_kept(aws, monkeypatch, caplog):
-    monkeypatch.setattr(notify, "configured_send_rate", lambda: None)
-    monkeypatch.setattr(notify, "_last_quota_rate", 14.0)
+    monkeypatch.setattr(outbox, "configured_send_rate", lambda: None)
+    monkeypatch.setattr(outbox, "_last_quota_rate", 14.0)
     original = BaseClient._make_api_call
 
     def refuse(client, operation, params):
@@ -264,7 +265,7 @@ def test_when_ses_cannot_tell_the_quota_the_last_known_rate_is_kept(aws, monkeyp
         return original(client, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", refuse)
-    assert notify.max_send_rate() == 14.0
+    assert outbox.max_send_rate() == 14.0
     [record] = [r for r in caplog.records if r.getMessage().startswith("send quota unknown")]
     assert record.levelname == "ERROR"  # an operator must grant ses:GetSendQuota
 
@@ -278,7 +279,7 @@ def test_a_scan_out_of_send_slots_leaves_the_rest_untouched_and_the_next_scans_s
     expected = breaches(policy, 30)
     first = paced_scan(FakeTime(), per_second=8, seconds=1.5)  # 12 slots
     assert first.sent == 12 and first.created == 30 and first.left_over
-    waiting = list(notify.pending_due(NOW, scanner.SHARDS))
+    waiting = list(outbox.pending_due(NOW, scanner.SHARDS))
     assert len(waiting) == 18
     for key in waiting:  # never leased, never tried: the next scan takes them as they were
         entry = NotificationModel.get(key.request_id, key.key)
@@ -354,7 +355,7 @@ def test_every_aws_client_a_scan_uses_is_built_before_its_workers_start(policy, 
     warnings(policy, 10)
     for model in (RequestModel, NotificationModel, ContractModel, CalendarOverrideModel):
         monkeypatch.setattr(model, "_connection", None)  # as in a fresh Lambda
-    monkeypatch.setattr(notify, "_ses", None)
+    monkeypatch.setattr(outbox, "_ses", None)
     from botocore.session import Session
 
     builders = []
@@ -370,7 +371,7 @@ def test_workers_read_different_contracts_at_once_and_each_contract_once_per_sca
     contract_ids = [f"tenant{n}" for n in range(4)]
     for contract_id in contract_ids:
         assert admin.put(f"/contracts/{contract_id}", DEMO_CONTRACT)[0] == 201
-        policy = service.policy_of(store.latest_contract(contract_id))
+        policy = records.policy_of(store.latest_contract(contract_id))
         factories.insert([factories.due_breach(policy, contract_id, NOW - timedelta(minutes=5 + n)) for n in range(3)])
     reads, together = Counter(), threading.Barrier(2, timeout=10)
     original = BaseClient._make_api_call
@@ -390,6 +391,6 @@ def test_workers_read_different_contracts_at_once_and_each_contract_once_per_sca
 
 
 def test_each_client_keeps_a_connection_for_every_worker(aws):
-    clients = [notify.ses()] + [model._get_connection().connection.client
+    clients = [outbox.ses()] + [model._get_connection().connection.client
                                 for model in (RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)]
     assert all(client.meta.config.max_pool_connections >= scanner.WORKERS for client in clients)

@@ -14,8 +14,9 @@ from chalice.test import Client
 from pynamodb.connection.base import Connection
 
 from app import app
-from chalicelib import notify, scanner, service, store
-from chalicelib.tables import NotificationModel, RequestModel, shard_of
+from chalicelib import scanner
+from chalicelib.aws import outbox, records, store
+from chalicelib.aws.tables import NotificationModel, RequestModel, shard_of
 from conftest import DEMO_CONTRACT, SENDER
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -227,7 +228,7 @@ def test_a_resolved_request_leaves_the_scanner_index(acme, mailbox, clock):
 
 
 def test_the_scan_reads_only_due_requests_whatever_the_table_holds(acme, mailbox, clock, monkeypatch):
-    policy = service.policy_of(store.latest_contract("acme"))
+    policy = records.policy_of(store.latest_contract("acme"))
     now = local(23, 10)
     factories.insert([factories.request_item(policy, "acme", "low", now, now) for _ in range(297)])  # check at 14:00
     urgent = [factories.request_item(policy, "acme", "urgent", now, now) for _ in range(3)]  # check at 10:15
@@ -263,7 +264,7 @@ def test_notifications_are_kept_once_per_key(acme, clock):
     request_id = create(agent)
     entries = NotificationModel.query(request_id)
     assert [e.key for e in entries] == ["acknowledgement"]
-    assert notify.enqueue(next(iter(NotificationModel.query(request_id)))) is False
+    assert outbox.enqueue(next(iter(NotificationModel.query(request_id)))) is False
 
 
 def test_a_backdated_request_already_breached_is_alerted_on_the_next_scan(acme, mailbox, clock):

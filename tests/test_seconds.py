@@ -6,11 +6,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from chalicelib.calendar import BusinessCalendar
-from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, Event, RequestFacts, evaluate
-from chalicelib.durations import Duration, parse_duration
-from chalicelib.errors import ValidationError
-from chalicelib.policy import parse_contract
+from chalicelib.core.calendar import BusinessCalendar
+from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, Event, RequestFacts, evaluate
+from chalicelib.core.durations import Duration, parse_duration
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import app
-from chalicelib import metrics, notify
-from chalicelib.tables import NotificationModel
+from chalicelib.aws import metrics, outbox
+from chalicelib.aws.tables import NotificationModel
 
 ROOT = Path(__file__).resolve().parent.parent
 SH = ZoneInfo("Asia/Shanghai")
@@ -211,5 +211,5 @@ def test_emails_are_sent_through_the_stage_s_configuration_set(acme, mailbox, cl
     request_id = create(agent)
     entry = NotificationModel.get(request_id, "acknowledgement")
     entry.update(actions=[NotificationModel.status.set("pending")])
-    notify.deliver(entry, local(23, 10, 5))  # outside it, with no configuration set configured
+    outbox.deliver(entry, local(23, 10, 5))  # outside it, with no configuration set configured
     assert sends == ["sla-clock-dev", "sla-clock-dev", None]

@@ -12,8 +12,8 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import reporting
-from chalicelib.tables import TallyModel
-from chalicelib.tally import apply_cap
+from chalicelib.aws.tables import TallyModel
+from chalicelib.core.tally import apply_cap
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -12,9 +12,10 @@ import time_machine
 from chalice.test import Client
 
 from app import app
-from chalicelib import reporting, store
+from chalicelib import reporting
+from chalicelib.aws import store
+from chalicelib.aws.tables import ContractModel, TallyModel
 from chalicelib.logs import JsonFormatter
-from chalicelib.tables import ContractModel, TallyModel
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -7,8 +7,9 @@ import botocore.client
 import pytest
 import time_machine
 
-from chalicelib import auth, store
-from chalicelib.tables import TokenModel
+from chalicelib import tokens
+from chalicelib.aws import store
+from chalicelib.aws.tables import TokenModel
 from conftest import ADMIN_TOKEN
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -64,7 +65,7 @@ def test_admins_list_every_token_a_page_at_a_time_and_never_see_a_secret(acme, c
     assert by_id[issued[0]["token_id"]] == {k: v for k, v in issued[0].items() if k != "token"}
     assert by_id[agent.token.split(".")[0]]["role"] == "agent"
     assert by_id[agent.token.split(".")[0]]["contract_id"] == "acme"
-    assert "secret_sha256" not in text and auth.BOOTSTRAP_ID not in by_id  # the configured admin is not stored
+    assert "secret_sha256" not in text and tokens.BOOTSTRAP_ID not in by_id  # the configured admin is not stored
 
 
 def test_only_admins_list_tokens_and_bad_paging_is_a_400(acme):
@@ -140,8 +141,9 @@ def test_two_processes_that_read_the_token_before_either_stamped_it_write_once(a
     token_id = agent.token.split(".")[0]
     first, second = TokenModel.get(token_id), TokenModel.get(token_id)  # both see no last use
     writes = TokenWrites(monkeypatch)
-    auth._stamp_use(first, T0)
-    auth._stamp_use(second, T0 + timedelta(seconds=5))  # its condition fails: nothing written, no error
+    store.stamp_token_use(first, T0, tokens.USE_STAMP_EVERY)
+    # Its condition fails: nothing written, no error.
+    store.stamp_token_use(second, T0 + timedelta(seconds=5), tokens.USE_STAMP_EVERY)
     assert writes.count == 2
     assert TokenModel.get(token_id).last_used_at == T0
 

@@ -10,10 +10,10 @@ import time_machine
 from test_tally import SH, local, request, tally
 
 from chalicelib import simulations
-from chalicelib.clock import Event, RequestFacts, evaluate
-from chalicelib.policy import EXAMPLE_PRIORITIES, parse_contract
-from chalicelib.tables import RequestModel
-from chalicelib.tally import DayTally, Evaluated, tally_day, tally_month
+from chalicelib.aws.tables import RequestModel
+from chalicelib.core.clock import Event, RequestFacts, evaluate
+from chalicelib.core.policy import EXAMPLE_PRIORITIES, parse_contract
+from chalicelib.core.tally import DayTally, Evaluated, tally_day, tally_month
 from conftest import DEMO_CONTRACT
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}

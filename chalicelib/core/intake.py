@@ -5,10 +5,10 @@ Every error is a ValidationError naming the field; nothing is stored unless the 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.calendar import parse_date
-from chalicelib.errors import ForbiddenError, ValidationError
-from chalicelib.fields import channel_name, email_address, instant, reject_unknown, require_object, text
-from chalicelib.service_level import Interaction
+from chalicelib.core.calendar import parse_date
+from chalicelib.core.errors import ForbiddenError, ValidationError
+from chalicelib.core.fields import channel_name, email_address, instant, reject_unknown, require_object, text
+from chalicelib.core.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
 MAX_SUBJECT = 200

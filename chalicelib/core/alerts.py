@@ -3,8 +3,8 @@ SLA state at `now`. Each carries a dedupe key unique within its request: the out
 """
 from dataclasses import dataclass
 
-from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
-from chalicelib.emails import format_minutes, render
+from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
+from chalicelib.core.emails import format_minutes, render
 
 CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
 
@@ -12,7 +12,7 @@ CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
 @dataclass(frozen=True)
 class Notification:
     key: str  # unique within the request: "acknowledgement", "event|3", "warning|resolution|0|0.8", …
-    kind: str  # a template kind of chalicelib.emails
+    kind: str  # a template kind of chalicelib.core.emails
     recipients: tuple
     context: dict
     metric: str | None = None  # provider alerts: what they announce, re-checked before sending

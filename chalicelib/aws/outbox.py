@@ -20,7 +20,6 @@ clients are thread-safe, so the workers share it. Nothing else here is shared be
 worker holds its own outbox items.
 """
 import logging
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,18 +28,18 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
-from chalicelib import metrics
-from chalicelib.alerts import REPORT_URGENCY
-from chalicelib.emails import Rendered, build_message
+from chalicelib import settings
+from chalicelib.aws import metrics
+from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of
+from chalicelib.core.alerts import REPORT_URGENCY
+from chalicelib.core.emails import Rendered, build_message
 from chalicelib.logs import log_event
-from chalicelib.tables import CONNECTIONS, REGION, NotificationModel, shard_of
 
 LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
-DEFAULT_SENDER = "sla-clock@localhost.localdomain"
 SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
@@ -51,7 +50,8 @@ def ses():
     """One SES client per process (Lambda reuses it across invocations), shared by the scanner's threads."""
     global _ses
     if _ses is None:
-        _ses = boto3.client("ses", region_name=REGION, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        current = settings.current()
+        _ses = boto3.client("ses", region_name=current.region, endpoint_url=current.endpoint_url,
                             config=Config(max_pool_connections=CONNECTIONS))
     return _ses
 
@@ -59,7 +59,7 @@ def ses():
 def configured_send_rate():
     """Emails per second from SLA_SES_MAX_SEND_RATE, read at call time; None when unset (or unusable,
     which is logged: the account's quota is used then)."""
-    value = os.environ.get(SEND_RATE_VARIABLE, "").strip()
+    value = settings.current().ses_max_send_rate or ""
     if not value:
         return None
     try:
@@ -110,7 +110,7 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
         kind=kind,
         status="pending",
         recipients=list(recipients),
-        sender=policy.notify.sender or os.environ.get("SLA_DEFAULT_SENDER", DEFAULT_SENDER),
+        sender=policy.notify.sender or settings.current().default_sender,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
@@ -169,7 +169,7 @@ def deliver(entry, now, prepare=None, slot=None):
                             attachments=entry.attachments)
     attempts = int(entry.attempts) + 1
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
-    configuration_set = os.environ.get("SLA_SES_CONFIGURATION_SET")
+    configuration_set = settings.current().ses_configuration_set
     raw = message.as_bytes()
     if slot is not None:
         slot.wait()
@@ -304,6 +304,11 @@ def pending_due(now, shards):
         yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
 
 
+def stored_entry(request_id, key):
+    """One outbox entry, read consistently (its status may have changed a moment ago)."""
+    return NotificationModel.get(request_id, key, consistent_read=True)
+
+
 def of_request(request_id):
     return list(NotificationModel.query(request_id))
 
@@ -350,7 +355,7 @@ def latest_of(owner_id, key_prefix):
 
 def _keep_copy(entry, message, now):
     """Locally (`make run`, SLA_EML_DIR), keep every accepted email as an .eml file; returns its path."""
-    folder = os.environ.get("SLA_EML_DIR")
+    folder = settings.current().eml_dir
     if not folder:
         return None
     path = Path(folder) / f"{now:%Y%m%dT%H%M%S}-{entry.request_id}-{entry.key.replace('|', '_')}.eml"

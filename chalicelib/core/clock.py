@@ -14,7 +14,7 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.errors import ConflictError
+from chalicelib.core.errors import ConflictError
 
 EVENT_TYPES = (
     "received", "respond", "progress", "await_customer", "customer_reply", "reprioritize",

@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as _holidays
 
-from chalicelib.errors import ValidationError
+from chalicelib.core.errors import ValidationError
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_TIMEZONE", "DAY_KINDS", "ESTIMATED", "MAX_EMPTY_YEARS", "OFFICIAL",
            "BusinessCalendar", "is_supported_country", "official_package_years", "package_schedule", "parse_date",

@@ -6,11 +6,11 @@ are rejected, and omitted keys get the defaults of docs/contract.md. Errors name
 import re
 from dataclasses import dataclass, field, replace
 
-from chalicelib.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
-from chalicelib.calendar import BusinessCalendar
-from chalicelib.durations import Duration, parse_duration
-from chalicelib.errors import ValidationError
-from chalicelib.fields import channel_name, email_address, number, reject_unknown, require_object, text
+from chalicelib.core.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
+from chalicelib.core.calendar import BusinessCalendar
+from chalicelib.core.durations import Duration, parse_duration
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.fields import channel_name, email_address, number, reject_unknown, require_object, text
 
 EXAMPLE_PRIORITIES = ("urgent", "high", "medium", "low")  # the usual names; any NAME is allowed
 NAME = re.compile(r"[a-z0-9_-]{1,32}")  # priority and category names (fullmatch: no trailing newline)

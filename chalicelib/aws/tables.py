@@ -1,11 +1,10 @@
 """PynamoDB models: the only description of the DynamoDB tables, and `create_all()`.
 
-Meta is evaluated at import, so every setting read here from the environment has a default:
-`SLA_TABLE_PREFIX` (default "sla-"), `AWS_DEFAULT_REGION` (default "us-east-1"), optional
-`AWS_ENDPOINT_URL` (a moto server when running locally).
+PynamoDB evaluates Meta at import, so each model's table name, region and endpoint are properties
+read from `settings` whenever PynamoDB asks for them (it builds a model's connection again when the
+table name it gives changes): importing this module reads no setting.
 """
 import hashlib
-import os
 from datetime import UTC
 
 from pynamodb.attributes import (
@@ -21,17 +20,30 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
-from chalicelib.timeline_codec import TimelineAttribute
+from chalicelib import settings
+from chalicelib.aws.timeline_codec import TimelineAttribute
 
-PREFIX = os.environ.get("SLA_TABLE_PREFIX", "sla-")
-REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-HOST = os.environ.get("AWS_ENDPOINT_URL") or None
 CONNECTIONS = 16  # HTTP connections a botocore client keeps open: one for each scanner thread
 
 
-class _Meta:
-    region = REGION
-    host = HOST
+class _SettingsMeta(type):
+    """Table settings as class properties of Meta, read when used."""
+
+    @property
+    def table_name(cls):
+        return settings.current().table_prefix + cls.table
+
+    @property
+    def region(cls):
+        return settings.current().region
+
+    @property
+    def host(cls):
+        return settings.current().endpoint_url
+
+
+class _Meta(metaclass=_SettingsMeta):
+    table = None  # the name after the stage's prefix
     billing_mode = "PAY_PER_REQUEST"
     max_pool_connections = CONNECTIONS
 
@@ -40,7 +52,7 @@ class ContractModel(Model):
     """One item per contract version: history is kept so a resolved request keeps its terms."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}contracts"
+        table = "contracts"
 
     contract_id = UnicodeAttribute(hash_key=True)
     version = NumberAttribute(range_key=True)
@@ -160,7 +172,7 @@ class RequestModel(Model):
     """
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}requests"
+        table = "requests"
 
     request_id = UnicodeAttribute(hash_key=True)
     contract_id = UnicodeAttribute()
@@ -207,7 +219,7 @@ class EventModel(Model):
     """The append-only event record of a request (seq 1 is "received")."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}events"
+        table = "events"
 
     request_id = UnicodeAttribute(hash_key=True)
     seq = NumberAttribute(range_key=True)
@@ -222,7 +234,7 @@ class TokenModel(Model):
     """API tokens: the token is `<token_id>.<secret>`; only the secret's SHA-256 is stored."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}tokens"
+        table = "tokens"
 
     token_id = UnicodeAttribute(hash_key=True)
     secret_sha256 = UnicodeAttribute()
@@ -239,7 +251,7 @@ class IdempotencyModel(Model):
     transaction as the request, so a key names a committed request or nothing."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}idempotency"
+        table = "idempotency"
 
     key = UnicodeAttribute(hash_key=True)  # sha256(token_id + key)
     fingerprint = UnicodeAttribute()  # sha256 of the request body
@@ -277,7 +289,7 @@ class NotificationModel(Model):
     claimed with a conditional update lets exactly one sender at a time try it."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}outbox"
+        table = "outbox"
 
     request_id = UnicodeAttribute(hash_key=True)
     key = UnicodeAttribute(range_key=True)  # e.g. "warning|first_response|0|0.8", "event|3"
@@ -316,7 +328,7 @@ class TallyModel(Model):
     """One nightly tally per contract and local day; re-running a day rewrites it."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}tallies"
+        table = "tallies"
 
     contract_id = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)  # YYYY-MM-DD in the contract's timezone
@@ -335,7 +347,7 @@ class TallyRunModel(Model):
     ran out of time, or whose invocation died, resumes after `after`. Deleted once the run is done."""
 
     class Meta(_Meta):
-        table_name = TallyModel.Meta.table_name
+        table = TallyModel.Meta.table
 
     partition = UnicodeAttribute(hash_key=True, attr_name="contract_id")  # always TALLY_RUNS
     run_id = UnicodeAttribute(range_key=True, attr_name="day")  # utc_key of the run's start
@@ -351,7 +363,7 @@ class OutageModel(Model):
     """Service outages feeding availability; overlapping ones are merged when recorded."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}outages"
+        table = "outages"
 
     contract_id = UnicodeAttribute(hash_key=True)
     start = UnicodeAttribute(range_key=True)  # ISO UTC instant
@@ -366,7 +378,7 @@ class JobModel(Model):
     the contract (or its holiday data) changed. One item per job; `cursor` is where the next page starts."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}jobs"
+        table = "jobs"
 
     kind = UnicodeAttribute(hash_key=True)  # "reevaluate"
     subject = UnicodeAttribute(range_key=True)  # the contract id
@@ -382,7 +394,7 @@ class CalendarOverrideModel(Model):
     for every contract whose calendar uses that country. A handful of items per country."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}calendars"
+        table = "calendars"
 
     country = UnicodeAttribute(hash_key=True)  # a python-holidays country code, e.g. "CN"
     year = NumberAttribute(range_key=True)
@@ -411,7 +423,7 @@ class InteractionModel(Model):
     Instants are epoch microseconds: the tally reads a day of them and compares waits exactly."""
 
     class Meta(_Meta):
-        table_name = f"{PREFIX}interactions"
+        table = "interactions"
 
     bucket = UnicodeAttribute(hash_key=True)  # interaction_bucket(contract, offered_at)
     interaction_id = UnicodeAttribute(range_key=True)
@@ -427,7 +439,7 @@ class InteractionLocatorModel(Model):
     interaction_locator(): a re-sent id whose offered_at moved to another hour removes its old record."""
 
     class Meta(_Meta):
-        table_name = InteractionModel.Meta.table_name
+        table = InteractionModel.Meta.table
 
     locator = UnicodeAttribute(hash_key=True, attr_name="bucket")
     interaction_id = UnicodeAttribute(range_key=True)

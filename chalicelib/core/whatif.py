@@ -9,8 +9,8 @@ the month, not a request).
 from collections import defaultdict
 from dataclasses import dataclass
 
-from chalicelib.documents import money
-from chalicelib.tally import METRICS, apply_cap, month_bounds, month_report, tally_month
+from chalicelib.core.documents import money
+from chalicelib.core.tally import METRICS, apply_cap, month_bounds, month_report, tally_month
 
 MAX_CHANGED = 100  # the requests listed in `changed`; the summaries and `changed_total` count them all
 

@@ -19,9 +19,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from chalicelib import service_level
-from chalicelib.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
-from chalicelib.documents import money
+from chalicelib.core import service_level
+from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
+from chalicelib.core.documents import money
 
 METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)
 DECIDED_METRICS = (FIRST_RESPONSE, RESOLUTION)

@@ -5,10 +5,13 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
-from chalicelib.errors import ValidationError
+from chalicelib.core.errors import CursorError, ValidationError
 
 MAX_CHANNEL = 64
 _DIGITS = re.compile(r"[0-9]{1,9}")
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # the years the API's dates, months and calendars may name
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "\d" takes any Unicode digit
+CONTRACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let a trailing newline in
 
 
 def require_object(value, name):
@@ -83,3 +86,29 @@ def instant(value, name):
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValidationError(name, "must include a UTC offset, e.g. 2026-02-13T16:30:00+08:00")
     return parsed
+
+
+def check_contract_id(contract_id, name="contract_id"):
+    if not isinstance(contract_id, str) or not CONTRACT_ID.fullmatch(contract_id):
+        raise ValidationError(name, "must be 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return contract_id
+
+
+def page_start(params, decode, *args, name="next"):
+    """Where a listing resumes: `decode`(the cursor in parameter `name`, *args), or None without one.
+    A cursor the listing did not hand out is a 400 naming the parameter."""
+    cursor = params.get(name)
+    if not cursor:
+        return None
+    try:
+        return decode(cursor, *args)
+    except CursorError as exc:
+        raise ValidationError(name, str(exc)) from None
+
+
+def month(value, name):
+    """(year, month) of a "YYYY-MM" value; the years are those whose months have bounds and listing keys."""
+    match = _MONTH.fullmatch(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(2)) <= 12 or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+        raise ValidationError(name, f"is required, as a month YYYY-MM from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
+    return int(match.group(1)), int(match.group(2))

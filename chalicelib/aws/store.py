@@ -8,7 +8,10 @@ Idempotency-Key it is created under.
 import base64
 import binascii
 import json
+import logging
+import random
 import re
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,10 +21,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.clock import RESOLVED
-from chalicelib.errors import ValidationError
-from chalicelib.service_level import Interaction
-from chalicelib.tables import (
+from chalicelib.aws.tables import (
     OPEN_KEY,
     TALLY_RUNS,
     CalendarOverrideModel,
@@ -36,14 +36,22 @@ from chalicelib.tables import (
     RequestModel,
     TallyModel,
     TallyRunModel,
+    TokenModel,
+    connect,
     interaction_bucket,
     interaction_locator,
     listing_key,
     status_key,
     utc_key,
 )
+from chalicelib.core.clock import RESOLVED
+from chalicelib.core.errors import ConflictError, CursorError
+from chalicelib.core.service_level import Interaction
+from chalicelib.logs import log_event
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+logger = logging.getLogger("sla_clock.store")
+WRITE_ATTEMPTS = 12
 NUMBER = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")  # epoch seconds, as the keys this API writes hold them
 
 
@@ -55,6 +63,17 @@ def _condition_failed(exc):
     if isinstance(exc, TransactWriteError):
         return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
     return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def retrying(write, what):
+    """Run a read-check-write until it stops losing races to concurrent writers (StaleWrite),
+    with jittered exponential backoff as DynamoDB advises; give up with 409 after WRITE_ATTEMPTS."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return write()
+        except StaleWrite:
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+    raise ConflictError(f"{what} is being changed concurrently; retry")
 
 
 @contextmanager
@@ -205,6 +224,11 @@ def compact_event(event):
     return entry
 
 
+def connect_for_scan():
+    """Build the scan's clients up front, in one thread (see tables.connect)."""
+    connect(RequestModel, NotificationModel, ContractModel, CalendarOverrideModel)
+
+
 def requests_due(shard, now):
     """Keys of the open requests of one shard whose next check has come (sparse GSI, keys only)."""
     return RequestModel.due_for_check.query(shard, RequestModel.next_check_at <= now.timestamp())
@@ -301,12 +325,12 @@ def encode_cursor(key):
 
 
 def _cursor_content(cursor):
-    """The JSON inside an opaque `next` cursor; ValidationError if it is not one."""
+    """The JSON inside an opaque `next` cursor; CursorError if it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ValidationError("next", "is not a cursor returned by this API") from None
+        raise CursorError("is not a cursor returned by this API") from None
 
 
 LISTING_KEY = {"request_id": "S", "contract_id": "S", "listed_at": "S"}
@@ -333,17 +357,20 @@ def _is_key(value, shape):
 
 
 def decode_key(cursor, *shapes):
-    """The DynamoDB start key inside an opaque `next` cursor, of one of `shapes`; ValidationError
-    naming `next` if it is not one."""
+    """The DynamoDB start key inside an opaque `next` cursor, of one of `shapes`; CursorError if it
+    is not one."""
     key = _cursor_content(cursor)
     if not any(_is_key(key, shape) for shape in shapes):
-        raise ValidationError("next", "is not a cursor returned by this API")
+        raise CursorError("is not a cursor returned by this API")
     return key
 
 
-def decode_cursor(cursor):
-    """The DynamoDB start key inside an opaque `next` cursor of a listing; ValidationError if it is not one."""
-    return decode_key(cursor, LISTING_KEY)
+def decode_cursor(cursor, contract_id):
+    """The DynamoDB start key inside an opaque cursor of `contract_id`'s listing; CursorError if it is not one."""
+    key = decode_key(cursor, LISTING_KEY)
+    if key["contract_id"]["S"] != contract_id:
+        raise CursorError("belongs to another listing")
+    return key
 
 
 def encode_queue_cursor(contract_id, phase, key):
@@ -352,16 +379,29 @@ def encode_queue_cursor(contract_id, phase, key):
     return encode_cursor({"contract_id": contract_id, "phase": phase, "key": key})
 
 
-def decode_queue_cursor(cursor):
-    """(contract id, phase, start key) inside a queue view cursor; ValidationError naming `next` otherwise."""
+def decode_queue_cursor(cursor, contract_id, status=None):
+    """(phase, start key) inside a cursor of `contract_id`'s queue view (filtered by `status`);
+    CursorError otherwise. The key must also belong to the index that phase reads: DynamoDB refuses
+    any other with an error, not an empty page."""
     content = _cursor_content(cursor)
     if isinstance(content, dict) and set(content) == {"contract_id", "phase", "key"} \
             and isinstance(content["contract_id"], str):
         phase, key = content["phase"], content["key"]
         if (phase == "due" and _is_key(key, DEADLINE_KEY)) or (phase == "rest" and (
                 key is None or any(_is_key(key, shape) for shape in WITHOUT_DEADLINE_KEYS))):
-            return content["contract_id"], phase, key
-    raise ValidationError("next", "is not a cursor of a listing sorted by due")
+            if content["contract_id"] != contract_id or not _queue_key_of(key, phase, contract_id, status):
+                raise CursorError("belongs to another listing")
+            return phase, key
+    raise CursorError("is not a cursor of a listing sorted by due")
+
+
+def _queue_key_of(key, phase, contract_id, status):
+    if key is None:
+        return True
+    if phase == "due":
+        return key["due_contract"]["S"] == contract_id
+    name, value = ("contract_status", status_key(contract_id, status)) if status else ("contract_id", contract_id)
+    return key.get(name, {}).get("S") == value
 
 
 def events_cursor(request_id, before):
@@ -370,14 +410,64 @@ def events_cursor(request_id, before):
 
 
 def decode_events_cursor(cursor, request_id):
-    """The seq an events cursor of `request_id` pages before; ValidationError naming `next` otherwise."""
+    """The seq an events cursor of `request_id` pages before; CursorError otherwise."""
     content = _cursor_content(cursor)
     if not isinstance(content, dict) or set(content) != {"request_id", "before"} or \
             type(content["before"]) is not int or content["before"] < 2:
-        raise ValidationError("next", "is not a cursor returned by this API")
+        raise CursorError("is not a cursor returned by this API")
     if content["request_id"] != request_id:
-        raise ValidationError("next", "belongs to another request")
+        raise CursorError("belongs to another request")
     return content["before"]
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+
+def token(token_id):
+    """The stored token `token_id` (its secret's hash, role, scope, expiry), or None."""
+    try:
+        return TokenModel.get(token_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def stamp_token_use(record, now, every):
+    """Record when the token was last used, at most once per `every`: the condition makes concurrent
+    calls write once, and a busy token costs one write a minute, not one per call. Best effort: a
+    failed stamp never fails the call it belongs to."""
+    if record.last_used_at is not None and now - record.last_used_at < every:
+        return
+    stale = TokenModel.last_used_at.does_not_exist() | (TokenModel.last_used_at <= now - every)
+    try:
+        record.update(actions=[TokenModel.last_used_at.set(now)], condition=stale)
+    except UpdateError as exc:
+        if not _condition_failed(exc):
+            log_event(logger, "token use not recorded", level=logging.WARNING, token_id=record.token_id,
+                      error=f"{type(exc).__name__}: {exc}")
+
+
+def save_token(token_id, secret_sha256, role, contract_id, created_by, now, expires_at):
+    """Store a new token's hash (never the token) and return its record."""
+    record = TokenModel(token_id, secret_sha256=secret_sha256, role=role, contract_id=contract_id,
+                        created_at=now, created_by=created_by, expires_at=expires_at)
+    record.save(condition=TokenModel.token_id.does_not_exist())
+    return record
+
+
+def tokens_page(limit, start_key=None):
+    """One page of stored tokens (a Scan of the small tokens table): (records, last key or None)."""
+    result = TokenModel.scan(limit=limit, last_evaluated_key=start_key)
+    records = list(result)
+    return records, result.last_evaluated_key
+
+
+def delete_token(token_id):
+    """Delete a stored token; False when there was none."""
+    try:
+        TokenModel.get(token_id).delete()
+    except DoesNotExist:
+        return False
+    return True
 
 
 # --- idempotency ---------------------------------------------------------------------------------
@@ -497,6 +587,28 @@ def new_tally_run(started_at, day):
     """A nightly run starting at `started_at` (of `day`, or each contract's previous local day); not
     stored until the run saves where it stands."""
     return TallyRunModel(TALLY_RUNS, utc_key(started_at), started_at=started_at, date=day.isoformat() if day else None)
+
+
+def save_tally(contract_id, tally, now):
+    """Store one day's tally, its penalties not yet capped (the month's cap is applied after)."""
+    TallyModel(contract_id, tally.date, tally=tally.as_dict(), penalties_raw=tally.penalties_raw,
+               penalties=tally.penalties_raw, computed_at=now).save()
+
+
+def cap_tally(item, allowed):
+    """Set a stored day's penalties to what the month's cap allows."""
+    item.update(actions=[TallyModel.penalties.set(allowed)])
+
+
+def outages_overlapping(contract_id, start, end):
+    """The contract's recorded outages that overlap [start, end]."""
+    return [o for o in outages_of(contract_id) if o.start <= utc_key(end) and o.end >= utc_key(start)]
+
+
+def new_outage(contract_id, start, end, description, now, by):
+    """An outage record, not yet stored (`replace_outages` stores it in place of those it merges)."""
+    return OutageModel(contract_id, utc_key(start), end=utc_key(end), description=description, recorded_at=now,
+                       recorded_by=by)
 
 
 def tally_runs():

@@ -2,7 +2,7 @@
 import math
 from datetime import UTC, timedelta
 
-from chalicelib.clock import PROGRESS_UPDATE
+from chalicelib.core.clock import PROGRESS_UPDATE
 
 
 def iso(dt, tz):

@@ -4,7 +4,7 @@ Pure rendering: no AWS and no clock. The caller passes every value already forma
 `render` only localizes the raw priority and metric, derives the optional blocks (greeting, note,
 first-response promise) and escapes for HTML, so the template files hold no logic.
 
-Templates live in `chalicelib/templates/<language>/<kind>.{subject.txt,txt,html}` (Chalice packages
+Templates live in `chalicelib/core/templates/<language>/<kind>.{subject.txt,txt,html}` (Chalice packages
 everything under chalicelib/) and are read once per process.
 """
 import html

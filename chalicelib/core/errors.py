@@ -37,3 +37,8 @@ class ForbiddenError(SlaError):
 
 class UnauthorizedError(SlaError):
     code = "UnauthorizedError"
+
+
+class CursorError(ValueError):
+    """A paging cursor this API did not hand out for that listing. The caller knows which parameter
+    carried it and reports it (400 naming it)."""

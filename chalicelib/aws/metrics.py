@@ -12,10 +12,10 @@ API) never loads it.
 """
 import json
 import logging
-import os
 import threading
 from collections import defaultdict
 
+from chalicelib import settings
 from chalicelib.logs import log_event
 
 NAMESPACE = "SLAClock"
@@ -25,7 +25,7 @@ logger = logging.getLogger("sla_clock.metrics")
 
 
 def stage():
-    return os.environ.get("SLA_STAGE") or "local"
+    return settings.current().stage
 
 
 def use_writer(write):

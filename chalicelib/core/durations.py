@@ -2,7 +2,7 @@
 import re
 from dataclasses import dataclass
 
-from chalicelib.errors import ValidationError
+from chalicelib.core.errors import ValidationError
 
 _DURATION = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|wd)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600}

@@ -1,0 +1,116 @@
+"""Use cases of contracts: read, write a new version, preview a request's deadlines, and the
+background re-evaluation of open requests after a change. `now` is always an argument."""
+import json
+
+from chalicelib.aws import records, store
+from chalicelib.core.clock import Event, RequestFacts, evaluate
+from chalicelib.core.documents import contract_document, preview_document
+from chalicelib.core.errors import ConflictError
+from chalicelib.core.fields import check_contract_id
+from chalicelib.core.intake import parse_preview
+from chalicelib.core.policy import parse_contract
+
+
+def latest_contract_of(principal, contract_id):
+    """The latest version of a contract the caller may see (400 bad id, 403 another's, 404 none)."""
+    check_contract_id(contract_id)
+    principal.require_contract(contract_id)
+    return records.latest_record(contract_id)
+
+
+def _contract_document(principal, record, now):
+    """The stored document, with the status of this year's and next year's holiday schedule."""
+    calendar = records.policy_of(record).calendar
+    year = now.astimezone(calendar.tz).year
+    return contract_document(record, {str(y): calendar.year_status(y) for y in (year, year + 1)},
+                             for_client=principal.is_client)
+
+
+def get_contract(principal, contract_id, now):
+    return _contract_document(principal, latest_contract_of(principal, contract_id), now)
+
+
+def put_contract(principal, contract_id, body, now):
+    """Create or replace a contract. Returns (document, created).
+
+    Everything that can refuse the document runs before the write, so a refused one stores nothing:
+    the limits of a new document, and the parse every later reader makes of the stored form. Costs
+    the same however many requests are open: they are re-evaluated under the new version in the
+    background (`schedule_reevaluation`), while reads evaluate with the latest version at once.
+    """
+    check_contract_id(contract_id)
+    document, _ = parse_contract(body, admitted_at=now)
+    _, policy = parse_contract(json.loads(json.dumps(document)))  # the stored form, as readers will parse it
+
+    def write_next_version():
+        previous = store.latest_contract(contract_id)
+        if previous is not None:
+            _refuse_dropping_what_open_requests_use(contract_id, previous, policy)
+        _refuse_queues_of_other_contracts(contract_id, policy)
+        version = int(previous.version) + 1 if previous else 1
+        return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
+
+    previous, record = store.retrying(write_next_version, "the contract")
+    if previous is not None:
+        schedule_reevaluation(contract_id, now)
+    return _contract_document(principal, record, now), previous is None
+
+
+# What an open request uses of its contract: the look-up that finds one, its attribute, and the way out.
+_IN_USE = {
+    "priorities": (store.an_open_request_with_priority, "current_priority", "has priority",
+                   "reprioritize or resolve it first"),
+    "categories": (store.an_open_request_in_category, "category", "is in category", "resolve it first"),
+}
+
+
+def _refuse_dropping_what_open_requests_use(contract_id, previous, policy):
+    """A version may not drop a priority or category that open requests still use: they would lose
+    their targets (or silently fall back to the priority's). Only a version that drops one pays for
+    the look-up."""
+    for field, (look_up, attribute, says, way_out) in _IN_USE.items():
+        dropped = set(previous.document.get(field) or {}) - set(getattr(policy, field))
+        stuck = look_up(contract_id, dropped) if dropped else None
+        if stuck is not None:
+            raise ConflictError(f"{field}: open request {stuck.request_id} {says} {getattr(stuck, attribute)!r}, "
+                                f"which this version drops; {way_out}")
+
+
+def _refuse_queues_of_other_contracts(contract_id, policy):
+    """An Amazon Connect queue feeds one contract: its contact records could not be told apart. Only a
+    version that lists queues pays for reading the other contracts."""
+    if not policy.amazon_connect_queues:
+        return
+    for other in store.contract_ids():
+        record = store.latest_contract(other) if other != contract_id else None
+        listed = (record.document.get("amazon_connect") or {}).get("queue_ids") or [] if record else []
+        shared = sorted(policy.amazon_connect_queues.intersection(listed))
+        if shared:
+            raise ConflictError(f"amazon_connect.queue_ids: queue {shared[0]} already feeds contract {other}")
+
+
+def schedule_reevaluation(contract_id, now):
+    """Re-evaluate the contract's open requests in the background: the scanner drains the job a page
+    at a time, so warnings and alerts follow the new version within a few scans."""
+    store.start_job(store.REEVALUATE, contract_id, now)
+
+
+def reevaluate_page(job, now):
+    """One page of a re-evaluation job: refresh each open request's cached fields under the latest
+    version and make it due at once when something already came due. Returns (requests, finished)."""
+    policy = records.policy_of(records.latest_record(job.subject))
+    items, next_key = store.open_requests_page(job.subject, job.cursor)
+    for item in items:
+        state = records.state_of(item, policy, now)
+        store.refresh_cache(item, records.cache_after_write(item, policy, state, now))
+    return len(items), store.advance_job(job, next_key)
+
+
+def preview(principal, contract_id, body, now):
+    """POST /contracts/{id}/preview: the deadlines a request would get, checked like one; nothing stored."""
+    policy = records.policy_of(latest_contract_of(principal, contract_id))
+    new = parse_preview(body, policy, principal.role, now)
+    facts = RequestFacts(priority=new.priority, designated=new.channel is None or policy.is_designated(new.channel),
+                         received_at=new.received_at, category=new.category)
+    state = evaluate(policy, facts, [Event(seq=1, type="received", at=new.received_at)], now)
+    return preview_document(state, policy)

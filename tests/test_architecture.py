@@ -1,0 +1,70 @@
+"""The layering is enforced by `make lint`, not by goodwill: a copy of the code with one violation
+planted must fail the same checks (import-linter's contracts in pyproject.toml, ruff's bans in
+chalicelib/core/ruff.toml), and the code as it stands must pass them."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A copy of the package and its lint configuration, importable from tmp_path only."""
+    shutil.copytree(ROOT / "chalicelib", tmp_path / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def lint_imports(tree):
+    return subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=tree, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tree), "PATH": str(BIN)})
+
+
+def ruff(tree, *paths):
+    return subprocess.run([str(BIN / "ruff"), "check", "--no-cache", *paths], cwd=tree, capture_output=True,
+                          text=True)
+
+
+def plant(tree, module, line):
+    path = tree / module
+    path.write_text(path.read_text() + f"\n{line}\n")
+
+
+def test_the_code_as_it_stands_keeps_every_layer_contract(tree):
+    result = lint_imports(tree)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("module, line, reported", [
+    # A core module importing boto3: the core would no longer be pure.
+    ("chalicelib/core/clock.py", "import boto3", ["chalicelib.core is not allowed to import boto3",
+                                                 "chalicelib.core.clock -> boto3"]),
+    # A use case importing PynamoDB itself instead of going through the store.
+    ("chalicelib/reporting.py", "from pynamodb.models import Model",
+     ["chalicelib.reporting is not allowed to import pynamodb", "chalicelib.reporting -> pynamodb"]),
+    # The store reaching up into a use case.
+    ("chalicelib/aws/store.py", "from chalicelib import scanner", ["chalicelib.aws.store -> chalicelib.scanner"]),
+], ids=["core-imports-boto3", "use-case-imports-pynamodb", "store-imports-a-use-case"])
+def test_an_import_across_the_layers_fails_the_lint_naming_it(tree, module, line, reported):
+    plant(tree, module, f"{line}  # noqa: E402, F401")
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    for words in reported:
+        assert words in result.stdout
+
+
+def test_the_core_reading_the_clock_or_the_environment_fails_the_lint(tree):
+    (tree / "chalicelib/core/probe.py").write_text(
+        "import os\nfrom datetime import datetime\n\n\ndef stamp():\n"
+        "    return datetime.now(), os.environ.get(\"SLA_STAGE\")\n")
+    result = ruff(tree, "chalicelib/core/probe.py")
+    assert result.returncode != 0
+    assert "`datetime.datetime.now` is banned" in result.stdout
+    assert "`os.environ` is banned" in result.stdout
+    assert ruff(tree, "chalicelib/scanner.py").returncode == 0  # the bans are the core's alone
