@@ -96,10 +96,11 @@ def check_contract_id(contract_id, name="contract_id"):
 
 def page_start(params, decode, *args, name="next"):
     """Where a listing resumes: `decode`(the cursor in parameter `name`, *args), or None without one.
-    A cursor the listing did not hand out is a 400 naming the parameter."""
-    cursor = params.get(name)
-    if not cursor:
+    A cursor the listing did not hand out is a 400 naming the parameter, an empty one included: a
+    client that sends back the null `next` of a last page would otherwise read the first page again."""
+    if name not in params:
         return None
+    cursor = params[name]
     try:
         return decode(cursor, *args)
     except CursorError as exc:
