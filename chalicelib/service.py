@@ -8,7 +8,7 @@ import uuid
 from datetime import date, timedelta
 from functools import lru_cache
 
-from chalicelib import alerts, auth, metrics, notify, store
+from chalicelib import alerts, auth, metrics, notify, store, webhooks
 from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate, freeze, resolved_state
 from chalicelib.documents import (
     contract_document,
@@ -124,7 +124,9 @@ def put_contract(principal, contract_id, body, now):
     background (`schedule_reevaluation`), while reads evaluate with the latest version at once.
     """
     check_contract_id(contract_id)
-    document, _ = parse_contract(body, admitted_at=now)
+    document, _ = parse_contract(body, admitted_at=now, allow_local_webhooks=webhooks.local_allowed())
+    if document["webhooks"]:  # the secrets go to Parameter Store; "****" keeps the latest version's
+        document = webhooks.with_stored_secrets(contract_id, document, store.latest_contract(contract_id))
     _, policy = parse_contract(json.loads(json.dumps(document)))  # the stored form, as readers will parse it
 
     def write_next_version():
@@ -390,7 +392,8 @@ def _create_request(principal, body, now, idempotency=None):
     state = evaluate(policy, facts_of(item), clock_events(item), now)
     for name, value in _cache_after_write(item, policy, state, now, written_for=new.received_at).items():
         setattr(item, name, value)
-    outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
+    outbox = [notify.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now),
+              *webhooks.entries(item, policy, "received", "received", new.received_at, now)]
     store.create_request(item, event, outbox, now, idempotency)
     metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
     notify.deliver_quietly(outbox, now)
@@ -415,6 +418,8 @@ def post_event(principal, request_id, body, now):
         model = _event_model(item.request_id, event, principal.token_id, new.note)
         notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
         outbox = [notify.outbox_entry(item, notice, policy, now)] if notice else []
+        if event.type == "resolve":
+            outbox += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)
         store.append_event(item, model, _cache_after_write(item, policy, state, now, written_for=new.at), outbox)
         notify.deliver_quietly(outbox, now)
         return _single_document(principal, item, state, policy, _events_page(item))
