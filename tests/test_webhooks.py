@@ -4,12 +4,14 @@ the destinations refused at PUT and again after DNS resolution."""
 import copy
 import hashlib
 import hmac
+import importlib.util
 import json
 import socket
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -18,6 +20,11 @@ from test_scanner import REQUEST, local
 from chalicelib import metrics, scanner, webhooks
 from chalicelib.tables import NotificationModel
 from conftest import DEMO_CONTRACT
+
+_script = importlib.util.spec_from_file_location(
+    "webhook_receiver", Path(__file__).resolve().parent.parent / "scripts" / "webhook_receiver.py")
+receiver_script = importlib.util.module_from_spec(_script)
+_script.loader.exec_module(receiver_script)
 
 SECRET = "whsec-0123456789abcdef"
 ALL_EVENTS = ["received", "warning", "breach", "progress_reminder", "resolved"]
@@ -136,6 +143,18 @@ def test_a_new_request_is_posted_signed_by_the_next_scan(hooked, receiver, clock
     assert body == {"id": delivery["headers"]["SLA-Delivery"], "type": "received", "request_id": request_id,
                     "contract_id": "acme", "at": "2026-11-23T10:00:00+08:00"}
     assert delivery["headers"]["Content-Type"] == "application/json; charset=utf-8"
+
+
+def test_the_local_receiver_script_verifies_a_real_delivery_and_refuses_a_forged_one(hooked, receiver, clock):
+    _, agent, _ = hooked
+    create(agent)
+    scan(clock, local(23, 10))
+    [delivery] = receiver.deliveries
+    header, body, now = delivery["headers"]["SLA-Signature"], delivery["body"], local(23, 10).timestamp()
+    assert receiver_script.verify(SECRET, header, body, now) == (True, "verified")
+    assert receiver_script.verify(SECRET, header, body.replace(b"received", b"resolved"), now)[0] is False
+    assert receiver_script.verify("another-secret-0000", header, body, now)[0] is False
+    assert receiver_script.verify(SECRET, header, body, now + 3600) == (False, "signed 3600 s ago")
 
 
 def test_warnings_breaches_and_the_resolve_are_posted_with_their_metric_and_deadline(hooked, receiver, clock):
