@@ -220,11 +220,12 @@ def _visit(work, request_id):
     created = []
     for notification in alerts.due_notifications(policy, item, state, now, since):
         email = [notify.outbox_entry(item, notification, policy, now)] if notification.recipients else []
-        for entry in email + webhooks.for_alert(item, policy, notification, now):
+        for position, entry in enumerate(email + webhooks.for_alert(item, policy, notification, now)):
             if notify.enqueue(entry):
                 created.append(entry)
                 work.fresh[(entry.request_id, entry.key)] = entry
-                if notification.kind == "breach" and entry.kind == notification.kind:
+                # A breach counts once: with its first entry (the email; the first webhook's when none).
+                if notification.kind == "breach" and position == 0:
                     work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
                                      Metric=notification.metric)
     report.count("created", len(created))
