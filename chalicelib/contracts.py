@@ -2,7 +2,7 @@
 background re-evaluation of open requests after a change. `now` is always an argument."""
 import json
 
-from chalicelib.aws import records, store
+from chalicelib.aws import records, store, webhooks
 from chalicelib.core.clock import Event, RequestFacts, evaluate
 from chalicelib.core.documents import contract_document, preview_document
 from chalicelib.core.errors import ConflictError
@@ -39,7 +39,9 @@ def put_contract(principal, contract_id, body, now):
     background (`schedule_reevaluation`), while reads evaluate with the latest version at once.
     """
     check_contract_id(contract_id)
-    document, _ = parse_contract(body, admitted_at=now)
+    document, _ = parse_contract(body, admitted_at=now, allow_local_webhooks=webhooks.local_allowed())
+    if document["webhooks"]:  # the secrets go to Parameter Store; "****" keeps the latest version's
+        document = webhooks.with_stored_secrets(contract_id, document, store.latest_contract(contract_id))
     _, policy = parse_contract(json.loads(json.dumps(document)))  # the stored form, as readers will parse it
 
     def write_next_version():

@@ -5,7 +5,7 @@ import json
 import uuid
 from datetime import timedelta
 
-from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.aws import metrics, outbox, records, store, webhooks
 from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, STATUSES, Event
 from chalicelib.core.documents import event_document, request_document
@@ -115,7 +115,8 @@ def _create_request(principal, body, now, idempotency=None):
     state = records.state_of(item, policy, now)
     for name, value in records.cache_after_write(item, policy, state, now, written_for=new.received_at).items():
         setattr(item, name, value)
-    entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now)]
+    entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now),
+               *webhooks.entries(item, policy, "received", "received", new.received_at, now)]
     store.create_request(item, event, entries, now, idempotency)
     metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
     outbox.deliver_quietly(entries, now)
@@ -140,6 +141,8 @@ def post_event(principal, request_id, body, now):
         model = records.event_record(item.request_id, event, principal.token_id, new.note)
         notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
         entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
+        if event.type == "resolve":
+            entries += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)
         cache = records.cache_after_write(item, policy, state, now, written_for=new.at)
         store.append_event(item, model, cache, entries)
         outbox.deliver_quietly(entries, now)

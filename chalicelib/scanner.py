@@ -7,9 +7,11 @@ One scan, within its time budget:
    due since its last check (one catch-up alert per metric after a gap), created in the outbox.
 3. Sending: this scan's new notifications and every retry whose time has come, breach alerts
    first and earlier deadlines first, paced to the SES account's maximum send rate: each gets a send
-   slot in that order (chalicelib/pacing.py) until no slot is left before the budget ends. A retried
-   provider alert is re-checked against the request's current state: one that no longer holds is
-   recorded as superseded, never sent.
+   slot in that order (chalicelib/pacing.py) until no slot is left before the budget ends. Webhook
+   deliveries take no SES slot; each attempt is cut at its own timeout (webhooks.TIMEOUT, well
+   inside the margin the budget keeps before the function's timeout). A retried provider alert is
+   re-checked against the request's current state: one that no longer holds is recorded as
+   superseded, never sent.
 
 Reads grow with the work, not the table: the sparse `due_for_check` index holds only open requests
 with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
@@ -36,7 +38,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from chalicelib import contracts
-from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.aws import metrics, outbox, records, store, webhooks
 from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
 from chalicelib.budget import Budget
 from chalicelib.core import alerts
@@ -89,6 +91,7 @@ class _Scan:
         self._contracts_lock = threading.Lock()
         self.fresh = {}  # (request_id, key) of notifications created by this scan: no re-check needed
         self.metrics = metrics.Collector()
+        self.secrets = webhooks.Secrets()  # webhook secrets, read once per scan
 
     def latest_policy(self, contract_id):
         """Each contract is read once per scan, by the first worker to ask; others asking for it wait
@@ -128,8 +131,9 @@ def scan(now, budget=None, workers=WORKERS, pace=None):
         created = _run(pool, _due_requests(now, work.report), lambda key: _visit(work, key.request_id),
                        budget.share(DUE_SHARE), work, "request")
         to_send = _send_order([entry for batch in created if batch for entry in batch], now, work)
-        if to_send:  # the rate is asked for only when there is something to send
+        if any(not outbox.is_webhook(entry) for entry in to_send):  # the rate is asked for only when it is needed
             pace = pace or TokenBucket(outbox.max_send_rate(), until=budget)
+        if to_send:
             _run(pool, _paced(to_send, pace, work.report), lambda ticket: _send(work, ticket), budget, work,
                  "notification")
     report = work.report
@@ -209,13 +213,15 @@ def _visit(work, request_id):
     since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
     created = []
     for notification in alerts.due_notifications(policy, item, state, now, since):
-        entry = outbox.outbox_entry(item, notification, policy, now)
-        if outbox.enqueue(entry):
-            created.append(entry)
-            work.fresh[(entry.request_id, entry.key)] = entry
-            if notification.kind == "breach":
-                work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
-                                 Metric=notification.metric)
+        email = [outbox.outbox_entry(item, notification, policy, now)] if notification.recipients else []
+        for position, entry in enumerate(email + webhooks.for_alert(item, policy, notification, now)):
+            if outbox.enqueue(entry):
+                created.append(entry)
+                work.fresh[(entry.request_id, entry.key)] = entry
+                # A breach counts once: with its first entry (the email; the first webhook's when none).
+                if notification.kind == "breach" and position == 0:
+                    work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
+                                     Metric=notification.metric)
     report.count("created", len(created))
     store.refresh_cache(item, records.cache_fields(item, state, checked_until=now))
     return created
@@ -248,39 +254,68 @@ class _Ticket(NamedTuple):
 
 
 def _paced(entries, pace, report):
-    """Each entry with a send slot, reserved in this (urgency) order, while slots remain in the budget."""
+    """Each email with a send slot, reserved in this (urgency) order, while slots remain in the budget;
+    webhook deliveries without one (SES's rate is not theirs; the scan's budget still bounds them)."""
+    slots_left = pace is not None
     for entry in entries:
-        slot = pace.reserve()
+        if outbox.is_webhook(entry):
+            yield _Ticket(entry, None)
+            continue
+        slot = pace.reserve() if slots_left else None
         if slot is None:
-            report.left_over = True
-            return
+            report.left_over, slots_left = True, False
+            continue
         yield _Ticket(entry, slot)
 
 
 def _send(work, ticket):
     candidate, slot = ticket
-    entry, prepare = work.fresh.get((candidate.request_id, candidate.key)), None
-    if entry is None:
+    entry = work.fresh.get((candidate.request_id, candidate.key))
+    retried = entry is None
+    if retried:
         entry = outbox.stored_entry(candidate.request_id, candidate.key)
         work.report.count("items_read")
-        prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
-    outcome = outbox.deliver(entry, work.now, prepare, slot)
+    if outbox.is_webhook(entry):
+        outcome = webhooks.deliver(entry, work.now, lambda e: _webhook_target(work, e, retried), work.secrets)
+    else:
+        prepare = (lambda e: _current_email(work, e)) if retried and entry.kind in PROVIDER_KINDS else None
+        outcome = outbox.deliver(entry, work.now, prepare, slot)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
 
 
-def _current(work, entry):
-    """A retried provider alert as it reads now, or None when it no longer holds."""
-    item = store.get_request(entry.request_id)
+def _current(work, request_id, key):
+    """The provider alert `key` of a request as it reads now (and the policy it was read under), or
+    None when it no longer holds."""
+    item = store.get_request(request_id)
     work.report.count("items_read")
     if item is None:
         return None
     policy = work.policy_for(item)
     state = records.state_of(item, policy, work.now)
-    notification = alerts.current_notification(policy, item, state, entry.key, work.now)
-    if notification is None:
+    notification = alerts.current_notification(policy, item, state, key, work.now)
+    return (notification, policy) if notification is not None else None
+
+
+def _current_email(work, entry):
+    """A retried provider alert email as it reads now, or None when it no longer holds."""
+    current = _current(work, entry.request_id, entry.key)
+    if current is None:
         return None
+    notification, policy = current
     return notification.recipients, notification.rendered(policy.notify.language)
+
+
+def _webhook_target(work, entry, retried):
+    """The webhook a delivery goes to: the contract's latest version must still list it for the
+    event (its secret is the one stored now), and a retried provider alert must still hold."""
+    hook = webhooks.subscribed(work.latest_policy(entry.contract_id), entry)
+    if hook is None:
+        return None
+    if retried and webhooks.event_of(entry) in PROVIDER_KINDS and _current(
+            work, entry.request_id, webhooks.alert_key_of(entry)) is None:
+        return None
+    return hook
 
 
 def _reevaluate(work, budget):

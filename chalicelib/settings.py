@@ -26,6 +26,11 @@ class Settings:
     eml_dir: str | None = None  # SLA_EML_DIR: keep a copy of every email SES accepted (make run)
     admin_token: str | None = None  # SLA_ADMIN_TOKEN: the bootstrap admin token (dev, tests, make run)
     admin_token_parameter: str | None = None  # SLA_ADMIN_TOKEN_PARAMETER: its SSM SecureString (prod)
+    allow_local_webhooks: str | None = None  # SLA_ALLOW_LOCAL_WEBHOOKS: "1" also allows http to loopback
+
+    @property
+    def local_webhooks_allowed(self):
+        return self.allow_local_webhooks == "1"
 
 
 VARIABLES = {
@@ -40,6 +45,7 @@ VARIABLES = {
     "eml_dir": "SLA_EML_DIR",
     "admin_token": "SLA_ADMIN_TOKEN",
     "admin_token_parameter": "SLA_ADMIN_TOKEN_PARAMETER",
+    "allow_local_webhooks": "SLA_ALLOW_LOCAL_WEBHOOKS",
 }
 
 

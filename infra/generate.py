@@ -333,6 +333,10 @@ def _business_alarms(api_stage):
             _sub(f"{APP_NAME} ${{Stage}}: a notification was marked failed: SES rejected it, or it kept "
                  "failing for 24 hours (NotificationsFailed)"),
             "NotificationsFailed", METRIC_NAMESPACE, stage),
+        "WebhooksFailedAlarm": _alarm(
+            _sub(f"{APP_NAME} ${{Stage}}: a webhook delivery was marked failed: its receiver gave no 2xx answer "
+                 "for 24 hours (WebhooksFailed)"),
+            "WebhooksFailed", METRIC_NAMESPACE, stage),
         "NotificationsBouncedAlarm": _alarm(
             _sub(f"{APP_NAME} ${{Stage}}: an accepted notification bounced (NotificationsBounced, from SES's "
                  "bounce events)"),
@@ -382,7 +386,7 @@ def dashboard(log_groups, api_stage):
         _metric_widget("Breaches by metric and priority", [_search("Breaches", "Metric", "Priority")], 0, 0),
         _metric_widget("Warnings and notifications", [
             _ours("WarningsSent"), _ours("NotificationsSent"), _ours("NotificationsFailed"),
-            _ours("NotificationsBounced")], 12, 0),
+            _ours("NotificationsBounced"), _ours("WebhooksDelivered"), _ours("WebhooksFailed")], 12, 0),
         _metric_widget("Scan lag and duration", [
             _ours("ScanLagSeconds", label="lag (s)"),
             _ours("ScanDuration", label="duration (ms)", yAxis="right")], 0, 6, stat="Maximum",

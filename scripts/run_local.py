@@ -12,6 +12,8 @@
    ("metrics: SLAClock Stage=local ContractId=demo: RequestsReceived=1") and written in full, one
    JSON document a line, to `SLA_METRICS_FILE` (default .run/metrics.jsonl), named in the banner.
    `scripts/ses_event.py bounce <request_id>` replays an SES event against this server's moto.
+7. Webhooks may go to plain http on loopback (`SLA_ALLOW_LOCAL_WEBHOOKS=1`): `scripts/webhook_receiver.py`
+   receives and checks them.
 
 Ctrl-C or SIGTERM stops everything and exits 0. Everything lives in memory: a restart starts afresh.
 """
@@ -55,6 +57,7 @@ def prepare_environment(environ, chalice_env):
     environ.setdefault("SLA_STAGE", "local")  # the metrics' Stage dimension
     environ.setdefault("SLA_METRICS_FILE", str(ROOT / ".run" / "metrics.jsonl"))
     environ.setdefault("SLA_EML_DIR", str(ROOT / "outbox"))  # every email SES accepted, as .eml (git-ignored)
+    environ.setdefault("SLA_ALLOW_LOCAL_WEBHOOKS", "1")  # webhooks may go to a receiver on this machine
     for key, value in chalice_env.items():
         environ.setdefault(key, value)
     if environ.get("SLA_ADMIN_TOKEN"):
@@ -202,6 +205,7 @@ def banner(urls, admin_token, generated, seeded):
         f"  emails        written to {os.environ['SLA_EML_DIR']}/ and listed here as they are sent",
         f"  metrics       one line each here (\"metrics: ...\"); the EMF documents in {os.environ['SLA_METRICS_FILE']}",
         "  SES events    .venv/bin/python scripts/ses_event.py bounce|delivery|complaint <request_id>",
+        "  webhooks      .venv/bin/python scripts/webhook_receiver.py --secret <secret>  (see docs/local.md)",
         f"  calendar      {urls['api']}/contracts/{seeded['contract_id']}/calendar (JSON, any token) and "
         f"{urls['api']}/contracts/{seeded['contract_id']}/calendar.ics?token=$CLIENT (subscribe)",
         "",

@@ -125,10 +125,10 @@ def test_a_document_whose_stored_form_would_not_parse_is_refused_before_anything
     assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
     parse = contracts.parse_contract
 
-    def stored_form_breaks(doc, version=0, admitted_at=None, overrides=None):
+    def stored_form_breaks(doc, version=0, admitted_at=None, overrides=None, **options):
         if admitted_at is None:  # what every reader of the stored version does
             raise ValidationError("calendar", "does not read back")
-        return parse(doc, version, admitted_at, overrides)
+        return parse(doc, version, admitted_at, overrides, **options)
 
     monkeypatch.setattr(contracts, "parse_contract", stored_form_breaks)
     assert refused(*admin.put("/contracts/acme", contract(name="v2")), "calendar")

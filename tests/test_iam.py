@@ -23,7 +23,7 @@ import yaml
 from chalice.app import ScheduledEventConfig
 from chalice.test import Client
 
-from chalicelib.aws import outbox, parameters, tables
+from chalicelib.aws import outbox, parameters, tables, webhooks
 from chalicelib.aws.tables import NotificationModel
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
@@ -139,8 +139,9 @@ def required_permissions(stage, service, operation, params):
         return needs
     if service == "ses" and operation == "GetSendQuota":
         return [("ses:GetSendQuota", ["*"])]  # an account-level read: IAM scopes it to no resource
-    if service == "ssm" and operation == "GetParameter":
-        return [("ssm:GetParameter", [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{params['Name'].lstrip('/')}"])]
+    if service == "ssm" and operation in ("GetParameter", "PutParameter"):
+        name = params["Name"].lstrip("/").split(":", 1)[0]  # "name:3" selects a version of parameter "name"
+        return [(f"ssm:{operation}", [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}"])]
     raise AssertionError(f"the code calls {service}:{operation}, which this test cannot map to IAM yet: add it "
                          "here and to .chalice/policy-*.json")
 
@@ -210,6 +211,8 @@ CONTACT_RECORD = {"ContactId": "c-2", "Channel": "VOICE", "DisconnectTimestamp":
                   "Queue": {"ARN": f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/i-1/queue/{QUEUE}",
                             "EnqueueTimestamp": "2026-11-23T01:31:00Z"},
                   "Agent": {"ConnectedToAgentTimestamp": "2026-11-23T01:31:20Z"}}
+WEBHOOK = {"url": "https://hooks.customer.example/sla", "events": ["received", "breach"],
+           "secret": "whsec-0123456789abcdef"}
 SCHEDULE = {"holidays": ["2027-01-01"], "workdays": ["2027-02-20"], "source": "illustrative"}
 
 
@@ -219,7 +222,7 @@ def representative_flow(app, chalice_client, traveller):
     admin = JsonClient(chalice_client.http, ADMIN_TOKEN)
     assert admin.get("/health")[0] == 200
     assert admin.put("/contracts/acme", {**DEMO_CONTRACT, "interactions": CHANNELS,
-                                         "amazon_connect": {"queue_ids": [QUEUE]}})[0] == 201
+                                         "amazon_connect": {"queue_ids": [QUEUE]}, "webhooks": [WEBHOOK]})[0] == 201
     assert admin.get("/contracts/acme")[0] == 200
     tokens = {}
     for role in ("agent", "client"):
@@ -321,6 +324,8 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
         monkeypatch.delenv("SLA_ADMIN_TOKEN")
     from app import app
 
+    posted = []  # webhook deliveries answered here: the flow needs their secrets, not the network
+    monkeypatch.setattr(webhooks, "post", lambda url, body, headers, allow_local: posted.append(url) or 204)
     recorder = Recorder()
     recorder.install(monkeypatch)
     with Client(app, stage_name=stage) as chalice_client:  # the stage's variables inside each call
@@ -336,7 +341,9 @@ def test_every_aws_call_of_a_representative_flow_is_allowed_by_the_stage_policy(
     sends = [params for service, operation, params in recorder.calls if operation == "SendRawEmail"]
     assert {params.get("ConfigurationSetName") for params in sends} == {env["SLA_SES_CONFIGURATION_SET"]}
     assert ("ses", "GetSendQuota") in operations  # each scan reads the account's send rate
-    assert (("ssm", "GetParameter") in operations) == ("SLA_ADMIN_TOKEN_PARAMETER" in env)
+    parameters = {params["Name"] for service, operation, params in recorder.calls if service == "ssm"}
+    assert (env.get("SLA_ADMIN_TOKEN_PARAMETER") in parameters) == ("SLA_ADMIN_TOKEN_PARAMETER" in env)
+    assert {("ssm", "PutParameter"), ("ssm", "GetParameter")} <= operations and posted  # webhook secrets
 
     document = policy(stage)
     refused = []
@@ -390,6 +397,11 @@ def test_the_policy_names_only_the_stage_s_own_resources(stage):
     for action in ("DeleteTable", "CreateTable", "UpdateTable", "Scan", "PartiQLSelect", "ExportTableToPointInTime"):
         assert not allowed(document, f"dynamodb:{action}", f"{table}{prefix}requests"), action
     assert allowed(document, "dynamodb:Scan", f"{table}{prefix}contracts")  # the nightly tally lists contracts
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/sla-clock/"
+    for action in ("ssm:GetParameter", "ssm:PutParameter"):  # webhook secrets: the stage's own only
+        assert allowed(document, action, f"{parameter}{stage}/webhooks/acme/0123456789ab")
+        assert not allowed(document, action, f"{parameter}{other}/webhooks/acme/0123456789ab")
+    assert not allowed(document, "ssm:PutParameter", f"{parameter}{stage}/admin-token")
     sender = env["SLA_DEFAULT_SENDER"]
     domain = sender.rpartition("@")[2]
     for action in ("ses:SendEmail", "ses:SendRawEmail"):

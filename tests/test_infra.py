@@ -438,6 +438,7 @@ BUSINESS_ALARMS = {  # alarm: (metric, statistic, threshold, comparison, missing
     "NotificationsFailedAlarm": ("NotificationsFailed", "Sum", 1, "GreaterThanOrEqualToThreshold", "notBreaching"),
     "NotificationsBouncedAlarm": ("NotificationsBounced", "Sum", 1, "GreaterThanOrEqualToThreshold",
                                   "notBreaching"),
+    "WebhooksFailedAlarm": ("WebhooksFailed", "Sum", 1, "GreaterThanOrEqualToThreshold", "notBreaching"),
 }
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import botocore.client
@@ -157,6 +158,11 @@ def test_the_alarms_and_the_dashboard_read_exactly_what_the_functions_print(acme
     printed += emf(capsys.readouterr().out)
     printed += metrics.emit("NotificationsBounced", contract_id="acme")  # as ses_events writes it
     printed += metrics.emit("NotificationsFailed", contract_id="acme")  # as a scan writes it
+    for outcome in ("sent", "failed"):  # as a scan writes what became of a webhook delivery
+        collector = metrics.Collector()
+        collector.delivery(SimpleNamespace(key="webhook|0123456789ab|received", kind="webhook", contract_id="acme"),
+                           outcome)
+        printed += collector.flush()
     published = {(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], metric["Name"], tuple(sorted(names)))
                  for d in printed for metric in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
                  for names in d["_aws"]["CloudWatchMetrics"][0]["Dimensions"]}
@@ -164,7 +170,7 @@ def test_the_alarms_and_the_dashboard_read_exactly_what_the_functions_print(acme
     alarms = [r["Properties"] for r in TEMPLATE["Resources"].values()
               if r.get("Type") == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "SLAClock"]
     assert {a["MetricName"] for a in alarms} == {"ScanLagSeconds", "ScanErrors", "NotificationsFailed",
-                                                 "NotificationsBounced"}
+                                                 "NotificationsBounced", "WebhooksFailed"}
     for alarm in alarms:
         names = tuple(sorted(d["Name"] for d in alarm["Dimensions"]))
         assert ("SLAClock", alarm["MetricName"], names) in published, alarm["MetricName"]
@@ -175,7 +181,7 @@ def test_the_alarms_and_the_dashboard_read_exactly_what_the_functions_print(acme
     ours = [line for line in shown if line[0] == "SLAClock"]
     assert {line[1] for line in ours} == {"WarningsSent", "NotificationsSent", "NotificationsFailed",
                                           "NotificationsBounced", "ScanLagSeconds", "ScanDuration", "ScanDue",
-                                          "ScanErrors", "TallyDuration"}
+                                          "ScanErrors", "TallyDuration", "WebhooksDelivered", "WebhooksFailed"}
     for line in ours:
         dimensions = line[2:-1] if isinstance(line[-1], dict) else line[2:]  # name, value, ..., {options}
         names = tuple(sorted(dimensions[0::2]))

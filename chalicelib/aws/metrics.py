@@ -16,6 +16,7 @@ import threading
 from collections import defaultdict
 
 from chalicelib import settings
+from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
 
 NAMESPACE = "SLAClock"
@@ -50,8 +51,12 @@ class Collector:
             entry[1] = entry[1] + value if unit == COUNT else value
 
     def delivery(self, entry, outcome):
-        """What notify.deliver made of an outbox entry: sent (a warning counts as one too) or failed."""
-        if outcome == "sent":
+        """What notify.deliver (or webhooks.deliver) made of an outbox entry: sent (a warning counts as
+        one too) or failed. Webhook deliveries are counted apart from emails."""
+        if is_delivery(entry.key):
+            if outcome in ("sent", "failed"):
+                self.add("WebhooksDelivered" if outcome == "sent" else "WebhooksFailed", contract_id=entry.contract_id)
+        elif outcome == "sent":
             self.add("NotificationsSent", contract_id=entry.contract_id)
             if entry.kind == "warning":
                 self.add("WarningsSent", contract_id=entry.contract_id)

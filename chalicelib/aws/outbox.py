@@ -12,7 +12,9 @@
    capped at 15 minutes, until 24 hours after the notification was created, then marked failed.
    The only window for a duplicate is a crash between SES accepting and the mark: the lease then
    expires and a later scan sends again.
-4. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
+4. Webhook deliveries (chalicelib/webhooks.py) live in the same outbox: created once, claimed under
+   the same lease (`claim`), retried with the same backoff for 24 hours (`not_sent`), then failed.
+5. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
    `deliver` waits for the send slot it is given, and reports a throttle to it.
 
 Threads: one SES client per process (`ses()`), created before a scan starts its workers; botocore
@@ -33,6 +35,7 @@ from chalicelib.aws import metrics
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of
 from chalicelib.core.alerts import REPORT_URGENCY
 from chalicelib.core.emails import Rendered, build_message
+from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
 
 LEASE = timedelta(minutes=2)
@@ -41,6 +44,7 @@ MAX_BACKOFF = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
 SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
+WEBHOOK_KIND = "webhook"  # outbox entries POSTed to a webhook (chalicelib/webhooks.py)
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
 _last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has answered once
@@ -144,21 +148,13 @@ def deliver(entry, now, prepare=None, slot=None):
     no longer holds. Without it the stored rendering is sent as it is.
     `slot` (a pacing.Slot), when given: waited for right before calling SES, told of a throttle.
     """
-    lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
-    try:
-        entry.update(
-            actions=[NotificationModel.lease_until.set((now + LEASE).timestamp())],
-            condition=(NotificationModel.status == "pending") & lease_free,
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return "busy"  # sent, failed, superseded, or another sender holds the lease
-        raise
+    if not claim(entry, now):
+        return "busy"
     refreshed = {}
     if prepare is not None:
         current = prepare(entry)
         if current is None:
-            return _superseded(entry, now)
+            return superseded(entry, now)
         recipients, rendered = current
         refreshed = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
                      "html": rendered.html}
@@ -182,27 +178,50 @@ def deliver(entry, now, prepare=None, slot=None):
         if slot is not None and is_rate_throttle(exc):
             slot.throttled()
         return _not_sent(entry, attempts, exc, now)
-    entry.update(actions=[
-        NotificationModel.status.set("sent"),
-        NotificationModel.attempts.set(attempts),
-        NotificationModel.sent_at.set(now),
-        NotificationModel.message_id.set(answer.get("MessageId")),
-        NotificationModel.last_error.remove(),
-        NotificationModel.lease_until.remove(),
-        NotificationModel.pending_shard.remove(),
-        NotificationModel.retry_at.remove(),
-    ] + [getattr(NotificationModel, name).set(value) for name, value in refreshed.items()])
+    mark_sent(entry, attempts, now, [NotificationModel.message_id.set(answer.get("MessageId"))]
+              + [getattr(NotificationModel, name).set(value) for name, value in refreshed.items()])
     copy = _keep_copy(entry, message, now)
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
               to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
     return "sent"
 
 
+def claim(entry, now):
+    """Take the entry's short lease: True when this caller may try it now; False when it is sent,
+    failed, superseded, or another sender holds the lease."""
+    lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
+    try:
+        entry.update(
+            actions=[NotificationModel.lease_until.set((now + LEASE).timestamp())],
+            condition=(NotificationModel.status == "pending") & lease_free,
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def mark_sent(entry, attempts, now, more_actions=()):
+    """A claimed entry was accepted (by SES, or a webhook's receiver): it leaves the pending index."""
+    entry.update(actions=[
+        NotificationModel.status.set("sent"),
+        NotificationModel.attempts.set(attempts),
+        NotificationModel.sent_at.set(now),
+        NotificationModel.last_error.remove(),
+        NotificationModel.lease_until.remove(),
+        NotificationModel.pending_shard.remove(),
+        NotificationModel.retry_at.remove(),
+        *more_actions,
+    ])
+
+
 def _rendered(entry):
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
 
 
-def _superseded(entry, now):
+def superseded(entry, now):
+    """A claimed entry no longer tells the truth: recorded as superseded, never sent."""
     entry.update(actions=[
         NotificationModel.status.set("superseded"),
         NotificationModel.superseded_at.set(now),
@@ -261,8 +280,13 @@ def retry_delay(attempts):
 
 
 def _not_sent(entry, attempts, exc, now):
-    kind = classify(exc)
-    error = f"{type(exc).__name__}: {exc}"[:1000]
+    return not_sent(entry, attempts, f"{type(exc).__name__}: {exc}", classify(exc), now)
+
+
+def not_sent(entry, attempts, error, kind, now):
+    """A claimed entry was not accepted (`error`, classified as TRANSIENT, OPERATOR or REJECTED):
+    retried with backoff, or failed once rejected or 24 hours old. Returns "pending" or "failed"."""
+    error = error[:1000]
     final = kind == REJECTED or now >= entry.created_at + GIVE_UP_AFTER
     actions = [
         NotificationModel.attempts.set(attempts),
@@ -286,10 +310,18 @@ def _not_sent(entry, attempts, exc, now):
     return "failed" if final else "pending"
 
 
+def is_webhook(entry):
+    """A webhook delivery (outbox key "webhook|…"), told apart on the pending index's projection too."""
+    return is_delivery(entry.key)
+
+
 def deliver_quietly(entries, now):
-    """Deliver right after an API write. Never raises: the notification stays pending for the scanner."""
+    """Deliver emails right after an API write. Never raises: the notification stays pending for the
+    scanner. Webhook deliveries are left to the scanner: a slow receiver must not slow the API."""
     collector = metrics.Collector()
     for entry in entries:
+        if is_webhook(entry):
+            continue
         try:
             collector.delivery(entry, deliver(entry, now))
         except Exception as exc:  # noqa: BLE001 - the API call must not fail because mail did

@@ -18,6 +18,7 @@ class Notification:
     metric: str | None = None  # provider alerts: what they announce, re-checked before sending
     cycle: int | None = None
     due_at: object = None  # the deadline named (a datetime): earlier deadlines are sent first
+    at: object = None  # provider alerts: when it happened (the breach, the threshold passed, the lapse)
 
     @property
     def urgency(self):
@@ -102,6 +103,8 @@ def due_notifications(policy, request, state, now, since=None):
     """Provider warnings, breach alerts and progress reminders that came due in (since, now]; every
     milestone up to `now` when `since` is None (a request never checked, or re-checked after a change).
 
+    Each goes by email to its recipients and to the contract's webhooks subscribed to its kind; one
+    that would go nowhere is left out.
     Collapsed per metric, so a request checked after a long gap gets one catch-up alert, not one per
     missed cycle: the latest breach of each metric (saying how many progress cycles were missed in
     all), the reminder for the cycle running now, and the highest warning of the running cycle only.
@@ -122,9 +125,9 @@ def due_notifications(policy, request, state, now, since=None):
     for milestone in breaches.values():
         found.append(_breach(policy, request, state, milestone))
         if milestone.metric == PROGRESS_UPDATE:
-            found.append(_reminder(policy, request, state, milestone.cycle, now))
+            found.append(_reminder(policy, request, state, milestone, now))
     found += [_warning(policy, request, state, milestone, now) for milestone in warnings.values()]
-    return [n for n in found if n is not None and n.recipients]
+    return [n for n in found if n is not None and (n.recipients or policy.webhooks_for(n.kind))]
 
 
 def current_notification(policy, request, state, key, now):
@@ -145,7 +148,7 @@ def current_notification(policy, request, state, key, now):
     if kind == "progress_reminder":
         lapsed = [m for m in state.milestones if m.kind == "breach" and m.metric == PROGRESS_UPDATE and m.at <= now]
         # Only the reminder after the latest lapse is current: an older one names a cycle that lapsed too.
-        return _reminder(policy, request, state, int(parts[0]), now) if lapsed and lapsed[-1].cycle == int(
+        return _reminder(policy, request, state, lapsed[-1], now) if lapsed and lapsed[-1].cycle == int(
             parts[0]) else None
     raise ValueError(f"not a provider alert key: {key!r}")
 
@@ -169,7 +172,7 @@ def _warning(policy, request, state, milestone, now):
                                 threshold=f"{milestone.threshold:.0%}", cycle=str(milestone.cycle))
     key = f"warning|{milestone.metric}|{milestone.cycle}|{milestone.threshold}"
     return Notification(key, "warning", tuple(policy.notify.provider), context, milestone.metric, milestone.cycle,
-                        metric.due_at)
+                        metric.due_at, milestone.at)
 
 
 def _breach(policy, request, state, milestone):
@@ -178,15 +181,16 @@ def _breach(policy, request, state, milestone):
     context = _provider_context(policy, request, state, name, milestone.at, metric.remaining_minutes,
                                 cycle=str(cycle) if name == PROGRESS_UPDATE else "",
                                 missed=str(metric.misses) if name == PROGRESS_UPDATE else "")
-    return Notification(f"breach|{name}|{cycle}", "breach", _escalation(policy), context, name, cycle, milestone.at)
+    return Notification(f"breach|{name}|{cycle}", "breach", _escalation(policy), context, name, cycle, milestone.at,
+                        milestone.at)
 
 
-def _reminder(policy, request, state, lapsed_cycle, now):
-    """After cycle `lapsed_cycle` lapsed: the progress update due in the cycle running now."""
+def _reminder(policy, request, state, lapse, now):
+    """After the progress cycle `lapse` (its breach milestone) lapsed: the update due in the cycle running now."""
     metric = state.metrics.get(PROGRESS_UPDATE)
     if metric is None or not _running_toward_deadline(metric, metric.cycle, now):
         return None
     context = _provider_context(policy, request, state, PROGRESS_UPDATE, metric.due_at, metric.remaining_minutes,
                                 cycle=str(metric.cycle))
-    return Notification(f"progress_reminder|{lapsed_cycle}", "progress_reminder", tuple(policy.notify.provider),
-                        context, PROGRESS_UPDATE, metric.cycle, metric.due_at)
+    return Notification(f"progress_reminder|{lapse.cycle}", "progress_reminder", tuple(policy.notify.provider),
+                        context, PROGRESS_UPDATE, metric.cycle, metric.due_at, lapse.at)

@@ -3,6 +3,7 @@ import math
 from datetime import UTC, timedelta
 
 from chalicelib.core.clock import PROGRESS_UPDATE
+from chalicelib.core.webhook_rules import MASK
 
 
 def iso(dt, tz):
@@ -97,10 +98,15 @@ def event_document(event, tz):
 def contract_document(record, calendar_years, for_client=False):
     """A stored contract version with `calendar_years` ({"2026": "official", "2027": "estimated"}, the
     holiday schedules in use). Client tokens get the `notify` block without the provider's and admins'
-    addresses (and the sender): only the language their customers are written in."""
+    addresses (and the sender): only the language their customers are written in; and no webhooks.
+    Webhook secrets are write-only: every reader sees MASK."""
     document = dict(record.document)
     if for_client:
         document["notify"] = {"language": document["notify"]["language"]}
+        document.pop("webhooks", None)
+    else:
+        document["webhooks"] = [{"url": hook["url"], "events": hook["events"], "secret": MASK}
+                                for hook in document.get("webhooks") or []]
     return {
         "contract_id": record.contract_id,
         "version": int(record.version),

@@ -11,6 +11,8 @@ from chalicelib.core.calendar import BusinessCalendar
 from chalicelib.core.durations import Duration, parse_duration
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import channel_name, email_address, number, reject_unknown, require_object, text
+from chalicelib.core.webhook_rules import EVENTS as WEBHOOK_EVENTS
+from chalicelib.core.webhook_rules import MASK, MAX_SECRET, MIN_SECRET, check_url
 
 EXAMPLE_PRIORITIES = ("urgent", "high", "medium", "low")  # the usual names; any NAME is allowed
 NAME = re.compile(r"[a-z0-9_-]{1,32}")  # priority and category names (fullmatch: no trailing newline)
@@ -72,6 +74,16 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """Where a contract's events are POSTed, signed. `secret_ref` names the stored secret (None in a
+    document being submitted, whose secret has not been stored yet)."""
+
+    url: str
+    events: frozenset
+    secret_ref: str | None = None
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     timezone: str
@@ -89,6 +101,11 @@ class Policy:
     categories: dict = field(default_factory=dict)  # name -> {target: Duration}, the targets it replaces
     interactions: dict = field(default_factory=dict)  # channel -> ChannelRule
     amazon_connect_queues: frozenset = frozenset()  # Connect queue ids whose contact records are this contract's
+    webhooks: tuple = ()  # Webhook
+
+    def webhooks_for(self, event):
+        """The webhooks subscribed to `event` (one of webhook_rules.EVENTS)."""
+        return [hook for hook in self.webhooks if event in hook.events]
 
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
@@ -230,6 +247,49 @@ def _amazon_connect(value):
     return {"queue_ids": found}, frozenset(found)
 
 
+MAX_WEBHOOKS = 10
+
+
+def _webhooks(value, submitted, allow_local):
+    """[{"url", "events", "secret"}]. A submitted document gives each secret (or MASK: keep the stored
+    one), and its URLs must pass the destination rules (`allow_local`: loopback too). The stored form
+    names each secret by "secret_ref" instead; its URLs passed those rules when it was submitted."""
+    value = value if value is not None else []
+    if not isinstance(value, list):
+        raise ValidationError("webhooks", "must be a list of {url, events, secret}")
+    if len(value) > MAX_WEBHOOKS:
+        raise ValidationError("webhooks", f"at most {MAX_WEBHOOKS} webhooks per contract")
+    normalized, hooks = [], []
+    for i, spec in enumerate(value):
+        where = f"webhooks[{i}]"
+        require_object(spec, where)
+        secret_key = "secret" if submitted or "secret_ref" not in spec else "secret_ref"
+        reject_unknown(spec, ("url", "events", secret_key), where)
+        for key in ("url", "events", secret_key):
+            if key not in spec:
+                raise ValidationError(f"{where}.{key}", "is required")
+        url = check_url(spec["url"], f"{where}.url", allow_local) if submitted else spec["url"]
+        if any(hook.url == url for hook in hooks):
+            raise ValidationError(f"{where}.url", "is listed twice")
+        events = spec["events"]
+        if not isinstance(events, list) or not events:
+            raise ValidationError(f"{where}.events", f"must list at least one of {', '.join(WEBHOOK_EVENTS)}")
+        for j, event in enumerate(events):
+            if event not in WEBHOOK_EVENTS:
+                raise ValidationError(f"{where}.events[{j}]", f"must be one of {', '.join(WEBHOOK_EVENTS)}")
+        if len(set(events)) != len(events):
+            raise ValidationError(f"{where}.events", "must not repeat an event")
+        secret = spec[secret_key]
+        if secret_key == "secret" and secret != MASK:
+            secret = text(secret, f"{where}.secret", MAX_SECRET, MIN_SECRET)
+        elif not isinstance(secret, str):
+            raise ValidationError(f"{where}.{secret_key}", "must be a string")
+        ordered = [event for event in WEBHOOK_EVENTS if event in events]
+        normalized.append({"url": url, "events": ordered, secret_key: secret})
+        hooks.append(Webhook(url, frozenset(ordered), secret if secret_key == "secret_ref" else None))
+    return normalized, tuple(hooks)
+
+
 def _penalties(value):
     value = require_object(value if value is not None else {}, "penalties")
     reject_unknown(value, ("currency",) + MONEY_KEYS, "penalties")
@@ -283,10 +343,11 @@ def _designated_channels(value):
 CONTRACT_KEYS = (
     "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
     "resolution_from", "priorities", "categories", "interactions", "amazon_connect", "penalties", "kpi", "notify",
+    "webhooks",
 )
 
 
-def parse_contract(doc, version=0, admitted_at=None, overrides=None):
+def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local_webhooks=False):
     """Validate a contract document. Returns (normalized document with defaults, Policy).
 
     `admitted_at`: the instant a new document is submitted (PUT). It must then also meet the limits
@@ -295,6 +356,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
     it, so a version once accepted stays readable whatever the date.
     `overrides`: the published schedules {year: (holidays, workdays)} of the calendar's country, which
     replace the packaged holiday data for those years (see BusinessCalendar.from_config).
+    `allow_local_webhooks`: a submitted document may also send webhooks to loopback (a local run).
     """
     require_object(doc, "contract")
     reject_unknown(doc, CONTRACT_KEYS, "")
@@ -328,6 +390,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
     penalties_doc, penalties = _penalties(doc.get("penalties"))
     kpi = _kpi(doc.get("kpi"))
     notify_doc, notify = _notify(doc.get("notify"))
+    webhooks_doc, webhooks = _webhooks(doc.get("webhooks"), admitted_at is not None, allow_local_webhooks)
 
     normalized = {
         "name": name,
@@ -344,6 +407,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         "penalties": penalties_doc,
         "kpi": kpi,
         "notify": notify_doc,
+        "webhooks": webhooks_doc,
     }
     policy = Policy(
         name=name,
@@ -360,6 +424,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None):
         penalties=penalties,
         kpi=kpi,
         notify=notify,
+        webhooks=webhooks,
         version=version,
     )
     return normalized, policy
