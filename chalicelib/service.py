@@ -9,7 +9,17 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 from chalicelib import alerts, auth, metrics, notify, store
-from chalicelib.clock import RESOLVED, STATUSES, Event, RequestFacts, evaluate, freeze, resolved_state
+from chalicelib.clock import (
+    RESOLVED,
+    STATUSES,
+    Event,
+    RequestFacts,
+    evaluate,
+    evaluate_replayed,
+    freeze,
+    replay,
+    resolved_state,
+)
 from chalicelib.documents import (
     contract_document,
     event_document,
@@ -268,15 +278,18 @@ def policy_for(item, memo=None):
     return policy_of(latest_record(item.contract_id), memo)
 
 
-def state_of(item, policy, now, events=None):
+def state_of(item, policy, now, events=None, timeline=None):
     """A request's SLA state at `now`: a resolved request's is the outcome it was resolved with,
     whatever calendar data or contract versions came later; any other is evaluated under `policy`.
-    `events`: the timeline to use instead of the item's (one more event being posted)."""
+    `events`: the timeline to use instead of the item's (one more event being posted); `timeline`:
+    those events replayed already (by a caller evaluating the request under several policies)."""
     events = clock_events(item) if events is None else events
-    # Both replay the timeline: an impossible one raises ConflictError. Only a reopen unfreezes.
+    facts = facts_of(item)
+    # Frozen or not, the timeline is replayed: an impossible one raises ConflictError.
+    timeline = replay(facts, events) if timeline is None else timeline
     if item.status == RESOLVED and item.frozen_state is not None and events[-1].type != "reopen":
-        return resolved_state(item.frozen_state, facts_of(item), events)
-    return evaluate(policy, facts_of(item), events, now)
+        return resolved_state(item.frozen_state, timeline)  # only a reopen unfreezes
+    return evaluate_replayed(policy, facts, timeline, now)
 
 
 def _visible_request(principal, request_id):

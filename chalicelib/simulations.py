@@ -8,7 +8,8 @@ import json
 from dataclasses import replace
 
 from chalicelib import reporting, service, store
-from chalicelib.clock import RESOLVED, evaluate
+from chalicelib.clock import RESOLVED, evaluate_replayed
+from chalicelib.clock import replay as replay_timeline
 from chalicelib.documents import iso
 from chalicelib.errors import ValidationError
 from chalicelib.fields import reject_unknown, require_object
@@ -52,13 +53,14 @@ def replay(items, latest, candidate, month, at, priorities=None):
     for count, item in enumerate(items, start=1):
         if count > MAX_REQUESTS:
             raise ValidationError("month", _too_many(month, priorities))
-        events = service.clock_events(item)
+        request_id, received_at = item.request_id, item.received_at
+        facts, events = service.facts_of(item), service.clock_events(item)
+        timeline = replay_timeline(facts, events)  # one replay serves both sides
         policy = latest if item.status != RESOLVED else reporting.pinned_policy(item, pinned, latest)
-        current_side.requests.append(Evaluated(item.request_id, item.received_at,
-                                               service.state_of(item, policy, at, events), policy.penalties))
-        candidate_side.requests.append(Evaluated(item.request_id, item.received_at,
-                                                 evaluate(candidate, service.facts_of(item), events, at),
-                                                 candidate.penalties))
+        current_side.requests.append(Evaluated(request_id, received_at, service.state_of(
+            item, policy, at, events, timeline), policy.penalties))
+        candidate_side.requests.append(Evaluated(request_id, received_at, evaluate_replayed(
+            candidate, facts, timeline, at), candidate.penalties))
     return {"requests": len(current_side.requests),
             **compare(month, latest.calendar.tz, current_side, candidate_side)}
 
