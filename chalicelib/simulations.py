@@ -17,8 +17,8 @@ from chalicelib.policy import parse_contract
 from chalicelib.tally import Evaluated, month_bounds
 from chalicelib.whatif import Side, compare
 
-# The most requests one call replays. Evaluating 10,000 takes about 3 s of CPU (bench/README.md); the
-# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is some 15 s of the 29 s
+# The most requests one call replays. Evaluating 10,000 takes 2 to 3 s of CPU (bench/README.md); the
+# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is 10 to 15 s of the 29 s
 # API Gateway allows. A busier month is narrowed with `priorities`, a priority or a few per call.
 MAX_REQUESTS = 10_000
 
