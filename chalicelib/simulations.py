@@ -10,7 +10,8 @@ from dataclasses import replace
 from chalicelib import contracts
 from chalicelib.aws import records, store
 from chalicelib.core import fields
-from chalicelib.core.clock import RESOLVED, evaluate
+from chalicelib.core.clock import RESOLVED, evaluate_replayed
+from chalicelib.core.clock import replay as replay_timeline
 from chalicelib.core.documents import iso
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import reject_unknown, require_object
@@ -18,8 +19,8 @@ from chalicelib.core.policy import parse_contract
 from chalicelib.core.tally import Evaluated, month_bounds
 from chalicelib.core.whatif import Side, compare
 
-# The most requests one call replays. Evaluating 10,000 takes about 3 s of CPU (bench/README.md); the
-# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is some 15 s of the 29 s
+# The most requests one call replays. Evaluating 10,000 takes 2 to 3 s of CPU (bench/README.md); the
+# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is 10 to 15 s of the 29 s
 # API Gateway allows. A busier month is narrowed with `priorities`, a priority or a few per call.
 MAX_REQUESTS = 10_000
 
@@ -54,13 +55,14 @@ def replay(items, latest, candidate, month, at, priorities=None):
     for count, item in enumerate(items, start=1):
         if count > MAX_REQUESTS:
             raise ValidationError("month", _too_many(month, priorities))
-        events = records.clock_events(item)
+        request_id, received_at = item.request_id, item.received_at
+        facts, events = records.facts_of(item), records.clock_events(item)
+        timeline = replay_timeline(facts, events)  # one replay serves both sides
         policy = latest if item.status != RESOLVED else records.resolved_policy(item, pinned, latest)
-        current_side.requests.append(Evaluated(item.request_id, item.received_at,
-                                               records.state_of(item, policy, at, events), policy.penalties))
-        candidate_side.requests.append(Evaluated(item.request_id, item.received_at,
-                                                 evaluate(candidate, records.facts_of(item), events, at),
-                                                 candidate.penalties))
+        current_side.requests.append(Evaluated(request_id, received_at, records.state_of(
+            item, policy, at, events, timeline), policy.penalties))
+        candidate_side.requests.append(Evaluated(request_id, received_at, evaluate_replayed(
+            candidate, facts, timeline, at), candidate.penalties))
     return {"requests": len(current_side.requests),
             **compare(month, latest.calendar.tz, current_side, candidate_side)}
 

@@ -16,6 +16,7 @@ from chalicelib.core.clock import (
     RequestFacts,
     evaluate,
     freeze,
+    replay,
     resolved_state,
     thaw,
 )
@@ -134,6 +135,6 @@ def test_a_resolved_state_keeps_its_outcome_and_takes_later_ratings_from_the_tim
     events = [Event(1, "received", received), Event(2, "resolve", at("2026-11-24 10:00"))]
     facts = RequestFacts(priority="high", designated=True, received_at=received)
     frozen = freeze(evaluate(policy, facts, events, at("2026-11-24 10:00")))
-    rated = resolved_state(frozen, facts, events + [Event(3, "rate", at("2026-11-25 10:00"), score=5)])
+    rated = resolved_state(frozen, replay(facts, events + [Event(3, "rate", at("2026-11-25 10:00"), score=5)]))
     assert rated.ratings == [(at("2026-11-25 10:00"), 5)] and rated.last_event_at == at("2026-11-25 10:00")
     assert rated.metrics == thaw(frozen).metrics and rated.penalty == thaw(frozen).penalty

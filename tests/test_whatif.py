@@ -2,18 +2,31 @@
 through `chalice.test.Client` + moto + time-machine, with the demo contract as the terms in force."""
 import copy
 import random
-from datetime import timedelta
+from datetime import UTC, date, timedelta
+from zoneinfo import ZoneInfo
 
 import botocore.client
 import pytest
 import time_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_tally import SH, local, request, tally
 
 from chalicelib import simulations
 from chalicelib.aws.tables import RequestModel
-from chalicelib.core.clock import Event, RequestFacts, evaluate
-from chalicelib.core.policy import EXAMPLE_PRIORITIES, parse_contract
-from chalicelib.core.tally import DayTally, Evaluated, tally_day, tally_month
+from chalicelib.core.clock import (
+    FIRST_RESPONSE,
+    PROGRESS_UPDATE,
+    RESOLUTION,
+    Event,
+    MetricState,
+    Milestone,
+    RequestFacts,
+    SlaState,
+    evaluate,
+)
+from chalicelib.core.policy import EXAMPLE_PRIORITIES, Penalties, parse_contract
+from chalicelib.core.tally import DayTally, Evaluated, day_bounds, month_bounds, tally_day, tally_month
 from conftest import DEMO_CONTRACT
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
@@ -306,3 +319,55 @@ def test_tally_month_gives_each_day_the_tally_of_every_request():
     expected = {day.date: day.as_dict() for day in everything if day.as_dict() != quiet[day.date]}
     assert len(expected) == 30
     assert {day.date: day.as_dict() for day in tally_month((2026, 11), SH, requests)} == expected
+
+
+BERLIN = ZoneInfo("Europe/Berlin")  # October 2026 has a 25-hour day (the 25th)
+OCTOBER = (2026, 10)
+OCTOBER_PENALTIES = Penalties(late_first_response=200, late_progress=50, late_resolution_per_day=0.1)
+
+
+@st.composite
+def instants(draw):
+    """An instant around October 2026 in Berlin, often exactly on a local midnight or just before one."""
+    day = date(2026, 10, 1) + timedelta(days=draw(st.integers(-2, 32)))
+    midnight = day_bounds(day, BERLIN)[0].astimezone(UTC)
+    offset = draw(st.sampled_from([timedelta(0), -timedelta(microseconds=1), None]))
+    return midnight + (offset if offset is not None else timedelta(seconds=draw(st.integers(0, 86_399))))
+
+
+@st.composite
+def evaluated_requests(draw, number):
+    """A request as the tally reads it, with a random set of milestones of every kind (penalty days too)
+    and random moments: received, first response, resolves, ratings."""
+    maybe = st.none() | instants()
+    milestones = [Milestone(kind, metric, draw(st.integers(0, 3)), draw(instants()))
+                  for kind, metric in draw(st.lists(st.sampled_from(
+                      [("breach", FIRST_RESPONSE), ("breach", PROGRESS_UPDATE), ("breach", RESOLUTION),
+                       ("penalty_day", RESOLUTION), ("warn", RESOLUTION)]), max_size=8))]
+    first_response_at, resolves = draw(maybe), draw(st.lists(instants(), max_size=3))
+    metrics = {FIRST_RESPONSE: MetricState(None, first_response_at, draw(st.booleans()), None),
+               RESOLUTION: MetricState(None, resolves[-1] if resolves else None, draw(st.booleans()), None)}
+    state = SlaState(status="open", priority=draw(st.sampled_from(EXAMPLE_PRIORITIES)), clock_started_at=None,
+                     paused=False, metrics=metrics, penalty=0, milestones=sorted(milestones, key=lambda m: m.at),
+                     next_check_at=None, contract_version=1, first_response_at=first_response_at, resolves=resolves,
+                     ratings=[(at, draw(st.integers(1, 5))) for at in draw(st.lists(instants(), max_size=2))])
+    return Evaluated(f"req_{number}", draw(instants()), state, OCTOBER_PENALTIES,
+                     draw(st.sampled_from([None, "complaint"])))
+
+
+@given(st.lists(st.integers(), max_size=12).flatmap(
+    lambda numbers: st.tuples(*(evaluated_requests(n) for n in range(len(numbers))))))
+@settings(max_examples=150)
+def test_the_month_in_one_pass_gives_every_day_its_own_tally_and_counts_each_milestone_once(requests):
+    start, end = (bound.astimezone(UTC) for bound in month_bounds(OCTOBER, BERLIN))
+    month = {day.date: day.as_dict() for day in tally_month(OCTOBER, BERLIN, requests)}
+    days = [date(2026, 10, 1) + timedelta(days=n) for n in range(31)]
+    for day in days:
+        alone = tally_day(day, BERLIN, requests).as_dict()
+        assert month.get(day.isoformat(), DayTally(date=day.isoformat()).as_dict()) == alone
+    inside = [(request, m) for request in requests for m in request.state.milestones if start <= m.at < end]
+    assert sum(day["penalties_raw"] for day in month.values()) == pytest.approx(sum(
+        {"breach": {FIRST_RESPONSE: 200, PROGRESS_UPDATE: 50}, "penalty_day": {RESOLUTION: 0.1}}
+        .get(m.kind, {}).get(m.metric, 0) for _, m in inside))
+    assert sum(sum(sum(by_priority.values()) for by_priority in day["breaches"].values())
+               for day in month.values()) == sum(m.kind == "breach" for _, m in inside)

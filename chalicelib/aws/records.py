@@ -8,7 +8,7 @@ from functools import lru_cache
 from chalicelib.aws import store
 from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
 from chalicelib.core import alerts
-from chalicelib.core.clock import RESOLVED, Event, RequestFacts, evaluate, freeze, resolved_state
+from chalicelib.core.clock import RESOLVED, Event, RequestFacts, evaluate_replayed, freeze, replay, resolved_state
 from chalicelib.core.errors import NotFoundError
 from chalicelib.core.policy import parse_contract
 
@@ -138,15 +138,18 @@ def resolved_policy(item, cache, latest):
     return cache[version]
 
 
-def state_of(item, policy, now, events=None):
+def state_of(item, policy, now, events=None, timeline=None):
     """A request's SLA state at `now`: a resolved request's is the outcome it was resolved with,
     whatever calendar data or contract versions came later; any other is evaluated under `policy`.
-    `events`: the timeline to use instead of the item's (one more event being posted)."""
+    `events`: the timeline to use instead of the item's (one more event being posted); `timeline`:
+    those events replayed already (by a caller evaluating the request under several policies)."""
     events = clock_events(item) if events is None else events
-    # Both replay the timeline: an impossible one raises ConflictError. Only a reopen unfreezes.
+    facts = facts_of(item)
+    # Frozen or not, the timeline is replayed: an impossible one raises ConflictError.
+    timeline = replay(facts, events) if timeline is None else timeline
     if item.status == RESOLVED and item.frozen_state is not None and events[-1].type != "reopen":
-        return resolved_state(item.frozen_state, facts_of(item), events)
-    return evaluate(policy, facts_of(item), events, now)
+        return resolved_state(item.frozen_state, timeline)  # only a reopen unfreezes
+    return evaluate_replayed(policy, facts, timeline, now)
 
 
 def event_record(request_id, event, by, note):

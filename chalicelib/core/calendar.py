@@ -273,6 +273,7 @@ class BusinessCalendar:
         self._date_hours = dict(date_hours)
         self._years = {}
         self._hot = None
+        self._estimated = {}  # year -> is its country schedule estimated
 
     # ----------------------------------------------------------------- construction
 
@@ -357,8 +358,15 @@ class BusinessCalendar:
 
     def touches_estimated_year(self, a, b):
         """Does the span between instants `a` and `b` touch a local year whose schedule is estimated?"""
-        first, last = sorted(t.astimezone(self.tz).year for t in (a, b))
-        return any(self.year_status(y) == ESTIMATED for y in range(first, last + 1))
+        first, last = sorted((a.astimezone(self.tz).year, b.astimezone(self.tz).year))
+        return any(self._is_estimated(y) for y in range(first, last + 1))
+
+    def _is_estimated(self, year):
+        # Asked for every deadline the clock computes; the answer never changes for this calendar.
+        found = self._estimated.get(year)
+        if found is None:
+            found = self._estimated[year] = self.year_status(year) == ESTIMATED
+        return found
 
     def _country_days(self, year):
         found = self._overrides.get(year)
@@ -432,8 +440,13 @@ class BusinessCalendar:
 
     def _add(self, start, delta):
         u = _to_us(start)
+        return start.astimezone(self.tz) if delta == 0 else self._dt(self.add_epoch_us(u, delta))
+
+    def add_epoch_us(self, u, delta):
+        """`add_microseconds` on UTC epoch microseconds, in and out: for callers that convert their
+        instants once (the SLA clock)."""
         if delta == 0:
-            return start.astimezone(self.tz)
+            return u
         Y = self._hot
         if Y is None or not Y.lo <= u < Y.hi:
             Y = self._year_at(u)
@@ -443,7 +456,7 @@ class BusinessCalendar:
             target -= Y.total
             Y, empty = self._next_year(Y, empty)
         i = bisect_left(Y.cend, target)
-        return self._dt(Y.starts[i] + target - Y.cum[i])
+        return Y.starts[i] + target - Y.cum[i]
 
     def between(self, a, b):
         """Business minutes from `a` to `b` (negative if b < a)."""
@@ -451,7 +464,10 @@ class BusinessCalendar:
 
     def between_microseconds(self, a, b):
         """Business time from `a` to `b` in whole microseconds (negative if b < a): exact."""
-        ua, ub = _to_us(a), _to_us(b)
+        return self.between_epoch_us(_to_us(a), _to_us(b))
+
+    def between_epoch_us(self, ua, ub):
+        """`between_microseconds` of two instants given as UTC epoch microseconds."""
         sign = 1
         if ub < ua:
             ua, ub, sign = ub, ua, -1

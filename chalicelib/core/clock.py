@@ -176,50 +176,61 @@ def _apply(t, event):
 # intervals is exact; minutes appear only in what is shown (remaining_minutes).
 
 _ONE_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_us(moment):
+    return (moment - _EPOCH) // _ONE_US
+
+
+def _from_epoch_us(microseconds):
+    return _EPOCH + timedelta(microseconds=microseconds)
+
+
+# Meters work on UTC epoch microseconds: a clock converts its instants once, not per interval.
 
 
 class BusinessMeter:
     def __init__(self, calendar):
-        self.calendar = calendar
-
-    def measure(self, a, b):
-        return self.calendar.between_microseconds(a, b)
-
-    def advance(self, start, microseconds):
-        return _utc(self.calendar.add_microseconds(start, microseconds))
+        self.measure, self.advance = calendar.between_epoch_us, calendar.add_epoch_us
 
 
 class WallMeter:
     def measure(self, a, b):
-        return (b - a) // _ONE_US
+        return b - a
 
     def advance(self, start, microseconds):
-        return start + timedelta(microseconds=microseconds)
+        return start + microseconds
 
 
 WALL = WallMeter()
 
 
 class RunningClock:
-    """A clock that starts at `start` and stops during `stopped` intervals, measured by `meter`."""
+    """A clock that starts at `start` and stops during `stopped` intervals, measured by `meter`.
+    Instants in and out are datetimes; inside, UTC epoch microseconds."""
 
     def __init__(self, meter, start, stopped):
         self.meter, self.start = meter, start
         self.stopped = [(a, b) for a, b in stopped if b is None or b > start]
+        self._start = _epoch_us(start)
+        self._stops = [(_epoch_us(a), None if b is None else _epoch_us(b)) for a, b in self.stopped]
         # Stops never overlap and come in time order (an open one last), so their ends ascend: a
         # cursor finds the first stop that still matters by bisection, not by walking every pause.
-        self._ends = [b for _, b in self.stopped if b is not None]
+        self._ends = [b for _, b in self._stops if b is not None]
 
     def stopped_before(self, instant):
         """This clock without the stops that begin at or after `instant`: a metric met at `instant`
         keeps the deadline it had, whatever pause or resolution followed."""
         return RunningClock(self.meter, self.start, [(a, b) for a, b in self.stopped if a < instant])
 
-    def _segments(self, start):
-        """Running intervals from `start` on; the last may be open-ended (None)."""
-        cursor = start
-        for index in range(bisect_right(self._ends, cursor), len(self.stopped)):
-            a, b = self.stopped[index]
+    def _from(self, start):
+        return self._start if start is None else _epoch_us(start)
+
+    def _segments(self, cursor):
+        """Running intervals from `cursor` on (epoch microseconds); the last may be open-ended (None)."""
+        for index in range(bisect_right(self._ends, cursor), len(self._stops)):
+            a, b = self._stops[index]
             if a > cursor:
                 yield cursor, a
             if b is None:
@@ -229,9 +240,8 @@ class RunningClock:
 
     def elapsed(self, until, start=None):
         """Running time from `start` (default: the clock's) to `until`, in microseconds."""
-        start = self.start if start is None else start
-        total = 0
-        for a, b in self._segments(start):
+        until, total = _epoch_us(until), 0
+        for a, b in self._segments(self._from(start)):
             if a >= until:
                 break
             total += self.meter.measure(a, until if b is None else min(b, until))
@@ -239,8 +249,13 @@ class RunningClock:
 
     def deadline(self, microseconds, start=None):
         """Earliest instant at which `microseconds` of running time have elapsed; None while stopped short."""
-        found = self.deadlines([microseconds], start)
-        return found[0] if found else None
+        remaining = microseconds
+        for a, b in self._segments(self._from(start)):
+            span = None if b is None else self.meter.measure(a, b)
+            if span is None or remaining <= span:
+                return _from_epoch_us(self.meter.advance(a, remaining))
+            remaining -= span
+        return None
 
     def deadlines(self, targets, start=None):
         """`deadline` of each of the ascending `targets`, in one walk over the running intervals;
@@ -248,12 +263,12 @@ class RunningClock:
         found = []
         targets = iter(targets)
         target = remaining = next(targets, None)
-        for a, b in self._segments(self.start if start is None else start):
+        for a, b in self._segments(self._from(start)):
             if target is None:
                 break
             span = None if b is None else self.meter.measure(a, b)
             while target is not None and (span is None or remaining <= span):
-                found.append(self.meter.advance(a, remaining))
+                found.append(_from_epoch_us(self.meter.advance(a, remaining)))
                 following = next(targets, None)
                 if following is not None:
                     remaining += following - target  # still counted from `a`
@@ -319,7 +334,7 @@ class SlaState:
 def _target(policy, meter, start, duration):
     """A duration as running time from `start`, in microseconds."""
     if duration.is_working_days:
-        return meter.measure(start, policy.calendar.add_working_days(start, duration.count))
+        return meter.measure(_epoch_us(start), _epoch_us(policy.calendar.add_working_days(start, duration.count)))
     return duration.microseconds
 
 
@@ -413,8 +428,13 @@ def _penalty_days(clock, due, resolved_at, now):
 
 def evaluate(policy, request, events, now):
     """SLA state of a request at `now`. Raises ConflictError if the timeline is impossible."""
+    return evaluate_replayed(policy, request, replay(request, events), now)
+
+
+def evaluate_replayed(policy, request, timeline, now):
+    """`evaluate` of the Timeline `replay` gave for `request`: one replay serves every policy the
+    request is evaluated under (a what-if evaluates each request under two)."""
     now = _utc(now)
-    timeline = replay(request, events)
     prio = policy.targets(timeline.priority, request.category)
     if prio is None:
         # A contract update may not drop a priority that open requests use (store checks it); a
@@ -549,8 +569,7 @@ def thaw(doc):
     })
 
 
-def resolved_state(frozen, request, events):
+def resolved_state(frozen, timeline):
     """A resolved request's state: the outcome frozen when it was resolved (deadlines, breaches,
-    penalty, milestones), with what its timeline may have added since (a rating)."""
-    timeline = replay(request, events)
+    penalty, milestones), with what its replayed timeline may have added since (a rating)."""
     return replace(thaw(frozen), ratings=list(timeline.ratings), last_event_at=timeline.last_at)

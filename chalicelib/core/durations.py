@@ -1,6 +1,7 @@
 """Contract durations: "<n>s" seconds, "<n>m" minutes, "<n>h" hours, "<n>wd" working days."""
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from chalicelib.core.errors import ValidationError
 
@@ -25,7 +26,7 @@ class Duration:
             raise ValueError("a working-day duration has no fixed length in seconds")
         return self.count * _SECONDS[self.unit]
 
-    @property
+    @cached_property  # read for every deadline the clock computes
     def microseconds(self):
         """`seconds` in the clock's unit, exactly."""
         return self.seconds * US_PER_SECOND

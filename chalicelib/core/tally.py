@@ -77,95 +77,101 @@ class Evaluated:
 
 
 def tally_day(day, tz, requests):
-    # In UTC: the clock's instants are UTC, and instants sharing a tzinfo compare without offset look-ups.
-    start, end = (bound.astimezone(UTC) for bound in day_bounds(day, tz))
-    within = lambda moment: moment is not None and start <= moment < end  # noqa: E731
-    result = DayTally(date=day.isoformat())
-    breaches = defaultdict(lambda: defaultdict(int))
-    decided = defaultdict(lambda: defaultdict(lambda: {"on_time": 0, "late": 0}))
-    by_category = defaultdict(lambda: {"received": 0, "breaches": defaultdict(int)})
-    for request in requests:
-        state, priority = request.state, request.state.priority
-        result.received += within(request.received_at)
-        if request.category is not None and within(request.received_at):
-            by_category[request.category]["received"] += 1
-        result.responded += within(state.first_response_at)
-        result.resolved += sum(1 for moment in state.resolves if within(moment))
-        for at, score in state.ratings:
-            if within(at):
-                result.ratings += 1
-                result.good_ratings += score >= GOOD_RATING
-        for metric in DECIDED_METRICS:
-            outcome = state.metrics.get(metric)
-            if outcome is not None and not outcome.breached and within(outcome.met_at):
-                decided[priority][metric]["on_time"] += 1
-        for milestone in state.milestones:
-            if not within(milestone.at):
-                continue
-            if milestone.kind == "breach":
-                breaches[milestone.metric][priority] += 1
-                if request.category is not None:
-                    by_category[request.category]["breaches"][milestone.metric] += 1
-                if milestone.metric in DECIDED_METRICS:
-                    decided[priority][milestone.metric]["late"] += 1
-            amount, reason = _penalty(milestone, request.penalties)
-            if amount:
-                result.penalties_raw += amount
-                result.penalty_lines.append({"request_id": request.request_id, "reason": reason,
-                                             "amount": amount, "at": milestone.at.astimezone(tz).isoformat()})
-    result.breaches = {metric: dict(by_priority) for metric, by_priority in breaches.items()}
-    result.decided = {priority: {m: dict(c) for m, c in by_metric.items()} for priority, by_metric in decided.items()}
-    result.by_category = {name: {"received": counts["received"], "breaches": dict(counts["breaches"])}
-                          for name, counts in sorted(by_category.items())}
-    return result
-
-
-def day_views(request, bounds):
-    """{i: the request as the tally of day i sees it}, days being [bounds[i], bounds[i + 1]) in UTC, for
-    every one of them on which tally_day counts anything of it: every instant it reads (a metric met on
-    time is met at the first response or at a resolve; a warning counts nothing). Each view keeps only
-    that day's milestones, which tally_day would skip on the others anyway: a request late for weeks
-    costs its milestones once, not once a day."""
-    state, last = request.state, len(bounds) - 1
-
-    def day_of(moment):  # bisection over UTC instants: no time zone arithmetic per instant
-        index = bisect_right(bounds, moment) - 1
-        return index if 0 <= index < last else None
-
-    milestones = defaultdict(list)
-    for milestone in state.milestones:
-        if milestone.kind != "warn":
-            milestones[day_of(milestone.at)].append(milestone)
-    moments = (request.received_at, state.first_response_at, *state.resolves, *(at for at, _ in state.ratings))
-    days = {day_of(moment) for moment in moments if moment is not None} | milestones.keys()
-    days.discard(None)
-    return {day: Evaluated(request.request_id, request.received_at, _DayState(state, milestones.get(day, ())),
-                           request.penalties) for day in days}
-
-
-class _DayState:
-    """An SLA state with only one day's milestones (cheaper to make than a copy of the state)."""
-
-    __slots__ = ("_state", "milestones")
-
-    def __init__(self, state, milestones):
-        self._state, self.milestones = state, milestones
-
-    def __getattr__(self, name):
-        return getattr(self._state, name)
+    return (_tally_days([day], tz, requests)[0] or _DayCounts(day)).tally()
 
 
 def tally_month(month, tz, requests):
-    """The tallies of a month's local days that count anything of `requests`, in day order: tally_day
-    for each day, given only the requests that touch it, so the month costs one pass over them."""
+    """The tallies of a month's local days that count anything of `requests`, in day order: what
+    tally_day gives for each of them, in one pass over the requests (a request late for weeks costs
+    each of its milestones once, not once a day)."""
     start, end = month_bounds(month, tz)
     days = [start.date() + timedelta(days=n) for n in range((end.date() - start.date()).days)]
-    bounds = [day_bounds(day, tz)[0].astimezone(UTC) for day in days] + [end.astimezone(UTC)]
-    by_day = [[] for _ in days]
+    return [counts.tally() for counts in _tally_days(days, tz, requests) if counts is not None]
+
+
+class _DayCounts:
+    """One day's counts while the requests are walked; `tally()` is its DayTally."""
+
+    __slots__ = ("result", "breaches", "decided", "by_category")
+
+    def __init__(self, day):
+        self.result = DayTally(date=day.isoformat())
+        self.breaches = defaultdict(lambda: defaultdict(int))
+        self.decided = defaultdict(lambda: defaultdict(lambda: {"on_time": 0, "late": 0}))
+        self.by_category = defaultdict(lambda: {"received": 0, "breaches": defaultdict(int)})
+
+    def tally(self):
+        result = self.result
+        result.breaches = {metric: dict(by_priority) for metric, by_priority in self.breaches.items()}
+        result.decided = {priority: {m: dict(c) for m, c in by_metric.items()}
+                          for priority, by_metric in self.decided.items()}
+        result.by_category = {name: {"received": counts["received"], "breaches": dict(counts["breaches"])}
+                              for name, counts in sorted(self.by_category.items())}
+        return result
+
+
+def _tally_days(days, tz, requests):
+    """The counts of each of the consecutive local `days` (None for a day no instant of `requests`
+    falls on), in one pass: every instant the tally reads is put on its day by bisection over the
+    days' bounds in UTC (the clock's instants are UTC, and instants sharing a tzinfo compare without
+    offset look-ups). A warning counts nothing, so it touches no day."""
+    bounds = [day_bounds(day, tz)[0].astimezone(UTC) for day in days] + [day_bounds(days[-1], tz)[1].astimezone(UTC)]
+    first, last = bounds[0], bounds[-1]
+    found = [None] * len(days)
+
+    def day_of(moment):
+        if moment is None or not first <= moment < last:
+            return None
+        index = bisect_right(bounds, moment) - 1
+        counts = found[index]
+        if counts is None:
+            counts = found[index] = _DayCounts(days[index])
+        return counts
+
     for request in requests:
-        for index, view in day_views(request, bounds).items():
-            by_day[index].append(view)
-    return [tally_day(day, tz, views) for day, views in zip(days, by_day, strict=True) if views]
+        state, category = request.state, request.category
+        priority = state.priority
+        counts = day_of(request.received_at)
+        if counts is not None:
+            counts.result.received += 1
+            if category is not None:
+                counts.by_category[category]["received"] += 1
+        counts = day_of(state.first_response_at)
+        if counts is not None:
+            counts.result.responded += 1
+        for moment in state.resolves:
+            counts = day_of(moment)
+            if counts is not None:
+                counts.result.resolved += 1
+        for at, score in state.ratings:
+            counts = day_of(at)
+            if counts is not None:
+                counts.result.ratings += 1
+                counts.result.good_ratings += score >= GOOD_RATING
+        for metric in DECIDED_METRICS:
+            outcome = state.metrics.get(metric)
+            if outcome is not None and not outcome.breached:
+                counts = day_of(outcome.met_at)
+                if counts is not None:
+                    counts.decided[priority][metric]["on_time"] += 1
+        for milestone in state.milestones:
+            if milestone.kind == "warn":
+                continue
+            counts = day_of(milestone.at)
+            if counts is None:
+                continue
+            if milestone.kind == "breach":
+                counts.breaches[milestone.metric][priority] += 1
+                if category is not None:
+                    counts.by_category[category]["breaches"][milestone.metric] += 1
+                if milestone.metric in DECIDED_METRICS:
+                    counts.decided[priority][milestone.metric]["late"] += 1
+            amount, reason = _penalty(milestone, request.penalties)
+            if amount:
+                counts.result.penalties_raw += amount
+                counts.result.penalty_lines.append({"request_id": request.request_id, "reason": reason,
+                                                    "amount": amount, "at": milestone.at.astimezone(tz).isoformat()})
+    return found
 
 
 def _penalty(milestone, penalties):
