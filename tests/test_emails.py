@@ -1,7 +1,5 @@
 """Notification emails (see docs/clock.md): every kind in zh-CN and en carries the request id, the priority,
-the deadline and the remaining time; values are escaped in HTML; messages survive SES's raw format."""
-import email
-import email.policy
+the deadline and the remaining time; values are escaped in HTML. (The MIME message: test_outbox_messages.py.)"""
 import re
 import string
 import tomllib
@@ -12,7 +10,7 @@ import pytest
 import yaml
 
 from chalicelib.core import emails
-from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, build_message, format_minutes, render
+from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, format_minutes, render
 from chalicelib.core.policy import EXAMPLE_PRIORITIES
 
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
@@ -363,57 +361,6 @@ def test_format_minutes_shows_business_time_for_humans(minutes, zh, en):
 def test_format_minutes_refuses_what_is_not_a_number(bad):
     with pytest.raises(ValueError):
         format_minutes(bad, "en")
-
-
-def parsed(message):
-    return email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
-
-
-def test_build_message_makes_a_multipart_alternative_that_parses_back():
-    rendered = render("breach", "zh-CN", context("breach"))
-    message = build_message("SLA Clock <sla@provider.example>", ["ops@provider.example", "boss@provider.example"],
-                            rendered, headers={"X-SLA-Notification": "req_7Q2M|breach|first_response|0"})
-    back = parsed(message)
-    assert back.get_content_type() == "multipart/alternative"
-    assert back["Subject"] == rendered.subject
-    assert back["Subject"].startswith("[SLA 违约] 请求 req_7Q2M（优先级：紧急）")
-    assert back["From"] == "SLA Clock <sla@provider.example>"
-    assert [a.addr_spec for a in back["To"].addresses] == ["ops@provider.example", "boss@provider.example"]
-    assert back["X-SLA-Notification"] == "req_7Q2M|breach|first_response|0"
-    plain, markup = back.iter_parts()
-    assert plain.get_content_type() == "text/plain" and plain.get_content_charset() == "utf-8"
-    assert markup.get_content_type() == "text/html" and markup.get_content_charset() == "utf-8"
-    assert plain.get_content().replace("\r\n", "\n") == rendered.text
-    assert markup.get_content().replace("\r\n", "\n") == rendered.html
-    assert back.get_body(("plain",)).get_content().replace("\r\n", "\n") == rendered.text
-    assert back.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html
-
-
-def test_build_message_is_7bit_clean_with_crlf_lines_for_ses():
-    rendered = render("acknowledgement", "zh-CN", context("acknowledgement"))
-    raw = build_message("sla@provider.example", ["张三 <zhang@customer.example>"], rendered).as_bytes()
-    assert raw.isascii()
-    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
-    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
-    back = email.message_from_bytes(raw, policy=email.policy.default)
-    assert back["Subject"] == "[已受理] 服务请求 req_7Q2M：系统无法登录"
-    assert back["To"].addresses[0].display_name == "张三"
-
-
-def test_build_message_keeps_ascii_bodies_readable():
-    rendered = Rendered(subject="[SLA warning] Request r1", text="Hello\n", html="<p>Hello</p>\n")
-    message = build_message("sla@provider.example", ["ops@provider.example"], rendered)
-    plain, markup = message.iter_parts()
-    assert plain["Content-Transfer-Encoding"] == "7bit" and markup["Content-Transfer-Encoding"] == "7bit"
-    assert parsed(message).get_body(("plain",)).get_content().replace("\r\n", "\n") == "Hello\n"
-
-
-def test_build_message_refuses_no_recipients_and_header_injection():
-    rendered = render("respond", "en", context("respond", "en"))
-    with pytest.raises(ValueError):
-        build_message("sla@provider.example", [], rendered)
-    with pytest.raises(ValueError):
-        build_message("sla@provider.example", ["a@b.example"], rendered, headers={"X-SLA-Notification": "a\r\nBcc: x"})
 
 
 def test_rendered_is_a_frozen_value():

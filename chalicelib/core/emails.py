@@ -12,8 +12,6 @@ import html
 import math
 import tomllib
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP
 from functools import cache
 from importlib import resources
 from string import Template
@@ -113,31 +111,6 @@ def format_minutes(minutes, language):
     return words["overdue"].format(span=span) if whole < 0 else span
 
 
-def build_message(sender, recipients, rendered, headers=None, attachments=()):
-    """A multipart/alternative (text, HTML) UTF-8 message for SES send_raw_email: `msg.as_bytes()`.
-    `attachments`: [{"filename", "content_type" ("text/csv"), "content" (text)}], sent as UTF-8 files
-    after the body (the message becomes multipart/mixed).
-
-    The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects.
-    """
-    recipients = list(recipients)
-    if not recipients:
-        raise ValueError("an email needs at least one recipient")
-    message = EmailMessage(policy=SMTP)
-    message["Subject"] = rendered.subject
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    for name, value in (headers or {}).items():
-        message[name] = str(value)
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
-    for attachment in attachments or ():
-        maintype, subtype = attachment["content_type"].split("/", 1)
-        message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
-                               filename=attachment["filename"], params={"charset": "utf-8"})
-    return message
-
-
 def _check_kind(kind):
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}; known: {', '.join(KINDS)}")
@@ -192,10 +165,6 @@ def _string(value):
 
 def _one_line(value):
     return " ".join(value.split())
-
-
-def _cte(body):
-    return None if body.isascii() else "base64"  # None: 7bit, or quoted-printable for long lines
 
 
 # Inline styles (mail clients ignore style sheets) shared by the facts tables of every HTML body.
