@@ -8,6 +8,7 @@ from importlib import resources
 
 import pytest
 import yaml
+from wcwidth import wcswidth
 
 from chalicelib.core import emails
 from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, format_minutes, render
@@ -447,3 +448,25 @@ def test_every_phrase_is_used_by_some_email(language, monkeypatch):
             "address": "a@b.example", "notification": notification, "bounced_at": "t", "diagnostic": ""})
     every = {(section, key) for section, words in phrases_file(language).items() for key in words}
     assert every - seen == set()
+
+
+def value_columns(text, widths):
+    """The display column where each row's first value field starts, for the table of a plain-text
+    report (its third paragraph): values are right-aligned in fields of `widths` columns, two apart."""
+    starts = set()
+    for line in text.split("\n\n")[2].splitlines():
+        values = re.split(r" {2,}", line.strip())[-len(widths):]
+        fields = sum(max(width, wcswidth(value)) for width, value in zip(widths, values, strict=True))
+        starts.add(wcswidth(line) - fields - 2 * (len(widths) - 1))
+    return starts
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_plain_text_tally_and_report_line_their_columns_up_in_display_columns(language):
+    tally = emails.render_daily_tally(language, TALLY_CONTEXT).text
+    report = emails.render_customer_report(language, REPORT_CONTEXT).text
+    assert len(value_columns(tally, (8, 8))) == 1, tally
+    assert len(value_columns(report, (12,))) == 1, report
+    if language == "zh-CN":  # a Chinese label takes two columns a character, as a terminal shows it
+        assert "违约：首次响应                                    2         5\n" in tally
+        assert "\n已解决                                3\n" in report

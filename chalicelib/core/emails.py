@@ -17,6 +17,8 @@ from importlib import resources
 from string import Template
 from types import MappingProxyType
 
+from wcwidth import wcswidth
+
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 KINDS = REQUESTER_KINDS + PROVIDER_KINDS
@@ -246,9 +248,9 @@ def render_daily_tally(language, context):
         "breaches": str(sum(day_breaches.values())),
         "penalties": _number(day["penalties"]),
     }
-    width = max(len(label) for label, _, _ in rows)
-    text_rows = "\n".join(f"{label.ljust(width)}  {d!s:>8}  {m!s:>8}" for label, d, m in rows)
-    header = f"{labels['item'].ljust(width)}  {labels['day']:>8}  {labels['month']:>8}"
+    width = max(_columns(label) for label, _, _ in rows)
+    text_rows = "\n".join(f"{_left(label, width)}  {_right(d, 8)}  {_right(m, 8)}" for label, d, m in rows)
+    header = f"{_left(labels['item'], width)}  {_right(labels['day'], 8)}  {_right(labels['month'], 8)}"
     html_rows = "\n".join(_TALLY_ROW_HTML.format(label=html.escape(label), day=html.escape(str(d)),
                                                  month=html.escape(str(m))) for label, d, m in rows)
     markup = {key: html.escape(value) for key, value in values.items()}
@@ -258,6 +260,23 @@ def render_daily_tally(language, context):
         html=_html(language, "daily_tally", markup | {"rows": html_rows, "day_heading": html.escape(labels["day"]),
                                                         "month_heading": html.escape(labels["month"])}),
     )
+
+
+def _columns(text):
+    """The columns `text` takes in a monospace font: two for each CJK character, so Chinese labels line up
+    (len() counts them as one). A character without a width (a control character) counts as one."""
+    width = wcswidth(text)
+    return len(text) if width < 0 else width
+
+
+def _left(value, width):
+    text = str(value)
+    return text + " " * (width - _columns(text))
+
+
+def _right(value, width):
+    text = str(value)
+    return " " * (width - _columns(text)) + text
 
 
 def _number(value):
@@ -346,8 +365,8 @@ def render_customer_report(language, context):
                  (labels["category_breaches"].format(category=category), sum(counts["breaches"].values()))]
     values = {"contract_name": _one_line(_string(context["contract_name"])),
               "contract_id": _string(context["contract_id"]), "month": _string(context["month"])}
-    width = max(len(label) for label, _ in rows)
-    text_rows = "\n".join(f"{label.ljust(width)}  {value!s:>12}" for label, value in rows)
+    width = max(_columns(label) for label, _ in rows)
+    text_rows = "\n".join(f"{_left(label, width)}  {_right(value, 12)}" for label, value in rows)
     html_rows = "\n".join(_REPORT_ROW_HTML.format(label=html.escape(label), value=html.escape(str(value)))
                           for label, value in rows)
     markup = {key: html.escape(value) for key, value in values.items()}
