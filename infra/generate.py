@@ -10,7 +10,8 @@ Sources of truth, read here and nowhere else:
     scheduled function, the SES events subscriber) gets an error alarm and a "notification blocked"
     metric filter on its log group, and a place in the dashboard's Logs Insights widget.
 The dashboard `sla-clock-<stage>` and the alarms on the business metrics read what chalicelib.aws.metrics
-writes (namespace SLAClock, dimension Stage).
+writes (namespace SLAClock, dimension Stage). The REST API's gateway responses (what API Gateway answers
+itself, before any function runs) take the API's {"Code", "Message"} shape.
 
 Usage (from the repo root, with the project's venv):
   python infra/generate.py                          write infra/resources.yaml (`make infra`)
@@ -51,6 +52,18 @@ UNHANDLED_EXCEPTION_PATTERN = '"Caught exception for path"'
 CONTACT_STREAM_PARAMETER = "ConnectContactRecordStream"
 CONTACT_STREAM_ARN = "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${" + \
     CONTACT_STREAM_PARAMETER + "}"
+# What API Gateway answers itself, in the API's error shape {"Code", "Message"} with codes the API
+# documents; the status stays API Gateway's unless one is given. A path no route has is
+# MISSING_AUTHENTICATION_TOKEN, or INCOMPLETE_SIGNATURE when the request has an Authorization header
+# that is not AWS SigV4 (a bearer token): API Gateway's own message then quotes that header back. No
+# route of the API uses IAM authorization, so both mean only "no such route".
+NO_SUCH_ROUTE = '{"Code":"NotFoundError","Message":"no such route"}'
+GATEWAY_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": ("404", NO_SUCH_ROUTE),
+    "INCOMPLETE_SIGNATURE": ("404", NO_SUCH_ROUTE),
+    "DEFAULT_4XX": (None, '{"Code":"BadRequestError","Message":$context.error.messageString}'),
+    "DEFAULT_5XX": (None, '{"Code":"ServiceUnavailable","Message":$context.error.messageString}'),
+}
 # What Lambda's event source mapping reads a stream with, through the function's role.
 KINESIS_READ = ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
                 "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard")
@@ -404,6 +417,19 @@ def dashboard(log_groups, api_stage):
     return json.dumps({"widgets": widgets}, ensure_ascii=False, indent=1), {name: _ref(name) for name in log_groups}
 
 
+def gateway_responses():
+    """The REST API's gateway responses, as the OpenAPI extension of its definition: merged into the
+    definition Chalice generates, they are deployed with the API itself (separate GatewayResponse
+    resources would take effect only at the stage's next deployment)."""
+    found = {}
+    for response_type, (status, body) in GATEWAY_RESPONSES.items():
+        found[response_type] = {
+            "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
+            "responseTemplates": {"application/json": body},
+        } | ({"statusCode": status} if status else {})
+    return found
+
+
 def template():
     table_models = models()
     config = load_config()
@@ -484,7 +510,8 @@ def template():
     resources.update(_business_alarms(api_stage))
 
     # The REST API is named per stage, so two stages in one account keep their API Gateway metrics apart.
-    resources["RestAPI"] = {"Properties": {"Name": _api_name()}}
+    resources["RestAPI"] = {"Properties": {
+        "Name": _api_name(), "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses()}}}
     body, variables = dashboard(log_groups, api_stage)
     resources["Dashboard"] = {
         "Type": "AWS::CloudWatch::Dashboard",

@@ -5,18 +5,22 @@
    and SES; `AWS_ENDPOINT_URL` points at it before `chalicelib.aws.tables` is imported.
 3. Tables, the demo contract (seed/demo-contract.json as contract "demo", its SES sender verified),
    one agent and one client token; the tokens and ready-to-paste `export` lines are printed.
-4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000).
+4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000),
+   answering a path no route has as the deployed API does (`LocalRequestHandler`).
 5. A ticker runs every `@app.schedule` function every `SLA_TICK_SECONDS` (default 60): `chalice local`
    never runs them. A failing run is logged; the next tick runs again.
 6. The metrics the functions would send to CloudWatch (EMF) are printed as one short line each
    ("metrics: SLAClock Stage=local ContractId=demo: RequestsReceived=1") and written in full, one
    JSON document a line, to `SLA_METRICS_FILE` (default .run/metrics.jsonl), named in the banner.
    `scripts/ses_event.py bounce <request_id>` replays an SES event against this server's moto.
-7. Webhooks may go to plain http on loopback (`SLA_ALLOW_LOCAL_WEBHOOKS=1`): `scripts/webhook_receiver.py`
+7. Every email SES accepted is kept as an .eml file in a folder of this run's own, under `SLA_EML_DIR`
+   (default outbox/): outbox/<UTC start time>/, named in the banner and in the run state.
+8. Webhooks may go to plain http on loopback (`SLA_ALLOW_LOCAL_WEBHOOKS=1`): `scripts/webhook_receiver.py`
    receives and checks them.
 
 Ctrl-C or SIGTERM stops everything and exits 0. Everything lives in memory: a restart starts afresh.
 """
+import functools
 import json
 import logging
 import os
@@ -30,7 +34,10 @@ import time
 import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
+
+from chalice.local import ChaliceRequestHandler, RouteMatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -56,7 +63,7 @@ def prepare_environment(environ, chalice_env):
     environ.setdefault("SLA_TABLE_PREFIX", "sla-local-")
     environ.setdefault("SLA_STAGE", "local")  # the metrics' Stage dimension
     environ.setdefault("SLA_METRICS_FILE", str(ROOT / ".run" / "metrics.jsonl"))
-    environ.setdefault("SLA_EML_DIR", str(ROOT / "outbox"))  # every email SES accepted, as .eml (git-ignored)
+    environ.setdefault("SLA_EML_DIR", str(ROOT / "outbox"))  # each run's emails in a subfolder (git-ignored)
     environ.setdefault("SLA_ALLOW_LOCAL_WEBHOOKS", "1")  # webhooks may go to a receiver on this machine
     for key, value in chalice_env.items():
         environ.setdefault(key, value)
@@ -64,6 +71,21 @@ def prepare_environment(environ, chalice_env):
         return None
     environ["SLA_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
     return environ["SLA_ADMIN_TOKEN"]
+
+
+def run_outbox(root, started):
+    """A new folder under `root` for the emails of the run that started at `started`, named after that
+    time in UTC, so each run (and `make demo`) sees only its own mail. A second run started within the
+    same second gets a numbered one."""
+    name = f"{started.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    for attempt in range(1, 100):
+        folder = Path(root) / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
+    raise StartupError(f"cannot make a new folder for this run's emails under {root}")
 
 
 def port_from_env(name, default):
@@ -166,6 +188,59 @@ class MetricsSink:
             print(f"metrics: {one_line(document)}", flush=True)
 
 
+class LocalRequestHandler(ChaliceRequestHandler):
+    """chalice local's request handler, answering what no route serves as the deployed API does (the
+    gateway responses of infra/generate.py), in the API's {"Code", "Message"} shape.
+
+    chalice local answers a path no route has with API Gateway's 403, whose message quotes the request's
+    Authorization header back, bearer token included. Here it is a 404 that repeats nothing of the
+    request. A known path with a method it lacks still reaches the app, which answers 405; a method the
+    server does not know at all (TRACE, ...) is a 405 too, not http.server's HTML page.
+    """
+
+    def __init__(self, request, client_address, server, app_object, config, routes):
+        self.routes = routes
+        super().__init__(request, client_address, server, app_object=app_object, config=config)
+
+    def _generic_handle(self):  # chalice's one handler behind every do_<METHOD>
+        try:
+            self.routes.match_route(self.path)
+        except ValueError:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))  # the connection stays usable
+            self.answer(404, "NotFoundError", "no such route")
+        else:
+            super()._generic_handle()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a method it has no do_<METHOD> for, a malformed request line,
+        oversized headers), before chalice sees the request: the body is unread, so the connection closes."""
+        self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            self.answer(405, "MethodNotAllowedError", f"unsupported method: {self.command}")
+        else:  # its own message would quote the request line
+            self.answer(code, "BadRequestError", HTTPStatus(code).phrase.lower())
+
+    def answer(self, status, code, message):
+        body = json.dumps({"Code": code, "Message": message}, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    @classmethod
+    def install(cls, server, app, config):
+        """Serve `server` (chalice.local's LocalDevServer) with this handler (socketserver reads
+        RequestHandlerClass for each request)."""
+        server.server.RequestHandlerClass = functools.partial(
+            cls, app_object=app, config=config, routes=RouteMatcher(list(app.routes)))
+
+
 class MailSummary(logging.Handler):
     """One console line per email SES accepted, next to the JSON log, so a new user sees mail arrive."""
 
@@ -228,6 +303,7 @@ def serve(stack):
     api_port = port_from_env("SLA_PORT", 8000)
     moto_port = port_from_env("SLA_MOTO_PORT", 0)
     interval = tick_seconds()
+    os.environ["SLA_EML_DIR"] = str(run_outbox(os.environ["SLA_EML_DIR"], datetime.now(UTC)))
 
     from moto.server import ThreadedMotoServer
 
@@ -258,6 +334,7 @@ def serve(stack):
     except OSError as err:
         raise StartupError(f"cannot listen on {HOST}:{api_port} ({err.strerror}); set SLA_PORT") from None
     stack.callback(server.server.server_close)
+    LocalRequestHandler.install(server, app, config)
     thread = threading.Thread(target=server.server.serve_forever, name="api", daemon=True)
     thread.start()
     stack.callback(server.shutdown)

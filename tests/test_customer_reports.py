@@ -9,7 +9,8 @@ import time_machine
 from chalice.test import Client
 
 from app import app
-from chalicelib.core.emails import Rendered, build_message
+from chalicelib.aws.outbox import build_message
+from chalicelib.core.emails import Rendered
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -1,13 +1,18 @@
 """Notification emails (see docs/clock.md): every kind in zh-CN and en carries the request id, the priority,
-the deadline and the remaining time; values are escaped in HTML; messages survive SES's raw format."""
-import email
-import email.policy
+the deadline and the remaining time; values are escaped in HTML. (The MIME message: test_outbox_messages.py.)"""
 import re
+import string
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
 
 import pytest
+import yaml
+from wcwidth import wcswidth
 
 from chalicelib.core import emails
-from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, build_message, format_minutes, render
+from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, format_minutes, render
+from chalicelib.core.policy import EXAMPLE_PRIORITIES
 
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
@@ -41,6 +46,32 @@ def context(kind, language="zh-CN", **changes):
         values |= {"metric": "progress_update" if kind == "progress_reminder" else "first_response",
                    "deadline": DEADLINE, "remaining": format_minutes(25, language), "threshold": "80%", "cycle": "2"}
     return values | changes
+
+
+# A day of the nightly tally and a month's report, with an interaction channel and a category: every row.
+TALLY_CONTEXT = {
+    "contract_name": "Acme", "contract_id": "acme", "date": "2026-11-23", "currency": "CNY",
+    "day": {"received": 3, "responded": 2, "resolved": 1, "penalties": 150.5,
+            "breaches": {"first_response": {"high": 2}, "resolution": {"low": 1}}},
+    "month": {"received": 30, "responded": 20, "resolved": 10, "penalties": 1500,
+              "breaches": {"first_response": 5, "progress_update": 1}},
+    "interactions": {"phone": {"answer_within": "60s", "target": 0.9,
+                               "day": {"offered": 10, "service_level": 0.923, "p90_answer_seconds": 40},
+                               "month": {"offered": 100, "service_level": None, "p90_answer_seconds": None}}},
+}
+REPORT_CONTEXT = {
+    "contract_name": "Acme", "contract_id": "acme", "month": "2026-11", "answer_within": {"phone": "60s"},
+    "report": {
+        "requests": {"received": 5, "responded": 4, "resolved": 3}, "currency": "CNY",
+        "breaches": {"first_response": 1, "progress_update": 0, "resolution": 2}, "penalties": {"total": 300},
+        "kpi": {"availability": {"actual": 0.999, "target": 0.995}, "satisfaction": {"actual": None, "target": 0.9},
+                "resolution_rate": {"actual": 0.5, "target": 0.8},
+                "service_level": {"phone": {"actual": 0.91, "target": 0.9}}},
+        "interactions": {"phone": {"offered": 40, "p90_answer_seconds": 33},
+                         "chat": {"offered": 2, "p90_answer_seconds": None}},
+        "by_category": {"complaint": {"received": 2, "breaches": {"resolution": 1}}},
+    },
+}
 
 
 def every_kind_and_language():
@@ -175,7 +206,7 @@ def test_the_note_block_appears_only_when_a_note_is_given(kind, language):
     with_note = render(kind, language, context(kind, language, note="第一步已完成。\n第二步进行中。"))
     assert "第一步已完成。\n第二步进行中。" in with_note.text
     assert "第一步已完成。<br>\n第二步进行中。" in with_note.html
-    heading = emails._PHRASES[language]["note_heading"][kind]
+    heading = emails._phrases(language)["note_heading"][kind]
     assert heading in with_note.text and heading in with_note.html
     for empty in ("", "  \n"):
         without = render(kind, language, context(kind, language, note=empty))
@@ -186,7 +217,7 @@ def test_the_note_block_appears_only_when_a_note_is_given(kind, language):
 
 @pytest.mark.parametrize("kind, language", every_kind_and_language())
 def test_a_provisional_deadline_carries_one_line_saying_the_holiday_schedule_is_estimated(kind, language):
-    line = emails._PHRASES[language]["provisional"]
+    line = emails._phrases(language)["phrase"]["provisional"]
     provisional = render(kind, language, context(kind, language, provisional=True))
     assert provisional.text.count(line) == 1 and provisional.html.count(line) == 1
     deadline_line = next(n for n, text in enumerate(provisional.text.splitlines()) if text.endswith(DEADLINE))
@@ -221,7 +252,7 @@ def test_the_requester_bounce_names_the_request_the_address_and_the_server_s_ans
         assert part in rendered.text, part
     assert "550 5.1.1 &lt;user&gt; unknown" in rendered.html and "Acme &lt;运维&gt;" in rendered.html
     no_answer = emails.render_requester_bounce(language, {**values, "diagnostic": ""})
-    assert emails._PHRASES[language]["nobody"] in no_answer.text
+    assert emails._phrases(language)["phrase"]["nobody"] in no_answer.text
 
 
 def test_the_acknowledgement_promises_the_first_response_deadline_only_when_there_is_one():
@@ -231,8 +262,8 @@ def test_the_acknowledgement_promises_the_first_response_deadline_only_when_ther
         "acknowledgement", "en", context("acknowledgement")).text
     for language in LANGUAGES:
         rendered = render("acknowledgement", language, context("acknowledgement", language, first_response_due=""))
-        assert emails._PHRASES[language]["no_due"] in rendered.text
-        assert emails._PHRASES[language]["no_due"] in rendered.html
+        assert emails._phrases(language)["phrase"]["no_due"] in rendered.text
+        assert emails._phrases(language)["phrase"]["no_due"] in rendered.html
         assert "2026-02-16" not in rendered.text
 
 
@@ -333,57 +364,6 @@ def test_format_minutes_refuses_what_is_not_a_number(bad):
         format_minutes(bad, "en")
 
 
-def parsed(message):
-    return email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
-
-
-def test_build_message_makes_a_multipart_alternative_that_parses_back():
-    rendered = render("breach", "zh-CN", context("breach"))
-    message = build_message("SLA Clock <sla@provider.example>", ["ops@provider.example", "boss@provider.example"],
-                            rendered, headers={"X-SLA-Notification": "req_7Q2M|breach|first_response|0"})
-    back = parsed(message)
-    assert back.get_content_type() == "multipart/alternative"
-    assert back["Subject"] == rendered.subject
-    assert back["Subject"].startswith("[SLA 违约] 请求 req_7Q2M（优先级：紧急）")
-    assert back["From"] == "SLA Clock <sla@provider.example>"
-    assert [a.addr_spec for a in back["To"].addresses] == ["ops@provider.example", "boss@provider.example"]
-    assert back["X-SLA-Notification"] == "req_7Q2M|breach|first_response|0"
-    plain, markup = back.iter_parts()
-    assert plain.get_content_type() == "text/plain" and plain.get_content_charset() == "utf-8"
-    assert markup.get_content_type() == "text/html" and markup.get_content_charset() == "utf-8"
-    assert plain.get_content().replace("\r\n", "\n") == rendered.text
-    assert markup.get_content().replace("\r\n", "\n") == rendered.html
-    assert back.get_body(("plain",)).get_content().replace("\r\n", "\n") == rendered.text
-    assert back.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html
-
-
-def test_build_message_is_7bit_clean_with_crlf_lines_for_ses():
-    rendered = render("acknowledgement", "zh-CN", context("acknowledgement"))
-    raw = build_message("sla@provider.example", ["张三 <zhang@customer.example>"], rendered).as_bytes()
-    assert raw.isascii()
-    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
-    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
-    back = email.message_from_bytes(raw, policy=email.policy.default)
-    assert back["Subject"] == "[已受理] 服务请求 req_7Q2M：系统无法登录"
-    assert back["To"].addresses[0].display_name == "张三"
-
-
-def test_build_message_keeps_ascii_bodies_readable():
-    rendered = Rendered(subject="[SLA warning] Request r1", text="Hello\n", html="<p>Hello</p>\n")
-    message = build_message("sla@provider.example", ["ops@provider.example"], rendered)
-    plain, markup = message.iter_parts()
-    assert plain["Content-Transfer-Encoding"] == "7bit" and markup["Content-Transfer-Encoding"] == "7bit"
-    assert parsed(message).get_body(("plain",)).get_content().replace("\r\n", "\n") == "Hello\n"
-
-
-def test_build_message_refuses_no_recipients_and_header_injection():
-    rendered = render("respond", "en", context("respond", "en"))
-    with pytest.raises(ValueError):
-        build_message("sla@provider.example", [], rendered)
-    with pytest.raises(ValueError):
-        build_message("sla@provider.example", ["a@b.example"], rendered, headers={"X-SLA-Notification": "a\r\nBcc: x"})
-
-
 def test_rendered_is_a_frozen_value():
     rendered = Rendered("s", "t", "h")
     assert rendered == Rendered(subject="s", text="t", html="h")
@@ -399,3 +379,94 @@ def test_a_catch_up_breach_alert_says_how_many_progress_cycles_were_missed(langu
     assert line in rendered.text and line in rendered.html
     single = render("breach", language, catch_up | {"missed": "1"})
     assert line not in single.text and "missed" not in single.text.split("\n")[2:5]
+
+
+def phrases_file(language):
+    source = resources.files("chalicelib.core").joinpath("templates", language, "phrases.toml")
+    return tomllib.loads(source.read_text(encoding="utf-8"))
+
+
+def placeholders(wording):
+    return {name for _, name, _, _ in string.Formatter().parse(wording) if name is not None}
+
+
+def test_the_languages_are_the_template_folders_and_the_contract_s_choices():
+    templates = resources.files("chalicelib.core").joinpath("templates")
+    folders = {entry.name for entry in templates.iterdir() if entry.is_dir()}
+    assert folders == set(LANGUAGES)
+    spec = yaml.safe_load((resources.files("chalicelib") / "openapi.yaml").read_text(encoding="utf-8"))
+    assert spec["components"]["schemas"]["Notify"]["properties"]["language"]["enum"] == list(LANGUAGES)
+
+
+def test_every_language_s_phrases_have_the_same_keys_with_the_same_placeholders():
+    first, *others = LANGUAGES
+    expected = {(section, key): placeholders(wording)
+                for section, words in phrases_file(first).items() for key, wording in words.items()}
+    assert all(isinstance(wording, str) for words in phrases_file(first).values() for wording in words.values())
+    for language in others:
+        found = {(section, key): placeholders(wording)
+                 for section, words in phrases_file(language).items() for key, wording in words.items()}
+        assert found.keys() == expected.keys(), (language, found.keys() ^ expected.keys())
+        assert found == expected, (language, {k: (v, expected[k]) for k, v in found.items() if v != expected[k]})
+
+
+class Recorded(Mapping):
+    """A section of phrases that notes each key read."""
+
+    def __init__(self, section, words, seen):
+        self.section, self.words, self.seen = section, words, seen
+
+    def __getitem__(self, key):
+        self.seen.add((self.section, key))
+        return self.words[key]
+
+    def __iter__(self):
+        raise AssertionError("emails read phrases by key, never by listing a section")
+
+    def __len__(self):
+        return len(self.words)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_phrase_is_used_by_some_email(language, monkeypatch):
+    real, seen = emails._phrases, set()
+    monkeypatch.setattr(emails, "_phrases", lambda lang: {section: Recorded(section, words, seen)
+                                                          for section, words in real(lang).items()})
+    changes = [{"priority": priority} for priority in EXAMPLE_PRIORITIES]
+    changes += [{"metric": metric, "cycle": "3", "missed": "3"}
+                for metric in ("first_response", "progress_update", "resolution")]
+    changes += [{"requester_name": "", "first_response_due": "", "provisional": True}]
+    for kind in KINDS:
+        for change in changes:
+            render(kind, language, context(kind, language, **change))
+    format_minutes(-95, language)
+    emails.render_daily_tally(language, TALLY_CONTEXT)
+    emails.render_customer_report(language, REPORT_CONTEXT)
+    for notification in REQUESTER_KINDS:
+        emails.render_requester_bounce(language, {
+            "contract_name": "Acme", "contract_id": "acme", "request_id": "req_1", "subject": "s", "requester_name": "",
+            "address": "a@b.example", "notification": notification, "bounced_at": "t", "diagnostic": ""})
+    every = {(section, key) for section, words in phrases_file(language).items() for key in words}
+    assert every - seen == set()
+
+
+def value_columns(text, widths):
+    """The display column where each row's first value field starts, for the table of a plain-text
+    report (its third paragraph): values are right-aligned in fields of `widths` columns, two apart."""
+    starts = set()
+    for line in text.split("\n\n")[2].splitlines():
+        values = re.split(r" {2,}", line.strip())[-len(widths):]
+        fields = sum(max(width, wcswidth(value)) for width, value in zip(widths, values, strict=True))
+        starts.add(wcswidth(line) - fields - 2 * (len(widths) - 1))
+    return starts
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_plain_text_tally_and_report_line_their_columns_up_in_display_columns(language):
+    tally = emails.render_daily_tally(language, TALLY_CONTEXT).text
+    report = emails.render_customer_report(language, REPORT_CONTEXT).text
+    assert len(value_columns(tally, (8, 8))) == 1, tally
+    assert len(value_columns(report, (12,))) == 1, report
+    if language == "zh-CN":  # a Chinese label takes two columns a character, as a terminal shows it
+        assert "违约：首次响应                                    2         5\n" in tally
+        assert "\n已解决                                3\n" in report

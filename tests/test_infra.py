@@ -119,6 +119,40 @@ def test_every_chalice_function_has_an_error_alarm_and_a_blocked_notification_fi
             "SesEventsTopicArn"} <= set(template["Outputs"])
 
 
+def test_api_gateway_answers_an_unknown_route_and_its_own_errors_in_the_api_s_shape(template):
+    """What API Gateway answers itself takes the {"Code", "Message"} shape, with codes the API documents;
+    a path no route has is a 404 that quotes nothing of the request (API Gateway's own 403 for a request
+    with a bearer token quotes its Authorization header)."""
+    from chalice.package import TemplateDeepMerger
+
+    codes = set(openapi_spec()["components"]["schemas"]["Error"]["properties"]["Code"]["enum"])
+    responses = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"][
+        "x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "INCOMPLETE_SIGNATURE", "DEFAULT_4XX", "DEFAULT_5XX"}
+    for response_type, response in responses.items():
+        assert response["responseParameters"] == {"gatewayresponse.header.Content-Type": "'application/json'"}
+        [(content_type, body)] = response["responseTemplates"].items()
+        assert content_type == "application/json"
+        assert "method.request" not in body and "$input" not in body  # nothing of the request is echoed
+        answer = json.loads(body.replace("$context.error.messageString", json.dumps("Too Many Requests")))
+        assert set(answer) == {"Code", "Message"} and answer["Code"] in codes, response_type
+    for unknown_route in ("MISSING_AUTHENTICATION_TOKEN", "INCOMPLETE_SIGNATURE"):
+        assert responses[unknown_route]["statusCode"] == "404"
+        assert json.loads(responses[unknown_route]["responseTemplates"]["application/json"]) == {
+            "Code": "NotFoundError", "Message": "no such route"}
+    assert "statusCode" not in responses["DEFAULT_4XX"] and "statusCode" not in responses["DEFAULT_5XX"]
+    # `chalice package --merge-template` merges them into the API definition it generates from app.py
+    generated = {"Resources": {"RestAPI": {"Type": "AWS::Serverless::Api", "Properties": {
+        "DefinitionBody": {"swagger": "2.0", "paths": {"/health": {"get": {}}}}}}}}
+    merged = TemplateDeepMerger().merge(template, generated)["Resources"]["RestAPI"]["Properties"]
+    assert merged["DefinitionBody"]["paths"] == {"/health": {"get": {}}}
+    assert merged["DefinitionBody"]["x-amazon-apigateway-gateway-responses"] == responses
+
+
+def openapi_spec():
+    return yaml.safe_load((ROOT / "chalicelib" / "openapi.yaml").read_text("utf-8"))
+
+
 class WidgetsByOwner(GlobalSecondaryIndex):
     class Meta:
         index_name = "by_owner"

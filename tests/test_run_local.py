@@ -1,4 +1,5 @@
 """`make run` (scripts/run_local.py): the real program end to end, its ticker, and the idempotent seed."""
+import http.client
 import importlib.util
 import json
 import logging
@@ -125,8 +126,15 @@ def test_make_run_serves_the_api_on_seeded_moto_and_stops_cleanly_on_ctrl_c(runn
     assert f"{base}/contracts/demo/calendar" in where and f"{base}/contracts/demo/calendar.ics?token=" in where
 
 
+def run_state(tmp_path):
+    return json.loads((tmp_path / "local.json").read_text())
+
+
 def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, tmp_path):
     process, exports, _, drained_stderr, env = running
+    earlier = tmp_path / "outbox" / "20260101T000000Z"  # an earlier run's mail is not this run's
+    earlier.mkdir()
+    (earlier / "20260101T000000-req_old-acknowledgement.eml").write_bytes(b"Subject: old\r\n\r\nold\r\n")
     demo = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
@@ -135,7 +143,10 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
     assert "440 calls and chats of 2026-10-08: 440 accepted, 0 replaced" in demo.stdout
     [phone] = [line.split() for line in demo.stdout.splitlines() if line.strip().startswith("phone ")]
     assert phone[1] == "60s" and int(phone[2]) < 260  # calls outside the hotline's hours do not count
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) > 20
+    folder = Path(run_state(tmp_path)["eml_dir"])
+    assert folder.parent == tmp_path / "outbox" and folder != earlier
+    sent = list(folder.glob("*.eml"))
+    assert len(sent) > 20 and f"\n{len(sent)} emails in {folder}/: " in demo.stdout
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr  # idempotent: nothing posted twice
@@ -167,10 +178,52 @@ def test_make_run_writes_the_metrics_and_replays_an_ses_bounce_against_its_moto(
     shown = {n["key"]: n for n in document["notifications"]}
     assert shown["acknowledgement"]["bounce_type"] == "Permanent" and shown["acknowledgement"]["bounced_at"]
     assert shown["bounce|requester"]["status"] == "sent"  # the admins were told, through the same moto
-    assert list((tmp_path / "outbox").glob("*bounce_requester.eml"))
+    assert list(Path(run_state(tmp_path)["eml_dir"]).glob("*bounce_requester.eml"))
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
     assert "Traceback" not in drained_stderr()
+
+
+def raw_call(base, method, path, token=None):
+    request = urllib.request.Request(base + path, method=method,
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_make_run_answers_an_unknown_route_or_method_in_the_api_s_shape_without_echoing_the_token(running):
+    process, exports, output, drained_stderr, _ = running
+    base, token = exports["SLA"], exports["ADMIN"]
+    for path in ("/nope", "/requests/req_1/nope?x=1", "/"):
+        status, headers, body = raw_call(base, "GET", path, token)
+        assert (status, json.loads(body)) == (404, {"Code": "NotFoundError", "Message": "no such route"}), body
+        assert headers["Content-Type"] == "application/json"
+        assert token not in body.decode() and token not in json.dumps(headers)
+    status, _, body = raw_call(base, "PATCH", "/health", token)  # a route without that method: the app's 405
+    assert status == 405 and json.loads(body)["Code"] == "MethodNotAllowedError" and token not in body.decode()
+    status, headers, body = raw_call(base, "TRACE", "/health", token)  # a method http.server does not know
+    assert status == 405 and json.loads(body) == {"Code": "MethodNotAllowedError",
+                                                  "Message": "unsupported method: TRACE"}
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=5)
+    connection.request("POST", "/nope", body=b'{"a": 1}', headers={"Content-Type": "application/json"})
+    assert connection.getresponse().read() == b'{"Code":"NotFoundError","Message":"no such route"}'
+    connection.request("GET", "/health")  # the same connection: the refused request's body was consumed
+    assert connection.getresponse().read() == b'{"status":"ok"}'
+    connection.close()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=20) == 0
+    assert "Traceback" not in drained_stderr()
+
+
+def test_each_run_keeps_its_emails_in_a_new_folder_named_after_its_start(tmp_path):
+    started = datetime(2026, 11, 28, 20, 30, 5, tzinfo=run_local.UTC).astimezone()
+    first = run_local.run_outbox(tmp_path / "outbox", started)
+    again = run_local.run_outbox(tmp_path / "outbox", started)  # started within the same second
+    assert (first.name, again.name) == ("20261128T203005Z", "20261128T203005Z-2")
+    assert first.is_dir() and again.is_dir() and not any(first.iterdir())
 
 
 def test_the_metrics_sink_prints_one_short_line_and_keeps_the_emf_document(tmp_path, capsys):

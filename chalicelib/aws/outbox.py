@@ -12,9 +12,11 @@
    capped at 15 minutes, until 24 hours after the notification was created, then marked failed.
    The only window for a duplicate is a crash between SES accepting and the mark: the lease then
    expires and a later scan sends again.
-4. Webhook deliveries (chalicelib/webhooks.py) live in the same outbox: created once, claimed under
+4. Webhook deliveries (chalicelib/aws/webhooks.py) live in the same outbox: created once, claimed under
    the same lease (`claim`), retried with the same backoff for 24 hours (`not_sent`), then failed.
-5. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
+5. `build_message` makes the MIME message SES sends (multipart text and HTML, attachments); locally
+   (`make run`) `_keep_copy` also writes it to an .eml file.
+6. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
    `deliver` waits for the send slot it is given, and reports a throttle to it.
 
 Threads: one SES client per process (`ses()`), created before a scan starts its workers; botocore
@@ -22,7 +24,11 @@ clients are thread-safe, so the workers share it. Nothing else here is shared be
 worker holds its own outbox items.
 """
 import logging
+import re
 from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
 import boto3
@@ -34,7 +40,7 @@ from chalicelib import settings
 from chalicelib.aws import metrics
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of
 from chalicelib.core.alerts import REPORT_URGENCY
-from chalicelib.core.emails import Rendered, build_message
+from chalicelib.core.emails import Rendered
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
 
@@ -106,7 +112,7 @@ def outbox_entry(request, notification, policy, now):
 def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now, urgency=REPORT_URGENCY,
               attachments=None):
     """An outbox item, pending. `owner_id` is the request id, or "contract#<id>" for contract mail.
-    `attachments`: files sent with it (see emails.build_message)."""
+    `attachments`: files sent with it (see build_message)."""
     return NotificationModel(
         owner_id,
         key,
@@ -180,7 +186,7 @@ def deliver(entry, now, prepare=None, slot=None):
         return _not_sent(entry, attempts, exc, now)
     mark_sent(entry, attempts, now, [NotificationModel.message_id.set(answer.get("MessageId"))]
               + [getattr(NotificationModel, name).set(value) for name, value in refreshed.items()])
-    copy = _keep_copy(entry, message, now)
+    copy = _keep_copy(entry, message, now, answer.get("MessageId"))
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
               to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
     return "sent"
@@ -218,6 +224,37 @@ def mark_sent(entry, attempts, now, more_actions=()):
 
 def _rendered(entry):
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
+
+
+def build_message(sender, recipients, rendered, headers=None, attachments=()):
+    """A multipart/alternative (text, HTML) UTF-8 message (an emails.Rendered) for SES send_raw_email:
+    `msg.as_bytes()`. `attachments`: [{"filename", "content_type" ("text/csv"), "content" (text)}], sent as
+    UTF-8 files after the body (the message becomes multipart/mixed).
+
+    The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects. It has
+    no Date or Message-ID: SES sets both when it accepts a message, replacing any we would give.
+    """
+    recipients = list(recipients)
+    if not recipients:
+        raise ValueError("an email needs at least one recipient")
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = rendered.subject
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    for name, value in (headers or {}).items():
+        message[name] = str(value)
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+    for attachment in attachments or ():
+        maintype, subtype = attachment["content_type"].split("/", 1)
+        message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
+                               filename=attachment["filename"], params={"charset": "utf-8"})
+    return message
+
+
+def _cte(body):
+    return None if body.isascii() else "base64"  # None: 7bit, or quoted-printable for long lines
+
 
 
 def superseded(entry, now):
@@ -385,12 +422,28 @@ def latest_of(owner_id, key_prefix):
     return next(iter(found), None)
 
 
-def _keep_copy(entry, message, now):
-    """Locally (`make run`, SLA_EML_DIR), keep every accepted email as an .eml file; returns its path."""
+_UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _keep_copy(entry, message, now, ses_message_id):
+    """Locally (`make run`, SLA_EML_DIR), keep every accepted email as an .eml file; returns its path.
+
+    The file is the message as SES received it plus the two headers SES adds on acceptance, so a mail
+    client shows and threads it as a recipient would: Date (the send time) and Message-ID (the MessageId
+    SES answered, in the form SES gives it in us-east-1; a made-up one only if it answered none). The
+    message sent carries neither: SES replaces both when it accepts a message. The name keeps to letters,
+    digits, '-', '_' and '.', which every file system accepts (owner ids hold '#', keys '|').
+    """
     folder = settings.current().eml_dir
     if not folder:
         return None
-    path = Path(folder) / f"{now:%Y%m%dT%H%M%S}-{entry.request_id}-{entry.key.replace('|', '_')}.eml"
+    message["Date"] = format_datetime(now)
+    if ses_message_id:
+        message["Message-ID"] = f"<{ses_message_id}@email.amazonses.com>"
+    else:
+        message["Message-ID"] = make_msgid(domain=parseaddr(entry.sender)[1].rpartition("@")[2] or "localhost")
+    name = _UNSAFE_IN_FILE_NAMES.sub("_", f"{now:%Y%m%dT%H%M%S}-{entry.request_id}-{entry.key}")
+    path = Path(folder) / f"{name}.eml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(message.as_bytes())
     return str(path)

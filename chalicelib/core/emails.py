@@ -4,23 +4,25 @@ Pure rendering: no AWS and no clock. The caller passes every value already forma
 `render` only localizes the raw priority and metric, derives the optional blocks (greeting, note,
 first-response promise) and escapes for HTML, so the template files hold no logic.
 
-Templates live in `chalicelib/core/templates/<language>/<kind>.{subject.txt,txt,html}` (Chalice packages
-everything under chalicelib/) and are read once per process.
+Templates live in `chalicelib/core/templates/<language>/<kind>.{subject.txt,txt,html}`, and every label
+and phrase of a language in `templates/<language>/phrases.toml`: this module holds no wording, so a new
+language is one folder. Chalice packages everything under chalicelib/; each file is read once per process.
 """
 import html
 import math
+import tomllib
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP
 from functools import cache
 from importlib import resources
 from string import Template
 from types import MappingProxyType
 
+from wcwidth import wcswidth
+
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 KINDS = REQUESTER_KINDS + PROVIDER_KINDS
-LANGUAGES = ("zh-CN", "en")
+LANGUAGES = ("zh-CN", "en")  # one folder each under templates/ (tests/test_emails.py checks they agree)
 
 _COMMON = ("contract_name", "request_id", "subject", "priority", "requester_name")
 REQUIRED_KEYS = MappingProxyType({
@@ -38,55 +40,6 @@ Optional: `cycle` for warning/breach (shown when the metric is progress_update),
 (progress cycles missed in all: a catch-up line when more than one), `metric` for
 progress_reminder (always progress_update), `provisional` (True: the deadline shown was computed over
 an estimated holiday schedule, which one line says). Extra keys are ignored by the templates."""
-
-PRIORITY_LABELS = MappingProxyType({
-    "zh-CN": {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"},
-    "en": {"urgent": "Urgent", "high": "High", "medium": "Medium", "low": "Low"},
-})
-METRIC_LABELS = MappingProxyType({
-    "zh-CN": {"first_response": "首次响应", "progress_update": "进度更新", "resolution": "解决"},
-    "en": {"first_response": "first response", "progress_update": "progress update", "resolution": "resolution"},
-})
-
-# Wording that depends on whether an optional value is present: chosen here, not in the templates.
-_PHRASES = {
-    "zh-CN": {
-        "greeting_named": "{name}，您好：",
-        "greeting": "您好：",
-        "due": "我们将在 {due} 前给予您首次答复。",
-        "no_due": "我们将在服务协议约定的时限内尽快与您联系。",
-        "cycle": "{metric}（第 {cycle} 个周期）",
-        "missed": "截至目前已错过 {missed} 个进度周期（本邮件合并提醒，不再逐周期发送）。",
-        "provisional": "注：该时限按推定的节假日安排计算，官方安排尚未发布。",
-        "nobody": "—",
-        "colon": "：",
-        "note_heading": {
-            "acknowledgement": "备注",
-            "respond": "回复内容",
-            "progress": "进展说明",
-            "resolve": "处理结果",
-            "await_customer": "需要您提供的信息",
-        },
-    },
-    "en": {
-        "greeting_named": "Dear {name},",
-        "greeting": "Hello,",
-        "due": "We will respond by {due}.",
-        "no_due": "We will respond as soon as possible within the time agreed in your service contract.",
-        "cycle": "{metric} (cycle {cycle})",
-        "missed": "{missed} progress cycles have been missed so far (one alert for all of them, not one per cycle).",
-        "provisional": "Note: this deadline uses an estimated holiday schedule; the official one is not published yet.",
-        "nobody": "—",
-        "colon": ":",
-        "note_heading": {
-            "acknowledgement": "Note",
-            "respond": "Our response",
-            "progress": "Latest progress",
-            "resolve": "Resolution",
-            "await_customer": "What we need from you",
-        },
-    },
-}
 
 _NOTE_HTML = (
     '<p style="margin:16px 0 4px 0;font-weight:bold;">{heading}</p>\n'
@@ -114,12 +67,13 @@ def render(kind, language, context):
             raise KeyError(key)
     provisional = context.get("provisional") is True
     values = {key: _string(value) for key, value in context.items() if key != "provisional"}
-    phrases = _PHRASES[language]
+    words = _phrases(language)
+    phrases = words["phrase"]
     labels = {
-        "priority_label": PRIORITY_LABELS[language].get(values["priority"], values["priority"]),
+        "priority_label": words["priority"].get(values["priority"], values["priority"]),
     }
     if "metric" in values:
-        metric_label = METRIC_LABELS[language].get(values["metric"], values["metric"])
+        metric_label = words["metric"].get(values["metric"], values["metric"])
         labels["metric_label"] = metric_label
         cycle = values.get("cycle", "")
         if values["metric"] == "progress_update" and cycle:
@@ -128,9 +82,9 @@ def render(kind, language, context):
             labels["metric_detail"] = metric_label
     labels["requester_display"] = values["requester_name"] or phrases["nobody"]
 
-    text = values | labels | _derived(kind, phrases, values, provisional, escape=False)
+    text = values | labels | _derived(kind, words, values, provisional, escape=False)
     markup = {key: html.escape(value) for key, value in (values | labels).items()}
-    markup |= _derived(kind, phrases, values, provisional, escape=True)
+    markup |= _derived(kind, words, values, provisional, escape=True)
     subject_values = {key: _one_line(value) for key, value in (values | labels).items()}
 
     return Rendered(
@@ -150,40 +104,13 @@ def format_minutes(minutes, language):
         return "—"
     if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not math.isfinite(minutes):
         raise ValueError(f"minutes must be a finite number or None, not {minutes!r}")
+    words = _phrases(language)["duration"]
     whole = math.floor(minutes)
     hours, rest = divmod(abs(whole), 60)
-    if language == "zh-CN":
-        parts = ([f"{hours} 小时"] if hours else []) + ([f"{rest} 分钟"] if rest or not hours else [])
-        span = " ".join(parts)
-        return f"已超时 {span}" if whole < 0 else span
-    parts = ([f"{hours} h"] if hours else []) + ([f"{rest} min"] if rest or not hours else [])
+    parts = ([words["hours"].format(hours=hours)] if hours else []) + (
+        [words["minutes"].format(minutes=rest)] if rest or not hours else [])
     span = " ".join(parts)
-    return f"{span} overdue" if whole < 0 else span
-
-
-def build_message(sender, recipients, rendered, headers=None, attachments=()):
-    """A multipart/alternative (text, HTML) UTF-8 message for SES send_raw_email: `msg.as_bytes()`.
-    `attachments`: [{"filename", "content_type" ("text/csv"), "content" (text)}], sent as UTF-8 files
-    after the body (the message becomes multipart/mixed).
-
-    The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects.
-    """
-    recipients = list(recipients)
-    if not recipients:
-        raise ValueError("an email needs at least one recipient")
-    message = EmailMessage(policy=SMTP)
-    message["Subject"] = rendered.subject
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    for name, value in (headers or {}).items():
-        message[name] = str(value)
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
-    for attachment in attachments or ():
-        maintype, subtype = attachment["content_type"].split("/", 1)
-        message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
-                               filename=attachment["filename"], params={"charset": "utf-8"})
-    return message
+    return words["overdue"].format(span=span) if whole < 0 else span
 
 
 def _check_kind(kind):
@@ -196,10 +123,11 @@ def _check_language(language):
         raise ValueError(f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
 
 
-def _derived(kind, phrases, values, provisional, escape):
+def _derived(kind, words, values, provisional, escape):
     """Greeting, note block, first-response promise and estimated-schedule line, as text or (escape=True)
     as HTML."""
     quote = html.escape if escape else str
+    phrases = words["phrase"]
     name = _one_line(values["requester_name"])
     found = {
         "greeting": phrases["greeting_named"].format(name=quote(name)) if name else phrases["greeting"],
@@ -213,7 +141,7 @@ def _derived(kind, phrases, values, provisional, escape):
         found["provisional_line"] = phrases["provisional"] + "\n"
     if kind in REQUESTER_KINDS:
         note = values["note"].strip("\r\n")
-        heading = phrases["note_heading"][kind]
+        heading = words["note_heading"][kind]
         if not note.strip():
             found["note_block"] = ""
         elif escape:
@@ -239,10 +167,6 @@ def _string(value):
 
 def _one_line(value):
     return " ".join(value.split())
-
-
-def _cte(body):
-    return None if body.isascii() else "base64"  # None: 7bit, or quoted-printable for long lines
 
 
 # Inline styles (mail clients ignore style sheets) shared by the facts tables of every HTML body.
@@ -273,29 +197,19 @@ def _layout():
 
 
 @cache
+def _phrases(language):
+    """templates/<language>/phrases.toml: section -> key -> wording (read-only)."""
+    source = resources.files(__package__) / "templates" / language / "phrases.toml"
+    sections = tomllib.loads(source.read_text(encoding="utf-8"))
+    return MappingProxyType({name: MappingProxyType(words) for name, words in sections.items()})
+
+
+@cache
 def _template(language, kind, part):
     source = resources.files(__package__) / "templates" / language / f"{kind}.{part}"
     return Template(source.read_text(encoding="utf-8"))
 
 
-_TALLY_LABELS = {
-    "zh-CN": {
-        "received": "收到请求", "responded": "首次响应", "resolved": "已解决",
-        "first_response": "违约：首次响应", "progress_update": "违约：进度更新", "resolution": "违约：解决",
-        "penalties": "违约金（{currency}）", "item": "项目", "day": "当日", "month": "本月累计",
-        "offered": "{channel}：接入量", "service_level": "{channel}：服务水平（{within} 内应答，目标 {target}）",
-        "p90": "{channel}：90% 应答用时（秒）",
-    },
-    "en": {
-        "received": "Requests received", "responded": "First responses", "resolved": "Resolved",
-        "first_response": "Breaches: first response", "progress_update": "Breaches: progress update",
-        "resolution": "Breaches: resolution", "penalties": "Penalties ({currency})", "item": "",
-        "day": "That day", "month": "Month to date",
-        "offered": "{channel}: offered", "service_level": "{channel}: service level (answered within {within}, "
-                                                           "target {target})",
-        "p90": "{channel}: 90th percentile answer seconds",
-    },
-}
 _TALLY_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
                    'border-bottom:1px solid #eeeeee;">{label}</th>'
                    '<td style="text-align:right;padding:6px 16px;border-bottom:1px solid #eeeeee;">{day}</td>'
@@ -311,7 +225,7 @@ def render_daily_tally(language, context):
     offered, service_level (a fraction or None) and p90_answer_seconds (or None).
     """
     _check_language(language)
-    labels = _TALLY_LABELS[language]
+    labels = _phrases(language)["daily_tally"]
     day, month = context["day"], context["month"]
     day_breaches = {metric: sum(by_priority.values()) for metric, by_priority in day["breaches"].items()}
     rows = [(labels[key], day[key], month[key]) for key in ("received", "responded", "resolved")]
@@ -334,9 +248,9 @@ def render_daily_tally(language, context):
         "breaches": str(sum(day_breaches.values())),
         "penalties": _number(day["penalties"]),
     }
-    width = max(len(label) for label, _, _ in rows)
-    text_rows = "\n".join(f"{label.ljust(width)}  {d!s:>8}  {m!s:>8}" for label, d, m in rows)
-    header = f"{labels['item'].ljust(width)}  {labels['day']:>8}  {labels['month']:>8}"
+    width = max(_columns(label) for label, _, _ in rows)
+    text_rows = "\n".join(f"{_left(label, width)}  {_right(d, 8)}  {_right(m, 8)}" for label, d, m in rows)
+    header = f"{_left(labels['item'], width)}  {_right(labels['day'], 8)}  {_right(labels['month'], 8)}"
     html_rows = "\n".join(_TALLY_ROW_HTML.format(label=html.escape(label), day=html.escape(str(d)),
                                                  month=html.escape(str(m))) for label, d, m in rows)
     markup = {key: html.escape(value) for key, value in values.items()}
@@ -346,6 +260,23 @@ def render_daily_tally(language, context):
         html=_html(language, "daily_tally", markup | {"rows": html_rows, "day_heading": html.escape(labels["day"]),
                                                         "month_heading": html.escape(labels["month"])}),
     )
+
+
+def _columns(text):
+    """The columns `text` takes in a monospace font: two for each CJK character, so Chinese labels line up
+    (len() counts them as one). A character without a width (a control character) counts as one."""
+    width = wcswidth(text)
+    return len(text) if width < 0 else width
+
+
+def _left(value, width):
+    text = str(value)
+    return text + " " * (width - _columns(text))
+
+
+def _right(value, width):
+    text = str(value)
+    return " " * (width - _columns(text)) + text
 
 
 def _number(value):
@@ -383,14 +314,6 @@ def _render_values(kind, language, values):
     )
 
 
-_EMAIL_LABELS = {
-    "zh-CN": {"acknowledgement": "受理确认", "respond": "首次答复", "progress": "进展通知", "resolve": "解决通知",
-              "await_customer": "补充信息请求"},
-    "en": {"acknowledgement": "acknowledgement", "respond": "first response", "progress": "progress update",
-           "resolve": "resolution notice", "await_customer": "request for information"},
-}
-
-
 def render_requester_bounce(language, context):
     """The email to a contract's admins when a request's notification bounced permanently at the
     requester's address: the customer hears nothing more until someone reaches them another way.
@@ -403,32 +326,12 @@ def render_requester_bounce(language, context):
     keys = ("contract_name", "contract_id", "request_id", "subject", "requester_name", "address", "notification",
             "bounced_at", "diagnostic")
     values = {key: _one_line(_string(context[key])) for key in keys}
-    values["notification"] = _EMAIL_LABELS[language].get(values["notification"], values["notification"])
-    values["diagnostic"] = values["diagnostic"] or _PHRASES[language]["nobody"]
+    words = _phrases(language)
+    values["notification"] = words["notification"].get(values["notification"], values["notification"])
+    values["diagnostic"] = values["diagnostic"] or words["phrase"]["nobody"]
     return _render_values("requester_bounce", language, values)
 
 
-_REPORT_LABELS = {
-    "zh-CN": {
-        "received": "收到请求", "responded": "首次响应", "resolved": "已解决",
-        "first_response": "违约：首次响应", "progress_update": "违约：进度更新", "resolution": "违约：解决",
-        "penalties": "违约金（{currency}）", "availability": "系统可用性", "satisfaction": "客户满意度",
-        "resolution_rate": "问题解决率", "actual_target": "{actual}（目标 {target}）",
-        "service_level": "{channel}：{within} 内应答率", "offered": "{channel}：接入量",
-        "p90": "{channel}：90% 应答用时（秒）", "category_received": "{category}：收到请求",
-        "category_breaches": "{category}：违约次数", "item": "项目", "value": "本月",
-    },
-    "en": {
-        "received": "Requests received", "responded": "First responses", "resolved": "Resolved",
-        "first_response": "Breaches: first response", "progress_update": "Breaches: progress update",
-        "resolution": "Breaches: resolution", "penalties": "Penalties ({currency})",
-        "availability": "Availability", "satisfaction": "Satisfaction", "resolution_rate": "Resolution rate",
-        "actual_target": "{actual} (target {target})",
-        "service_level": "{channel}: answered within {within}", "offered": "{channel}: offered",
-        "p90": "{channel}: 90th percentile answer seconds", "category_received": "{category}: requests received",
-        "category_breaches": "{category}: breaches", "item": "", "value": "The month",
-    },
-}
 _REPORT_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
                     'border-bottom:1px solid #eeeeee;">{label}</th>'
                     '<td style="text-align:right;padding:6px 0;border-bottom:1px solid #eeeeee;">{value}</td></tr>')
@@ -442,7 +345,7 @@ def render_customer_report(language, context):
     and `answer_within` (channel -> its promise, e.g. "60s"). The CSV of the days goes as an attachment.
     """
     _check_language(language)
-    labels, report = _REPORT_LABELS[language], context["report"]
+    labels, report = _phrases(language)["customer_report"], context["report"]
 
     def against(kpi):
         return labels["actual_target"].format(actual=_percent(kpi["actual"]), target=_percent(kpi["target"]))
@@ -462,8 +365,8 @@ def render_customer_report(language, context):
                  (labels["category_breaches"].format(category=category), sum(counts["breaches"].values()))]
     values = {"contract_name": _one_line(_string(context["contract_name"])),
               "contract_id": _string(context["contract_id"]), "month": _string(context["month"])}
-    width = max(len(label) for label, _ in rows)
-    text_rows = "\n".join(f"{label.ljust(width)}  {value!s:>12}" for label, value in rows)
+    width = max(_columns(label) for label, _ in rows)
+    text_rows = "\n".join(f"{_left(label, width)}  {_right(value, 12)}" for label, value in rows)
     html_rows = "\n".join(_REPORT_ROW_HTML.format(label=html.escape(label), value=html.escape(str(value)))
                           for label, value in rows)
     markup = {key: html.escape(value) for key, value in values.items()}

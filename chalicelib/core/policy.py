@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from chalicelib.core.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.core.calendar import BusinessCalendar
 from chalicelib.core.durations import Duration, parse_duration
+from chalicelib.core.emails import LANGUAGES  # the languages the emails are written in
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import channel_name, email_address, number, reject_unknown, require_object, text
 from chalicelib.core.webhook_rules import EVENTS as WEBHOOK_EVENTS
@@ -18,7 +19,6 @@ EXAMPLE_PRIORITIES = ("urgent", "high", "medium", "low")  # the usual names; any
 NAME = re.compile(r"[a-z0-9_-]{1,32}")  # priority and category names (fullmatch: no trailing newline)
 TARGETS = ("first_response", "resolution", "progress_every")
 CLOCKS = ("business", "24x7")
-LANGUAGES = ("zh-CN", "en")
 RESOLUTION_FROM = ("received", "first_response")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_WARN_AT = (0.5, 0.8)
