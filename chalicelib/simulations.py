@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 
 from chalicelib import contracts
-from chalicelib.aws import records, store
+from chalicelib.aws import records, store, webhooks
 from chalicelib.core import fields
 from chalicelib.core.clock import RESOLVED, evaluate_replayed
 from chalicelib.core.clock import replay as replay_timeline
@@ -73,7 +73,7 @@ def candidate_policy(document, now, memo=None):
     if document is None:
         raise ValidationError("contract", "is required: the full contract document to replay the month under")
     try:
-        normalized, _ = parse_contract(document, admitted_at=now)
+        normalized, _ = parse_contract(document, admitted_at=now, allow_local_webhooks=webhooks.local_allowed())
     except ValidationError as exc:
         inside = "contract" if exc.field == "contract" else f"contract.{exc.field}"
         raise ValidationError(inside, exc.message.removeprefix(f"{exc.field}: ")) from None

@@ -400,3 +400,16 @@ def test_a_stored_loopback_webhook_is_not_posted_once_local_webhooks_are_off(hoo
     assert receiver.deliveries == []
     [entry] = webhook_entries(request_id)
     assert entry.status == "pending" and "https" in entry.last_error
+
+
+def test_a_what_if_of_a_contract_with_a_loopback_webhook_is_checked_like_its_put(hooked, receiver, clock):
+    """The candidate passes the same destination rules as a PUT: loopback only when local webhooks are on."""
+    admin = hooked[0]
+    create(hooked[1])
+    candidate = contract(hook(receiver.url))
+    status, body = admin.post("/contracts/acme/simulations", {"contract": candidate, "month": "2026-11"})
+    assert status == 200, body
+    status, body = admin.post("/contracts/acme/simulations",
+                              {"contract": contract(hook("http://10.0.0.7/hook")), "month": "2026-11"})
+    assert status == 400 and body["Message"].startswith("contract.webhooks[0].url"), body
+    assert receiver.deliveries == []  # a what-if sends nothing
