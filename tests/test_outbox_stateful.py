@@ -32,6 +32,7 @@ EVENTS = ("respond", "progress", "await_customer", "customer_reply", "resolve", 
 _original_call = BaseClient._make_api_call
 # An SES outage this long is still retried to the end (24 h); a longer one rightly fails notifications.
 MAX_OUTAGE = timedelta(hours=12)
+MAX_BACKOFF = outbox.MAX_BACKOFF
 
 
 class OutboxMachine(RuleBasedStateMachine):
@@ -100,11 +101,23 @@ class OutboxMachine(RuleBasedStateMachine):
     def time_passes(self, minutes):
         self.traveller.shift(timedelta(minutes=minutes))
         if self.ses_down and self.now - self.down_since > MAX_OUTAGE:
-            self.ses_down = False  # outages stay shorter than the outbox's 24 h of retries
+            self.recovers()  # outages stay shorter than the outbox's 24 h of retries
 
     @rule()
     def ses_fails_or_recovers(self):
-        self.ses_down, self.down_since = not self.ses_down, self.now
+        if self.ses_down:
+            self.recovers()
+        else:
+            self.ses_down, self.down_since = True, self.now
+
+    def recovers(self):
+        """SES is back. The real scanner runs every minute, so what waited is retried within the
+        longest backoff: without these scans the model could let SES go down again before any scan
+        saw it up, and a notification would rightly fail after 24 h of an outage SES never had."""
+        self.ses_down = False
+        for _ in range(2):
+            self.traveller.shift(MAX_BACKOFF)
+            self.scan_runs()
 
     @rule()
     def scan_runs(self):
@@ -146,7 +159,10 @@ class OutboxMachine(RuleBasedStateMachine):
                 kind, *parts = key.split("|")
                 if kind == "breach":
                     assert any(m.metric == parts[0] and m.cycle == int(parts[1]) for m in breaches), key
-                if kind == "warning":
+                metric = state.metrics[parts[0]] if kind == "warning" else None
+                # The state lists the warning points of the cycle now running only: a warning of a
+                # cycle since met, breached or stopped was built from the state of its own time.
+                if metric is not None and metric.running and metric.cycle == int(parts[1]):
                     assert any(m.kind == "warn" and m.metric == parts[0] and m.cycle == int(parts[1])
                                and m.threshold == float(parts[2]) and m.at <= now for m in state.milestones), key
 
