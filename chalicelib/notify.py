@@ -33,7 +33,7 @@ from chalicelib import metrics
 from chalicelib.alerts import REPORT_URGENCY
 from chalicelib.emails import Rendered, build_message
 from chalicelib.logs import log_event
-from chalicelib.tables import CONNECTIONS, REGION, NotificationModel, shard_of
+from chalicelib.tables import CONNECTIONS, REGION, NotificationModel, shard_of, write
 
 LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
@@ -146,10 +146,8 @@ def deliver(entry, now, prepare=None, slot=None):
     """
     lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
     try:
-        entry.update(
-            actions=[NotificationModel.lease_until.set((now + LEASE).timestamp())],
-            condition=(NotificationModel.status == "pending") & lease_free,
-        )
+        write(entry, {"lease_until": (now + LEASE).timestamp()},
+              condition=(NotificationModel.status == "pending") & lease_free)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return "busy"  # sent, failed, superseded, or another sender holds the lease
@@ -182,16 +180,8 @@ def deliver(entry, now, prepare=None, slot=None):
         if slot is not None and is_rate_throttle(exc):
             slot.throttled()
         return _not_sent(entry, attempts, exc, now)
-    entry.update(actions=[
-        NotificationModel.status.set("sent"),
-        NotificationModel.attempts.set(attempts),
-        NotificationModel.sent_at.set(now),
-        NotificationModel.message_id.set(answer.get("MessageId")),
-        NotificationModel.last_error.remove(),
-        NotificationModel.lease_until.remove(),
-        NotificationModel.pending_shard.remove(),
-        NotificationModel.retry_at.remove(),
-    ] + [getattr(NotificationModel, name).set(value) for name, value in refreshed.items()])
+    write(entry, {"status": "sent", "attempts": attempts, "sent_at": now, "message_id": answer.get("MessageId"),
+                  "last_error": None, "lease_until": None, "pending_shard": None, "retry_at": None, **refreshed})
     copy = _keep_copy(entry, message, now)
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
               to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
@@ -203,13 +193,8 @@ def _rendered(entry):
 
 
 def _superseded(entry, now):
-    entry.update(actions=[
-        NotificationModel.status.set("superseded"),
-        NotificationModel.superseded_at.set(now),
-        NotificationModel.lease_until.remove(),
-        NotificationModel.pending_shard.remove(),
-        NotificationModel.retry_at.remove(),
-    ])
+    write(entry, {"status": "superseded", "superseded_at": now, "lease_until": None, "pending_shard": None,
+                  "retry_at": None})
     log_event(logger, "notification superseded", request_id=entry.request_id, key=entry.key, kind=entry.kind)
     return "superseded"
 
@@ -264,17 +249,12 @@ def _not_sent(entry, attempts, exc, now):
     kind = classify(exc)
     error = f"{type(exc).__name__}: {exc}"[:1000]
     final = kind == REJECTED or now >= entry.created_at + GIVE_UP_AFTER
-    actions = [
-        NotificationModel.attempts.set(attempts),
-        NotificationModel.last_error.set(error),
-        NotificationModel.lease_until.remove(),
-    ]
+    fields = {"attempts": attempts, "last_error": error, "lease_until": None}
     if final:
-        actions += [NotificationModel.status.set("failed"), NotificationModel.pending_shard.remove(),
-                    NotificationModel.retry_at.remove()]
+        fields.update(status="failed", pending_shard=None, retry_at=None)
     else:
-        actions.append(NotificationModel.retry_at.set((now + retry_delay(attempts)).timestamp()))
-    entry.update(actions=actions)
+        fields["retry_at"] = (now + retry_delay(attempts)).timestamp()
+    write(entry, fields)
     if final:
         message, level = "notification failed", logging.ERROR
     elif kind == OPERATOR:
