@@ -135,7 +135,7 @@ def enqueue(entry):
         raise
 
 
-def deliver(entry, now, prepare=None, slot=None):
+def deliver(entry, now, prepare=None, slot=None, read=False):
     """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed", "superseded"
     or "busy" (another sender holds it, or it is done).
 
@@ -143,11 +143,17 @@ def deliver(entry, now, prepare=None, slot=None):
     send now, (recipients, emails.Rendered) with the current deadline and addresses, or None when it
     no longer holds. Without it the stored rendering is sent as it is.
     `slot` (a pacing.Slot), when given: waited for right before calling SES, told of a throttle.
+    `read`: `entry` holds only its keys (a retry found in the pending index); the lease's conditional
+    update answers with the stored item, so claiming it reads it too.
     """
     lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
+    claim = (NotificationModel.status == "pending") & lease_free
+    lease_until = (now + LEASE).timestamp()
     try:
-        write(entry, {"lease_until": (now + LEASE).timestamp()},
-              condition=(NotificationModel.status == "pending") & lease_free)
+        if read:
+            entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=claim)
+        else:
+            write(entry, {"lease_until": lease_until}, condition=claim)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return "busy"  # sent, failed, superseded, or another sender holds the lease
@@ -158,11 +164,12 @@ def deliver(entry, now, prepare=None, slot=None):
         if current is None:
             return _superseded(entry, now)
         recipients, rendered = current
-        refreshed = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
+        now_reads = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
                      "html": rendered.html}
+        refreshed = {name: value for name, value in now_reads.items() if getattr(entry, name) != value}
         for name, value in refreshed.items():
             setattr(entry, name, value)
-    message = build_message(entry.sender, entry.recipients, _rendered(entry),
+    message = build_message(entry.sender, entry.recipients, rendering(entry),
                             headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"},
                             attachments=entry.attachments)
     attempts = int(entry.attempts) + 1
@@ -188,7 +195,8 @@ def deliver(entry, now, prepare=None, slot=None):
     return "sent"
 
 
-def _rendered(entry):
+def rendering(entry):
+    """The subject and bodies an outbox entry holds."""
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
 
 

@@ -297,18 +297,21 @@ class _Ticket(NamedTuple):
 
 def _send(work, ticket):
     candidate, slot = ticket
-    entry, prepare = work.fresh.get((candidate.request_id, candidate.key)), None
-    if entry is None:
-        entry = NotificationModel.get(candidate.request_id, candidate.key, consistent_read=True)
+    entry = work.fresh.get((candidate.request_id, candidate.key))
+    if entry is not None:  # created by this scan a moment ago: sent as it was rendered
+        outcome = notify.deliver(entry, work.now, slot=slot)
+    else:  # a retry, read by its claim and re-checked
         work.report.count("items_read")
-        prepare = (lambda e: _current(work, e)) if entry.kind in PROVIDER_KINDS else None
-    outcome = notify.deliver(entry, work.now, prepare, slot)
+        entry = NotificationModel(candidate.request_id, candidate.key)
+        outcome = notify.deliver(entry, work.now, lambda e: _current(work, e), slot, read=True)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
 
 
 def _current(work, entry):
-    """A retried provider alert as it reads now, or None when it no longer holds."""
+    """A retried provider alert as it reads now, or None when it no longer holds; other mail as stored."""
+    if entry.kind not in PROVIDER_KINDS:
+        return entry.recipients, notify.rendering(entry)
     item = store.get_request(entry.request_id)
     work.report.count("items_read")
     if item is None:
