@@ -371,6 +371,57 @@ def test_throttles_halve_the_rate_at_most_once_a_second_and_never_below_one_a_se
         TokenBucket(0)
 
 
+# --- DynamoDB calls per notification -----------------------------------------------------------------
+
+
+class Calls:
+    """Every AWS call at the botocore boundary: (operation, params)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        original = BaseClient._make_api_call
+        monkeypatch.setattr(BaseClient, "_make_api_call",
+                            lambda client, operation, params: self.calls.append((operation, params))
+                            or original(client, operation, params))
+
+    def per_item(self, table=None):
+        """Calls that touch one item (or send one email), by operation, on `table` or on any."""
+        return Counter(op for op, params in self.calls if op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem",
+                                                                 "TransactWriteItems", "SendRawEmail")
+                       and table in (None, params.get("TableName")))
+
+    def updates(self, table):
+        return [params for op, params in self.calls if op == "UpdateItem" and params["TableName"] == table]
+
+
+def test_a_due_notification_costs_one_read_one_put_three_writes_that_answer_nothing_and_one_send(
+        policy, mailbox, monkeypatch):
+    breaches(policy, 10)
+    calls = Calls(monkeypatch)
+    report = scanner.scan(NOW)
+    assert report.sent == 10
+    # read the request, create the alert, move the request's check; claim, send, mark sent
+    assert calls.per_item() == {"GetItem": 10, "PutItem": 10, "UpdateItem": 30, "SendRawEmail": 10}
+    assert all("ReturnValues" not in params for op, params in calls.calls if op == "UpdateItem")
+    for update in calls.updates(RequestModel.Meta.table_name):  # only what the visit changed
+        assert set(update["ExpressionAttributeNames"].values()) == {
+            "checked_until", "next_check_at", "breached", "breached_contract", "version"}
+
+
+def test_a_retry_is_claimed_and_read_in_one_conditional_update(policy, mailbox, monkeypatch):
+    expected = breaches(policy, 5)
+    ses = Ses(monkeypatch)
+    ses.throttle(*range(1, 6))
+    assert scanner.scan(NOW).pending == 5
+    calls = Calls(monkeypatch)
+    report = scanner.scan(NOW + notify.FIRST_RETRY)
+    assert report.sent == 5 and Counter(ses.keys()) == Counter(expected)
+    outbox = NotificationModel.Meta.table_name
+    assert calls.per_item(outbox) == {"UpdateItem": 10}  # no read of its own: the claim answers with the item
+    assert [u.get("ReturnValues") for u in calls.updates(outbox)].count("ALL_NEW") == 5
+    assert calls.per_item(RequestModel.Meta.table_name) == {"GetItem": 5}  # each breach re-checked once
+
+
 # --- threads and clients ----------------------------------------------------------------------------
 
 
