@@ -3,9 +3,10 @@
 1. `outbox_entry` turns a due Notification into an outbox item; the caller creates it with a
    conditional put (in the API's own write transaction, or `enqueue` for the scanner), so a
    notification exists once however many scanners find it.
-2. `deliver` claims a short lease with a conditional update (only one sender at a time), lets the
-   caller re-check that the notification still tells the truth (else it is `superseded`, not sent),
-   sends through SES, then marks it sent.
+2. `deliver` claims a short lease with a conditional update (only one sender at a time; for a retry
+   known only by its keys, the same update reads it), lets the caller re-check that the
+   notification still tells the truth (else it is `superseded`, not sent), sends through SES, then
+   marks it sent. Its writes ask for nothing back (`tables.write`).
 3. An SES error is classified (`classify`): a rejection of the message itself fails at once, with
    its reason; anything else (throttling, 5xx, timeouts, network, and the configuration errors an
    operator can fix, which are also logged at ERROR for the alarm) is retried with growing backoff,
