@@ -14,6 +14,7 @@ Scans run as the schedule runs them: one starts every --period (60) seconds, eac
 Lambda with the stage's timeout gets, until every notification is sent. Reported:
 - notifications per minute: sent ÷ time to drain (from the first scan's start to the last send);
 - overlap: the latency injected ÷ the scans' wall time (1× = paid in series);
+- AWS calls per notification, by operation;
 - CPU: how busy this process was while scanning (one core is the most a Python process gets), its
   CPU time per notification, how much of it is moto emulating AWS (on AWS that work is done on
   AWS's side, inside the latency) and how much is ours.
@@ -26,6 +27,7 @@ import platform
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import common  # first: it sets the environment the table models read at import
@@ -50,6 +52,7 @@ class Boundary:
         self.latency = {"ses": ses_s, "dynamodb": dynamodb_s}
         self.injected = self.moto_cpu = 0.0
         self.sends = 0
+        self.operations = Counter()
         self.last_send = None
         self._lock = threading.Lock()
 
@@ -63,6 +66,7 @@ class Boundary:
             answer = call(client, operation, params)
             with boundary._lock:
                 boundary.injected += pause
+                boundary.operations[operation] += 1
                 if operation == "SendRawEmail":
                     boundary.sends += 1
                     boundary.last_send = time.perf_counter()
@@ -129,7 +133,8 @@ def measure(size, args):
     drained = boundary.last_send - started
     return {"size": size, "scans": len(reports), "drain_s": drained, "per_minute": size / drained * 60,
             "overlap": boundary.injected / busy, "cpu_busy": cpu / busy, "cpu_ms": cpu / size * 1000,
-            "moto_ms": boundary.moto_cpu / size * 1000, "sent": [r.sent for r in reports]}
+            "moto_ms": boundary.moto_cpu / size * 1000, "sent": [r.sent for r in reports],
+            "calls": {op: n / size for op, n in boundary.operations.most_common()}}
 
 
 def main():
@@ -154,6 +159,9 @@ def main():
               f"| {r['per_minute']:,.0f} | {r['per_minute'] / (args.rate * 60):.0%} | {r['overlap']:.1f}× "
               f"| {r['cpu_busy']:.0%} | {r['cpu_ms']:.1f} ms | {r['moto_ms']:.1f} ms "
               f"| {r['cpu_ms'] - r['moto_ms']:.1f} ms |")
+    for r in results:
+        calls = ", ".join(f"{op} {n:.2f}" for op, n in r["calls"].items())
+        print(f"\n{r['size']:,}: AWS calls per notification: {calls}")
     met = all(r["per_minute"] >= goal and r["overlap"] >= 3 for r in results)
     print(f"\ngoals: ≥ {goal:,.0f} notifications per minute (90 % of {args.rate:g}/s) and overlap ≥ 3×: "
           f"{'met' if met else 'MISSED'}")

@@ -5,13 +5,15 @@ One scan, within its time budget:
    of the contract gets its cached fields from the new version, so the scan below sees it.
 2. Due requests, earliest check first: each is evaluated once and gets the notifications that came
    due since its last check (one catch-up alert per metric after a gap), created in the outbox.
-3. Sending: this scan's new notifications and every retry whose time has come, breach alerts
-   first and earlier deadlines first, paced to the SES account's maximum send rate: each gets a send
-   slot in that order (chalicelib/pacing.py) until no slot is left before the budget ends. Webhook
-   deliveries take no SES slot; each attempt is cut at its own timeout (webhooks.TIMEOUT, well
-   inside the margin the budget keeps before the function's timeout). A retried provider alert is
-   re-checked against the request's current state: one that no longer holds is recorded as
-   superseded, never sent.
+3. Sending, at the same time as 2: every retry whose time has come is ready from the start, and each
+   visit adds what it created. Whenever a worker is free, the most urgent ready notification (breach
+   alerts first, earlier deadlines first) gets the next send slot, paced to the SES account's maximum
+   send rate (chalicelib/pacing.py), until no slot is left before the budget ends. Sending starts with
+   the first visit's mail: the price is that in the first moments of a burst a notification found
+   early may go before a more urgent one not found yet. A retried provider alert is re-checked
+   against the request's current state: one that no longer holds is recorded as superseded, never sent.
+   Webhook deliveries take no SES slot; each attempt is cut at its own timeout (webhooks.TIMEOUT,
+   well inside the margin the budget keeps before the function's timeout).
 
 Reads grow with the work, not the table: the sparse `due_for_check` index holds only open requests
 with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
@@ -23,16 +25,18 @@ the breaches it found and the notifications it sent or failed.
 Threads: the due requests and the sends run on a bounded pool of WORKERS threads, so their AWS
 round trips overlap. botocore clients are thread-safe; the SES client and each model's PynamoDB
 client (PynamoDB keeps a botocore session per thread, the client built from it is shared) are built
-before the pool starts, so no two threads build one at once. Nothing else is shared but what
-`_Scan` guards: each worker reads and writes its own items. Exactly-once does not rest on the
+before the pool starts, so no two threads build one at once. The scan's own thread hands out the
+work and alone holds the ready notifications; nothing else is shared but what `_Scan` guards: each
+worker reads and writes its own items. Exactly-once does not rest on the
 threads: a notification is created by a conditional put and sent under a conditional lease, so
 workers of one scan, or two scans at once, cannot send it twice.
 """
 import heapq
+import itertools
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -128,14 +132,7 @@ def scan(now, budget=None, workers=WORKERS, pace=None):
     store.connect_for_scan()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
         _reevaluate(work, budget.share(REEVALUATION_SHARE))
-        created = _run(pool, _due_requests(now, work.report), lambda key: _visit(work, key.request_id),
-                       budget.share(DUE_SHARE), work, "request")
-        to_send = _send_order([entry for batch in created if batch for entry in batch], now, work)
-        if any(not outbox.is_webhook(entry) for entry in to_send):  # the rate is asked for only when it is needed
-            pace = pace or TokenBucket(outbox.max_send_rate(), until=budget)
-        if to_send:
-            _run(pool, _paced(to_send, pace, work.report), lambda ticket: _send(work, ticket), budget, work,
-                 "notification")
+        _visit_and_send(pool, work, budget, pace)
     report = work.report
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     level = logging.ERROR if report.failed or report.errors else logging.INFO
@@ -163,23 +160,63 @@ def _emit_metrics(work, lag):
     collector.flush()
 
 
-def _run(pool, items, handle, budget, work, what):
-    """handle(item) for each item, at most `pool` workers at a time, taking no new item once the
-    budget is spent. An item that raises is logged and counted; the others go on. Results in order."""
-    in_flight, results = [], []
-    for item in items:
-        if budget.spent:
-            work.report.left_over = True
-            break
-        in_flight.append((item, pool.submit(handle, item)))
-        if len(in_flight) >= work.workers * 2:  # a short queue: a spent budget stops taking work soon
-            results.append(_settle(in_flight.pop(0), work, what))
-    results += [_settle(pair, work, what) for pair in in_flight]
-    return results
+def _visit_and_send(pool, work, budget, pace):
+    """Visit the due requests and send what is ready, at once, on the pool's workers.
+
+    The retries whose time has come are ready from the start; each visit adds what it created. Whenever
+    a worker is free, the most urgent ready notification gets the next send slot (`pace`, by default
+    at the account's send rate, asked for when the first is ready), so sending starts with the first
+    visit's mail and never waits for the last visit. Visits hold at most half the workers while there
+    is mail to send, and take no new request once their share of the budget is spent; sending stops
+    when no slot is left before the budget ends. A request or notification that raises is counted and
+    logged; the others go on.
+    """
+    retries = list(outbox.pending_due(work.now, SHARDS))  # all of them, before a visit creates more
+    work.report.count("items_read", len(retries))
+    ready = _Ready()
+    ready.extend(retries)
+    due = _due_requests(work.now, work.report)
+    visit_budget = budget.share(DUE_SHARE)
+    visits, sends = {}, {}  # in flight: future -> the request key or the ticket it handles
+    most_visits = max(1, work.workers // 2)
+    emailing = True
+    while True:
+        while ready and len(visits) + len(sends) < work.workers:
+            entry, slot = ready.pop(), None
+            if outbox.is_webhook(entry):  # SES's rate is not a webhook's: the budget bounds it
+                if budget.spent:
+                    work.report.left_over = True
+                    continue
+            elif not emailing:
+                continue  # no send slot left in this scan: the next one sends it
+            else:
+                pace = pace or TokenBucket(outbox.max_send_rate(), until=budget)
+                slot = pace.reserve()
+                if slot is None:
+                    work.report.left_over, emailing = True, False
+                    continue
+            ticket = _Ticket(entry, slot)
+            sends[pool.submit(_send, work, ticket)] = ticket
+        while due is not None and len(visits) < most_visits and len(visits) + len(sends) < work.workers:
+            if visit_budget.spent:
+                work.report.left_over, due = True, None
+                break
+            key = next(due, None)
+            if key is None:
+                due = None
+                break
+            visits[pool.submit(_visit, work, key.request_id)] = key
+        if not visits and not sends:
+            return
+        done, _ = wait([*visits, *sends], return_when=FIRST_COMPLETED)
+        for future in done:
+            if future in visits:
+                ready.extend(_settle(visits.pop(future), future, work, "request") or ())
+            else:
+                _settle(sends.pop(future), future, work, "notification")
 
 
-def _settle(pair, work, what):
-    item, future = pair
+def _settle(item, future, work, what):
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - isolation: one bad item never stops the scan
@@ -227,16 +264,28 @@ def _visit(work, request_id):
     return created
 
 
-def _send_order(created, now, work):
-    """This scan's new entries and the retries that are due, most urgent first: breach alerts, then
-    reminders and customer mail, then warnings; within each, the earliest deadline first."""
-    candidates = {(e.request_id, e.key): e for e in created}
-    for key in outbox.pending_due(now, SHARDS):
-        work.report.count("items_read")
-        candidates.setdefault((key.request_id, key.key), key)
-    never = float("inf")
-    return sorted(candidates.values(), key=lambda e: (int(e.urgency if e.urgency is not None else 4),
-                                                      e.due_at if e.due_at is not None else never))
+class _Ready:
+    """Notifications ready to send, the most urgent first: breach alerts, then reminders and customer
+    mail, then warnings; within each, the earliest deadline first. Each one once (a retry found by
+    two reads, or created twice, is queued once)."""
+
+    def __init__(self):
+        self._heap, self._queued, self._order = [], set(), itertools.count()
+
+    def __bool__(self):
+        return bool(self._heap)
+
+    def extend(self, entries):
+        never = float("inf")
+        for entry in entries:
+            if (entry.request_id, entry.key) not in self._queued:
+                self._queued.add((entry.request_id, entry.key))
+                urgency = int(entry.urgency if entry.urgency is not None else 4)
+                due_at = entry.due_at if entry.due_at is not None else never
+                heapq.heappush(self._heap, (urgency, due_at, next(self._order), entry))
+
+    def pop(self):
+        return heapq.heappop(self._heap)[-1]
 
 
 class _Ticket(NamedTuple):
@@ -253,33 +302,19 @@ class _Ticket(NamedTuple):
         return self.entry.key
 
 
-def _paced(entries, pace, report):
-    """Each email with a send slot, reserved in this (urgency) order, while slots remain in the budget;
-    webhook deliveries without one (SES's rate is not theirs; the scan's budget still bounds them)."""
-    slots_left = pace is not None
-    for entry in entries:
-        if outbox.is_webhook(entry):
-            yield _Ticket(entry, None)
-            continue
-        slot = pace.reserve() if slots_left else None
-        if slot is None:
-            report.left_over, slots_left = True, False
-            continue
-        yield _Ticket(entry, slot)
-
-
 def _send(work, ticket):
     candidate, slot = ticket
     entry = work.fresh.get((candidate.request_id, candidate.key))
     retried = entry is None
-    if retried:
-        entry = outbox.stored_entry(candidate.request_id, candidate.key)
+    if retried:  # a retry, read by its claim and re-checked
         work.report.count("items_read")
+        entry = outbox.keys_only(candidate.request_id, candidate.key)
     if outbox.is_webhook(entry):
-        outcome = webhooks.deliver(entry, work.now, lambda e: _webhook_target(work, e, retried), work.secrets)
-    else:
-        prepare = (lambda e: _current_email(work, e)) if retried and entry.kind in PROVIDER_KINDS else None
-        outcome = outbox.deliver(entry, work.now, prepare, slot)
+        outcome = webhooks.deliver(entry, work.now, lambda e: _webhook_target(work, e, retried), work.secrets,
+                                   read=retried)
+    else:  # created by this scan a moment ago: sent as it was rendered
+        prepare = (lambda e: _current_email(work, e)) if retried else None
+        outcome = outbox.deliver(entry, work.now, prepare, slot, read=retried)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
 
@@ -298,7 +333,10 @@ def _current(work, request_id, key):
 
 
 def _current_email(work, entry):
-    """A retried provider alert email as it reads now, or None when it no longer holds."""
+    """A retried provider alert email as it reads now, or None when it no longer holds; other mail
+    as stored."""
+    if entry.kind not in PROVIDER_KINDS:
+        return entry.recipients, outbox.rendering(entry)
     current = _current(work, entry.request_id, entry.key)
     if current is None:
         return None

@@ -104,10 +104,10 @@ def gaps_between(times):
     return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
 
 
-def paced_scan(fake, per_second, seconds, workers=scanner.WORKERS):
-    """One scan at NOW, `seconds` of fake time long, sending at most `per_second`."""
+def paced_scan(fake, per_second, seconds, workers=scanner.WORKERS, at=NOW):
+    """One scan at `at`, `seconds` of fake time long, sending at most `per_second`."""
     budget = Budget(seconds, clock=fake.clock)
-    return scanner.scan(NOW, budget, workers=workers,
+    return scanner.scan(at, budget, workers=workers,
                         pace=TokenBucket(per_second, until=budget, clock=fake.clock, sleep=fake.sleep))
 
 
@@ -164,17 +164,42 @@ def test_a_backlog_larger_than_a_scan_sends_breaches_then_customer_mail_then_war
     late = warnings(policy, 6, NOW + timedelta(minutes=12))  # inserted first: the index order is not the send order
     early = warnings(policy, 6, NOW + timedelta(minutes=8))
     breached = breaches(policy, 8)
+    # A scan with no send slot at all creates every notification and leaves them all waiting.
+    report = scanner.scan(NOW, Budget(60, clock=fake.clock), workers=workers,
+                          pace=TokenBucket(8, until=Budget(0, clock=fake.clock), clock=fake.clock, sleep=fake.sleep))
+    assert report.created == 20 and report.sent == 0 and report.left_over and ses.sends == []
 
-    report = paced_scan(fake, per_second=8, seconds=2.0, workers=workers)  # 16 send slots for 22 notifications
+    later = NOW + timedelta(seconds=30)  # the backlog, all of it known before the first send
+    report = paced_scan(fake, per_second=8, seconds=2.0, workers=workers, at=later)  # 16 slots for 22
     first = ses.in_time_order()
     assert first[:8] == breached and set(first[8:10]) == set(acks) and first[10:] == early
     if workers == 1:
         assert ses.keys() == first  # one worker: the calls themselves in that order
-    assert report.created == 20 and report.sent == 16 and report.left_over
+    assert report.sent == 16 and report.left_over
 
-    report = paced_scan(fake, per_second=8, seconds=2.0, workers=workers)
+    report = paced_scan(fake, per_second=8, seconds=2.0, workers=workers, at=later)
     assert [key for _, key in sorted(ses.sends[16:])] == late and report.sent == 6 and not report.left_over
     assert Counter(ses.keys()) == Counter(breached + acks + early + late)
+
+
+def test_sending_starts_with_the_first_visits_mail_while_the_other_due_requests_are_visited(
+        policy, mailbox, monkeypatch):
+    expected = breaches(policy, 40)
+    last = expected[-1].split("|")[0]  # the latest check: visited last
+    sent, waited = threading.Event(), []
+    original = BaseClient._make_api_call
+
+    def patched(client, operation, params):
+        if operation == "SendRawEmail":
+            sent.set()
+        elif operation == "GetItem" and params["Key"]["request_id"]["S"] == last:
+            waited.append(sent.wait(timeout=30))  # had sending waited for every visit, this would time out
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", patched)
+    report = scanner.scan(NOW)
+    assert waited == [True] and report.due == 40 and report.sent == 40
+    assert sorted(str(m["X-SLA-Notification"]).strip() for m in mailbox.messages()) == sorted(expected)
 
 
 # --- the SES send rate ------------------------------------------------------------------------------
@@ -345,6 +370,57 @@ def test_throttles_halve_the_rate_at_most_once_a_second_and_never_below_one_a_se
     assert slow.per_second == 0.5  # a rate already below it is kept
     with pytest.raises(ValueError):
         TokenBucket(0)
+
+
+# --- DynamoDB calls per notification -----------------------------------------------------------------
+
+
+class Calls:
+    """Every AWS call at the botocore boundary: (operation, params)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        original = BaseClient._make_api_call
+        monkeypatch.setattr(BaseClient, "_make_api_call",
+                            lambda client, operation, params: self.calls.append((operation, params))
+                            or original(client, operation, params))
+
+    def per_item(self, table=None):
+        """Calls that touch one item (or send one email), by operation, on `table` or on any."""
+        return Counter(op for op, params in self.calls if op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem",
+                                                                 "TransactWriteItems", "SendRawEmail")
+                       and table in (None, params.get("TableName")))
+
+    def updates(self, table):
+        return [params for op, params in self.calls if op == "UpdateItem" and params["TableName"] == table]
+
+
+def test_a_due_notification_costs_one_read_one_put_three_writes_that_answer_nothing_and_one_send(
+        policy, mailbox, monkeypatch):
+    breaches(policy, 10)
+    calls = Calls(monkeypatch)
+    report = scanner.scan(NOW)
+    assert report.sent == 10
+    # read the request, create the alert, move the request's check; claim, send, mark sent
+    assert calls.per_item() == {"GetItem": 10, "PutItem": 10, "UpdateItem": 30, "SendRawEmail": 10}
+    assert all("ReturnValues" not in params for op, params in calls.calls if op == "UpdateItem")
+    for update in calls.updates(RequestModel.Meta.table_name):  # only what the visit changed
+        assert set(update["ExpressionAttributeNames"].values()) == {
+            "checked_until", "next_check_at", "breached", "breached_contract", "version"}
+
+
+def test_a_retry_is_claimed_and_read_in_one_conditional_update(policy, mailbox, monkeypatch):
+    expected = breaches(policy, 5)
+    ses = Ses(monkeypatch)
+    ses.throttle(*range(1, 6))
+    assert scanner.scan(NOW).pending == 5
+    calls = Calls(monkeypatch)
+    report = scanner.scan(NOW + outbox.FIRST_RETRY)
+    assert report.sent == 5 and Counter(ses.keys()) == Counter(expected)
+    table = NotificationModel.Meta.table_name
+    assert calls.per_item(table) == {"UpdateItem": 10}  # no read of its own: the claim answers with the item
+    assert [u.get("ReturnValues") for u in calls.updates(table)].count("ALL_NEW") == 5
+    assert calls.per_item(RequestModel.Meta.table_name) == {"GetItem": 5}  # each breach re-checked once
 
 
 # --- threads and clients ----------------------------------------------------------------------------

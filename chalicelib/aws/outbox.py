@@ -3,9 +3,10 @@
 1. `outbox_entry` turns a due Notification into an outbox item; the caller creates it with a
    conditional put (in the API's own write transaction, or `enqueue` for the scanner), so a
    notification exists once however many scanners find it.
-2. `deliver` claims a short lease with a conditional update (only one sender at a time), lets the
-   caller re-check that the notification still tells the truth (else it is `superseded`, not sent),
-   sends through SES, then marks it sent.
+2. `deliver` claims a short lease with a conditional update (only one sender at a time; for a retry
+   known only by its keys, the same update reads it), lets the caller re-check that the
+   notification still tells the truth (else it is `superseded`, not sent), sends through SES, then
+   marks it sent. Its writes ask for nothing back (`tables.write`).
 3. An SES error is classified (`classify`): a rejection of the message itself fails at once, with
    its reason; anything else (throttling, 5xx, timeouts, network, and the configuration errors an
    operator can fix, which are also logged at ERROR for the alarm) is retried with growing backoff,
@@ -38,7 +39,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import settings
 from chalicelib.aws import metrics
-from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of
+from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of, write
 from chalicelib.core.alerts import REPORT_URGENCY
 from chalicelib.core.emails import Rendered
 from chalicelib.core.webhook_rules import is_delivery
@@ -145,7 +146,7 @@ def enqueue(entry):
         raise
 
 
-def deliver(entry, now, prepare=None, slot=None):
+def deliver(entry, now, prepare=None, slot=None, read=False):
     """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed", "superseded"
     or "busy" (another sender holds it, or it is done).
 
@@ -153,8 +154,10 @@ def deliver(entry, now, prepare=None, slot=None):
     send now, (recipients, emails.Rendered) with the current deadline and addresses, or None when it
     no longer holds. Without it the stored rendering is sent as it is.
     `slot` (a pacing.Slot), when given: waited for right before calling SES, told of a throttle.
+    `read`: `entry` holds only its keys (a retry found in the pending index); the lease's conditional
+    update answers with the stored item, so claiming it reads it too.
     """
-    if not claim(entry, now):
+    if not claim(entry, now, read):
         return "busy"
     refreshed = {}
     if prepare is not None:
@@ -162,11 +165,12 @@ def deliver(entry, now, prepare=None, slot=None):
         if current is None:
             return superseded(entry, now)
         recipients, rendered = current
-        refreshed = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
+        now_reads = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
                      "html": rendered.html}
+        refreshed = {name: value for name, value in now_reads.items() if getattr(entry, name) != value}
         for name, value in refreshed.items():
             setattr(entry, name, value)
-    message = build_message(entry.sender, entry.recipients, _rendered(entry),
+    message = build_message(entry.sender, entry.recipients, rendering(entry),
                             headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"},
                             attachments=entry.attachments)
     attempts = int(entry.attempts) + 1
@@ -184,23 +188,26 @@ def deliver(entry, now, prepare=None, slot=None):
         if slot is not None and is_rate_throttle(exc):
             slot.throttled()
         return _not_sent(entry, attempts, exc, now)
-    mark_sent(entry, attempts, now, [NotificationModel.message_id.set(answer.get("MessageId"))]
-              + [getattr(NotificationModel, name).set(value) for name, value in refreshed.items()])
+    mark_sent(entry, attempts, now, {"message_id": answer.get("MessageId"), **refreshed})
     copy = _keep_copy(entry, message, now, answer.get("MessageId"))
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
               to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
     return "sent"
 
 
-def claim(entry, now):
+def claim(entry, now, read=False):
     """Take the entry's short lease: True when this caller may try it now; False when it is sent,
-    failed, superseded, or another sender holds the lease."""
+    failed, superseded, or another sender holds the lease. `read`: `entry` holds only its keys (a
+    retry found in the pending index); the lease's conditional update answers with the stored item,
+    so claiming it reads it too."""
     lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
+    condition = (NotificationModel.status == "pending") & lease_free
+    lease_until = (now + LEASE).timestamp()
     try:
-        entry.update(
-            actions=[NotificationModel.lease_until.set((now + LEASE).timestamp())],
-            condition=(NotificationModel.status == "pending") & lease_free,
-        )
+        if read:
+            entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=condition)
+        else:
+            write(entry, {"lease_until": lease_until}, condition=condition)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return False
@@ -208,21 +215,14 @@ def claim(entry, now):
     return True
 
 
-def mark_sent(entry, attempts, now, more_actions=()):
+def mark_sent(entry, attempts, now, more=None):
     """A claimed entry was accepted (by SES, or a webhook's receiver): it leaves the pending index."""
-    entry.update(actions=[
-        NotificationModel.status.set("sent"),
-        NotificationModel.attempts.set(attempts),
-        NotificationModel.sent_at.set(now),
-        NotificationModel.last_error.remove(),
-        NotificationModel.lease_until.remove(),
-        NotificationModel.pending_shard.remove(),
-        NotificationModel.retry_at.remove(),
-        *more_actions,
-    ])
+    write(entry, {"status": "sent", "attempts": attempts, "sent_at": now, "last_error": None, "lease_until": None,
+                  "pending_shard": None, "retry_at": None, **(more or {})})
 
 
-def _rendered(entry):
+def rendering(entry):
+    """The subject and bodies an outbox entry holds."""
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
 
 
@@ -256,16 +256,10 @@ def _cte(body):
     return None if body.isascii() else "base64"  # None: 7bit, or quoted-printable for long lines
 
 
-
 def superseded(entry, now):
     """A claimed entry no longer tells the truth: recorded as superseded, never sent."""
-    entry.update(actions=[
-        NotificationModel.status.set("superseded"),
-        NotificationModel.superseded_at.set(now),
-        NotificationModel.lease_until.remove(),
-        NotificationModel.pending_shard.remove(),
-        NotificationModel.retry_at.remove(),
-    ])
+    write(entry, {"status": "superseded", "superseded_at": now, "lease_until": None, "pending_shard": None,
+                  "retry_at": None})
     log_event(logger, "notification superseded", request_id=entry.request_id, key=entry.key, kind=entry.kind)
     return "superseded"
 
@@ -325,17 +319,12 @@ def not_sent(entry, attempts, error, kind, now):
     retried with backoff, or failed once rejected or 24 hours old. Returns "pending" or "failed"."""
     error = error[:1000]
     final = kind == REJECTED or now >= entry.created_at + GIVE_UP_AFTER
-    actions = [
-        NotificationModel.attempts.set(attempts),
-        NotificationModel.last_error.set(error),
-        NotificationModel.lease_until.remove(),
-    ]
+    fields = {"attempts": attempts, "last_error": error, "lease_until": None}
     if final:
-        actions += [NotificationModel.status.set("failed"), NotificationModel.pending_shard.remove(),
-                    NotificationModel.retry_at.remove()]
+        fields.update(status="failed", pending_shard=None, retry_at=None)
     else:
-        actions.append(NotificationModel.retry_at.set((now + retry_delay(attempts)).timestamp()))
-    entry.update(actions=actions)
+        fields["retry_at"] = (now + retry_delay(attempts)).timestamp()
+    write(entry, fields)
     if final:
         message, level = "notification failed", logging.ERROR
     elif kind == OPERATOR:
@@ -371,6 +360,12 @@ def pending_due(now, shards):
     """Keys (with urgency and deadline) of pending notifications whose retry time has come."""
     for shard in shards:
         yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
+
+
+def keys_only(request_id, key):
+    """An entry known by its keys alone (a retry in the pending index): `deliver(..., read=True)`
+    reads the rest with its claim."""
+    return NotificationModel(request_id, key)
 
 
 def stored_entry(request_id, key):

@@ -43,6 +43,7 @@ from chalicelib.aws.tables import (
     listing_key,
     status_key,
     utc_key,
+    write,
 )
 from chalicelib.core.clock import RESOLVED
 from chalicelib.core.errors import ConflictError, CursorError
@@ -208,11 +209,14 @@ def _cache_actions(cache):
 
 
 def refresh_cache(request, cache):
-    """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine."""
-    actions = _cache_actions(cache)
+    """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine.
+    Writes only the fields that differ from the item as read (under its version), none when none do."""
+    changed = {name: value for name, value in cache.items() if getattr(request, name) != value}
+    if not changed:
+        return
     try:
-        request.update(actions=actions)
-    except Exception as exc:  # noqa: BLE001 - an UpdateError with a failed version condition
+        write(request, changed)
+    except UpdateError as exc:  # a failed version condition: someone else wrote it meanwhile
         if not _condition_failed(exc):
             raise
 

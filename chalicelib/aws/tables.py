@@ -464,3 +464,21 @@ def connect(*models):
     costs more than a call). Once built, the client is shared: botocore clients are thread-safe."""
     for model in models:
         model._get_connection().connection.client  # noqa: B018 - the property builds and caches it
+
+
+def write(item, fields, condition=None):
+    """Set each of `fields` on the stored item (None removes it) and on `item`, in one UpdateItem that
+    answers nothing. PynamoDB's `Model.update` asks for the whole item back (ReturnValues ALL_NEW),
+    which DynamoDB sends and we parse on every write: an outbox item's bodies on each lease and mark.
+    A versioned model keeps its check: the write fails if anyone else wrote since `item` was read."""
+    model = type(item)
+    actions = [getattr(model, name).remove() if value is None else getattr(model, name).set(value)
+               for name, value in fields.items()]
+    hash_key, range_key = item._get_hash_range_key_serialized_values()
+    version_condition = item._handle_version_attribute(actions=actions)
+    if version_condition is not None:
+        condition &= version_condition
+    item._get_connection().update_item(hash_key, range_key=range_key, actions=actions, condition=condition)
+    for name, value in fields.items():
+        setattr(item, name, value)
+    item.update_local_version_attribute()

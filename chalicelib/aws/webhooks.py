@@ -154,11 +154,12 @@ def subscribed(policy, entry):
 # --- one attempt -----------------------------------------------------------------------------------
 
 
-def deliver(entry, now, target, secrets):
+def deliver(entry, now, target, secrets, read=False):
     """Try one pending delivery. `target(entry)` is the webhook to POST it to (policy.Webhook), or None
     when it no longer applies (then it is superseded, not sent); `secrets(ref)` the secret of a ref.
+    `read`: `entry` holds only its keys; the claim reads the rest.
     Returns "sent", "pending", "failed", "superseded" or "busy", as outbox.deliver."""
-    if not outbox.claim(entry, now):
+    if not outbox.claim(entry, now, read):
         return "busy"
     hook = target(entry)
     if hook is None:
