@@ -25,8 +25,9 @@ run: $(STAMP)
 
 test: lint pytest
 
+# One worker per core (pytest-xdist); worksteal rebalances, since a few tests take far longer than the rest.
 pytest: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 # Against a running `make run` (in another terminal): a fortnight posted, scanned, tallied, reported.
 demo: $(STAMP)

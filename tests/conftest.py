@@ -1,5 +1,6 @@
 """Test setup: fake AWS credentials and the table prefix, moto for every AWS call, and a thin JSON
 client over `chalice.test.Client`."""
+import copy
 import email
 import email.policy
 import functools
@@ -8,13 +9,13 @@ import os
 import threading
 from pathlib import Path
 
-import boto3
 import pytest
-from chalice.test import Client, TestHTTPClient
+from chalice.local import LambdaContext
+from chalice.test import Client, FunctionNotFoundError, InvokeResponse, TestHTTPClient, TestLambdaClient
 from hypothesis import settings
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.ses.models import ses_backends
 from openapi_check import SPEC
 
@@ -76,6 +77,22 @@ def _checked_against_the_spec(request):
 
 TestHTTPClient.request = _checked_against_the_spec(TestHTTPClient.request)
 
+
+def _invoke_within_the_configured_timeout(self, function_name, payload=None):
+    """chalice's test client gives every function 3 s, whatever its configured timeout, and the scheduled
+    functions budget their work by what the context says is left: on a busy machine a scan then left
+    work for the next one and tests flaked. Invoke as Lambda does, within the function's lambda_timeout."""
+    scoped = self._config.scope(self._config.chalice_stage, function_name)
+    context = LambdaContext(function_name, memory_size=scoped.lambda_memory_size,
+                            max_runtime_ms=scoped.lambda_timeout * 1000)
+    if function_name not in self._app.handler_map:
+        raise FunctionNotFoundError(function_name)
+    with self._patched_env_vars(scoped.environment_variables):
+        return InvokeResponse(payload=self._app.handler_map[function_name]({} if payload is None else payload, context))
+
+
+TestLambdaClient.invoke = _invoke_within_the_configured_timeout
+
 settings.register_profile("default", deadline=None, max_examples=60)
 settings.load_profile("default")
 
@@ -112,11 +129,22 @@ def crash_expected():
     _CRASHES["expected"] = False
 
 
-@pytest.fixture
-def aws():
+@functools.cache
+def _empty_tables():
+    """moto's tables as `tables.create_all()` leaves them, made once per process: creating them through
+    the API in every test cost more than most tests themselves."""
     with mock_aws():
         tables.create_all()
-        boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
+        return copy.deepcopy(dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables)
+
+
+@pytest.fixture
+def aws():
+    """A fresh moto account (every backend reset) holding empty tables and the verified sender."""
+    empty = _empty_tables()
+    with mock_aws():
+        dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables.update(copy.deepcopy(empty))
+        ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].verify_email_identity(SENDER)
         yield
 
 

@@ -59,7 +59,14 @@ def with_change(path, value):
     return doc
 
 
-DELETE = object()
+class _Deleted:
+    """The field is removed; its repr names the test the same in every process (pytest-xdist compares)."""
+
+    def __repr__(self):
+        return "<deleted>"
+
+
+DELETE = _Deleted()
 BAD_FIELDS = [
     (("name",), DELETE, "name"),
     (("name",), "", "name"),
