@@ -1,4 +1,5 @@
-"""SSM Parameter Store: SecureString values, decrypted once per process (a warm Lambda)."""
+"""SSM Parameter Store: one client per process, and SecureString values decrypted once per process
+(a warm Lambda)."""
 import logging
 import threading
 
@@ -11,6 +12,18 @@ from chalicelib.logs import log_event
 logger = logging.getLogger("sla_clock.ssm")
 _values = {}  # parameter name -> its decrypted value
 _lock = threading.Lock()
+_client = None
+_client_lock = threading.Lock()
+
+
+def client():
+    """The process's SSM client (botocore clients are thread-safe)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            current = settings.current()
+            _client = boto3.client("ssm", region_name=current.region, endpoint_url=current.endpoint_url)
+        return _client
 
 
 def decrypted_parameter(name):
@@ -19,10 +32,8 @@ def decrypted_parameter(name):
     with _lock:
         if name in _values:
             return _values[name]
-        current = settings.current()
-        client = boto3.client("ssm", region_name=current.region, endpoint_url=current.endpoint_url)
         try:
-            value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+            value = client().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
         except (ClientError, BotoCoreError) as exc:
             log_event(logger, "parameter unavailable", level=logging.ERROR, parameter=name,
                       error=f"{type(exc).__name__}: {exc}")

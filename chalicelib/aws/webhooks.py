@@ -19,11 +19,10 @@ import ssl
 import time
 from urllib.parse import quote, urlsplit
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import settings
-from chalicelib.aws import metrics, outbox
+from chalicelib.aws import metrics, outbox, parameters
 from chalicelib.core.alerts import CUSTOMER_URGENCY
 from chalicelib.core.documents import iso
 from chalicelib.core.emails import Rendered
@@ -48,7 +47,6 @@ USER_AGENT = "SLA-Clock-Webhooks/1"
 MAX_STATUS_LINE = 8192
 _STATUS_LINE = re.compile(r"HTTP/1\.[01] ([0-9]{3})(?: .*)?")
 logger = logging.getLogger("sla_clock.webhooks")
-_ssm = None
 _tls = None
 
 
@@ -58,14 +56,6 @@ class DeliveryError(Exception):
 
 def local_allowed():
     return settings.current().local_webhooks_allowed
-
-
-def ssm():
-    global _ssm
-    if _ssm is None:
-        current = settings.current()
-        _ssm = boto3.client("ssm", region_name=current.region, endpoint_url=current.endpoint_url)
-    return _ssm
 
 
 # --- secrets ---------------------------------------------------------------------------------------
@@ -95,7 +85,7 @@ def with_stored_secrets(contract_id, document, previous):
 
 def _store_secret(contract_id, url, secret):
     name = parameter_name(contract_id, url)
-    answer = ssm().put_parameter(Name=name, Value=secret, Type="SecureString", Overwrite=True,
+    answer = parameters.client().put_parameter(Name=name, Value=secret, Type="SecureString", Overwrite=True,
                                  Description=f"SLA Clock webhook secret of contract {contract_id}")
     return f"{name}:{answer['Version']}"
 
@@ -108,7 +98,7 @@ class Secrets:
 
     def __call__(self, ref):
         if ref not in self._found:
-            self._found[ref] = ssm().get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
+            self._found[ref] = parameters.client().get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
         return self._found[ref]
 
 
