@@ -51,7 +51,7 @@ class Collector:
             entry[1] = entry[1] + value if unit == COUNT else value
 
     def delivery(self, entry, outcome):
-        """What notify.deliver (or webhooks.deliver) made of an outbox entry: sent (a warning counts as
+        """What outbox.deliver (or webhooks.deliver) made of an outbox entry: sent (a warning counts as
         one too) or failed. Webhook deliveries are counted apart from emails."""
         if is_delivery(entry.key):
             if outcome in ("sent", "failed"):

@@ -51,7 +51,7 @@ MAX_BACKOFF = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
 SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
-WEBHOOK_KIND = "webhook"  # outbox entries POSTed to a webhook (chalicelib/webhooks.py)
+WEBHOOK_KIND = "webhook"  # outbox entries POSTed to a webhook (chalicelib/aws/webhooks.py)
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
 _last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has answered once

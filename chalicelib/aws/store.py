@@ -557,7 +557,7 @@ def _received_between(start, end):
     return RequestModel.listed_at.between(listing_key(start), listing_key(end))
 
 
-# What evaluating a stored request reads (service.state_of, facts_of, clock_events, pinned versions).
+# What evaluating a stored request reads (records.state_of, facts_of, clock_events, pinned versions).
 EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "designated", "received_at", "timeline", "status",
                          "contract_version", "frozen_state"]
 
