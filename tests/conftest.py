@@ -218,11 +218,28 @@ def admin(client):
 @pytest.fixture
 def acme(admin):
     """The demo contract as "acme", with an agent and a client token: (admin, agent, client)."""
-    status, _ = admin.put("/contracts/acme", DEMO_CONTRACT)
-    assert status == 201
+    return contract_with_tokens(admin, DEMO_CONTRACT)
+
+
+def contract_with_tokens(admin, document, contract_id="acme"):
+    """`document` stored as a new contract, with an agent and a client token: (admin, agent, client)."""
+    status, body = admin.put(f"/contracts/{contract_id}", document)
+    assert status == 201, body
     tokens = {}
     for role in ("agent", "client"):
-        status, body = admin.post("/tokens", {"role": role, "contract_id": "acme"})
+        status, body = admin.post("/tokens", {"role": role, "contract_id": contract_id})
         assert status == 201, body
         tokens[role] = body["token"]
     return admin, admin.as_token(tokens["agent"]), admin.as_token(tokens["client"])
+
+
+def demo_contract(**changes):
+    """The demo contract with changes at dotted paths: demo_contract(**{"calendar.hours": []})."""
+    document = copy.deepcopy(DEMO_CONTRACT)
+    for path, value in changes.items():
+        *parents, key = path.split(".")
+        target = document
+        for name in parents:
+            target = target[name]
+        target[key] = value
+    return document

@@ -1,7 +1,6 @@
 """Production hardening of what comes in and what goes out: contract limits, odd input that must be a
 400 (never a 500), what client tokens may see, and listings and reports that read only what they
 need. End to end through chalice.test.Client + moto + time-machine."""
-import copy
 import itertools
 import json
 from datetime import date, datetime, timedelta
@@ -21,7 +20,7 @@ from chalicelib import contracts, requests
 from chalicelib.aws import records
 from chalicelib.aws.tables import RequestModel
 from chalicelib.core.errors import ValidationError
-from conftest import DEMO_CONTRACT
+from conftest import DEMO_CONTRACT, demo_contract
 
 SH = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SH)
@@ -36,16 +35,6 @@ def at_monday_10():
         yield traveller
 
 
-def contract(**changes):
-    """The demo contract with dotted-path changes: contract(**{"calendar.hours": []})."""
-    doc = copy.deepcopy(DEMO_CONTRACT)
-    for path, value in changes.items():
-        *parents, key = path.split(".")
-        target = doc
-        for parent in parents:
-            target = target[parent]
-        target[key] = value
-    return doc
 
 
 def dates(first, days):
@@ -72,7 +61,7 @@ def refused(status, body, field):
 ])
 def test_a_calendar_without_working_time_in_some_60_day_window_is_refused_naming_the_field(
         admin, at_monday_10, changes, field):
-    status, body = admin.put("/contracts/acme", contract(**changes))
+    status, body = admin.put("/contracts/acme", demo_contract(**changes))
     assert refused(status, body, field), body
     assert "60-day window" in body["Message"] or field == "calendar.workdays"
     assert admin.get("/contracts/acme")[0] == 404  # nothing stored
@@ -82,7 +71,8 @@ def test_a_calendar_without_working_time_in_some_60_day_window_is_refused_naming
 def test_59_days_without_working_time_are_accepted_60_are_not(admin, at_monday_10, days_off, status):
     # From Monday 2027-03-01, after the weekend of 27-28 February: 57 days off end on Monday 26 April,
     # 59 days without working time; one more day off makes 60.
-    answer = admin.put("/contracts/acme", contract(**{"calendar.extra_holidays": dates(date(2027, 3, 1), days_off)}))
+    document = demo_contract(**{"calendar.extra_holidays": dates(date(2027, 3, 1), days_off)})
+    answer = admin.put("/contracts/acme", document)
     assert answer[0] == status, answer
 
 
@@ -97,14 +87,14 @@ def test_59_days_without_working_time_are_accepted_60_are_not(admin, at_monday_1
     ("off_hours_first_response", "2801h"),
 ])
 def test_durations_over_400_working_days_are_refused_naming_the_field(admin, at_monday_10, path, value):
-    status, body = admin.put("/contracts/acme", contract(**{path: value}))
+    status, body = admin.put("/contracts/acme", demo_contract(**{path: value}))
     assert refused(status, body, path), body
     assert "400 working days" in body["Message"]
 
 
 def test_durations_of_400_working_days_are_accepted_and_computable(acme, at_monday_10):
     admin, agent, _ = acme
-    longest = contract(**{"priorities.high.resolution": "400wd", "priorities.medium.resolution": "2800h",
+    longest = demo_contract(**{"priorities.high.resolution": "400wd", "priorities.medium.resolution": "2800h",
                           "priorities.urgent.resolution": "9600h", "off_hours_first_response": "2800h"})
     assert admin.put("/contracts/acme", longest)[0] == 200
     for priority in ("high", "medium", "urgent"):
@@ -116,7 +106,7 @@ def test_durations_of_400_working_days_are_accepted_and_computable(acme, at_mond
 
 def test_a_refused_change_stores_no_new_version(admin, at_monday_10):
     assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
-    assert refused(*admin.put("/contracts/acme", contract(**{"calendar.hours": []})), "calendar.hours")
+    assert refused(*admin.put("/contracts/acme", demo_contract(**{"calendar.hours": []})), "calendar.hours")
     assert admin.get("/contracts/acme")[1]["version"] == 1
 
 
@@ -131,7 +121,7 @@ def test_a_document_whose_stored_form_would_not_parse_is_refused_before_anything
         return parse(doc, version, admitted_at, overrides, **options)
 
     monkeypatch.setattr(contracts, "parse_contract", stored_form_breaks)
-    assert refused(*admin.put("/contracts/acme", contract(name="v2")), "calendar")
+    assert refused(*admin.put("/contracts/acme", demo_contract(name="v2")), "calendar")
     monkeypatch.undo()
     assert admin.get("/contracts/acme")[1] | {"updated_at": None} == {
         "contract_id": "acme", "version": 1, "updated_at": None, **contracts.parse_contract(DEMO_CONTRACT)[0],
@@ -166,7 +156,7 @@ calendars = st.fixed_dictionaries({
     "date_hours": off_runs().map(lambda ds: dict.fromkeys(ds, [])),
 })
 contract_documents = st.builds(
-    lambda calendar, zone, first, resolution, every, clock: contract(**{
+    lambda calendar, zone, first, resolution, every, clock: demo_contract(**{
         "calendar": calendar, "timezone": zone, "priorities": {
             "high": {"first_response": first, "resolution": resolution, "progress_every": every, "clock": clock}}}),
     calendars, st.sampled_from(ZONES), durations, durations, durations, st.sampled_from(["business", "24x7"]))
@@ -256,12 +246,12 @@ def test_an_internationalised_domain_is_stored_and_mailed_as_punycode(acme, mail
     ("notify.sender", "服务@provider.example", "notify.sender"),
 ])
 def test_notify_addresses_ses_cannot_deliver_are_refused_naming_them(admin, path, value, field):
-    status, body = admin.put("/contracts/acme", contract(**{path: value}))
+    status, body = admin.put("/contracts/acme", demo_contract(**{path: value}))
     assert refused(status, body, field), body
 
 
 def test_notify_addresses_with_internationalised_domains_are_kept_as_punycode(admin):
-    status, body = admin.put("/contracts/acme", contract(**{"notify.provider": ["oncall@例子.中国"]}))
+    status, body = admin.put("/contracts/acme", demo_contract(**{"notify.provider": ["oncall@例子.中国"]}))
     assert status == 201 and body["notify"]["provider"] == ["oncall@xn--fsqu00a.xn--fiqs8s"], body
 
 

@@ -16,7 +16,7 @@ from app import app
 from chalicelib.core import service_level
 from chalicelib.core.policy import parse_contract
 from chalicelib.core.service_level import Interaction
-from conftest import DEMO_CONTRACT
+from conftest import DEMO_CONTRACT, contract_with_tokens
 
 SH = ZoneInfo("Asia/Shanghai")
 CONTRACT = copy.deepcopy(DEMO_CONTRACT)
@@ -43,10 +43,7 @@ def call(id, offered, answered=None, abandoned=None, channel="phone"):
 
 @pytest.fixture
 def acme(admin):
-    assert admin.put("/contracts/acme", CONTRACT)[0] == 201
-    tokens = {role: admin.post("/tokens", {"role": role, "contract_id": "acme"})[1]["token"]
-              for role in ("agent", "client")}
-    return admin, admin.as_token(tokens["agent"]), admin.as_token(tokens["client"])
+    return contract_with_tokens(admin, CONTRACT)
 
 
 @pytest.fixture

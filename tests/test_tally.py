@@ -14,7 +14,7 @@ from app import app
 from chalicelib import reporting
 from chalicelib.aws.tables import TallyModel
 from chalicelib.core.tally import apply_cap
-from conftest import DEMO_CONTRACT
+from conftest import DEMO_CONTRACT, contract_with_tokens
 
 SH = ZoneInfo("Asia/Shanghai")
 CONTRACT = copy.deepcopy(DEMO_CONTRACT)
@@ -34,10 +34,7 @@ def local(day, hour, minute=0, month=11):
 
 @pytest.fixture
 def acme(admin):
-    assert admin.put("/contracts/acme", CONTRACT)[0] == 201
-    tokens = {role: admin.post("/tokens", {"role": role, "contract_id": "acme"})[1]["token"]
-              for role in ("agent", "client")}
-    return admin, admin.as_token(tokens["agent"]), admin.as_token(tokens["client"])
+    return contract_with_tokens(admin, CONTRACT)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """What-if: a month replayed under a candidate contract (POST /contracts/{id}/simulations), end to end
 through `chalice.test.Client` + moto + time-machine, with the demo contract as the terms in force."""
-import copy
 import random
 from datetime import UTC, date, timedelta
 from zoneinfo import ZoneInfo
@@ -27,7 +26,7 @@ from chalicelib.core.clock import (
 )
 from chalicelib.core.policy import EXAMPLE_PRIORITIES, Penalties, parse_contract
 from chalicelib.core.tally import DayTally, Evaluated, day_bounds, month_bounds, tally_day, tally_month
-from conftest import DEMO_CONTRACT
+from conftest import DEMO_CONTRACT, demo_contract
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 SES = {"SendEmail", "SendRawEmail", "SendTemplatedEmail", "SendBulkTemplatedEmail"}
@@ -40,16 +39,6 @@ def clock():
         yield traveller
 
 
-def candidate(**changes):
-    """The demo contract with changes at dotted paths: candidate(**{"priorities.high.first_response": "4h"})."""
-    document = copy.deepcopy(DEMO_CONTRACT)
-    for path, value in changes.items():
-        *parents, key = path.split(".")
-        target = document
-        for name in parents:
-            target = target[name]
-        target[key] = value
-    return document
 
 
 def simulate(caller, document, month="2026-11", **extra):
@@ -72,7 +61,7 @@ def test_a_looser_target_removes_a_breach_and_its_penalty(acme, clock):
     admin, agent, _ = acme
     late = late_high(agent)
     request(agent, "medium", local(24, 9), [("respond", local(24, 10)), ("resolve", local(24, 11))])
-    body = replay(agent, candidate(**{"priorities.high.first_response": "4h"}))
+    body = replay(agent, demo_contract(**{"priorities.high.first_response": "4h"}))
     assert (body["month"], body["requests"], body["priorities"]) == ("2026-11", 2, None)
     assert body["evaluated_at"] == "2026-12-01T00:00:00+08:00"
     assert body["current"] == {"currency": "CNY",
@@ -93,7 +82,7 @@ def test_a_stricter_target_adds_a_breach_and_its_penalty(acme, clock):
     # Medium: 4 business hours from 09:00 is 14:00; answered 12:30. At 2 hours it is due 11:00.
     answered = request(agent, "medium", local(24, 9), [("respond", local(24, 12, 30)), ("resolve", local(24, 16))])
     late_high(agent, day=25)  # late under both terms: unchanged, not listed
-    body = replay(agent, candidate(**{"priorities.medium.first_response": "2h"}))
+    body = replay(agent, demo_contract(**{"priorities.medium.first_response": "2h"}))
     assert body["current"]["breaches"]["first_response"] == 1
     assert body["candidate"]["breaches"]["first_response"] == 2
     assert (body["current"]["penalties"]["total"], body["candidate"]["penalties"]["total"]) == (200, 400)
@@ -107,7 +96,7 @@ def test_changed_lists_the_largest_penalty_difference_first(acme, clock):
     # Never answered nor resolved: the first response (200) and 500 for each started day past the
     # resolution deadline (Tuesday 10:00) until the month ends, under both terms.
     never = request(agent, "high", local(23, 9))
-    loose = candidate(**{"priorities.high.first_response": "4h", "penalties.late_resolution_per_day": 400})
+    loose = demo_contract(**{"priorities.high.first_response": "4h", "penalties.late_resolution_per_day": 400})
     body = replay(agent, loose)
     assert [entry["request_id"] for entry in body["changed"]] == [never, small]
     current, after = body["changed"][0]["current"], body["changed"][0]["candidate"]
@@ -118,7 +107,7 @@ def test_changed_lists_the_largest_penalty_difference_first(acme, clock):
 def test_the_cap_binds_in_the_candidate_but_not_in_the_current_terms(acme, clock):
     _, agent, _ = acme
     late = [late_high(agent, day) for day in (23, 24, 25)]
-    body = replay(agent, candidate(**{"penalties.late_first_response": 1000, "penalties.monthly_cap": 1000}))
+    body = replay(agent, demo_contract(**{"penalties.late_first_response": 1000, "penalties.monthly_cap": 1000}))
     assert body["current"]["penalties"] == {"total": 600, "capped": False}
     assert body["candidate"]["penalties"] == {"total": 1000, "capped": True}
     assert body["candidate"]["breaches"]["first_response"] == 3
@@ -131,7 +120,7 @@ def test_a_candidate_calendar_with_an_extra_holiday_moves_deadlines(acme, clock)
     # Thursday 26 Nov 16:00 + 2 business hours: one on Thursday, one Friday morning, due Friday 10:00.
     # Answered Friday 11:00: late. With Friday a holiday the deadline moves to Monday 10:00: on time.
     moved = request(agent, "high", local(26, 16), [("respond", local(27, 11)), ("resolve", local(27, 11, 30))])
-    holiday = candidate(**{"calendar.extra_holidays": ["2026-06-01", "2026-11-27"]})
+    holiday = demo_contract(**{"calendar.extra_holidays": ["2026-06-01", "2026-11-27"]})
     body = replay(agent, holiday)
     assert body["changed"] == [{"request_id": moved, "current": {"breached": ["first_response"], "penalty": 200},
                                 "candidate": {"breached": [], "penalty": 0}}]
@@ -154,7 +143,7 @@ def test_the_running_month_is_evaluated_now(acme):
     with time_machine.travel(local(23, 12), tick=False):
         # Due 11:00 under the 2 hours in force; at 4 hours due 14:00, still ahead at noon.
         waiting = request(agent, "high", local(23, 9))
-        body = replay(agent, candidate(**{"priorities.high.first_response": "4h"}))
+        body = replay(agent, demo_contract(**{"priorities.high.first_response": "4h"}))
     assert body["evaluated_at"] == "2026-11-23T12:00:00+08:00"
     assert body["changed"] == [{"request_id": waiting, "current": {"breached": ["first_response"], "penalty": 200},
                                 "candidate": {"breached": [], "penalty": 0}}]
@@ -170,7 +159,7 @@ def test_the_running_month_is_evaluated_now(acme):
 ])
 def test_a_bad_candidate_is_refused_as_a_put_refuses_it_naming_the_field_inside_contract(acme, clock, field, value):
     admin, agent, _ = acme
-    document = candidate(**{field: value})
+    document = demo_contract(**{field: value})
     put_status, refused = admin.put("/contracts/acme", document)
     status, body = simulate(agent, document)
     assert put_status == status == 400
@@ -230,7 +219,7 @@ def test_nothing_is_written_and_nothing_is_sent_and_the_month_is_read_once(acme,
         return original(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
-    body = replay(agent, candidate(**{"priorities.high.first_response": "4h"}))
+    body = replay(agent, demo_contract(**{"priorities.high.first_response": "4h"}))
     monkeypatch.undo()
     assert body["requests"] == 2 and body["changed_total"] == 1
     assert [c for c in calls if c[0] in WRITES or c[0] in SES] == []
@@ -248,7 +237,7 @@ def test_a_month_over_the_limit_is_refused_with_how_to_narrow_it_and_priorities_
     assert status == 400
     assert body["Message"].startswith("month: 2026-11 has more than 2 requests to replay")
     assert '"priorities"' in body["Message"]
-    narrowed = replay(admin, candidate(**{"priorities.high.first_response": "4h"}), priorities=["high"])
+    narrowed = replay(admin, demo_contract(**{"priorities.high.first_response": "4h"}), priorities=["high"])
     assert (narrowed["requests"], narrowed["priorities"]) == (2, ["high"])
     assert [entry["request_id"] for entry in narrowed["changed"]] == high
     assert set(narrowed["current"]["on_time_rate"]) == {"high"}
@@ -256,7 +245,7 @@ def test_a_month_over_the_limit_is_refused_with_how_to_narrow_it_and_priorities_
 
 def test_current_agrees_with_the_monthly_report_and_the_same_terms_change_nothing(acme, clock):
     admin, agent, _ = acme
-    capped = candidate(**{"penalties.monthly_cap": 9000})  # binds on the 30th: every day counts
+    capped = demo_contract(**{"penalties.monthly_cap": 9000})  # binds on the 30th: every day counts
     assert admin.put("/contracts/acme", capped)[0] == 200
     late_high(agent, 2)
     request(agent, "high", local(3, 9, 30), [("respond", local(3, 10)), ("resolve", local(5, 9, 30))])  # misses
