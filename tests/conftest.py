@@ -7,9 +7,12 @@ import functools
 import json
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from chalice.local import LambdaContext
 from chalice.test import Client, FunctionNotFoundError, InvokeResponse, TestHTTPClient, TestLambdaClient
 from hypothesis import settings
@@ -219,6 +222,21 @@ def admin(client):
 def acme(admin):
     """The demo contract as "acme", with an agent and a client token: (admin, agent, client)."""
     return contract_with_tokens(admin, DEMO_CONTRACT)
+
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def local(day, hour, minute=0):
+    """An instant of November 2026 in Shanghai, where the demo contract's calendar runs."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=SH)
+
+
+@pytest.fixture
+def clock():
+    """Monday 23 November 2026, 10:00 in Shanghai, frozen until a test moves it."""
+    with time_machine.travel(local(23, 10), tick=False) as traveller:
+        yield traveller
 
 
 def contract_with_tokens(admin, document, contract_id="acme"):

@@ -4,36 +4,22 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import botocore.client
-import pytest
-import time_machine
 import yaml
 from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import app
 from chalicelib.aws import metrics
+from conftest import local
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = yaml.safe_load((ROOT / "infra" / "resources.yaml").read_text("utf-8"))
-SH = ZoneInfo("Asia/Shanghai")
 REQUEST = {"contract_id": "acme", "priority": "urgent", "channel": "portal", "subject": "系统无法登录",
            "requester": {"name": "张三", "email": "zhang@customer.example"}}
-
-
-def local(day, hour, minute=0):
-    return datetime(2026, 11, day, hour, minute, tzinfo=SH)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(local(23, 10), tick=False) as traveller:
-        yield traveller
 
 
 def emf(text):

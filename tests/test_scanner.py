@@ -4,12 +4,9 @@ import copy
 import logging
 import threading
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import boto3
 import factories
-import pytest
-import time_machine
 from chalice.test import Client
 from pynamodb.connection.base import Connection
 
@@ -17,24 +14,13 @@ from app import app
 from chalicelib import scanner
 from chalicelib.aws import outbox, records, store
 from chalicelib.aws.tables import NotificationModel, RequestModel, shard_of
-from conftest import DEMO_CONTRACT, SENDER
+from conftest import DEMO_CONTRACT, SENDER, local
 
-SH = ZoneInfo("Asia/Shanghai")
 REQUESTER = "zhang@customer.example"
 PROVIDER = "oncall@provider.example"
 ADMIN = "sla-admin@provider.example"
 REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
            "requester": {"name": "张三", "email": REQUESTER}}
-
-
-def local(day, hour, minute=0):
-    return datetime(2026, 11, day, hour, minute, tzinfo=SH)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(local(23, 10), tick=False) as traveller:
-        yield traveller
 
 
 def scan_at(clock, moment):

@@ -2,22 +2,19 @@
 recorded on the notification SES accepted under that message id; agents and admins see them."""
 import importlib.util
 import json
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import botocore.client
 import pytest
-import time_machine
 from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import app
 from chalicelib.aws import metrics, outbox
 from chalicelib.aws.tables import NotificationModel
+from conftest import local
 
 ROOT = Path(__file__).resolve().parent.parent
-SH = ZoneInfo("Asia/Shanghai")
 REQUESTER = "zhang@customer.example"
 PROVIDER = "oncall@provider.example"
 ADMIN = "sla-admin@provider.example"
@@ -26,16 +23,6 @@ REQUEST = {"contract_id": "acme", "priority": "urgent", "channel": "portal", "su
 _spec = importlib.util.spec_from_file_location("ses_event_script", ROOT / "scripts" / "ses_event.py")
 script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(script)
-
-
-def local(day, hour, minute=0):
-    return datetime(2026, 11, day, hour, minute, tzinfo=SH)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(local(23, 10), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture
