@@ -11,10 +11,16 @@ from chalicelib.core.clock import RESOLVED, STATUSES, Event
 from chalicelib.core.documents import event_document, request_document
 from chalicelib.core.durations import parse_duration
 from chalicelib.core.errors import ConflictError, NotFoundError, ValidationError
-from chalicelib.core.fields import check_contract_id, page_start, reject_unknown, require_object, whole_number
+from chalicelib.core.fields import (
+    check_contract_id,
+    page_limit,
+    page_start,
+    reject_unknown,
+    require_object,
+    whole_number,
+)
 from chalicelib.core.intake import contract_id_of, parse_event, parse_new_request
 
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 MAX_LISTING_PAGES = 5  # pages of `limit` items one listing call reads at most
 EVENTS_PAGE = 100  # the newest events a request document shows; the default page of its events
 MAX_EVENTS_PAGE = 1000
@@ -178,7 +184,7 @@ def list_requests(principal, params, now):
     if status is not None and status not in STATUSES:
         raise ValidationError("status", f"must be one of {', '.join(STATUSES)}")
     breached = _bool_param(params, "breached")
-    limit = whole_number(params.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    limit = page_limit(params)
     sort = params.get("sort", "received")
     if sort not in SORTS:
         raise ValidationError("sort", f"must be one of {', '.join(SORTS)}")

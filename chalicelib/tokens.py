@@ -15,12 +15,18 @@ from chalicelib import settings
 from chalicelib.aws import parameters, records, store
 from chalicelib.core.documents import token_document
 from chalicelib.core.errors import ForbiddenError, NotFoundError, UnauthorizedError, ValidationError
-from chalicelib.core.fields import check_contract_id, instant, page_start, reject_unknown, require_object, whole_number
+from chalicelib.core.fields import (
+    check_contract_id,
+    instant,
+    page_limit,
+    page_start,
+    reject_unknown,
+    require_object,
+)
 
 ROLES = ("admin", "agent", "client")
 BOOTSTRAP_ID = "bootstrap-admin"
 USE_STAMP_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per token
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ def list_tokens(params):
     """GET /tokens: the stored tokens, a page at a time; never a secret, nor its hash."""
     params = params or {}
     reject_unknown(params, ("limit", "next"))
-    limit = whole_number(params.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    limit = page_limit(params)
     start = page_start(params, store.decode_key, store.TOKEN_KEY)
     found, last = store.tokens_page(limit, start)
     return {"items": [token_document(record) for record in found], "next": store.encode_cursor(last)}

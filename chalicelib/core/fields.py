@@ -94,6 +94,14 @@ def check_contract_id(contract_id, name="contract_id"):
     return contract_id
 
 
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100  # items in one page of a listing
+
+
+def page_limit(params):
+    """The `limit` parameter of a listing: 1–MAX_LIMIT items, DEFAULT_LIMIT without one."""
+    return whole_number(params.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+
+
 def page_start(params, decode, *args, name="next"):
     """Where a listing resumes: `decode`(the cursor in parameter `name`, *args), or None without one.
     A cursor the listing did not hand out is a 400 naming the parameter, an empty one included: a
