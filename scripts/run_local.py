@@ -198,6 +198,10 @@ class LocalRequestHandler(ChaliceRequestHandler):
     server does not know at all (TRACE, ...) is a 405 too, not http.server's HTML page.
     """
 
+    # Headers and body leave in separate writes; with Nagle's algorithm on, each answer on a kept-alive
+    # connection then waits out the client's delayed ACK (about 40 ms on Linux) before its body goes.
+    disable_nagle_algorithm = True
+
     def __init__(self, request, client_address, server, app_object, config, routes):
         self.routes = routes
         super().__init__(request, client_address, server, app_object=app_object, config=config)
