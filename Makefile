@@ -1,6 +1,6 @@
 # Two commands do everything: `make run` and `make test`. Both install into .venv first.
 # `make test` (what CI runs) = `make lint` (ruff; import-linter's layer contracts; every stage packaged for
-# AWS and cfn-linted), then pytest.
+# AWS and cfn-linted) and pytest, at the same time.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -23,7 +23,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
-test: lint pytest
+# Lint and pytest run side by side: the suite leaves part of a core idle (servers started, threads
+# waiting), and the lint fills it. Each line of output stays whole; either failing fails the target.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j2 --output-sync=line lint pytest
 
 # One worker per core (pytest-xdist); worksteal rebalances, since a few tests take far longer than the rest.
 pytest: $(STAMP)
