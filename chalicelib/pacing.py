@@ -12,6 +12,7 @@ past the end of the scan's time budget: what has no slot is left, untouched, to 
 throttle all the same (another scan or the API sending at the same time, a lowered quota) halves the
 rate for the rest of the scan.
 """
+import math
 import threading
 import time
 
@@ -44,6 +45,15 @@ class TokenBucket:
                 return None
             self._next = at + self._interval
             return Slot(self, at)
+
+    def slots_left(self):
+        """How many more slots open before the budget ends (unbounded without a budget)."""
+        with self._lock:
+            if self._until is None:
+                return math.inf
+            now = self._clock()
+            first = now if self._next is None else max(now, self._next)
+            return max(0, math.ceil((self._until.left() - (first - now)) / self._interval))
 
     def slow_down(self):
         """SES throttled a send: half the rate for the rest of the scan, at most once a second (the

@@ -178,6 +178,7 @@ def _visit_and_send(pool, work, budget, pace):
     due = _due_requests(work.now, work.report)
     visit_budget = budget.share(DUE_SHARE)
     visits, sends = {}, {}  # in flight: future -> the request key or the ticket it handles
+    unsent = []  # created by this scan (under its lease), then left for the next scan
     most_visits = max(1, work.workers // 2)
     emailing = True
     while True:
@@ -186,14 +187,17 @@ def _visit_and_send(pool, work, budget, pace):
             if outbox.is_webhook(entry):  # SES's rate is not a webhook's: the budget bounds it
                 if budget.spent:
                     work.report.left_over = True
+                    unsent.append(entry)
                     continue
             elif not emailing:
-                continue  # no send slot left in this scan: the next one sends it
+                unsent.append(entry)  # no send slot left in this scan: the next one sends it
+                continue
             else:
                 pace = pace or TokenBucket(outbox.max_send_rate(), until=budget)
                 slot = pace.reserve()
                 if slot is None:
                     work.report.left_over, emailing = True, False
+                    unsent.append(entry)
                     continue
             ticket = _Ticket(entry, slot)
             sends[pool.submit(_send, work, ticket)] = ticket
@@ -205,8 +209,12 @@ def _visit_and_send(pool, work, budget, pace):
             if key is None:
                 due = None
                 break
-            visits[pool.submit(_visit, work, key.request_id)] = key
+            # What the visit creates is leased to this scan while the ready mail leaves it a send
+            # slot; beyond that it is created free, for the next scan to take as a retry.
+            lease = pace is None or len(ready) < pace.slots_left()
+            visits[pool.submit(_visit, work, key.request_id, lease)] = key
         if not visits and not sends:
+            _release(pool, work, unsent)
             return
         done, _ = wait([*visits, *sends], return_when=FIRST_COMPLETED)
         for future in done:
@@ -214,6 +222,15 @@ def _visit_and_send(pool, work, budget, pace):
                 ready.extend(_settle(visits.pop(future), future, work, "request") or ())
             else:
                 _settle(sends.pop(future), future, work, "notification")
+
+
+def _release(pool, work, entries):
+    """Give back the leases of what this scan created and left unsent, so the next scan may send it at
+    once; an entry retried by another reader meanwhile keeps that reader's lease. (One that is not
+    given back, as when the scan dies, waits for its lease to run out.)"""
+    mine = [entry for entry in entries if (entry.request_id, entry.key) in work.fresh and entry.lease_until]
+    for entry, future in [(entry, pool.submit(outbox.release, entry)) for entry in mine]:
+        _settle(entry, future, work, "notification")
 
 
 def _settle(item, future, work, what):
@@ -237,8 +254,9 @@ def _due_requests(now, report):
     return heapq.merge(*(shard(name) for name in SHARDS), key=lambda key: key.next_check_at)
 
 
-def _visit(work, request_id):
-    """Evaluate one due request; create what came due since its last check. Returns the new entries."""
+def _visit(work, request_id, lease):
+    """Evaluate one due request; create what came due since its last check (under this scan's lease
+    when `lease`). Returns the new entries."""
     now, report = work.now, work.report
     item = store.get_request(request_id)
     report.count("items_read")
@@ -252,7 +270,7 @@ def _visit(work, request_id):
     for notification in alerts.due_notifications(policy, item, state, now, since):
         email = [outbox.outbox_entry(item, notification, policy, now)] if notification.recipients else []
         for position, entry in enumerate(email + webhooks.for_alert(item, policy, notification, now)):
-            if outbox.enqueue(entry):
+            if outbox.enqueue(entry, leased=lease):
                 created.append(entry)
                 work.fresh[(entry.request_id, entry.key)] = entry
                 # A breach counts once: with its first entry (the email; the first webhook's when none).
@@ -272,8 +290,8 @@ class _Ready:
     def __init__(self):
         self._heap, self._queued, self._order = [], set(), itertools.count()
 
-    def __bool__(self):
-        return bool(self._heap)
+    def __len__(self):
+        return len(self._heap)
 
     def extend(self, entries):
         never = float("inf")
@@ -309,12 +327,13 @@ def _send(work, ticket):
     if retried:  # a retry, read by its claim and re-checked
         work.report.count("items_read")
         entry = outbox.keys_only(candidate.request_id, candidate.key)
+    claimed = not retried and entry.lease_until is not None  # created under this scan's lease
     if outbox.is_webhook(entry):
         outcome = webhooks.deliver(entry, work.now, lambda e: _webhook_target(work, e, retried), work.secrets,
-                                   read=retried)
+                                   read=retried, claimed=claimed)
     else:  # created by this scan a moment ago: sent as it was rendered
         prepare = (lambda e: _current_email(work, e)) if retried else None
-        outcome = outbox.deliver(entry, work.now, prepare, slot, read=retried)
+        outcome = outbox.deliver(entry, work.now, prepare, slot, read=retried, claimed=claimed)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
 

@@ -314,6 +314,43 @@ def test_a_scan_out_of_send_slots_leaves_the_rest_untouched_and_the_next_scans_s
     assert Counter(ses.keys()) == Counter(expected)  # 12 + 12 + 6: nothing lost, nothing twice
 
 
+def test_mail_created_under_the_scans_lease_but_left_without_a_slot_is_given_back_to_the_next_scan(
+        policy, mailbox, monkeypatch):
+    fake = FakeTime()
+    ses = Ses(monkeypatch, fake)
+    ses.throttle(1, 2)  # the rate halves: fewer slots than the mail leased for them
+    expected = breaches(policy, 8)
+    first = paced_scan(fake, per_second=8, seconds=1.0)  # all 8 visited at once, each alert leased
+    assert first.created == 8 and first.pending == 2 and first.left_over and first.sent + first.pending < 8
+    waiting = [NotificationModel.get(*key.split("|", 1)) for key in expected if key not in ses.keys()]
+    assert all(entry.status == "pending" and entry.lease_until is None for entry in waiting)
+    second = scanner.scan(NOW + timedelta(minutes=1))  # inside the 2-minute lease, had it been kept
+    assert second.busy == 0 and first.sent + second.sent == 8
+    assert Counter(ses.keys()) == Counter(expected)
+
+
+def test_a_scan_that_dies_after_creating_mail_under_its_lease_leaves_it_to_the_lease_then_it_goes_once(
+        policy, mailbox, monkeypatch):
+    expected = breaches(policy, 3)
+    original = BaseClient._make_api_call
+
+    def dies_at_ses(client, operation, params):
+        if operation == "SendRawEmail":
+            raise SystemExit("the Lambda is gone")  # not an error the outbox handles: nothing is recorded
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", dies_at_ses)
+    monkeypatch.setattr(outbox, "release", lambda entry: pytest.fail("a dead scan gives nothing back"))
+    with pytest.raises(SystemExit):  # one worker: the first request visited, its alert created, then death
+        scanner.scan(NOW, workers=1)
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    ses = Ses(monkeypatch)
+    second = scanner.scan(NOW + timedelta(minutes=1))
+    assert second.sent == 2 and second.busy == 1  # the other two; the first is still leased to the dead scan
+    assert scanner.scan(NOW + outbox.LEASE + timedelta(seconds=1)).sent == 1
+    assert Counter(ses.keys()) == Counter(expected) and ses.keys()[-1] == expected[0]
+
+
 def test_no_send_slot_is_reserved_past_the_end_of_the_budget():
     fake = FakeTime()
     budget = Budget(1.0, clock=fake.clock)
@@ -395,15 +432,19 @@ class Calls:
         return [params for op, params in self.calls if op == "UpdateItem" and params["TableName"] == table]
 
 
-def test_a_due_notification_costs_one_read_one_put_three_writes_that_answer_nothing_and_one_send(
+def test_a_due_notification_costs_one_read_one_leased_put_two_writes_that_answer_nothing_and_one_send(
         policy, mailbox, monkeypatch):
     breaches(policy, 10)
     calls = Calls(monkeypatch)
     report = scanner.scan(NOW)
     assert report.sent == 10
-    # read the request, create the alert, move the request's check; claim, send, mark sent
-    assert calls.per_item() == {"GetItem": 10, "PutItem": 10, "UpdateItem": 30, "SendRawEmail": 10}
+    # read the request, create the alert under the scan's lease, move the request's check; send, mark sent
+    assert calls.per_item() == {"GetItem": 10, "PutItem": 10, "UpdateItem": 20, "SendRawEmail": 10}
     assert all("ReturnValues" not in params for op, params in calls.calls if op == "UpdateItem")
+    puts = [params for op, params in calls.calls if op == "PutItem"]
+    assert all(put["Item"]["lease_until"]["N"] == str((NOW + outbox.LEASE).timestamp()) for put in puts)
+    assert all(NotificationModel.get(put["Item"]["request_id"]["S"], put["Item"]["key"]["S"]).lease_until is None
+               for put in puts)  # marked sent: the lease went with it
     for update in calls.updates(RequestModel.Meta.table_name):  # only what the visit changed
         assert set(update["ExpressionAttributeNames"].values()) == {
             "checked_until", "next_check_at", "breached", "breached_contract", "version"}

@@ -135,8 +135,12 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
     )
 
 
-def enqueue(entry):
-    """Create the entry unless it exists already; True when this call created it."""
+def enqueue(entry, leased=False):
+    """Create the entry unless it exists already; True when this call created it. `leased`: created
+    under the lease claim() would take, for a sender that tries it right away (deliver(claimed=True)),
+    which saves the claim's round trip; release() gives the lease back if it goes unsent."""
+    if leased:
+        entry.lease_until = (entry.created_at + LEASE).timestamp()
     try:
         entry.save(condition=NotificationModel.key.does_not_exist())
         return True
@@ -146,7 +150,7 @@ def enqueue(entry):
         raise
 
 
-def deliver(entry, now, prepare=None, slot=None, read=False):
+def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
     """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed", "superseded"
     or "busy" (another sender holds it, or it is done).
 
@@ -156,8 +160,9 @@ def deliver(entry, now, prepare=None, slot=None, read=False):
     `slot` (a pacing.Slot), when given: waited for right before calling SES, told of a throttle.
     `read`: `entry` holds only its keys (a retry found in the pending index); the lease's conditional
     update answers with the stored item, so claiming it reads it too.
+    `claimed`: the caller holds the lease already (it created the entry leased).
     """
-    if not claim(entry, now, read):
+    if not claimed and not claim(entry, now, read):
         return "busy"
     refreshed = {}
     if prepare is not None:
@@ -208,6 +213,20 @@ def claim(entry, now, read=False):
             entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=condition)
         else:
             write(entry, {"lease_until": lease_until}, condition=condition)
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def release(entry):
+    """Give back the lease of an entry created leased (enqueue) that its creator did not try: the next
+    scan may send it at once rather than after the lease. True when released; False when it is no
+    longer pending under that lease."""
+    held = (NotificationModel.status == "pending") & (NotificationModel.lease_until == entry.lease_until)
+    try:
+        write(entry, {"lease_until": None}, condition=held)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return False

@@ -144,12 +144,13 @@ def subscribed(policy, entry):
 # --- one attempt -----------------------------------------------------------------------------------
 
 
-def deliver(entry, now, target, secrets, read=False):
+def deliver(entry, now, target, secrets, read=False, claimed=False):
     """Try one pending delivery. `target(entry)` is the webhook to POST it to (policy.Webhook), or None
     when it no longer applies (then it is superseded, not sent); `secrets(ref)` the secret of a ref.
-    `read`: `entry` holds only its keys; the claim reads the rest.
+    `read`: `entry` holds only its keys; the claim reads the rest. `claimed`: the caller holds the
+    lease already (it created the entry leased).
     Returns "sent", "pending", "failed", "superseded" or "busy", as outbox.deliver."""
-    if not outbox.claim(entry, now, read):
+    if not claimed and not outbox.claim(entry, now, read):
         return "busy"
     hook = target(entry)
     if hook is None:
