@@ -3,8 +3,10 @@
 One scan, within its time budget:
 1. Re-evaluation jobs (a contract or its holiday data changed): a page at a time, each open request
    of the contract gets its cached fields from the new version, so the scan below sees it.
-2. Due requests, earliest check first: each is evaluated once and gets the notifications that came
-   due since its last check (one catch-up alert per metric after a gap), created in the outbox.
+2. Due requests, earliest check first, read a few at a time (one BatchGetItem per half the workers,
+   just ahead of their visits): each is evaluated once and gets the notifications that came due since
+   its last check (one catch-up alert per metric after a gap), created in the outbox, leased to this
+   scan while a send slot is left for them (so sending needs no claim of its own).
 3. Sending, at the same time as 2: every retry whose time has come is ready from the start, and each
    visit adds what it created. Whenever a worker is free, the most urgent ready notification (breach
    alerts first, earlier deadlines first) gets the next send slot, paced to the SES account's maximum
@@ -28,9 +30,10 @@ client (PynamoDB keeps a botocore session per thread, the client built from it i
 before the pool starts, so no two threads build one at once. The scan's own thread hands out the
 work and alone holds the ready notifications; nothing else is shared but what `_Scan` guards: each
 worker reads and writes its own items. Exactly-once does not rest on the
-threads: a notification is created by a conditional put and sent under a conditional lease, so
-workers of one scan, or two scans at once, cannot send it twice.
+threads: a notification is created by a conditional put and sent under a lease (taken by that put,
+or by a conditional update), so workers of one scan, or two scans at once, cannot send it twice.
 """
+import collections
 import heapq
 import itertools
 import logging
@@ -177,12 +180,17 @@ def _visit_and_send(pool, work, budget, pace):
     ready.extend(retries)
     due = _due_requests(work.now, work.report)
     visit_budget = budget.share(DUE_SHARE)
-    visits, sends = {}, {}  # in flight: future -> the request key or the ticket it handles
+    visits, sends, reads = {}, {}, {}  # in flight: future -> the due key, ticket or keys it handles
+    fetched = collections.deque()  # due requests read, not yet visited: (key, request)
     unsent = []  # created by this scan (under its lease), then left for the next scan
     most_visits = max(1, work.workers // 2)
     emailing = True
+
+    def free():
+        return len(visits) + len(sends) + len(reads) < work.workers
+
     while True:
-        while ready and len(visits) + len(sends) < work.workers:
+        while ready and free():
             entry, slot = ready.pop(), None
             if outbox.is_webhook(entry):  # SES's rate is not a webhook's: the budget bounds it
                 if budget.spent:
@@ -201,25 +209,32 @@ def _visit_and_send(pool, work, budget, pace):
                     continue
             ticket = _Ticket(entry, slot)
             sends[pool.submit(_send, work, ticket)] = ticket
-        while due is not None and len(visits) < most_visits and len(visits) + len(sends) < work.workers:
-            if visit_budget.spent:
-                work.report.left_over, due = True, None
-                break
-            key = next(due, None)
-            if key is None:
-                due = None
-                break
+        if visit_budget.spent and (due is not None or fetched):
+            work.report.left_over, due = True, None  # still due: the next scan visits them
+            fetched.clear()
+        while fetched and len(visits) < most_visits and free():
             # What the visit creates is leased to this scan while the ready mail leaves it a send
             # slot; beyond that it is created free, for the next scan to take as a retry.
             lease = pace is None or len(ready) < pace.slots_left()
-            visits[pool.submit(_visit, work, key.request_id, lease)] = key
-        if not visits and not sends:
+            key, item = fetched.popleft()
+            visits[pool.submit(_visit, work, key.request_id, item, lease)] = key
+        # The next few due requests are read in one call while these are visited: no more ahead
+        # than the visits take, so what a visit sees is as fresh as a read of its own.
+        if due is not None and not reads and len(fetched) < most_visits and free():
+            keys = list(itertools.islice(due, most_visits))
+            if keys:
+                reads[pool.submit(_read_due, work, keys)] = keys
+            else:
+                due = None
+        if not visits and not sends and not reads:
             _release(pool, work, unsent)
             return
-        done, _ = wait([*visits, *sends], return_when=FIRST_COMPLETED)
+        done, _ = wait([*visits, *sends, *reads], return_when=FIRST_COMPLETED)
         for future in done:
             if future in visits:
                 ready.extend(_settle(visits.pop(future), future, work, "request") or ())
+            elif future in reads:
+                fetched.extend(_settle(reads.pop(future), future, work, "batch of due requests") or ())
             else:
                 _settle(sends.pop(future), future, work, "notification")
 
@@ -254,12 +269,27 @@ def _due_requests(now, report):
     return heapq.merge(*(shard(name) for name in SHARDS), key=lambda key: key.next_check_at)
 
 
-def _visit(work, request_id, lease):
-    """Evaluate one due request; create what came due since its last check (under this scan's lease
-    when `lease`). Returns the new entries."""
+def _read_due(work, keys):
+    """The due requests of `keys`, (key, request as stored now), read in one BatchGetItem. When the
+    batch fails (one damaged item spoils it), each is given without its request: its visit reads it
+    alone, so only the damaged one fails."""
+    try:
+        found = store.get_requests([key.request_id for key in keys])
+    except Exception as exc:  # noqa: BLE001 - isolation: every request of the batch is still visited
+        log_event(logger, "scan could not read a batch of due requests; each is read alone",
+                  level=logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        return [(key, None) for key in keys]
+    work.report.count("items_read", len(found))
+    return [(key, found[key.request_id]) for key in keys if key.request_id in found]
+
+
+def _visit(work, request_id, item, lease):
+    """Evaluate one due request (`item`, just read; None: read it now); create what came due since its
+    last check (under this scan's lease when `lease`). Returns the new entries."""
     now, report = work.now, work.report
-    item = store.get_request(request_id)
-    report.count("items_read")
+    if item is None:
+        item = store.get_request(request_id)
+        report.count("items_read")
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
         return []  # an event or another scanner moved it meanwhile
     policy = work.latest_policy(item.contract_id)

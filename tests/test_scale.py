@@ -192,7 +192,8 @@ def test_sending_starts_with_the_first_visits_mail_while_the_other_due_requests_
     def patched(client, operation, params):
         if operation == "SendRawEmail":
             sent.set()
-        elif operation == "GetItem" and params["Key"]["request_id"]["S"] == last:
+        elif operation == "BatchGetItem" and last in {key["request_id"]["S"] for table in params["RequestItems"]
+                                                      .values() for key in table["Keys"]}:
             waited.append(sent.wait(timeout=30))  # had sending waited for every visit, this would time out
         return original(client, operation, params)
 
@@ -432,14 +433,18 @@ class Calls:
         return [params for op, params in self.calls if op == "UpdateItem" and params["TableName"] == table]
 
 
-def test_a_due_notification_costs_one_read_one_leased_put_two_writes_that_answer_nothing_and_one_send(
+def test_due_requests_are_read_a_batch_at_a_time_and_a_notification_costs_a_leased_put_two_quiet_writes_a_send(
         policy, mailbox, monkeypatch):
     breaches(policy, 10)
     calls = Calls(monkeypatch)
-    report = scanner.scan(NOW)
+    report = scanner.scan(NOW, workers=16)
     assert report.sent == 10
-    # read the request, create the alert under the scan's lease, move the request's check; send, mark sent
-    assert calls.per_item() == {"GetItem": 10, "PutItem": 10, "UpdateItem": 20, "SendRawEmail": 10}
+    # the requests read 8 (half the workers) at a time, strongly consistent
+    reads = [params for op, params in calls.calls if op == "BatchGetItem"]
+    assert [len(read["RequestItems"][RequestModel.Meta.table_name]["Keys"]) for read in reads] == [8, 2]
+    assert all(read["RequestItems"][RequestModel.Meta.table_name]["ConsistentRead"] for read in reads)
+    # create the alert under the scan's lease, move the request's check; send, mark sent
+    assert calls.per_item() == {"PutItem": 10, "UpdateItem": 20, "SendRawEmail": 10}
     assert all("ReturnValues" not in params for op, params in calls.calls if op == "UpdateItem")
     puts = [params for op, params in calls.calls if op == "PutItem"]
     assert all(put["Item"]["lease_until"]["N"] == str((NOW + outbox.LEASE).timestamp()) for put in puts)
@@ -462,6 +467,10 @@ def test_a_retry_is_claimed_and_read_in_one_conditional_update(policy, mailbox, 
     assert calls.per_item(table) == {"UpdateItem": 10}  # no read of its own: the claim answers with the item
     assert [u.get("ReturnValues") for u in calls.updates(table)].count("ALL_NEW") == 5
     assert calls.per_item(RequestModel.Meta.table_name) == {"GetItem": 5}  # each breach re-checked once
+    for request_id, key in (notification.split("|", 1) for notification in expected):
+        sent = NotificationModel.get(request_id, key)  # what only a pending entry needs is gone with it
+        assert sent.status == "sent" and sent.attempts == 2
+        assert (sent.last_error, sent.retry_at, sent.pending_shard, sent.lease_until) == (None, None, None, None)
 
 
 # --- threads and clients ----------------------------------------------------------------------------

@@ -174,6 +174,12 @@ def get_request(request_id):
         return None
 
 
+def get_requests(request_ids):
+    """The requests of `request_ids` that exist, by id: one strongly consistent BatchGetItem per 100
+    ids (PynamoDB retries the keys DynamoDB leaves unprocessed)."""
+    return {item.request_id: item for item in RequestModel.batch_get(request_ids, consistent_read=True)}
+
+
 def events_before(request_id, before, limit):
     """The newest events of a request with a seq below `before` (None: the newest of all), at most
     `limit` of them and fewer when they pass DynamoDB's 1 MB page, oldest first: exactly one Query,
