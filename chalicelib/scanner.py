@@ -170,8 +170,9 @@ def _visit_and_send(pool, work, budget, pace):
     a worker is free, the most urgent ready notification gets the next send slot (`pace`, by default
     at the account's send rate, asked for when the first is ready), so sending starts with the first
     visit's mail and never waits for the last visit. Visits hold at most half the workers while there
-    is mail to send, and take no new request once their share of the budget is spent; sending stops
-    when no slot is left before the budget ends. A request or notification that raises is counted and
+    is mail to send; once their share of the budget is spent, they take a new request only while the
+    ready mail leaves send slots idle, and none after the budget. Sending stops when no slot is left
+    before the budget ends. A request or notification that raises is counted and
     logged; the others go on.
     """
     retries = list(outbox.pending_due(work.now, SHARDS))  # all of them, before a visit creates more
@@ -188,6 +189,10 @@ def _visit_and_send(pool, work, budget, pace):
 
     def free():
         return len(visits) + len(sends) + len(reads) < work.workers
+
+    def slots_idle():
+        """Whether the mail ready now leaves send slots of this scan unused (or none is paced yet)."""
+        return pace is None or len(ready) < pace.slots_left()
 
     while True:
         while ready and free():
@@ -209,13 +214,15 @@ def _visit_and_send(pool, work, budget, pace):
                     continue
             ticket = _Ticket(entry, slot)
             sends[pool.submit(_send, work, ticket)] = ticket
-        if visit_budget.spent and (due is not None or fetched):
+        # Past their share of the budget, visits go on only while the mail found leaves send slots
+        # idle: the rest of the budget is for sending what they found.
+        if (due is not None or fetched) and (budget.spent or visit_budget.spent and not slots_idle()):
             work.report.left_over, due = True, None  # still due: the next scan visits them
             fetched.clear()
         while fetched and len(visits) < most_visits and free():
             # What the visit creates is leased to this scan while the ready mail leaves it a send
             # slot; beyond that it is created free, for the next scan to take as a retry.
-            lease = pace is None or len(ready) < pace.slots_left()
+            lease = slots_idle()
             key, item = fetched.popleft()
             visits[pool.submit(_visit, work, key.request_id, item, lease)] = key
         # The next few due requests are read in one call while these are visited: no more ahead

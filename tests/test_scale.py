@@ -352,6 +352,34 @@ def test_a_scan_that_dies_after_creating_mail_under_its_lease_leaves_it_to_the_l
     assert Counter(ses.keys()) == Counter(expected) and ses.keys()[-1] == expected[0]
 
 
+def visits_take_a_second_each(monkeypatch, seconds):
+    """A clock that only a visit moves: each outbox put is one second."""
+    original = BaseClient._make_api_call
+
+    def put_takes_a_second(client, operation, params):
+        if operation == "PutItem" and params["TableName"] == NotificationModel.Meta.table_name:
+            seconds[0] += 1.0
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", put_takes_a_second)
+    return lambda: seconds[0]
+
+
+@pytest.mark.parametrize(("per_second", "visited", "sent"), [(100, 10, 9), (0.25, 6, 3)])
+def test_past_their_share_of_the_budget_visits_go_on_only_while_the_mail_found_leaves_send_slots_idle(
+        policy, mailbox, monkeypatch, per_second, visited, sent):
+    expected = breaches(policy, 20)
+    clock = visits_take_a_second_each(monkeypatch, [0.0])
+    budget = Budget(10, clock=clock)  # visits' share: 6 seconds, 6 visits one at a time
+    pace = TokenBucket(per_second, until=budget, clock=clock, sleep=lambda seconds: None)
+    report = scanner.scan(NOW, budget, workers=2, pace=pace)
+    # 100 a second: slots to spare, visits go on to the budget's end (the last one's mail has no slot
+    # left); 1 every 4 s (3 slots): the slots are spoken for after 6 visits, the rest is for sending
+    assert report.due == report.created == visited and report.sent == sent and report.left_over
+    assert scanner.scan(NOW + timedelta(minutes=1)).due == 20 - visited  # the rest, by the next scan
+    assert sorted(str(m["X-SLA-Notification"]).strip() for m in mailbox.messages()) == sorted(expected)
+
+
 def test_no_send_slot_is_reserved_past_the_end_of_the_budget():
     fake = FakeTime()
     budget = Budget(1.0, clock=fake.clock)
