@@ -208,16 +208,10 @@ def claim(entry, now, read=False):
     lease_free = NotificationModel.lease_until.does_not_exist() | (NotificationModel.lease_until < now.timestamp())
     condition = (NotificationModel.status == "pending") & lease_free
     lease_until = (now + LEASE).timestamp()
-    try:
-        if read:
-            entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=condition)
-        else:
-            write(entry, {"lease_until": lease_until}, condition=condition)
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    if read:
+        return _written_if_it_holds(
+            lambda: entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=condition))
+    return _written_if_it_holds(lambda: write(entry, {"lease_until": lease_until}, condition=condition))
 
 
 def release(entry):
@@ -225,8 +219,13 @@ def release(entry):
     scan may send it at once rather than after the lease. True when released; False when it is no
     longer pending under that lease."""
     held = (NotificationModel.status == "pending") & (NotificationModel.lease_until == entry.lease_until)
+    return _written_if_it_holds(lambda: write(entry, {"lease_until": None}, condition=held))
+
+
+def _written_if_it_holds(conditional_write):
+    """Run a conditional update: True when written, False when its condition did not hold."""
     try:
-        write(entry, {"lease_until": None}, condition=held)
+        conditional_write()
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return False
