@@ -392,6 +392,30 @@ def test_a_name_that_resolves_to_a_private_address_is_refused_without_connecting
     assert entry.status == "pending" and "10.0.0.1" in entry.last_error and "refused" in entry.last_error
 
 
+def test_a_name_the_resolver_is_slow_to_answer_is_cut_at_the_timeout(acme, clock, monkeypatch):
+    admin, agent, _ = acme
+    assert admin.put("/contracts/acme", contract(hook("https://slow.customer.example/sla")))[0] == 200
+    request_id = create(agent)
+    monkeypatch.setattr(webhooks, "TIMEOUT", 0.3)
+    original, answered = socket.getaddrinfo, threading.Event()
+
+    def stuck_resolver(host, *args, **kwargs):
+        if host == "slow.customer.example":
+            answered.wait(timeout=30)  # a resolver retrying a dead name server: no timeout of its own
+        return original(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck_resolver)
+    try:
+        started = time.monotonic()
+        report = scan(clock, local(23, 10))
+        assert time.monotonic() - started < 3 and report.pending == 1
+    finally:
+        answered.set()
+    [entry] = webhook_entries(request_id)
+    assert entry.status == "pending"
+    assert entry.last_error == "DeliveryError: no answer within 0.3 s (resolving slow.customer.example)"
+
+
 def test_a_stored_loopback_webhook_is_not_posted_once_local_webhooks_are_off(hooked, receiver, clock, monkeypatch):
     _, agent, _ = hooked
     request_id = create(agent)

@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import ssl
+import threading
 import time
 from urllib.parse import quote, urlsplit
 
@@ -179,7 +180,7 @@ def post(url, body, headers, allow_local):
     host, https = parts.hostname, parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     deadline = time.monotonic() + TIMEOUT
-    family, kind, proto, address = _resolve(host, port, allow_local)
+    family, kind, proto, address = _resolve(host, port, allow_local, deadline)
     with socket.socket(family, kind, proto) as raw:
         raw.settimeout(_left(deadline))
         raw.connect(address)
@@ -190,10 +191,11 @@ def post(url, body, headers, allow_local):
             return _status(connection, deadline)
 
 
-def _resolve(host, port, allow_local):
-    """Resolve `host` once; every address must be allowed. Returns the address info to connect to."""
+def _resolve(host, port, allow_local, deadline):
+    """Resolve `host` once, before the deadline; every address must be allowed. Returns the address
+    info to connect to."""
     try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = _look_up(host, port, deadline)
     except (socket.gaierror, UnicodeError) as exc:
         raise DeliveryError(f"cannot resolve {host}: {exc}") from None
     if not found:
@@ -204,6 +206,28 @@ def _resolve(host, port, allow_local):
             raise DeliveryError(f"{host} resolves to {sockaddr[0]}, {refusal}: refused")
     family, kind, proto, _, sockaddr = found[0]
     return family, kind, proto, sockaddr
+
+
+def _look_up(host, port, deadline):
+    """socket.getaddrinfo, waited for until the deadline only: the resolver has no timeout of its own
+    and may retry for half a minute. The look-up runs on a daemon thread, which a slow one is left
+    to finish (its answer unused) without holding the worker or the process."""
+    answer, done = {}, threading.Event()
+
+    def look_up():
+        try:
+            answer["found"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            answer["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name="webhook-dns", daemon=True).start()
+    if not done.wait(_left(deadline)):
+        raise DeliveryError(f"no answer within {TIMEOUT:g} s (resolving {host})")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["found"]
 
 
 def _tls_context():
