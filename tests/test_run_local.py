@@ -145,6 +145,9 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
                           capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Report 2026-10:" in demo.stdout and "2026-10-01  received  1" in demo.stdout
+    assert '"_aws"' not in demo.stdout  # the scan's metrics went to the run's metrics file instead
+    written = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("ScanDue" in document and document["ScanDue"] for document in written)
     assert "What if (2026-10, 2 requests received)" in demo.stdout and "1,000 (capped)" in demo.stdout
     assert "440 calls and chats of 2026-10-08: 440 accepted, 0 replaced" in demo.stdout
     [phone] = [line.split() for line in demo.stdout.splitlines() if line.strip().startswith("phone ")]
