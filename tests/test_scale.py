@@ -352,9 +352,9 @@ def test_a_scan_that_dies_after_creating_mail_under_its_lease_leaves_it_to_the_l
     assert Counter(ses.keys()) == Counter(expected) and ses.keys()[-1] == expected[0]
 
 
-def visits_take_a_second_each(monkeypatch, seconds):
+def visits_take_a_second_each(monkeypatch):
     """A clock that only a visit moves: each outbox put is one second."""
-    original = BaseClient._make_api_call
+    original, seconds = BaseClient._make_api_call, [0.0]
 
     def put_takes_a_second(client, operation, params):
         if operation == "PutItem" and params["TableName"] == NotificationModel.Meta.table_name:
@@ -369,7 +369,7 @@ def visits_take_a_second_each(monkeypatch, seconds):
 def test_past_their_share_of_the_budget_visits_go_on_only_while_the_mail_found_leaves_send_slots_idle(
         policy, mailbox, monkeypatch, per_second, visited, sent):
     expected = breaches(policy, 20)
-    clock = visits_take_a_second_each(monkeypatch, [0.0])
+    clock = visits_take_a_second_each(monkeypatch)
     budget = Budget(10, clock=clock)  # visits' share: 6 seconds, 6 visits one at a time
     pace = TokenBucket(per_second, until=budget, clock=clock, sleep=lambda seconds: None)
     report = scanner.scan(NOW, budget, workers=2, pace=pace)

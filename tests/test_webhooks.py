@@ -400,8 +400,9 @@ def test_a_name_the_resolver_is_slow_to_answer_is_cut_at_the_timeout(acme, clock
     original, answered = socket.getaddrinfo, threading.Event()
 
     def stuck_resolver(host, *args, **kwargs):
-        if host == "slow.customer.example":
-            answered.wait(timeout=30)  # a resolver retrying a dead name server: no timeout of its own
+        if host == "slow.customer.example":  # a resolver retrying a dead name server: no timeout of its own
+            answered.wait(timeout=30)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         return original(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", stuck_resolver)
