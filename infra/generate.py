@@ -230,7 +230,8 @@ FUNCTION_ACCESS = {
                        "ses": ("SendRawEmail", "GetSendQuota"), "webhook_secrets": ("GetParameter",)},
     "nightly_tally": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"), "scans": ("contracts",),
                       "ses": ("SendRawEmail",)},
-    "nightly_tally_continue": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"), "scans": ("contracts",)},
+    "nightly_tally_continue": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"), "scans": ("contracts",),
+                               "ses": ("SendRawEmail",)},  # the daily reports of the contracts it tallies
     "ses_events": {"table_writes": ("PutItem", "UpdateItem"), "ses": ("SendRawEmail",)},
     "connect_contact_records": {"table_writes": ("BatchWriteItem",), "scans": ("contracts",)},
 }
