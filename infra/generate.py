@@ -1,4 +1,5 @@
-"""Generate infra/resources.yaml, the CloudFormation merged into `chalice package`, from the code.
+"""Generate infra/resources.yaml, the CloudFormation merged into `chalice package`, and each Lambda
+function's IAM policy (.chalice/policy-<stage>-<function>.json), from the code.
 
 Sources of truth, read here and nowhere else:
   - chalicelib.aws.tables.MODELS: one DynamoDB table per model (name suffix after SLA_TABLE_PREFIX, key
@@ -14,13 +15,14 @@ writes (namespace SLAClock, dimension Stage). The REST API's gateway responses (
 itself, before any function runs) take the API's {"Code", "Message"} shape.
 
 Usage (from the repo root, with the project's venv):
-  python infra/generate.py                          write infra/resources.yaml (`make infra`)
-  python infra/generate.py --check                  exit 1 when the checked-in file is stale
+  python infra/generate.py                          write infra/resources.yaml and the policies (`make infra`)
+  python infra/generate.py --check                  exit 1 when a checked-in file is stale
   python infra/generate.py pin-stage FILE STAGE     after `chalice package`: the packaged template
                                                     defaults to Stage=STAGE and a rule refuses others
   python infra/generate.py contact-stream FILE      after `chalice package`: the Kinesis consumer reads
                                                     the stream the ConnectContactRecordStream parameter
-                                                    names, and only when it names one
+                                                    names, and only when it names one (bisecting,
+                                                    bounded, reporting item failures, on-failure queue)
 """
 import argparse
 import difflib
@@ -812,7 +814,9 @@ def contact_stream(path):
     """Make a packaged template's Kinesis consumer read the stream named by the ConnectContactRecordStream
     parameter, and only when it names one: Chalice writes the stream name of app.py into a SAM event,
     which CloudFormation cannot leave out. Each Kinesis event becomes an AWS::Lambda::EventSourceMapping
-    under the HasContactRecordStream condition, created after the policy that lets the role read it."""
+    under the HasContactRecordStream condition, created after the policy that lets the role read it and
+    send to the function's on-failure queue; it reports batch item failures, bisects a failing batch,
+    bounds retries and record age, and sends what it gives up on to that queue."""
     packaged = _read_packaged(path)
     for name, resource in list(packaged["Resources"].items()):
         events = resource.get("Properties", {}).get("Events") or {}
