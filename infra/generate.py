@@ -83,15 +83,16 @@ KINESIS_RETRIES, KINESIS_MAX_RECORD_AGE = 10, 3600
 # Lambda concurrency. A 429 is answered by API Gateway itself, in the API's error shape.
 API_RATE_LIMIT, API_BURST_LIMIT = 50, 100
 # One JSON line per request in the API's access log: ids, route, status and latencies; no query string
-# (a calendar subscription may carry its token there), no headers, no body.
+# (a calendar subscription may carry its token there), no headers, no body. API Gateway's error message
+# goes in as $context.error.messageString, which it quotes and escapes itself.
 API_ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId", "extendedRequestId": "$context.extendedRequestId",
     "time": "$context.requestTime", "ip": "$context.identity.sourceIp", "method": "$context.httpMethod",
     "resource": "$context.resourcePath", "path": "$context.path", "status": "$context.status",
     "responseLength": "$context.responseLength", "latencyMs": "$context.responseLatency",
     "integrationLatencyMs": "$context.integrationLatency", "integrationStatus": "$context.integrationStatus",
-    "error": "$context.error.message", "xrayTraceId": "$context.xrayTraceId",
-}, separators=(",", ":"))
+    "error": "@error@", "xrayTraceId": "$context.xrayTraceId",
+}, separators=(",", ":")).replace('"@error@"', "$context.error.messageString")
 # What Lambda's event source mapping reads a stream with, through the function's role.
 KINESIS_READ = ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
                 "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard")

@@ -680,7 +680,8 @@ def test_the_api_stage_has_access_logs_tracing_and_default_throttling(packaged, 
     assert "DataTraceEnabled" not in method  # execution logs would hold request bodies
     access = api["AccessLogSetting"]
     assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
-    line = json.loads(access["Format"])
+    line = json.loads(access["Format"].replace("$context.error.messageString", json.dumps('say "no"')))
+    assert line["error"] == 'say "no"'  # API Gateway quotes and escapes it
     assert {"requestId", "status", "resource", "latencyMs"} <= set(line)
     assert not any("querystring" in value.lower() or "header" in value.lower() for value in line.values())
     group = template["Resources"]["ApiAccessLogGroup"]["Properties"]
