@@ -119,29 +119,20 @@ def consume(event_records, now):
     for position, record in enumerate(event_records):
         sequence = sequence_number(record)
         try:
-            found = contact_interaction(read_record(record))
-        except Malformed as exc:
-            _malformed(counts, sequence, position, str(exc))
+            found = _interaction_of(record, directory, now)
+        except (Malformed, ValidationError) as exc:
+            _malformed(counts, sequence, position, exc.message if isinstance(exc, ValidationError) else str(exc))
             continue
         except Exception as exc:  # noqa: BLE001 - reading is pure: a retry would fail the same way forever
             _malformed(counts, sequence, position, f"unreadable ({type(exc).__name__})")
             continue
+        if isinstance(found, str):  # a queue no contract lists
+            unknown[found] += 1
+            continue
         if found is None:
             counts["skipped"] += 1
             continue
-        queue_id, item, last_update = found
-        if queue_id not in directory:
-            unknown[queue_id] += 1
-            continue
-        contract_id, policy = directory[queue_id]
-        if item["channel"] not in policy.interactions:
-            counts["skipped"] += 1
-            continue
-        try:
-            interaction = parse_interaction(item, "record", policy, now)
-        except ValidationError as exc:
-            _malformed(counts, sequence, position, exc.message)
-            continue
+        contract_id, interaction, last_update = found
         sequences.setdefault(contract_id, []).append(sequence)
         batch = by_contract.setdefault(contract_id, {})
         if interaction.id in batch:
@@ -168,6 +159,22 @@ def consume(event_records, now):
     if counts["malformed"]:
         metrics.emit("MalformedEvents", counts["malformed"], Source="connect_contact_records")
     return result, sorted(failed, key=int)
+
+
+def _interaction_of(record, directory, now):
+    """What one record of the event is to the contracts: (contract id, Interaction, LastUpdateTimestamp);
+    the queue id when no contract lists its queue; None when it is nothing to measure (no call or chat,
+    never queued, a channel the contract does not measure). Raises Malformed or ValidationError."""
+    found = contact_interaction(read_record(record))
+    if found is None:
+        return None
+    queue_id, item, last_update = found
+    if queue_id not in directory:
+        return queue_id
+    contract_id, policy = directory[queue_id]
+    if item["channel"] not in policy.interactions:
+        return None
+    return contract_id, parse_interaction(item, "record", policy, now), last_update
 
 
 def _malformed(counts, sequence, position, why):
