@@ -1,10 +1,13 @@
 # Two commands do everything: `make run` and `make test`. Both install into .venv first.
 # `make test` (what CI runs) = `make lint` (ruff; import-linter's layer contracts; every stage packaged for
-# AWS and cfn-linted) and pytest, at the same time.
+# AWS, cfn-linted and scanned by checkov) and pytest, at the same time.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# checkov pins other versions of boto3 and friends than requirements-dev.txt: it has a venv of its own.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STAGE  ?= dev
 STAGES  = $(shell $(PYTHON) -c 'import json; print(*json.load(open(".chalice/config.json"))["stages"])')
 # chalice package needs a region to resolve the Lambda runtime; it never calls AWS.
@@ -18,14 +21,19 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(CHECKOV_STAMP)
 
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
 # Lint and pytest run side by side: the suite leaves part of a core idle (servers started, threads
 # waiting), and the lint fills it. Each line of output stays whole; either failing fails the target.
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line lint pytest
 
 # One worker per core (pytest-xdist); worksteal rebalances, since a few tests take far longer than the rest.
@@ -60,13 +68,17 @@ package: $(STAMP)
 	$(PY) infra/generate.py pin-stage build/sam.yaml $(STAGE)
 	$(PY) infra/generate.py contact-stream build/sam.yaml
 
-# Every stage's template is linted; build/ is left with $(STAGE)'s.
-lint: $(STAMP)
+# Every stage's template is cfn-linted, and scanned by checkov in one run (.checkov.yaml: its settings and
+# the checks skipped, explained in docs/deploy.md); build/ is left with $(STAGE)'s.
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	rm -rf build-templates && mkdir build-templates
 	for stage in $(filter-out $(STAGE),$(STAGES)) $(STAGE); do \
-	    $(MAKE) --no-print-directory package STAGE=$$stage && $(VENV)/bin/cfn-lint build/sam.yaml || exit 1; \
+	    $(MAKE) --no-print-directory package STAGE=$$stage && $(VENV)/bin/cfn-lint build/sam.yaml \
+	        && cp build/sam.yaml build-templates/$$stage.yaml || exit 1; \
 	done
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml $(foreach stage,$(STAGES),-f build-templates/$(stage).yaml)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis outbox build .run
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis outbox build build-templates .run

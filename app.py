@@ -193,13 +193,17 @@ def nightly_tally_continue(event):
 def ses_events(event):
     """SES's delivery, bounce and complaint events of the emails sent through the stage's configuration
     set (topic named by SLA_SES_EVENTS_TOPIC when the app is packaged), recorded on their notification."""
-    return {"outcome": ses_feedback.handle(event.message, datetime.now(UTC))}
+    sns_message_id = event.to_dict()["Records"][0]["Sns"].get("MessageId")  # for the logs: never the content
+    return {"outcome": ses_feedback.handle(event.message, datetime.now(UTC), sns_message_id)}
 
 
 @app.on_kinesis_record(stream=CONTACT_RECORD_STREAM, batch_size=100, starting_position="LATEST")
 def connect_contact_records(event):
-    """Amazon Connect contact records → interactions of the contracts that list their queues."""
-    return connect.consume([(record.sequence_number, record.data) for record in event], datetime.now(UTC))
+    """Amazon Connect contact records → interactions of the contracts that list their queues. Answers
+    Lambda with the records to retry (the mapping reports batch item failures); the raw records go
+    to the use case, which decodes each on its own (chalice's KinesisRecord raises on bad base64)."""
+    _, failed = connect.consume(event.to_dict()["Records"], datetime.now(UTC))
+    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
 
 
 def _seconds_left(event):

@@ -14,8 +14,10 @@ carry the same `mail`, `delivery`, `bounce` and `complaint` objects.
 - A permanent bounce of the requester's address tells the contract's admins, once per request: the
   customer cannot be notified of anything until someone reaches them another way.
 
-Unreadable input is logged and dropped (retrying cannot fix it); a DynamoDB or SES failure raises,
-so Lambda retries the event, which the once-only writes make safe.
+Unreadable input (not JSON, nested too deep, a field of another shape than SES writes) is logged with
+the SNS message id, counted in the `MalformedEvents` metric and dropped: retrying cannot fix it. A
+DynamoDB or SES failure raises, so Lambda retries the event, which the once-only writes make safe;
+what still fails after Lambda's retries goes to the function's on-failure queue (docs/deploy.md).
 """
 import json
 import logging
@@ -46,11 +48,14 @@ class SesEvent:
 
 def parse(message, now):
     """The SesEvent in an SNS message (a JSON string), None for another type of event. ValueError when
-    it is no SES event at all. `now` stands in for a missing or unreadable timestamp."""
+    it is no SES event at all, or one whose fields have other shapes than SES writes. `now` stands in
+    for a missing or unreadable timestamp."""
     try:
         document = json.loads(message)
     except (TypeError, ValueError):
         raise ValueError("the SNS message is not JSON") from None
+    except RecursionError:
+        raise ValueError("the SNS message is JSON nested too deep to read") from None
     if not isinstance(document, dict):
         raise ValueError("the SNS message is not a JSON object")
     kind = document.get("eventType") or document.get("notificationType")
@@ -62,19 +67,29 @@ def parse(message, now):
     message_id = mail.get("messageId") if isinstance(mail, dict) else None
     if not isinstance(message_id, str) or not message_id:
         raise ValueError("no mail.messageId")
-    detail = document.get(RECORDED[kind][0])
-    detail = detail if isinstance(detail, dict) else {}
+    name = RECORDED[kind][0]
+    detail = document.get(name)
+    if detail is None:
+        detail = {}
+    if not isinstance(detail, dict):
+        raise ValueError(f"{name} is not an object")
+    listed = detail.get({"Delivery": "recipients", "Bounce": "bouncedRecipients",
+                         "Complaint": "complainedRecipients"}[kind])
+    if listed is None:
+        listed = []
+    if not isinstance(listed, list):
+        raise ValueError(f"the recipients of {name} are not a list")
     if kind == "Delivery":
-        addresses = detail.get("recipients") or []
+        addresses = listed
     else:
-        listed = detail.get("bouncedRecipients" if kind == "Bounce" else "complainedRecipients") or []
         addresses = [r.get("emailAddress") for r in listed if isinstance(r, dict)]
-    diagnostic = next((r.get("diagnosticCode") for r in detail.get("bouncedRecipients") or []
-                       if isinstance(r, dict) and r.get("diagnosticCode")), "")
+    diagnostic = next((r.get("diagnosticCode") for r in listed
+                       if kind == "Bounce" and isinstance(r, dict) and r.get("diagnosticCode")), "")
+    bounce_type = detail.get("bounceType") if kind == "Bounce" else None
     return SesEvent(
         type=kind, message_id=message_id, at=_instant(detail.get("timestamp"), now),
         addresses=tuple(a for a in addresses if isinstance(a, str)),
-        bounce_type=detail.get("bounceType") if kind == "Bounce" else None, diagnostic=str(diagnostic)[:500],
+        bounce_type=bounce_type if isinstance(bounce_type, str) else None, diagnostic=str(diagnostic)[:500],
     )
 
 
@@ -86,13 +101,17 @@ def _instant(value, now):
     return moment if moment.tzinfo is not None else now
 
 
-def handle(message, now):
+def handle(message, now, sns_message_id=None):
     """Record one SNS message. Returns what became of it: "recorded", "repeated" (already recorded),
-    "unknown" (no notification has that message id), "ignored" (another event type) or "unreadable"."""
+    "unknown" (no notification has that message id), "ignored" (another event type) or "unreadable"
+    (logged with the SNS message id, never its content, which holds addresses, and counted)."""
     try:
         event = parse(message, now)
-    except ValueError as exc:
-        log_event(logger, "ses event unreadable", level=logging.WARNING, error=str(exc), sns_message=str(message)[:500])
+    except Exception as exc:  # noqa: BLE001 - parsing is pure: a retry would fail the same way forever
+        why = str(exc) if isinstance(exc, ValueError) else f"unreadable ({type(exc).__name__})"
+        log_event(logger, "ses event unreadable", level=logging.WARNING, error=why,
+                  sns_message_id=sns_message_id, length=len(message) if isinstance(message, str) else None)
+        metrics.emit("MalformedEvents", Source="ses_events")
         return "unreadable"
     if event is None:
         return "ignored"

@@ -111,10 +111,31 @@ class Stream:
         } for r in answer["Records"]]}
 
     def deliver(self, *records):
-        """Put the records and invoke the consumer with them; its answer."""
+        """Put the records and invoke the consumer with them: the counts it logged. It answers Lambda
+        with no record to retry."""
         self.put(*records)
+        return invoke(self.next_batch())
+
+
+def invoke(event, expected_failures=()):
+    """The consumer invoked with a Lambda Kinesis event: the counts of its "contact records consumed"
+    line, after checking the records it asked Lambda to retry."""
+    summaries = []
+    handler = logging.Handler()
+    handler.emit = lambda record: summaries.append(record.fields) if record.getMessage() == \
+        "contact records consumed" else None
+    logger = logging.getLogger("sla_clock.connect")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
         with Client(app) as chalice_client:
-            return chalice_client.lambda_.invoke("connect_contact_records", self.next_batch()).payload
+            answer = chalice_client.lambda_.invoke("connect_contact_records", event).payload
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in expected_failures]}
+    [summary] = summaries
+    return {key: value for key, value in summary.items() if key != "unknown_queues"}
 
 
 @pytest.fixture
@@ -136,7 +157,7 @@ def stream(aws):
 
 def counts(result, **expected):
     return {"records": 0, "stored": 0, "replaced": 0, "duplicates": 0, "unknown_queue": 0, "skipped": 0,
-            "malformed": 0} | expected == result
+            "malformed": 0, "failed": 0} | expected == result
 
 
 def channels(admin, date="2026-11-23"):
@@ -209,25 +230,145 @@ def test_malformed_records_are_logged_and_skipped_never_blocking_the_shard(acme,
     assert channels(acme)["phone"]["offered"] == 1
 
 
-def test_a_storage_failure_fails_the_batch_so_lambda_retries_it_and_the_retry_stores_it_once(
-        acme, later, stream, monkeypatch):
-    records = [contact_record(f"c-{n}", HOTLINE, MONDAY_10 + timedelta(minutes=n), answered=20) for n in range(3)]
+def throttled_for(contract_id):
+    """DynamoDB throttles every write of `contract_id`'s interactions; the others go through."""
+    original = botocore.client.BaseClient._make_api_call
+
+    def throttled(client, operation, params):
+        if operation == "BatchWriteItem" and contract_id in json.dumps(params):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        return original(client, operation, params)
+
+    return throttled
+
+
+def test_a_storage_failure_returns_its_records_for_retry_and_the_rest_of_the_batch_is_stored(
+        acme, later, stream, monkeypatch, caplog):
+    """DynamoDB throttling one contract's writes: its records go back to Lambda as batch item failures
+    (Lambda retries from the lowest), the other contract's records are stored; the retry stores them once."""
+    other = copy.deepcopy(CONTRACT)
+    other["amazon_connect"] = {"queue_ids": ["q-beta"]}
+    assert acme.put("/contracts/beta", other)[0] == 201
+    stream.put(contact_record("b-1", "q-beta", MONDAY_10, answered=20),
+               *[contact_record(f"c-{n}", HOTLINE, MONDAY_10 + timedelta(minutes=n), answered=20) for n in range(3)],
+               contact_record("b-2", "q-beta", MONDAY_10, answered=20))
+    event = stream.next_batch()
+    sequences = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
+    with monkeypatch.context() as patch, caplog.at_level(logging.ERROR, logger="sla_clock.connect"):
+        patch.setattr(botocore.client.BaseClient, "_make_api_call", throttled_for("acme"))
+        assert counts(invoke(event, expected_failures=sequences[1:4]), records=5, stored=2, failed=3)
+    [error] = [r.fields for r in caplog.records if r.levelno == logging.ERROR]
+    assert error["contract_id"] == "acme" and error["sequence_numbers"] == sequences[1:4]
+    assert "ProvisionedThroughputExceededException" in error["error"]
+    assert acme.post("/contracts/beta/tallies", {"date": "2026-11-23"})[1]["interactions"]["phone"]["offered"] == 2
+
+    retry = {"Records": event["Records"][1:]}  # Lambda resumes at the lowest sequence number returned
+    assert counts(invoke(retry), records=4, stored=4, replaced=1)
+    assert channels(acme)["phone"]["offered"] == 3
+    assert acme.post("/contracts/beta/tallies", {"date": "2026-11-23"})[1]["interactions"]["phone"]["offered"] == 2
+
+
+def test_a_failure_to_read_the_contracts_fails_the_whole_batch(acme, later, stream, monkeypatch):
+    """Without the queue directory no record can be placed: the invocation fails and Lambda retries
+    (bisecting) the batch; nothing is lost."""
     original = botocore.client.BaseClient._make_api_call
 
     def failing(client, operation, params):
-        if operation == "BatchWriteItem":
+        if operation == "Scan":
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation)
         return original(client, operation, params)
 
-    stream.put(*records)
+    stream.put(contact_record("c-1", HOTLINE, MONDAY_10, answered=20))
     event = stream.next_batch()
     with monkeypatch.context() as patch, Client(app) as chalice_client:
         patch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
-        with pytest.raises(Exception):  # noqa: B017 - Lambda sees the invocation fail, whatever the class
+        with pytest.raises(Exception, match="injected"):  # pynamodb's ScanError around it
             chalice_client.lambda_.invoke("connect_contact_records", event)
-    with Client(app) as chalice_client:
-        assert counts(chalice_client.lambda_.invoke("connect_contact_records", event).payload, records=3, stored=3)
-    assert channels(acme)["phone"]["offered"] == 3
+    assert counts(invoke(event), records=1, stored=1)
+
+
+def raw(event, position, **kinesis):
+    """`event` with the Kinesis part of one record replaced (None removes a key)."""
+    changed = copy.deepcopy(event)
+    part = changed["Records"][position]["kinesis"]
+    for key, value in kinesis.items():
+        if value is None:
+            part.pop(key, None)
+        else:
+            part[key] = value
+    return changed
+
+
+def poison_records():
+    """(name, contact record as JSON or raw bytes) a real stream may carry and that no retry can fix."""
+    channel_list = contact_record("p-channel", HOTLINE, MONDAY_10, answered=10)
+    channel_list["Channel"] = ["VOICE"]
+    enqueue_number = contact_record("p-enqueue", HOTLINE, MONDAY_10, answered=10)
+    enqueue_number["Queue"]["EnqueueTimestamp"] = 1732327200
+    answered_object = contact_record("p-answered", HOTLINE, MONDAY_10, answered=10)
+    answered_object["Agent"]["ConnectedToAgentTimestamp"] = {"at": "now"}
+    agent_list = contact_record("p-agent", HOTLINE, MONDAY_10, answered=10)
+    agent_list["Agent"] = [agent_list["Agent"]]
+    arn_number = contact_record("p-arn", HOTLINE, MONDAY_10, answered=10)
+    arn_number["Queue"]["ARN"] = 5
+    no_arn = contact_record("p-no-arn", HOTLINE, MONDAY_10, answered=10)
+    del no_arn["Queue"]["ARN"]
+    no_contact_id = contact_record("p-no-id", HOTLINE, MONDAY_10, answered=10)
+    del no_contact_id["ContactId"]
+    id_number = contact_record("p-id", HOTLINE, MONDAY_10, answered=10)
+    id_number["ContactId"] = 12345
+    return [("Channel a list", channel_list), ("EnqueueTimestamp a number", enqueue_number),
+            ("ConnectedToAgentTimestamp an object", answered_object), ("Agent a list", agent_list),
+            ("Queue.ARN a number", arn_number), ("no Queue.ARN", no_arn), ("no ContactId", no_contact_id),
+            ("ContactId a number", id_number), ("deep nesting", b"[" * 100_000),
+            ("deep objects", b'{"a":' * 50_000), ("not JSON", b"\xff\xfe not json"), ("a JSON list", b"[1, 2]"),
+            ("a JSON string", b'"VOICE"'), ("JSON null", b"null"), ("empty", b""), ("a huge number", b"1" * 5000)]
+
+
+POISON = poison_records()
+
+
+@pytest.mark.parametrize("name, poison", POISON, ids=[name for name, _ in POISON])
+def test_a_poison_record_is_counted_and_skipped_and_the_good_records_around_it_are_stored(
+        acme, later, stream, caplog, name, poison):
+    caplog.set_level(logging.WARNING, logger="sla_clock.connect")
+    result = stream.deliver(contact_record("c-before", HOTLINE, MONDAY_10, answered=10), poison,
+                            contact_record("c-after", HOTLINE, MONDAY_10, answered=10))
+    assert counts(result, records=3, stored=2, malformed=1)
+    [warning] = [r.fields for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning["sequence_number"] and warning["position"] == 1
+    assert channels(acme)["phone"]["offered"] == 2
+
+
+def test_envelopes_without_base64_data_or_a_sequence_number_are_counted_and_skipped(acme, later, stream, caplog):
+    caplog.set_level(logging.WARNING, logger="sla_clock.connect")
+    stream.put(*[contact_record(f"c-{n}", HOTLINE, MONDAY_10 + timedelta(minutes=n), answered=10) for n in range(5)])
+    event = stream.next_batch()
+    event = raw(event, 0, data="not base64!")
+    event = raw(event, 1, data="QUJD")  # valid base64 of "ABC": not JSON
+    event = raw(event, 2, data="QUJ")  # incorrect padding
+    event = raw(event, 3, sequenceNumber=None)
+    assert counts(invoke(event), records=5, stored=1, malformed=4)
+    warnings = [r.fields for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w["error"] for w in warnings] == ["data is not base64", "data is not JSON", "data is not base64",
+                                              "not a Kinesis record with a sequence number and data"]
+    assert [w["position"] for w in warnings] == [0, 1, 2, 3]
+    assert channels(acme)["phone"]["offered"] == 1
+
+
+def test_malformed_records_are_logged_without_their_content_and_counted_as_a_metric(
+        acme, later, stream, caplog, capsys):
+    caplog.set_level(logging.DEBUG, logger="sla_clock")
+    secret = contact_record("p-secret", HOTLINE, MONDAY_10, answered=10)
+    secret["Channel"] = ["VOICE", "+8613912345678"]
+    unreadable = b'{"CustomerEndpoint": {"Address": "+8613912345678"}, ' + b"[" * 100_000
+    result = stream.deliver(secret, unreadable, contact_record("c-good", HOTLINE, MONDAY_10, answered=10))
+    assert counts(result, records=3, stored=1, malformed=2)
+    assert "+8613912345678" not in caplog.text and "p-secret" not in caplog.text
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [document] = [d for d in documents if "MalformedEvents" in d]
+    assert (document["MalformedEvents"], document["Source"]) == ([2.0], "connect_contact_records")
 
 
 def test_a_queue_feeds_one_contract_only(acme, later):

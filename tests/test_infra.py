@@ -93,7 +93,8 @@ def test_table_prefixes_and_ses_names_come_from_the_chalice_stages(template):
     assert template["Parameters"]["Stage"]["AllowedValues"] == list(stages)
     assert template["Mappings"]["StageSettings"] == {
         stage: {"TablePrefix": env["SLA_TABLE_PREFIX"], "SesConfigurationSet": env["SLA_SES_CONFIGURATION_SET"],
-                "SesEventsTopic": env["SLA_SES_EVENTS_TOPIC"]}
+                "SesEventsTopic": env["SLA_SES_EVENTS_TOPIC"],
+                "LogRetentionInDays": stages[stage]["log_retention_in_days"]}
         for stage, env in ((stage, values["environment_variables"]) for stage, values in stages.items())}
     for stage, values in stages.items():
         assert values["environment_variables"]["SLA_STAGE"] == stage  # the metrics' Stage dimension
@@ -260,7 +261,10 @@ def test_the_kinesis_consumer_reads_the_stream_parameter_and_only_when_it_names_
         "EventSourceArn": {"Fn::Sub": "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/"
                                       "${ConnectContactRecordStream}"},
         "FunctionName": {"Ref": "ConnectContactRecords"}, "BatchSize": 100, "StartingPosition": "LATEST",
-        "MaximumBatchingWindowInSeconds": 0}
+        "MaximumBatchingWindowInSeconds": 0, "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "BisectBatchOnFunctionError": True, "MaximumRetryAttempts": 10, "MaximumRecordAgeInSeconds": 3600,
+        "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["ConnectContactRecordsFailedQueue",
+                                                                           "Arn"]}}}}
     assert result["Parameters"]["ConnectContactRecordStream"]["Default"] == ""
     assert result["Conditions"]["HasContactRecordStream"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "ConnectContactRecordStream"}, ""]}]}
@@ -507,7 +511,7 @@ def test_ses_events_reach_the_function_through_the_configuration_set_s_topic(tem
     [statement] = resources["SesEventsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "ses.amazonaws.com"} and statement["Action"] == "sns:Publish"
     # Chalice subscribes the function to the topic by name: the topic exists first.
-    assert generate.sns_subscribers() == ["SesEvents"]
+    assert generate.sns_subscribers() == [("SesEvents", "SesEventsRole")]
     assert resources["SesEvents"] == {"DependsOn": "SesEventsTopic"}
 
 
@@ -551,14 +555,136 @@ def test_the_dashboard_deployed_by_cloudformation_shows_every_widget_of_the_stag
 # --- stages ---------------------------------------------------------------------------------------------
 
 
-def test_every_stage_uses_its_own_policy_prefix_and_log_retention():
+def test_every_stage_uses_its_own_policy_prefix_and_log_retention(generate):
     assert CONFIG["autogen_policy"] is False
     assert set(CONFIG["stages"]) == {"dev", "prod"}
+    names = {name for name, _, _ in generate._lambda_functions()}
     for stage, values in CONFIG["stages"].items():
         env = {**CONFIG.get("environment_variables", {}), **values["environment_variables"]}
-        assert values["iam_policy_file"] == f"policy-{stage}.json"
-        assert (ROOT / ".chalice" / values["iam_policy_file"]).is_file()
+        assert "iam_policy_file" not in values  # no policy shared by the functions
+        for function in names:  # one policy a function: .chalice/policy-<stage>-<function>.json
+            policy_file = values["lambda_functions"][function]["iam_policy_file"]
+            assert policy_file == f"policy-{stage}-{function}.json"
+            assert (ROOT / ".chalice" / policy_file).is_file()
         assert env["SLA_TABLE_PREFIX"] == f"sla-{stage}-"
         assert env["SLA_LOG_LEVEL"] in ("DEBUG", "INFO", "WARNING", "ERROR")
         assert values["log_retention_in_days"] > 0
 
+
+# --- the packaged template: what the event sources give up on, roles, the API stage ------------------
+
+
+@pytest.fixture(scope="module")
+def packaged(generate, tmp_path_factory):
+    """{stage: the template `make package STAGE=<stage>` writes to build/sam.yaml}, made the same way
+    in-process (chalice package, then pin-stage and contact-stream) with an empty zip for the code."""
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy.packager import LambdaDeploymentPackager
+
+    found = {}
+    code = tmp_path_factory.mktemp("code") / "deployment.zip"
+    code.write_bytes(b"")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setattr(LambdaDeploymentPackager, "create_deployment_package", lambda *args: str(code))
+        for stage in CONFIG["stages"]:
+            out = tmp_path_factory.mktemp(f"package-{stage}")
+            factory = CLIFactory(str(ROOT), environ={"AWS_DEFAULT_REGION": "us-east-1"})
+            config = factory.create_config_obj(chalice_stage_name=stage)
+            packager = factory.create_app_packager(config, factory.create_package_options(), "cloudformation",
+                                                   "yaml", str(TEMPLATE))
+            packager.package_app(config, str(out), stage)
+            generate.pin_stage(out / "sam.yaml", stage)
+            generate.contact_stream(out / "sam.yaml")
+            found[stage] = yaml.safe_load((out / "sam.yaml").read_text("utf-8"))
+    return found
+
+
+def _statements(role_resource, *extra_policies):
+    inline = [s for policy in role_resource["Properties"].get("Policies", [])
+              for s in policy["PolicyDocument"]["Statement"]]
+    return inline + [s for policy in extra_policies for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+
+@pytest.mark.parametrize("stage", list(CONFIG["stages"]))
+def test_what_the_event_sources_give_up_on_goes_to_encrypted_alarmed_queues(packaged, stage):
+    resources = packaged[stage]["Resources"]
+    mapping = resources["ConnectContactRecordsKinesisEventSource"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10 and 0 < mapping["MaximumRecordAgeInSeconds"] <= 3600
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["ConnectContactRecordsFailedQueue", "Arn"]}
+    invoke = resources["SesEventsEventInvokeConfig"]
+    assert invoke["Type"] == "AWS::Lambda::EventInvokeConfig"
+    assert invoke["Properties"]["FunctionName"] == {"Ref": "SesEvents"}
+    assert invoke["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["SesEventsFailedQueue", "Arn"]}
+    assert invoke["Properties"]["MaximumRetryAttempts"] == 2
+    for queue, condition in (("SesEventsFailedQueue", None), ("ConnectContactRecordsFailedQueue",
+                                                                 "HasContactRecordStream")):
+        resource = resources[queue]
+        assert (resource["Type"], resource.get("Condition")) == ("AWS::SQS::Queue", condition)
+        assert resource["Properties"]["SqsManagedSseEnabled"] is True
+        assert resource["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+        alarm = resources[f"{queue}Alarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+            "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert packaged[stage]["Outputs"][f"{queue}Url"]["Value"] == {"Ref": queue}
+    # each function's role may send to its own queue, and only that one
+    def attached(role):
+        return [r for r in resources.values() if r.get("Type") == "AWS::IAM::Policy"
+                and {"Ref": role} in r["Properties"]["Roles"]]
+
+    sends = {role: [s["Resource"] for s in _statements(resources[role], *attached(role))
+                    if "sqs:SendMessage" in s["Action"]]
+             for role in resources if resources[role].get("Type") == "AWS::IAM::Role"}
+    assert sends.pop("SesEventsRole") == [{"Fn::GetAtt": ["SesEventsFailedQueue", "Arn"]}]
+    assert sends.pop("ConnectContactRecordsRole") == [{"Fn::GetAtt": ["ConnectContactRecordsFailedQueue", "Arn"]}]
+    assert not any(sends.values())
+
+
+@pytest.mark.parametrize("stage", list(CONFIG["stages"]))
+def test_every_function_has_a_role_of_its_own_with_its_own_policy(packaged, stage, generate):
+    resources = packaged[stage]["Resources"]
+    functions = {name: r for name, r in resources.items() if r.get("Type") == "AWS::Serverless::Function"}
+    assert set(functions) == {"APIHandler", "ScanDeadlines", "NightlyTally", "NightlyTallyContinue", "SesEvents",
+                              "ConnectContactRecords"}
+    roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()]
+    assert len(set(roles)) == len(roles)  # no role shared
+    chalice_names = {logical_id: name for name, logical_id, _ in generate._lambda_functions()}
+    for function, resource in functions.items():
+        assert resource["Properties"]["Tracing"] == "Active"
+        role = resources[resource["Properties"]["Role"]["Fn::GetAtt"][0]]
+        [policy] = role["Properties"]["Policies"]
+        expected = json.loads((ROOT / ".chalice" / f"policy-{stage}-{chalice_names[function]}.json").read_text())
+        assert policy["PolicyDocument"] == expected, function
+        actions = {a for s in expected["Statement"] for a in s["Action"]}
+        assert {"xray:PutTraceSegments", "logs:PutLogEvents"} <= actions
+    connect = {a for s in _statements(resources["ConnectContactRecordsRole"]) for a in s["Action"]}
+    assert not connect & {"ses:SendRawEmail", "ses:SendEmail", "ssm:PutParameter", "ssm:GetParameter",
+                          "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}
+
+
+@pytest.mark.parametrize("stage", list(CONFIG["stages"]))
+def test_the_api_stage_has_access_logs_tracing_and_default_throttling(packaged, stage):
+    template = packaged[stage]
+    api = template["Resources"]["RestAPI"]["Properties"]
+    assert api["TracingEnabled"] is True
+    [method] = api["MethodSettings"]
+    assert (method["ResourcePath"], method["HttpMethod"]) == ("/*", "*")
+    assert 0 < method["ThrottlingRateLimit"] <= method["ThrottlingBurstLimit"] <= 1000
+    assert "DataTraceEnabled" not in method  # execution logs would hold request bodies
+    access = api["AccessLogSetting"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    line = json.loads(access["Format"].replace("$context.error.messageString", json.dumps('say "no"')))
+    assert line["error"] == 'say "no"'  # API Gateway quotes and escapes it
+    assert {"requestId", "status", "resource", "latencyMs"} <= set(line)
+    assert not any("querystring" in value.lower() or "header" in value.lower() for value in line.values())
+    group = template["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "LogRetentionInDays"]}
+    assert template["Mappings"]["StageSettings"][stage]["LogRetentionInDays"] == \
+        CONFIG["stages"][stage]["log_retention_in_days"]

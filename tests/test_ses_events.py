@@ -162,6 +162,52 @@ def test_other_event_types_and_unreadable_messages_are_dropped_without_failing(a
     assert publish(message) == outcome
 
 
+def ses_shaped(kind="Bounce", **detail):
+    """An SES event of `kind` for a message id of ours or not, its detail object as given."""
+    name = {"Bounce": "bounce", "Delivery": "delivery", "Complaint": "complaint"}[kind]
+    return {"eventType": kind, "mail": {"messageId": "0100018c-x", "destination": [REQUESTER]}, name: detail}
+
+
+MALFORMED = [
+    ("bouncedRecipients a number", ses_shaped(bounceType="Permanent", bouncedRecipients=5)),
+    ("bouncedRecipients an object", ses_shaped(bounceType="Permanent", bouncedRecipients={"emailAddress": REQUESTER})),
+    ("recipients a string", ses_shaped("Delivery", recipients=REQUESTER)),
+    ("complainedRecipients true", ses_shaped("Complaint", complainedRecipients=True)),
+    ("bounce a list", {"eventType": "Bounce", "mail": {"messageId": "x"}, "bounce": [REQUESTER]}),
+    ("bounce a string", {"eventType": "Bounce", "mail": {"messageId": "x"}, "bounce": "Permanent"}),
+    ("mail a list", {"eventType": "Bounce", "mail": ["x"]}),
+    ("messageId a number", {"eventType": "Delivery", "mail": {"messageId": 7}}),
+    ("eventType a list", {"eventType": ["Bounce"], "mail": {"messageId": "x"}}),
+    ("deep nesting", "[" * 100_000),
+    ("deep objects", '{"a":' * 50_000),
+    ("a JSON string", '"Bounce"'),
+    ("JSON null", "null"),
+    ("empty", ""),
+    ("base64", "eyJldmVudFR5cGUiOiAiQm91bmNlIn0="),
+]
+
+
+@pytest.mark.parametrize("name, message", MALFORMED, ids=[name for name, _ in MALFORMED])
+def test_a_malformed_sns_message_is_counted_and_dropped_never_raised(aws, written, caplog, name, message):
+    with caplog.at_level("WARNING", logger="sla_clock.ses_feedback"):
+        assert publish(message) == "unreadable"
+    [warning] = [r.fields for r in caplog.records if r.getMessage() == "ses event unreadable"]
+    assert warning["sns_message_id"] and warning["error"]
+    assert REQUESTER not in caplog.text  # ids only, never the addresses it holds
+    assert [(d["MalformedEvents"], d["Source"]) for d in written if "MalformedEvents" in d] == [([1.0], "ses_events")]
+
+
+def test_bounce_details_of_odd_shapes_still_record_the_bounce(acme, mailbox, clock):
+    """Fields SES may leave out or fill oddly (no recipients, a numeric bounce type, a timestamp that is
+    no time): the bounce is still recorded at the time it arrived."""
+    _, agent, _ = acme
+    request_id = create(agent)
+    document = event("bounce", acknowledgement(request_id), [REQUESTER])
+    document["bounce"].update(bouncedRecipients=None, bounceType=5, timestamp=["now"])
+    assert publish(document) == "recorded"
+    assert notifications(agent, request_id)["acknowledgement"]["bounced_at"]
+
+
 def test_a_dynamodb_failure_raises_so_lambda_retries_and_the_retry_records_it(acme, mailbox, clock, monkeypatch):
     _, agent, _ = acme
     request_id = create(agent)
