@@ -19,6 +19,8 @@ from types import MappingProxyType
 
 from wcwidth import wcswidth
 
+from chalicelib.core.fields import printable
+
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 KINDS = REQUESTER_KINDS + PROVIDER_KINDS
@@ -162,11 +164,15 @@ def _derived(kind, words, values, provisional, escape):
 
 
 def _string(value):
-    return "" if value is None else str(value)
+    """A value as email text. Text stored before the API checked it may hold control characters or
+    lone surrogates, which are replaced: a lone surrogate could not even be stored in the outbox."""
+    return "" if value is None else printable(str(value), multiline=True)
 
 
 def _one_line(value):
-    return " ".join(value.split())
+    """On one line, safe in a Subject header: white space runs become one space, control characters
+    and lone surrogates U+FFFD."""
+    return " ".join(printable(value).split())
 
 
 # Inline styles (mail clients ignore style sheets) shared by the facts tables of every HTML body.
