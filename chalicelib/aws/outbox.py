@@ -41,7 +41,7 @@ from chalicelib.aws import metrics, timeouts
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of, write
 from chalicelib.core.alerts import REPORT_URGENCY
 from chalicelib.core.emails import Rendered
-from chalicelib.core.fields import printable
+from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
 
@@ -260,7 +260,7 @@ def build_message(sender, recipients, rendered, headers=None, attachments=()):
     if not recipients:
         raise ValueError("an email needs at least one recipient")
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = printable(rendered.subject)  # an entry stored before text was checked, too
+    message["Subject"] = one_line(rendered.subject)  # an entry stored before text was checked, too
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     for name, value in (headers or {}).items():

@@ -64,8 +64,8 @@ def check_document(document, name="body"):
     stack = [(document, "", False)]
     while stack:
         value, path, multiline = stack.pop()
-        if isinstance(value, str):
-            check_characters(value, path or name, multiline)
+        if isinstance(value, str):  # white space around it is trimmed where it is read (text())
+            check_characters(value.strip(), path or name, multiline)
         elif isinstance(value, dict):
             for key, child in value.items():
                 where = f"{path}.{key}" if path else str(key)
@@ -82,6 +82,12 @@ def printable(value, multiline=False):
     space (tab, line breaks), else by U+FFFD. For text stored before the rule, on its way to an email."""
     pattern = _UNSAFE if multiline else _UNSAFE_IN_A_LINE
     return pattern.sub(lambda found: " " if found.group().isspace() else "\ufffd", value)
+
+
+def one_line(value):
+    """`value` on one line, safe in an email header: white space runs become one space, any other
+    character unsafe_character() refuses U+FFFD."""
+    return " ".join(printable(value).split())
 
 
 def printable_document(value, multiline=False):
