@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import factories
 import pytest
+import time_machine
 
 from chalicelib.aws import outbox, records, store
 from chalicelib.aws.tables import ContractModel, NotificationModel, RequestModel
@@ -173,6 +174,17 @@ def test_an_interaction_id_with_a_control_character_is_a_400_naming_the_item(adm
     item = {"id": "call\x1b1", "channel": "phone", "offered_at": "2026-11-23T09:00:00+08:00"}
     status, answer = agent.post("/contracts/acme/interactions", {"items": [item]})
     assert refused(status, answer, "items[0].id"), answer
+
+
+def test_a_contact_record_whose_id_holds_a_control_character_or_lone_surrogate_is_skipped_as_malformed(admin):
+    import test_connect as connect
+
+    assert admin.put("/contracts/acme", connect.CONTRACT)[0] == 201
+    with time_machine.travel(connect.MONDAY_10 + timedelta(days=7), tick=False):
+        records = [connect.contact_record(contact_id, connect.HOTLINE, connect.MONDAY_10, answered=10)
+                   for contact_id in ("c\x00-1", "c\ud800-2", "c-good")]
+        result = connect.Stream().deliver(*records)
+    assert (result["stored"], result["malformed"]) == (1, 2)
 
 
 def test_a_token_field_with_a_control_character_is_a_400(admin, clock):
