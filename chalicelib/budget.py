@@ -28,3 +28,11 @@ class Budget:
     def share(self, fraction):
         """A budget for part of the work: `fraction` of what is left now, never beyond this one."""
         return Budget(max(0.0, self.left()) * fraction, clock=self._clock)
+
+    def ending_early(self, seconds):
+        """This budget less its last `seconds`: work that may take that long starts only within it."""
+        return Budget(self.left() - seconds, clock=self._clock)
+
+    def fits(self, seconds):
+        """Does work of at most `seconds` end within the budget if it starts now?"""
+        return self.left() >= seconds

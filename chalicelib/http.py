@@ -11,6 +11,7 @@ from chalice import Response
 from chalicelib import tokens
 from chalicelib.aws import AWS_FAULTS, aws_error_code
 from chalicelib.core.errors import ForbiddenError, SlaError, ValidationError
+from chalicelib.core.fields import check_document
 from chalicelib.logs import log_event
 
 MAX_BODY = 64 * 1024
@@ -70,11 +71,14 @@ class Call:
             raise ValidationError("body", f"is nested more than {MAX_DEPTH} levels deep") from None
         if _depth_exceeds(document, MAX_DEPTH):
             raise ValidationError("body", f"is nested more than {MAX_DEPTH} levels deep")
+        check_document(document)  # control characters, lone surrogates: a 400 naming the JSON path
         return document
 
     @property
     def query(self):
-        return {k: v for k, v in (self.request.query_params or {}).items() if k not in self.consumed}
+        params = {k: v for k, v in (self.request.query_params or {}).items() if k not in self.consumed}
+        check_document(params, "query")  # each parameter is one line, named by its name
+        return params
 
     def header(self, name):
         return self.request.headers.get(name)

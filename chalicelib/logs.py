@@ -1,10 +1,20 @@
 """Structured JSON logs, one object per line, so CloudWatch Logs Insights can filter on fields."""
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
 from chalicelib import settings
+
+# What JSON leaves raw with ensure_ascii=False but a log line must not carry: DEL and the C1 controls
+# (terminal escapes), the Unicode line separators, and lone surrogates (which no UTF-8 stream can write).
+# JSON escapes the C0 controls itself. These characters occur only inside the line's strings.
+_RAW = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _escaped(found):
+    return f"\\u{ord(found.group()):04x}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,7 +28,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _RAW.sub(_escaped, json.dumps(entry, ensure_ascii=False, default=str))
 
 
 class LevelFromSettings(logging.Filter):

@@ -290,7 +290,7 @@ def record_outage(principal, contract_id, body, now):
         raise ValidationError("end", "must be after start")
     if end > now:
         raise ValidationError("end", "must not lie in the future: record an outage once it is over")
-    description = text(body.get("description") or "-", "description", 500)
+    description = text(body.get("description") or "-", "description", 500, multiline=True)
     overlapping = store.outages_overlapping(contract_id, start, end)
     merged_start = min([start] + [datetime.fromisoformat(o.start) for o in overlapping])
     merged_end = max([end] + [datetime.fromisoformat(o.end) for o in overlapping])

@@ -10,12 +10,13 @@ One scan, within its time budget:
 3. Sending, at the same time as 2: every retry whose time has come is ready from the start, and each
    visit adds what it created. Whenever a worker is free, the most urgent ready notification (breach
    alerts first, earlier deadlines first) gets the next send slot, paced to the SES account's maximum
-   send rate (chalicelib/pacing.py), until no slot is left before the budget ends. Sending starts with
-   the first visit's mail: the price is that in the first moments of a burst a notification found
-   early may go before a more urgent one not found yet. A retried provider alert is re-checked
+   send rate (chalicelib/pacing.py), until no slot is left early enough for a send to end within the
+   budget even when SES does not answer (timeouts.SES.worst). Sending starts with the first visit's
+   mail: the price is that in the first moments of a burst a notification found early may go before
+   a more urgent one not found yet. A retried provider alert is re-checked
    against the request's current state: one that no longer holds is recorded as superseded, never sent.
-   Webhook deliveries take no SES slot; each attempt is cut at its own timeout (webhooks.TIMEOUT,
-   well inside the margin the budget keeps before the function's timeout).
+   Webhook deliveries take no SES slot; each attempt is cut at its own timeout (webhooks.TIMEOUT) and
+   starts only while that and the read of its secret (WEBHOOK_SECONDS) fit in what is left of the budget.
 
 Reads grow with the work, not the table: the sparse `due_for_check` index holds only open requests
 with a next check, sorted by it; the sparse `pending` index of the outbox holds only what is still
@@ -45,7 +46,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from chalicelib import contracts
-from chalicelib.aws import metrics, outbox, records, store, webhooks
+from chalicelib.aws import metrics, outbox, records, store, timeouts, webhooks
 from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
 from chalicelib.budget import Budget
 from chalicelib.core import alerts
@@ -59,6 +60,9 @@ SCAN_SECONDS = 55.0  # of each minute: a scan starts every minute; its function 
 REEVALUATION_SHARE = 0.5  # of the budget, at most: due requests and retries are never starved by it
 DUE_SHARE = 0.6  # of what is left after re-evaluation: sending always keeps the rest
 WORKERS = CONNECTIONS  # concurrent visits / sends, each using one HTTP connection of each client
+# The longest a webhook attempt can take: reading its secret (once a scan) and the POST. One starts only
+# when that much of the budget is left, as an email does only when an SES call's worst case is.
+WEBHOOK_SECONDS = timeouts.SSM.worst + webhooks.TIMEOUT
 logger = logging.getLogger("sla_clock.scanner")
 
 
@@ -192,13 +196,13 @@ def _visit_and_send(pool, work, budget, pace):
 
     def slots_idle():
         """Whether the mail ready now leaves send slots of this scan unused (or none is paced yet)."""
-        return pace is None or len(ready) < pace.slots_left()
+        return emailing and (pace is None or len(ready) < pace.slots_left())
 
     while True:
         while ready and free():
             entry, slot = ready.pop(), None
             if outbox.is_webhook(entry):  # SES's rate is not a webhook's: the budget bounds it
-                if budget.spent:
+                if not budget.fits(WEBHOOK_SECONDS):
                     work.report.left_over = True
                     unsent.append(entry)
                     continue
@@ -206,8 +210,8 @@ def _visit_and_send(pool, work, budget, pace):
                 unsent.append(entry)  # no send slot left in this scan: the next one sends it
                 continue
             else:
-                pace = pace or TokenBucket(outbox.max_send_rate(), until=budget)
-                slot = pace.reserve()
+                pace = pace or _send_slots(budget)
+                slot = pace.reserve() if pace is not None else None
                 if slot is None:
                     work.report.left_over, emailing = True, False
                     unsent.append(entry)
@@ -244,6 +248,15 @@ def _visit_and_send(pool, work, budget, pace):
                 fetched.extend(_settle(reads.pop(future), future, work, "batch of due requests") or ())
             else:
                 _settle(sends.pop(future), future, work, "notification")
+
+
+def _send_slots(budget):
+    """The scan's send slots, paced to the account's rate. A slot opens only while a send that takes
+    as long as an SES call can (timeouts.SES.worst: SES not answering) still ends within the budget.
+    None when not even asking SES for the rate would."""
+    if not budget.fits(timeouts.SES.worst):
+        return None
+    return TokenBucket(outbox.max_send_rate(), until=budget.ending_early(timeouts.SES.worst))
 
 
 def _release(pool, work, entries):

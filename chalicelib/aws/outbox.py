@@ -33,15 +33,15 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import settings
-from chalicelib.aws import metrics
+from chalicelib.aws import metrics, timeouts
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of, write
 from chalicelib.core.alerts import REPORT_URGENCY
 from chalicelib.core.emails import Rendered
+from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
 
@@ -58,12 +58,13 @@ _last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has
 
 
 def ses():
-    """One SES client per process (Lambda reuses it across invocations), shared by the scanner's threads."""
+    """One SES client per process (Lambda reuses it across invocations), shared by the scanner's threads;
+    a call gives up after timeouts.SES.worst seconds."""
     global _ses
     if _ses is None:
         current = settings.current()
         _ses = boto3.client("ses", region_name=current.region, endpoint_url=current.endpoint_url,
-                            config=Config(max_pool_connections=CONNECTIONS))
+                            config=timeouts.SES.config(max_pool_connections=CONNECTIONS))
     return _ses
 
 
@@ -259,7 +260,7 @@ def build_message(sender, recipients, rendered, headers=None, attachments=()):
     if not recipients:
         raise ValueError("an email needs at least one recipient")
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = rendered.subject
+    message["Subject"] = one_line(rendered.subject)  # an entry stored before text was checked, too
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     for name, value in (headers or {}).items():
@@ -364,16 +365,24 @@ def is_webhook(entry):
 
 def deliver_quietly(entries, now):
     """Deliver emails right after an API write. Never raises: the notification stays pending for the
-    scanner. Webhook deliveries are left to the scanner: a slow receiver must not slow the API."""
+    scanner. Webhook deliveries are left to the scanner: a slow receiver must not slow the API.
+
+    The API waits for SES at most timeouts.SES.worst seconds (one attempt, then the entry's lease is
+    given back with its retry time). Once one email was not sent the others are not tried: SES is
+    failing, and each try would make the caller wait again. They wait, pending, for the scan."""
     collector = metrics.Collector()
     for entry in entries:
         if is_webhook(entry):
             continue
         try:
-            collector.delivery(entry, deliver(entry, now))
+            outcome = deliver(entry, now)
         except Exception as exc:  # noqa: BLE001 - the API call must not fail because mail did
             log_event(logger, "notification delivery deferred", level=logging.WARNING,
                       request_id=entry.request_id, key=entry.key, error=f"{type(exc).__name__}: {exc}")
+            break
+        collector.delivery(entry, outcome)
+        if outcome == "pending":
+            break
     collector.flush()
 
 

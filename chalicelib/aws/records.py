@@ -10,12 +10,16 @@ from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_ke
 from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, Event, RequestFacts, evaluate_replayed, freeze, replay, resolved_state
 from chalicelib.core.errors import NotFoundError
+from chalicelib.core.fields import printable_document
 from chalicelib.core.policy import parse_contract
 
 
 @lru_cache(maxsize=256)
 def _policy(contract_id, version, document_json, overrides):
-    return parse_contract(json.loads(document_json), version=version, overrides=dict(overrides))[1]
+    # A version stored before text was checked may hold characters a submitted one may not: it is read
+    # with them replaced rather than refused, so its tenant's requests go on (and its emails can be sent).
+    document = printable_document(json.loads(document_json))
+    return parse_contract(document, version=version, overrides=dict(overrides))[1]
 
 
 def country_of(record):

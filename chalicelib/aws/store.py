@@ -93,7 +93,9 @@ def _stale_when_beaten():
 def _connection():
     """One connection (one botocore client) per process for transactions: building a client loads the
     service model, which costs more than the transaction itself."""
-    return Connection(region=RequestModel.Meta.region, host=RequestModel.Meta.host)
+    meta = RequestModel.Meta
+    return Connection(region=meta.region, host=meta.host, connect_timeout_seconds=meta.connect_timeout_seconds,
+                      read_timeout_seconds=meta.read_timeout_seconds, max_retry_attempts=meta.max_retry_attempts)
 
 
 # --- contracts -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 
 from chalicelib import settings
+from chalicelib.aws import timeouts
 from chalicelib.aws.timeline_codec import TimelineAttribute
 
 CONNECTIONS = 16  # HTTP connections a botocore client keeps open: one for each scanner thread
@@ -46,6 +47,9 @@ class _Meta(metaclass=_SettingsMeta):
     table = None  # the name after the stage's prefix
     billing_mode = "PAY_PER_REQUEST"
     max_pool_connections = CONNECTIONS
+    connect_timeout_seconds = timeouts.DYNAMODB.connect
+    read_timeout_seconds = timeouts.DYNAMODB.read
+    max_retry_attempts = timeouts.DYNAMODB.attempts - 1  # retries, after the first attempt
 
 
 class ContractModel(Model):

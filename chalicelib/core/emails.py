@@ -19,6 +19,8 @@ from types import MappingProxyType
 
 from wcwidth import wcswidth
 
+from chalicelib.core.fields import one_line, printable
+
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 KINDS = REQUESTER_KINDS + PROVIDER_KINDS
@@ -85,10 +87,10 @@ def render(kind, language, context):
     text = values | labels | _derived(kind, words, values, provisional, escape=False)
     markup = {key: html.escape(value) for key, value in (values | labels).items()}
     markup |= _derived(kind, words, values, provisional, escape=True)
-    subject_values = {key: _one_line(value) for key, value in (values | labels).items()}
+    subject_values = {key: one_line(value) for key, value in (values | labels).items()}
 
     return Rendered(
-        subject=_one_line(_template(language, kind, "subject.txt").substitute(subject_values)),
+        subject=one_line(_template(language, kind, "subject.txt").substitute(subject_values)),
         text=_template(language, kind, "txt").substitute(text),
         html=_html(language, kind, markup),
     )
@@ -128,7 +130,7 @@ def _derived(kind, words, values, provisional, escape):
     as HTML."""
     quote = html.escape if escape else str
     phrases = words["phrase"]
-    name = _one_line(values["requester_name"])
+    name = one_line(values["requester_name"])
     found = {
         "greeting": phrases["greeting_named"].format(name=quote(name)) if name else phrases["greeting"],
     }
@@ -162,11 +164,9 @@ def _derived(kind, words, values, provisional, escape):
 
 
 def _string(value):
-    return "" if value is None else str(value)
-
-
-def _one_line(value):
-    return " ".join(value.split())
+    """A value as email text. Text stored before the API checked it may hold control characters or
+    lone surrogates, which are replaced: a lone surrogate could not even be stored in the outbox."""
+    return "" if value is None else printable(str(value), multiline=True)
 
 
 # Inline styles (mail clients ignore style sheets) shared by the facts tables of every HTML body.
@@ -241,7 +241,7 @@ def render_daily_tally(language, context):
                  (labels["p90"].format(**names), _or_dash(line["day"]["p90_answer_seconds"]),
                   _or_dash(line["month"]["p90_answer_seconds"]))]
     values = {
-        "contract_name": _one_line(_string(context["contract_name"])),
+        "contract_name": one_line(_string(context["contract_name"])),
         "contract_id": _string(context["contract_id"]),
         "date": _string(context["date"]),
         "currency": _string(context["currency"]),
@@ -255,7 +255,7 @@ def render_daily_tally(language, context):
                                                  month=html.escape(str(m))) for label, d, m in rows)
     markup = {key: html.escape(value) for key, value in values.items()}
     return Rendered(
-        subject=_one_line(_template(language, "daily_tally", "subject.txt").substitute(values)),
+        subject=one_line(_template(language, "daily_tally", "subject.txt").substitute(values)),
         text=_template(language, "daily_tally", "txt").substitute(values, rows=f"{header}\n{text_rows}"),
         html=_html(language, "daily_tally", markup | {"rows": html_rows, "day_heading": html.escape(labels["day"]),
                                                         "month_heading": html.escape(labels["month"])}),
@@ -300,7 +300,7 @@ def render_calendar_notice(language, context):
     """
     _check_language(language)
     values = {key: _string(context[key]) for key in ("contract_name", "contract_id", "country", "year", "call")}
-    values["contract_name"] = _one_line(values["contract_name"])
+    values["contract_name"] = one_line(values["contract_name"])
     return _render_values("calendar_notice", language, values)
 
 
@@ -308,7 +308,7 @@ def _render_values(kind, language, values):
     """Subject, text and HTML of a kind whose templates take only plain values (escaped for HTML here)."""
     markup = {key: html.escape(value) for key, value in values.items()}
     return Rendered(
-        subject=_one_line(_template(language, kind, "subject.txt").substitute(values)),
+        subject=one_line(_template(language, kind, "subject.txt").substitute(values)),
         text=_template(language, kind, "txt").substitute(values),
         html=_html(language, kind, markup),
     )
@@ -325,7 +325,7 @@ def render_requester_bounce(language, context):
     _check_language(language)
     keys = ("contract_name", "contract_id", "request_id", "subject", "requester_name", "address", "notification",
             "bounced_at", "diagnostic")
-    values = {key: _one_line(_string(context[key])) for key in keys}
+    values = {key: one_line(_string(context[key])) for key in keys}
     words = _phrases(language)
     values["notification"] = words["notification"].get(values["notification"], values["notification"])
     values["diagnostic"] = values["diagnostic"] or words["phrase"]["nobody"]
@@ -363,7 +363,7 @@ def render_customer_report(language, context):
     for category, counts in report["by_category"].items():
         rows += [(labels["category_received"].format(category=category), counts["received"]),
                  (labels["category_breaches"].format(category=category), sum(counts["breaches"].values()))]
-    values = {"contract_name": _one_line(_string(context["contract_name"])),
+    values = {"contract_name": one_line(_string(context["contract_name"])),
               "contract_id": _string(context["contract_id"]), "month": _string(context["month"])}
     width = max(_columns(label) for label, _ in rows)
     text_rows = "\n".join(f"{_left(label, width)}  {_right(value, 12)}" for label, value in rows)
@@ -371,7 +371,7 @@ def render_customer_report(language, context):
                           for label, value in rows)
     markup = {key: html.escape(value) for key, value in values.items()}
     return Rendered(
-        subject=_one_line(_template(language, "customer_report", "subject.txt").substitute(values)),
+        subject=one_line(_template(language, "customer_report", "subject.txt").substitute(values)),
         text=_template(language, "customer_report", "txt").substitute(values, rows=text_rows),
         html=_html(language, "customer_report", markup | {"rows": html_rows,
                                                           "value_heading": html.escape(labels["value"])}),

@@ -27,11 +27,88 @@ def reject_unknown(doc, allowed, prefix=""):
             raise ValidationError(f"{prefix}.{key}" if prefix else str(key), "unknown key")
 
 
-def text(value, name, max_len, min_len=1):
-    """A string of min_len..max_len characters once surrounding white space is stripped."""
+# Text AWS cannot carry, and text that breaks a line. No field holds control characters (Unicode
+# category Cc: C0, DEL, C1) or lone surrogates (which no UTF-8 encoder writes: not boto3's, SES's nor a
+# log's), except that tab, LF and CR may break the lines of the MULTILINE fields (CR: the CRLF of a
+# Windows client). Every other field is one line: it may end up in an email's Subject or a CSV cell, so
+# U+2028 and U+2029, which break lines too, are refused there as well.
+MULTILINE = ("description", "note")
+_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSAFE_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def unsafe_character(value, multiline=False):
+    """The first character of the string `value` that a field may not hold (`multiline`: one of the
+    MULTILINE fields), or None."""
+    found = (_UNSAFE if multiline else _UNSAFE_IN_A_LINE).search(value)
+    return found.group() if found else None
+
+
+def check_characters(value, name, multiline=False):
+    """`value`, or a ValidationError naming `name` when it holds a character no field may hold."""
+    char = unsafe_character(value, multiline)
+    if char is None:
+        return value
+    code = f"U+{ord(char):04X}"
+    if 0xD800 <= ord(char) <= 0xDFFF:
+        raise ValidationError(name, f"holds a lone surrogate ({code}), which is not text")
+    if multiline:
+        raise ValidationError(name, f"must not hold control characters other than tab and line breaks ({code})")
+    raise ValidationError(name, f"must be one line without control characters ({code})")
+
+
+def check_document(document, name="body"):
+    """Every string of a parsed JSON document (object keys too) passes check_characters, a string under
+    a MULTILINE key as a multiline one; else a ValidationError naming its JSON path (`requester.name`,
+    `webhooks[0].url`; `name` for the document itself). Iterative: the document may be deep."""
+    stack = [(document, "", False)]
+    while stack:
+        value, path, multiline = stack.pop()
+        if isinstance(value, str):  # white space around it is trimmed where it is read (text())
+            check_characters(value.strip(), path or name, multiline)
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if unsafe_character(key) is not None:
+                    raise ValidationError(path or name, f"the key {ascii(key)} must be one line without "
+                                                        "control characters or lone surrogates")
+                stack.append((child, where, key in MULTILINE))
+        elif isinstance(value, list):
+            stack.extend((child, f"{path}[{i}]", multiline) for i, child in enumerate(value))
+
+
+def printable(value, multiline=False):
+    """`value` with each character unsafe_character() refuses replaced: by a space when it is white
+    space (tab, line breaks), else by U+FFFD. For text stored before the rule, on its way to an email."""
+    pattern = _UNSAFE if multiline else _UNSAFE_IN_A_LINE
+    return pattern.sub(lambda found: " " if found.group().isspace() else "\ufffd", value)
+
+
+def one_line(value):
+    """`value` on one line, safe in an email header: white space runs become one space, any other
+    character unsafe_character() refuses U+FFFD."""
+    return " ".join(printable(value).split())
+
+
+def printable_document(value, multiline=False):
+    """A parsed JSON document with printable() applied to every string, keys too (under a MULTILINE key
+    as multiline text): a document stored before text was checked reads as one that passes
+    check_document, so it stays readable and its text can go into an email."""
+    if isinstance(value, str):
+        return printable(value, multiline)
+    if isinstance(value, dict):
+        return {printable(key): printable_document(child, key in MULTILINE) for key, child in value.items()}
+    if isinstance(value, list):
+        return [printable_document(child, multiline) for child in value]
+    return value
+
+
+def text(value, name, max_len, min_len=1, multiline=False):
+    """A string of min_len..max_len characters once surrounding white space is stripped, one line
+    without control characters (`multiline`: tab and line breaks allowed)."""
     if not isinstance(value, str):
         raise ValidationError(name, "must be a string")
-    value = value.strip()
+    value = check_characters(value.strip(), name, multiline)
     if not min_len <= len(value) <= max_len:
         raise ValidationError(name, f"must be {min_len}–{max_len} characters")
     return value

@@ -105,7 +105,7 @@ def parse_new_request(body, policy, role, now):
         clean_requester["name"] = text(requester["name"], "requester.name", MAX_NAME)
     description = body.get("description")
     if description is not None:
-        description = text(description, "description", MAX_DESCRIPTION, min_len=0)
+        description = text(description, "description", MAX_DESCRIPTION, min_len=0, multiline=True)
     return NewRequest(
         contract_id=contract_id_of(body),
         priority=priority,
@@ -178,7 +178,7 @@ def parse_event(body, policy, role, now, last_at):
             raise ValidationError("channel", f"{channel!r} is not a designated channel of the contract")
         fields["channel"] = channel
     if body.get("note") is not None:
-        fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0)
+        fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0, multiline=True)
     return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=last_at), **fields)
 
 
