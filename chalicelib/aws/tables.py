@@ -295,7 +295,10 @@ class NotificationModel(Model):
     key = UnicodeAttribute(range_key=True)  # e.g. "warning|first_response|0|0.8", "event|3"
     contract_id = UnicodeAttribute()
     kind = UnicodeAttribute()
-    status = UnicodeAttribute()  # "pending", "sent", "failed" or "superseded" (no longer true: not sent)
+    # "pending", "sent", "failed", "superseded" (no longer true: not sent) or "skipped" (created never
+    # to be sent, `reason` says why: "backdated", a customer notice about a moment long past)
+    status = UnicodeAttribute()
+    reason = UnicodeAttribute(null=True)
     recipients = ListAttribute(of=UnicodeAttribute)
     sender = UnicodeAttribute()
     subject = UnicodeAttribute()

@@ -2,11 +2,17 @@
 SLA state at `now`. Each carries a dedupe key unique within its request: the outbox creates it once.
 """
 from dataclasses import dataclass
+from datetime import timedelta
 
 from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.core.emails import format_minutes, render
 
 CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
+# A customer notice about a moment longer ago than this when it is posted is history being imported:
+# written to the customer now, it would promise a deadline long gone and tell of a reply they had
+# weeks ago. It is recorded as skipped (reason BACKDATED), never sent.
+NOTICE_HORIZON = timedelta(hours=1)
+BACKDATED = "backdated"
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,7 @@ class Notification:
     cycle: int | None = None
     due_at: object = None  # the deadline named (a datetime): earlier deadlines are sent first
     at: object = None  # provider alerts: when it happened (the breach, the threshold passed, the lapse)
+    skipped: str | None = None  # why it is recorded but never sent (BACKDATED); None: it is sent
 
     @property
     def urgency(self):
@@ -66,18 +73,27 @@ def _customer_context(policy, request, state, note):
     }
 
 
-def acknowledgement(policy, request, state):
-    """The requester's receipt for an accepted request."""
+def skip_reason(about, now):
+    """Why a customer notice about the moment `about`, posted at `now`, is not sent: BACKDATED when
+    `about` lies more than NOTICE_HORIZON before `now`; None when it is sent."""
+    return BACKDATED if now - about > NOTICE_HORIZON else None
+
+
+def acknowledgement(policy, request, state, now):
+    """The requester's receipt for an accepted request (skipped when it was received long before `now`)."""
     context = _customer_context(policy, request, state, "")
-    return Notification("acknowledgement", "acknowledgement", (request.requester["email"],), context)
+    return Notification("acknowledgement", "acknowledgement", (request.requester["email"],), context,
+                        skipped=skip_reason(request.received_at, now))
 
 
-def customer_notice(policy, request, state, event_type, seq, note):
-    """The requester's notice of a respond / progress / resolve / await_customer event, or None."""
-    if event_type not in CUSTOMER_EVENTS:
+def customer_notice(policy, request, state, event, note, now):
+    """The requester's notice of a respond / progress / resolve / await_customer `event` (a clock
+    Event), or None; skipped when the event happened long before `now`."""
+    if event.type not in CUSTOMER_EVENTS:
         return None
     context = _customer_context(policy, request, state, note)
-    return Notification(f"event|{seq}", event_type, (request.requester["email"],), context)
+    return Notification(f"event|{event.seq}", event.type, (request.requester["email"],), context,
+                        skipped=skip_reason(event.at, now))
 
 
 def _provider_context(policy, request, state, metric, deadline, remaining, **extra):
