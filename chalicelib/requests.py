@@ -143,13 +143,16 @@ def post_event(principal, request_id, body, now):
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
                       priority=new.priority, score=new.score, channel=new.channel)
+        # A reopen under a version that dropped the request's priority or category keeps the targets
+        # it was resolved under: it never runs without a clock, whoever reopens it.
+        kept = records.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
         state = records.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
         model = records.event_record(item.request_id, event, principal.token_id, new.note)
         notice = alerts.customer_notice(policy, item, state, event, new.note, now)
         entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
         if event.type == "resolve":
             entries += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)
-        cache = records.cache_after_write(item, policy, state, now, written_for=new.at)
+        cache = records.cache_after_write(item, policy, state, now, written_for=new.at) | kept
         store.append_event(item, model, cache, entries)
         _deliver(entries, now)
         return _single_document(principal, item, state, policy, _events_page(item))

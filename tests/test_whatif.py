@@ -426,15 +426,22 @@ def test_evaluating_a_request_reads_only_what_the_month_query_projects(acme, clo
     from chalicelib.aws import records, store
 
     admin, agent, _ = acme
-    assert admin.put("/contracts/acme", demo_contract(categories={"complaint": {"first_response": "4h"}}))[0] == 200
-    ids = [categorized(agent, "complaint", "high", local(23, 10), [("respond", local(23, 11))]),
-           categorized(agent, "complaint", "high", local(24, 10), [("respond", local(24, 11)), ("resolve", local(24, 12))]),
-           categorized(agent, "complaint", "high", local(25, 10), [("resolve", local(25, 12)), ("reopen", local(25, 13))])]
+    terms = demo_contract(categories={"complaint": {"first_response": "4h"}})
+    with_vip = demo_contract(categories=terms["categories"],
+                             priorities={**terms["priorities"], "vip": {"first_response": "1h", "resolution": "4h"}})
+    assert admin.put("/contracts/acme", with_vip)[0] == 200
+    histories = {23: [("respond", local(23, 11))],  # open
+                 24: [("respond", local(24, 11)), ("resolve", local(24, 12))],  # resolved: frozen
+                 25: [("resolve", local(25, 12)), ("reopen", local(25, 13))]}  # reopened
+    ids = [categorized(agent, "complaint", "high", local(day, 10), events) for day, events in histories.items()]
+    kept = categorized(agent, None, "vip", local(26, 10), [("resolve", local(26, 12))])
+    assert admin.put("/contracts/acme", terms)[0] == 200
+    assert agent.post(f"/requests/{kept}/events", {"type": "reopen"})[0] == 200  # keeps vip's targets
     latest = records.policy_of(records.latest_record("acme"))
     read = set()
-    for request_id in ids:
+    for request_id in [*ids, kept]:
         item = _Reads(store.get_request(request_id), read)
         policy = latest if item.status != "resolved" else records.resolved_policy(item, {}, latest)
         records.state_of(item, policy, local(30, 12))
     assert read <= set(store.EVALUATION_ATTRIBUTES)
-    assert {"category", "priority", "timeline", "frozen_state"} <= read
+    assert {"category", "kept_targets", "priority", "timeline", "frozen_state"} <= read

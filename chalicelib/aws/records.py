@@ -10,7 +10,7 @@ from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_ke
 from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, Event, RequestFacts, evaluate_replayed, freeze, replay, resolved_state
 from chalicelib.core.errors import NotFoundError
-from chalicelib.core.policy import parse_contract
+from chalicelib.core.policy import KeptTargets, kept_on_reopen, parse_contract
 
 
 @lru_cache(maxsize=256)
@@ -56,7 +56,20 @@ def latest_record(contract_id):
 
 def facts_of(item):
     return RequestFacts(priority=item.priority, designated=item.designated, received_at=item.received_at,
-                        category=item.category)
+                        category=item.category, kept=_kept_of(item))
+
+
+def _kept_of(item):
+    return KeptTargets.from_document(item.kept_targets) if item.kept_targets is not None else None
+
+
+def keep_targets_on_reopen(item, latest):
+    """Before a resolved `item` is reopened under `latest`: set on it the targets it was resolved under
+    when `latest` no longer defines its priority or category (ConflictError when it has none to keep).
+    Returns the fields to write with the reopen."""
+    kept = kept_on_reopen(latest, policy_for(item), item.current_priority, item.category, _kept_of(item))
+    item.kept_targets = kept.as_document() if kept is not None else None
+    return {"kept_targets": item.kept_targets}
 
 
 def clock_events(item):

@@ -206,6 +206,9 @@ class RequestModel(Model):
     # While resolved: the SLA state it was resolved with (clock.freeze), so later calendar data or
     # contract versions never change its deadlines, breaches or penalty. Removed by a reopen.
     frozen_state = JSONAttribute(null=True)
+    # Set by a reopen under a version that no longer defines the request's priority or category: the
+    # targets it was resolved under, which it keeps running on (policy.KeptTargets.as_document).
+    kept_targets = JSONAttribute(null=True)
 
     by_contract = RequestsByContract()
     by_contract_closed = RequestsByContractClosed()
