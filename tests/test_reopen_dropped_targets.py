@@ -123,6 +123,21 @@ def test_a_kept_request_replays_in_the_what_if_as_it_runs(acme, clock):
     assert body["current"]["breaches"]["resolution"] == 1  # due 16:00 on the targets it kept
 
 
+def test_a_request_resolved_without_targets_is_not_reopened_without_a_clock(acme, clock):
+    """Data from before targets were kept: a request resolved under a version that lacked its priority
+    (pinned to it here by hand) has nothing to keep. Its reopen is a 409 naming the field, not an open
+    request without deadlines."""
+    admin, agent, client = acme
+    request_id = resolved_at_eleven(agent, clock, "vip")
+    assert admin.put("/contracts/acme", WITHOUT_VIP)[0] == 200
+    item = store.get_request(request_id)
+    item.update(actions=[type(item).contract_version.set(2)])
+    clock.move_to(local(23, 13))
+    status, body = client.post(f"/requests/{request_id}/events", {"type": "reopen"})
+    assert status == 409 and body["Message"].startswith("priority: the contract no longer defines priority 'vip'")
+    assert agent.get(f"/requests/{request_id}")[1]["status"] == "resolved"
+
+
 # --- the rule, in the pure core ------------------------------------------------------------------
 
 OLD = parse_contract(WITH_VIP, version=1)[1]
