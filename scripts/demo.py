@@ -188,7 +188,7 @@ def run_scanner(state):
                       AWS_SECRET_ACCESS_KEY="testing", SLA_EML_DIR=state["eml_dir"], SLA_LOG_LEVEL="WARNING")
     from chalicelib import logs, scanner
     from chalicelib.aws import metrics
-    from chalicelib.aws.records import IMPORT_SETTLES
+    from chalicelib.core.alerts import IMPORT_SETTLES
 
     logs.configure()
     metrics.use_writer(lambda document: append_line(state["metrics_file"], json.dumps(document)))

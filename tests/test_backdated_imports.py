@@ -156,3 +156,21 @@ def test_the_rule_looks_at_the_moment_the_notice_is_about_not_at_the_request():
     state = evaluate(POLICY, RequestFacts("high", True, request.received_at), events, now)
     assert alerts.acknowledgement(POLICY, request, state, now).skipped == "backdated"
     assert alerts.customer_notice(POLICY, request, state, events[1], "", now).skipped is None
+
+
+def test_an_import_is_looked_at_once_its_writes_settle_a_live_write_at_once():
+    """The scanner's first look after a write (alerts.check_after_write), decided in the core."""
+    now = local(23, 10)
+
+    def state_of(received):
+        return evaluate(POLICY, RequestFacts("high", True, received), [Event(1, "received", received)], now)
+
+    breached = state_of(SEPTEMBER_14)  # its first response breached long ago: due at once
+    request = _Request(SEPTEMBER_14)
+    assert alerts.check_after_write(POLICY, request, breached, now, written_for=SEPTEMBER_14) == (
+        now + alerts.IMPORT_SETTLES)
+    assert alerts.check_after_write(POLICY, request, breached, now) == now  # a change of terms: at once
+    fresh = state_of(now)  # nothing due before its first warning
+    assert alerts.check_after_write(POLICY, _Request(now), fresh, now, written_for=now) is None
+    # Written a minute late, its first warning (11:00) lies beyond the settling minute: no earlier look.
+    assert alerts.check_after_write(POLICY, _Request(now), fresh, now, written_for=now - timedelta(minutes=2)) is None

@@ -2,7 +2,7 @@
 clock's facts and events, a state to the cached fields the indexes read, new requests and events to
 their items. `state_of` is the one way to evaluate a stored request."""
 import json
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 
 from chalicelib.aws import store
@@ -112,24 +112,10 @@ def cache_fields(item, state, check_now=None, checked_until=None):
     }
 
 
-# A write about a moment this long ago is an import of history (a backdated request or event).
-BACKDATED = timedelta(minutes=1)
-# An import posts a request and then its events one call at a time: the scanner looks only once the
-# writes have paused this long, so it never alerts on a timeline whose respond is still on its way.
-IMPORT_SETTLES = timedelta(minutes=1)
-
-
 def cache_after_write(item, policy, state, now, written_for=None):
-    """Cached fields after an API write: due at once when the clock says something is due already
-    (the scanner's outbox makes a second look harmless), or, when the write was about a moment in the
-    past (`written_for`, an import), no sooner than IMPORT_SETTLES from now."""
-    due_already = alerts.due_notifications(policy, item, state, now)
-    check_now = now if due_already else None
-    if written_for is not None and now - written_for > BACKDATED:
-        next_check = check_now or state.next_check_at
-        if next_check is not None and next_check < now + IMPORT_SETTLES:
-            check_now = now + IMPORT_SETTLES
-    return cache_fields(item, state, check_now=check_now)
+    """Cached fields after an API write about the moment `written_for` (None: a change of terms), the
+    scanner's next look as alerts.check_after_write decides it."""
+    return cache_fields(item, state, check_now=alerts.check_after_write(policy, item, state, now, written_for))
 
 
 def policy_for(item, memo=None):

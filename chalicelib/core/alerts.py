@@ -13,6 +13,11 @@ CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
 # weeks ago. It is recorded as skipped (reason BACKDATED), never sent.
 NOTICE_HORIZON = timedelta(hours=1)
 BACKDATED = "backdated"
+# A write about a moment longer ago than this is an import of history (a backdated request or event).
+IMPORT_AGE = timedelta(minutes=1)
+# An import posts a request and then its events one call at a time: the scanner looks only once the
+# writes have paused this long, so it never alerts on a timeline whose respond is still on its way.
+IMPORT_SETTLES = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,19 @@ def due_notifications(policy, request, state, now, since=None):
             found.append(_reminder(policy, request, state, milestone, now))
     found += [_warning(policy, request, state, milestone, now) for milestone in warnings.values()]
     return [n for n in found if n is not None and (n.recipients or policy.webhooks_for(n.kind))]
+
+
+def check_after_write(policy, request, state, now, written_for=None):
+    """When the scanner should next look at a request just written about the moment `written_for`
+    (None: a change of terms): at once (`now`) when the clock says something is due already (the
+    outbox makes a second look harmless), but for an import no sooner than IMPORT_SETTLES from now;
+    None: at its next milestone (state.next_check_at)."""
+    check_now = now if due_notifications(policy, request, state, now) else None
+    if written_for is not None and now - written_for > IMPORT_AGE:
+        next_check = check_now or state.next_check_at
+        if next_check is not None and next_check < now + IMPORT_SETTLES:
+            check_now = now + IMPORT_SETTLES
+    return check_now
 
 
 def current_notification(policy, request, state, key, now):
