@@ -121,11 +121,11 @@ def _create_request(principal, body, now, idempotency=None):
     state = records.state_of(item, policy, now)
     for name, value in records.cache_after_write(item, policy, state, now, written_for=new.received_at).items():
         setattr(item, name, value)
-    entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state), policy, now),
+    entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state, now), policy, now),
                *webhooks.entries(item, policy, "received", "received", new.received_at, now)]
     store.create_request(item, event, entries, now, idempotency)
     metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
-    outbox.deliver_quietly(entries, now)
+    _deliver(entries, now)
     return _single_document(principal, item, state, policy, ([event], None))
 
 
@@ -143,18 +143,30 @@ def post_event(principal, request_id, body, now):
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
                       priority=new.priority, score=new.score, channel=new.channel)
+        # A reopen under a version that dropped the request's priority or category keeps the targets
+        # it was resolved under: it never runs without a clock, whoever reopens it.
+        kept = records.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
         state = records.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
         model = records.event_record(item.request_id, event, principal.token_id, new.note)
-        notice = alerts.customer_notice(policy, item, state, event.type, event.seq, new.note)
+        notice = alerts.customer_notice(policy, item, state, event, new.note, now)
         entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
         if event.type == "resolve":
             entries += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)
-        cache = records.cache_after_write(item, policy, state, now, written_for=new.at)
+        cache = records.cache_after_write(item, policy, state, now, written_for=new.at) | kept
         store.append_event(item, model, cache, entries)
-        outbox.deliver_quietly(entries, now)
+        _deliver(entries, now)
         return _single_document(principal, item, state, policy, _events_page(item))
 
     return store.retrying(append, "the request")
+
+
+def _deliver(entries, now):
+    """Send what a write just created; what it recorded as skipped is counted (NotificationsSkipped,
+    by reason), never sent."""
+    for entry in entries:
+        if entry.status == outbox.SKIPPED:
+            metrics.emit("NotificationsSkipped", contract_id=entry.contract_id, Reason=entry.reason)
+    outbox.deliver_quietly([entry for entry in entries if entry.status != outbox.SKIPPED], now)
 
 
 def _bool_param(params, name):

@@ -60,9 +60,9 @@ def replay(items, latest, candidate, month, at, priorities=None):
         timeline = replay_timeline(facts, events)  # one replay serves both sides
         policy = latest if item.status != RESOLVED else records.resolved_policy(item, pinned, latest)
         current_side.requests.append(Evaluated(request_id, received_at, records.state_of(
-            item, policy, at, events, timeline), policy.penalties))
+            item, policy, at, events, timeline), policy.penalties, facts.category))
         candidate_side.requests.append(Evaluated(request_id, received_at, evaluate_replayed(
-            candidate, facts, timeline, at), candidate.penalties))
+            candidate, facts, timeline, at), candidate.penalties, facts.category))
     return {"requests": len(current_side.requests),
             **compare(month, latest.calendar.tz, current_side, candidate_side)}
 

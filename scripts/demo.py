@@ -5,7 +5,8 @@ the 2026 National Day holiday (1–7 October; make-up working days 20 September 
 answered on time, some late, one received the afternoon before the holiday, one on the 24x7 clock in
 the middle of it, one from WeChat registered after it, one never answered. Then it runs the deadline
 scanner once (in this process, against the same moto server), tallies every day through the admin
-back-fill endpoint, and prints the September and October reports and the emails sent. It ends with a
+back-fill endpoint, and prints the September and October reports and the emails sent (to the provider:
+the customers' notices about those weeks are recorded as skipped, never sent). It ends with a
 what-if: October replayed under the terms a customer might ask for at renewal (high priority answered
 within 1 h, medium within 2 h) with the monthly cap the provider would ask in return (1,000 CNY),
 printed as a before/after table. Nothing of the what-if is stored.
@@ -109,6 +110,15 @@ def post_requests(api, state):
     return ids
 
 
+def print_skipped(api, state, ids):
+    """The customer notices the import recorded but never sent: they were about moments long past."""
+    skipped = [notification for request_id in ids.values()
+               for notification in api.call("GET", f"/requests/{request_id}", state["agent"])[1]["notifications"]
+               if notification["status"] == "skipped"]
+    print(f"  {len(skipped)} customer notices recorded as skipped, reason backdated: an import never writes to "
+          "customers about the past")
+
+
 def ensure_channels(api, state):
     """The contract's answer-time clauses: added as a new contract version when it lacks them."""
     path = f"/contracts/{state['contract_id']}"
@@ -178,7 +188,7 @@ def run_scanner(state):
                       AWS_SECRET_ACCESS_KEY="testing", SLA_EML_DIR=state["eml_dir"], SLA_LOG_LEVEL="WARNING")
     from chalicelib import logs, scanner
     from chalicelib.aws import metrics
-    from chalicelib.aws.records import IMPORT_SETTLES
+    from chalicelib.core.alerts import IMPORT_SETTLES
 
     logs.configure()
     metrics.use_writer(lambda document: append_line(state["metrics_file"], json.dumps(document)))
@@ -230,7 +240,8 @@ def main():
     except urllib.error.URLError:
         sys.exit(f"demo: nothing answers at {state['api']}: is `make run` still running?")
     print(f"Posting a fortnight around National Day 2026 to contract {state['contract_id']!r}:")
-    post_requests(api, state)
+    ids = post_requests(api, state)
+    print_skipped(api, state, ids)
     print("Phone and chat (the contract's answer-time clauses):")
     ensure_channels(api, state)
     post_interactions(api, state)

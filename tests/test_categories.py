@@ -112,7 +112,7 @@ def test_the_preview_takes_the_category_and_agrees_with_the_request(acme, later)
 
 def test_free_priority_names_appear_as_they_are_in_emails(acme, later, mailbox):
     _, agent = acme
-    create(agent, "p2", category="complaint")
+    create(agent, "p2", received=datetime(2026, 11, 30, 11, 30, tzinfo=SH), category="complaint")  # news: acknowledged
     acknowledgement = mailbox.to("wang@customer.example")[0]
     assert "p2" in str(acknowledgement["Subject"]) + acknowledgement.get_body(("plain",)).get_content()
 

@@ -48,7 +48,7 @@ def test_an_accepted_request_is_acknowledged_to_the_requester(acme, mailbox, clo
     assert request_id in body and "2026-11-23 12:00" in body  # the first-response deadline
     document = agent.get(f"/requests/{request_id}")[1]
     assert document["notifications"] == [{"key": "acknowledgement", "kind": "acknowledgement", "to": [REQUESTER],
-                                           "status": "sent", "attempts": 1,
+                                           "status": "sent", "reason": None, "attempts": 1,
                                            "sent_at": "2026-11-23T10:00:00+08:00", "delivered_at": None,
                                            "bounced_at": None, "bounce_type": None, "complained_at": None,
                                            "last_error": None}]

@@ -360,3 +360,88 @@ def test_the_month_in_one_pass_gives_every_day_its_own_tally_and_counts_each_mil
         .get(m.kind, {}).get(m.metric, 0) for _, m in inside))
     assert sum(sum(sum(by_priority.values()) for by_priority in day["breaches"].values())
                for day in month.values()) == sum(m.kind == "breach" for _, m in inside)
+
+
+def categorized(agent, category, priority, received, events):
+    """A request of `category` received at `received` (local), with backdated events [(type, at)]."""
+    body = {"contract_id": "acme", "priority": priority, "category": category, "channel": "portal",
+            "subject": "投诉", "requester": {"email": "zhang@customer.example"}, "received_at": received.isoformat()}
+    status, created = agent.post("/requests", body)
+    assert status == 201, created
+    for kind, at in events:
+        status, answer = agent.post(f"/requests/{created['request_id']}/events", {"type": kind, "at": at.isoformat()})
+        assert status == 200, answer
+    return created["request_id"]
+
+
+def test_the_same_terms_with_categories_change_nothing_and_agree_with_the_tally(acme, clock):
+    """A complaint answered after its priority's 2 hours but within its category's 4: on time as it
+    happened, and on time again when replayed under the very same contract."""
+    admin, agent, _ = acme
+    terms = demo_contract(categories={"complaint": {"first_response": "4h", "resolution": "2wd"}})
+    assert admin.put("/contracts/acme", terms)[0] == 200
+    on_time = categorized(agent, "complaint", "high", local(23, 10),
+                          [("respond", local(23, 13, 30)), ("resolve", local(24, 16))])  # resolved: frozen
+    running = categorized(agent, "complaint", "high", local(26, 10), [("respond", local(26, 13, 30))])  # open
+    late_high(agent, 27)  # no category: late under either reading
+    for day in range(23, 31):
+        tally(admin, f"2026-11-{day:02d}")
+    report = admin.get("/contracts/acme/reports?month=2026-11")[1]
+    assert agent.get(f"/requests/{on_time}")[1]["sla"]["first_response"]["breached"] is False
+    assert agent.get(f"/requests/{running}")[1]["sla"]["first_response"]["breached"] is False
+
+    body = replay(agent, terms)
+    assert (body["changed"], body["changed_total"]) == ([], 0)
+    assert body["candidate"] == body["current"]
+    assert body["current"] == {key: report[key] for key in ("currency", "breaches", "penalties", "on_time_rate")}
+    assert body["current"]["breaches"]["first_response"] == 1  # the request without a category only
+
+
+def test_a_candidate_without_the_category_shows_what_the_category_saved(acme, clock):
+    admin, agent, _ = acme
+    terms = demo_contract(categories={"complaint": {"first_response": "4h"}})
+    assert admin.put("/contracts/acme", terms)[0] == 200
+    saved = categorized(agent, "complaint", "high", local(23, 10),
+                        [("respond", local(23, 13, 30)), ("resolve", local(23, 16))])
+    body = replay(agent, demo_contract(categories={"complaint": {"first_response": "2h"}}))
+    assert body["changed"] == [{"request_id": saved, "current": {"breached": [], "penalty": 0},
+                                "candidate": {"breached": ["first_response"], "penalty": 200}}]
+
+
+class _Reads:
+    """An item that records which of its attributes are read."""
+
+    def __init__(self, item, read):
+        object.__setattr__(self, "_item", item)
+        object.__setattr__(self, "_read", read)
+
+    def __getattr__(self, name):
+        self._read.add(name)
+        return getattr(self._item, name)
+
+
+def test_evaluating_a_request_reads_only_what_the_month_query_projects(acme, clock):
+    """The month's query returns only store.EVALUATION_ATTRIBUTES: an attribute the evaluation reads
+    beyond them would read as null there, and the what-if would evaluate another request."""
+    from chalicelib.aws import records, store
+
+    admin, agent, _ = acme
+    terms = demo_contract(categories={"complaint": {"first_response": "4h"}})
+    with_vip = demo_contract(categories=terms["categories"],
+                             priorities={**terms["priorities"], "vip": {"first_response": "1h", "resolution": "4h"}})
+    assert admin.put("/contracts/acme", with_vip)[0] == 200
+    histories = {23: [("respond", local(23, 11))],  # open
+                 24: [("respond", local(24, 11)), ("resolve", local(24, 12))],  # resolved: frozen
+                 25: [("resolve", local(25, 12)), ("reopen", local(25, 13))]}  # reopened
+    ids = [categorized(agent, "complaint", "high", local(day, 10), events) for day, events in histories.items()]
+    kept = categorized(agent, None, "vip", local(26, 10), [("resolve", local(26, 12))])
+    assert admin.put("/contracts/acme", terms)[0] == 200
+    assert agent.post(f"/requests/{kept}/events", {"type": "reopen"})[0] == 200  # keeps vip's targets
+    latest = records.policy_of(records.latest_record("acme"))
+    read = set()
+    for request_id in [*ids, kept]:
+        item = _Reads(store.get_request(request_id), read)
+        policy = latest if item.status != "resolved" else records.resolved_policy(item, {}, latest)
+        records.state_of(item, policy, local(30, 12))
+    assert read <= set(store.EVALUATION_ATTRIBUTES)
+    assert {"category", "kept_targets", "priority", "timeline", "frozen_state"} <= read

@@ -52,6 +52,7 @@ GIVE_UP_AFTER = timedelta(hours=24)
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
 SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
 WEBHOOK_KIND = "webhook"  # outbox entries POSTed to a webhook (chalicelib/aws/webhooks.py)
+SKIPPED = "skipped"  # created never to be sent (its `reason` says why)
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
 _last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has answered once
@@ -103,24 +104,28 @@ def max_send_rate():
 
 
 def outbox_entry(request, notification, policy, now):
-    """The outbox item of a request's notification (alerts.Notification)."""
+    """The outbox item of a request's notification (alerts.Notification); recorded as skipped, never
+    sent, when the notification says why it is not sent."""
     entry = new_entry(request.request_id, request.contract_id, notification.key, notification.kind,
                       notification.recipients, notification.rendered(policy.notify.language), policy, now,
-                      urgency=notification.urgency)
+                      urgency=notification.urgency, skipped=notification.skipped)
     entry.due_at = notification.due_at.timestamp() if notification.due_at is not None else None
     return entry
 
 
 def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, now, urgency=REPORT_URGENCY,
-              attachments=None):
+              attachments=None, skipped=None):
     """An outbox item, pending. `owner_id` is the request id, or "contract#<id>" for contract mail.
-    `attachments`: files sent with it (see build_message)."""
+    `attachments`: files sent with it (see build_message). `skipped`: the reason it is never sent (an
+    alerts reason such as "backdated"): the item is then created SKIPPED, outside the pending index,
+    so no sender ever claims it; it stays as the record of what was not sent and why."""
     return NotificationModel(
         owner_id,
         key,
         contract_id=contract_id,
         kind=kind,
-        status="pending",
+        status=SKIPPED if skipped else "pending",
+        reason=skipped,
         recipients=list(recipients),
         sender=policy.notify.sender or settings.current().default_sender,
         subject=rendered.subject,
@@ -129,8 +134,8 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
         attachments=attachments,
         attempts=0,
         created_at=now,
-        pending_shard=shard_of(f"{owner_id}|{key}"),
-        retry_at=now.timestamp(),
+        pending_shard=None if skipped else shard_of(f"{owner_id}|{key}"),
+        retry_at=None if skipped else now.timestamp(),
         urgency=urgency,
         expires_at=now + RETENTION,
     )

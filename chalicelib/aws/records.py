@@ -2,7 +2,7 @@
 clock's facts and events, a state to the cached fields the indexes read, new requests and events to
 their items. `state_of` is the one way to evaluate a stored request."""
 import json
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 
 from chalicelib.aws import store
@@ -11,7 +11,7 @@ from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, Event, RequestFacts, evaluate_replayed, freeze, replay, resolved_state
 from chalicelib.core.errors import NotFoundError
 from chalicelib.core.fields import printable_document
-from chalicelib.core.policy import parse_contract
+from chalicelib.core.policy import KeptTargets, kept_on_reopen, parse_contract
 
 
 @lru_cache(maxsize=256)
@@ -60,7 +60,20 @@ def latest_record(contract_id):
 
 def facts_of(item):
     return RequestFacts(priority=item.priority, designated=item.designated, received_at=item.received_at,
-                        category=item.category)
+                        category=item.category, kept=_kept_of(item))
+
+
+def _kept_of(item):
+    return KeptTargets.from_document(item.kept_targets) if item.kept_targets is not None else None
+
+
+def keep_targets_on_reopen(item, latest):
+    """Before a resolved `item` is reopened under `latest`: set on it the targets it was resolved under
+    when `latest` no longer defines its priority or category (ConflictError when it has none to keep).
+    Returns the fields to write with the reopen."""
+    kept = kept_on_reopen(latest, policy_for(item), item.current_priority, item.category, _kept_of(item))
+    item.kept_targets = kept.as_document() if kept is not None else None
+    return {"kept_targets": item.kept_targets}
 
 
 def clock_events(item):
@@ -103,24 +116,10 @@ def cache_fields(item, state, check_now=None, checked_until=None):
     }
 
 
-# A write about a moment this long ago is an import of history (a backdated request or event).
-BACKDATED = timedelta(minutes=1)
-# An import posts a request and then its events one call at a time: the scanner looks only once the
-# writes have paused this long, so it never alerts on a timeline whose respond is still on its way.
-IMPORT_SETTLES = timedelta(minutes=1)
-
-
 def cache_after_write(item, policy, state, now, written_for=None):
-    """Cached fields after an API write: due at once when the clock says something is due already
-    (the scanner's outbox makes a second look harmless), or, when the write was about a moment in the
-    past (`written_for`, an import), no sooner than IMPORT_SETTLES from now."""
-    due_already = alerts.due_notifications(policy, item, state, now)
-    check_now = now if due_already else None
-    if written_for is not None and now - written_for > BACKDATED:
-        next_check = check_now or state.next_check_at
-        if next_check is not None and next_check < now + IMPORT_SETTLES:
-            check_now = now + IMPORT_SETTLES
-    return cache_fields(item, state, check_now=check_now)
+    """Cached fields after an API write about the moment `written_for` (None: a change of terms), the
+    scanner's next look as alerts.check_after_write decides it."""
+    return cache_fields(item, state, check_now=alerts.check_after_write(policy, item, state, now, written_for))
 
 
 def policy_for(item, memo=None):

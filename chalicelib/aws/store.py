@@ -565,9 +565,11 @@ def _received_between(start, end):
     return RequestModel.listed_at.between(listing_key(start), listing_key(end))
 
 
-# What evaluating a stored request reads (records.state_of, facts_of, clock_events, pinned versions).
-EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "designated", "received_at", "timeline", "status",
-                         "contract_version", "frozen_state"]
+# What evaluating a stored request reads (records.state_of, facts_of, clock_events, pinned versions):
+# an attribute left out reads as null, so the request would be evaluated as another one (a category's
+# targets lost). tests/test_whatif.py checks the evaluation reads nothing else.
+EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "category", "kept_targets", "designated",
+                         "received_at", "timeline", "status", "contract_version", "frozen_state"]
 
 
 def requests_received_between(contract_id, start, end, priorities=None):

@@ -210,6 +210,9 @@ class RequestModel(Model):
     # While resolved: the SLA state it was resolved with (clock.freeze), so later calendar data or
     # contract versions never change its deadlines, breaches or penalty. Removed by a reopen.
     frozen_state = JSONAttribute(null=True)
+    # Set by a reopen under a version that no longer defines the request's priority or category: the
+    # targets it was resolved under, which it keeps running on (policy.KeptTargets.as_document).
+    kept_targets = JSONAttribute(null=True)
 
     by_contract = RequestsByContract()
     by_contract_closed = RequestsByContractClosed()
@@ -299,7 +302,10 @@ class NotificationModel(Model):
     key = UnicodeAttribute(range_key=True)  # e.g. "warning|first_response|0|0.8", "event|3"
     contract_id = UnicodeAttribute()
     kind = UnicodeAttribute()
-    status = UnicodeAttribute()  # "pending", "sent", "failed" or "superseded" (no longer true: not sent)
+    # "pending", "sent", "failed", "superseded" (no longer true: not sent) or "skipped" (created never
+    # to be sent, `reason` says why: "backdated", a customer notice about a moment long past)
+    status = UnicodeAttribute()
+    reason = UnicodeAttribute(null=True)
     recipients = ListAttribute(of=UnicodeAttribute)
     sender = UnicodeAttribute()
     subject = UnicodeAttribute()

@@ -2,11 +2,22 @@
 SLA state at `now`. Each carries a dedupe key unique within its request: the outbox creates it once.
 """
 from dataclasses import dataclass
+from datetime import timedelta
 
 from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.core.emails import format_minutes, render
 
 CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
+# A customer notice about a moment longer ago than this when it is posted is history being imported:
+# written to the customer now, it would promise a deadline long gone and tell of a reply they had
+# weeks ago. It is recorded as skipped (reason BACKDATED), never sent.
+NOTICE_HORIZON = timedelta(hours=1)
+BACKDATED = "backdated"
+# A write about a moment longer ago than this is an import of history (a backdated request or event).
+IMPORT_AGE = timedelta(minutes=1)
+# An import posts a request and then its events one call at a time: the scanner looks only once the
+# writes have paused this long, so it never alerts on a timeline whose respond is still on its way.
+IMPORT_SETTLES = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -19,6 +30,7 @@ class Notification:
     cycle: int | None = None
     due_at: object = None  # the deadline named (a datetime): earlier deadlines are sent first
     at: object = None  # provider alerts: when it happened (the breach, the threshold passed, the lapse)
+    skipped: str | None = None  # why it is recorded but never sent (BACKDATED); None: it is sent
 
     @property
     def urgency(self):
@@ -66,18 +78,27 @@ def _customer_context(policy, request, state, note):
     }
 
 
-def acknowledgement(policy, request, state):
-    """The requester's receipt for an accepted request."""
+def skip_reason(about, now):
+    """Why a customer notice about the moment `about`, posted at `now`, is not sent: BACKDATED when
+    `about` lies more than NOTICE_HORIZON before `now`; None when it is sent."""
+    return BACKDATED if now - about > NOTICE_HORIZON else None
+
+
+def acknowledgement(policy, request, state, now):
+    """The requester's receipt for an accepted request (skipped when it was received long before `now`)."""
     context = _customer_context(policy, request, state, "")
-    return Notification("acknowledgement", "acknowledgement", (request.requester["email"],), context)
+    return Notification("acknowledgement", "acknowledgement", (request.requester["email"],), context,
+                        skipped=skip_reason(request.received_at, now))
 
 
-def customer_notice(policy, request, state, event_type, seq, note):
-    """The requester's notice of a respond / progress / resolve / await_customer event, or None."""
-    if event_type not in CUSTOMER_EVENTS:
+def customer_notice(policy, request, state, event, note, now):
+    """The requester's notice of a respond / progress / resolve / await_customer `event` (a clock
+    Event), or None; skipped when the event happened long before `now`."""
+    if event.type not in CUSTOMER_EVENTS:
         return None
     context = _customer_context(policy, request, state, note)
-    return Notification(f"event|{seq}", event_type, (request.requester["email"],), context)
+    return Notification(f"event|{event.seq}", event.type, (request.requester["email"],), context,
+                        skipped=skip_reason(event.at, now))
 
 
 def _provider_context(policy, request, state, metric, deadline, remaining, **extra):
@@ -128,6 +149,19 @@ def due_notifications(policy, request, state, now, since=None):
             found.append(_reminder(policy, request, state, milestone, now))
     found += [_warning(policy, request, state, milestone, now) for milestone in warnings.values()]
     return [n for n in found if n is not None and (n.recipients or policy.webhooks_for(n.kind))]
+
+
+def check_after_write(policy, request, state, now, written_for=None):
+    """When the scanner should next look at a request just written about the moment `written_for`
+    (None: a change of terms): at once (`now`) when the clock says something is due already (the
+    outbox makes a second look harmless), but for an import no sooner than IMPORT_SETTLES from now;
+    None: at its next milestone (state.next_check_at)."""
+    check_now = now if due_notifications(policy, request, state, now) else None
+    if written_for is not None and now - written_for > IMPORT_AGE:
+        next_check = check_now or state.next_check_at
+        if next_check is not None and next_check < now + IMPORT_SETTLES:
+            check_now = now + IMPORT_SETTLES
+    return check_now
 
 
 def current_notification(policy, request, state, key, now):

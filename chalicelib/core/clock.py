@@ -47,6 +47,7 @@ class RequestFacts:
     designated: bool  # received on a designated channel: the clock starts at once
     received_at: datetime
     category: str | None = None  # its targets replace the priority's (Policy.targets)
+    kept: object = None  # policy.KeptTargets: the targets a reopen kept, for a contract that dropped them
 
 
 @dataclass
@@ -435,10 +436,11 @@ def evaluate_replayed(policy, request, timeline, now):
     """`evaluate` of the Timeline `replay` gave for `request`: one replay serves every policy the
     request is evaluated under (a what-if evaluates each request under two)."""
     now = _utc(now)
-    prio = policy.targets(timeline.priority, request.category)
+    prio = policy.targets(timeline.priority, request.category, request.kept)
     if prio is None:
-        # A contract update may not drop a priority that open requests use (store checks it); a
-        # request stuck with one anyway has no targets rather than an error on every read.
+        # A contract update may not drop a priority that open requests use (store checks it), and a
+        # reopen keeps the targets it was resolved under; a request stuck without one anyway has no
+        # targets rather than an error on every read.
         return _state(timeline, policy, {}, [], 0.0, now)
     meter = WALL if prio.around_the_clock else BusinessMeter(policy.calendar)
     metrics, milestones, penalty = {}, [], 0.0

@@ -70,13 +70,15 @@ def request_document(item, state, policy, events=None, events_next=None, notific
 
 
 def notification_document(entry, tz):
-    """Where each email of the request stands; a failed one says why. Delivery, bounce and complaint
-    come from SES's events after it accepted the email: null until SES reports one."""
+    """Where each email of the request stands; a failed one says why, and so does a skipped one
+    (`reason`). Delivery, bounce and complaint come from SES's events after it accepted the email:
+    null until SES reports one."""
     return {
         "key": entry.key,
         "kind": entry.kind,
         "to": list(entry.recipients),
         "status": entry.status,
+        "reason": entry.reason,
         "attempts": int(entry.attempts),
         "sent_at": iso(entry.sent_at, tz),
         "delivered_at": iso(entry.delivered_at, tz),

@@ -10,7 +10,7 @@ from chalicelib.core.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.core.calendar import BusinessCalendar
 from chalicelib.core.durations import Duration, parse_duration
 from chalicelib.core.emails import LANGUAGES  # the languages the emails are written in
-from chalicelib.core.errors import ValidationError
+from chalicelib.core.errors import ConflictError, ValidationError
 from chalicelib.core.fields import channel_name, email_address, number, reject_unknown, require_object, text
 from chalicelib.core.webhook_rules import EVENTS as WEBHOOK_EVENTS
 from chalicelib.core.webhook_rules import MASK, MAX_SECRET, MIN_SECRET, check_url
@@ -43,6 +43,44 @@ class PriorityPolicy:
     @property
     def around_the_clock(self):
         return self.clock == "24x7"
+
+
+@dataclass(frozen=True)
+class KeptTargets:
+    """The targets (`targets`, a PriorityPolicy) a request was resolved under, kept when it is reopened
+    under a contract version that no longer defines its `priority` or `category`: a reopened request
+    always runs on a clock, whoever reopens it (a client cannot reprioritize)."""
+
+    priority: str
+    category: str | None
+    targets: PriorityPolicy
+
+    def as_document(self):
+        """The JSON form kept with the request; `from_document` reads it back."""
+        return {"priority": self.priority, "category": self.category,
+                "targets": _targets_document(vars(self.targets)) | {"clock": self.targets.clock}}
+
+    @classmethod
+    def from_document(cls, doc):
+        targets = doc["targets"]
+        durations = {k: parse_duration(targets[k], k) for k in TARGETS if targets.get(k) is not None}
+        return cls(doc["priority"], doc["category"], PriorityPolicy(clock=targets["clock"], **durations))
+
+
+def kept_on_reopen(latest, resolved_under, priority, category, kept=None):
+    """What a resolved request of `priority` and `category` keeps when it is reopened under `latest`:
+    nothing (None) while `latest` defines both; else the targets it was resolved under (the policy
+    `resolved_under` gives them, or `kept`, those it kept before). Raises ConflictError naming the
+    field when it was resolved without targets (written before they were kept): nothing to keep."""
+    if latest.defines(priority, category):
+        return None
+    targets = resolved_under.targets(priority, category, kept)
+    if targets is None:
+        field = "priority" if priority not in latest.priorities else "category"
+        raise ConflictError(f"{field}: the contract no longer defines {field} "
+                            f"{priority if field == 'priority' else category!r} and the request was resolved "
+                            "without its targets, so it cannot run on a clock again; open a new request")
+    return KeptTargets(priority, category, targets)
 
 
 @dataclass(frozen=True)
@@ -110,10 +148,18 @@ class Policy:
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
 
-    def targets(self, priority, category=None):
+    def defines(self, priority, category=None):
+        """Whether this contract defines `priority` and, for a request in one, its `category`."""
+        return priority in self.priorities and (category is None or category in self.categories)
+
+    def targets(self, priority, category=None, kept=None):
         """The targets a request of `priority` and `category` runs on: the priority's, with each one
         the category sets replacing the priority's (the clock stays the priority's). None for a
-        priority the contract does not define; a category it no longer defines changes nothing."""
+        priority the contract does not define; a category it no longer defines changes nothing.
+        `kept` (KeptTargets): what a reopened request kept of the version it was resolved under;
+        they apply while its priority is still theirs and this contract lacks it or its category."""
+        if kept is not None and kept.priority == priority and not self.defines(priority, category):
+            return kept.targets
         found = self.priorities.get(priority)
         overrides = self.categories.get(category) if category is not None else None
         return replace(found, **overrides) if found is not None and overrides else found
@@ -139,6 +185,11 @@ def _check_length(duration, where, day_minutes):
 def _name(key, where, what):
     if not isinstance(key, str) or not NAME.fullmatch(key):
         raise ValidationError(where, f"{what} names are 1–32 characters of a–z, 0–9, '_' and '-'")
+
+
+def _targets_document(durations):
+    """Targets as a contract document writes them: {"first_response": "2h", …}, the ones set only."""
+    return {k: str(durations[k]) for k in TARGETS if durations.get(k) is not None}
 
 
 def _targets(spec, where, day_minutes):
@@ -171,7 +222,7 @@ def _priorities(value, business_day_minutes=None):
             day_minutes = MINUTES_PER_DAY if clock == "24x7" else business_day_minutes
         durations = _targets(spec, where, day_minutes)
         policies[key] = PriorityPolicy(clock=clock, **durations)
-        normalized[key] = {k: str(v) for k, v in durations.items()} | {"clock": clock}
+        normalized[key] = _targets_document(durations) | {"clock": clock}
     return normalized, policies
 
 
@@ -193,7 +244,7 @@ def _categories(value, priorities, business_day_minutes=None):
         if not durations:
             raise ValidationError(where, f"must set at least one of {', '.join(TARGETS)}")
         categories[key] = durations
-        normalized[key] = {k: str(v) for k, v in durations.items()}
+        normalized[key] = _targets_document(durations)
     return normalized, categories
 
 
