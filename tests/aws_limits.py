@@ -157,8 +157,11 @@ def _destination_count(destination):
 
 
 def _raw_message_refusal(params):
-    data = params.get("RawMessage", {}).get("Data", b"")
-    raw = data if isinstance(data, bytes | bytearray) else str(data).encode("utf-8", "surrogatepass")
+    raw = params.get("RawMessage", {}).get("Data", b"")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes | bytearray):
+        return None  # a file object: botocore reads it only when it sends the request
     if len(raw) > RAW_MESSAGE_LIMIT:
         return f"Message length is more than {RAW_MESSAGE_LIMIT} bytes long: '{len(raw)}'."
     if params.get("Destinations"):
@@ -214,7 +217,10 @@ def _refusing(make_api_call):
     @functools.wraps(make_api_call)
     def checked(self, operation_name, api_params):
         model = self.meta.service_model
-        refused = refusal(model.service_name, model.protocol, operation_name, api_params)
+        try:
+            refused = refusal(model.service_name, model.protocol, operation_name, api_params)
+        except (AttributeError, KeyError, TypeError, StopIteration):
+            refused = None  # malformed parameters: botocore's validation answers them
         if refused is not None:
             raise refused
         return make_api_call(self, operation_name, api_params)

@@ -8,7 +8,7 @@ import aws_limits
 import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 from pynamodb.exceptions import PutError
 
 from chalicelib.aws.tables import IdempotencyModel
@@ -247,7 +247,14 @@ def test_a_lone_surrogate_in_a_dynamodb_string_is_refused_naming_where_it_is(dyn
                                          ExpressionAttributeNames={"#n": "names"},
                                          ExpressionAttributeValues={":v": {"L": [{"S": "ok"}, {"S": "\ud800!"}]}}),
             "SerializationException", "Invalid UTF-8 (a lone surrogate) at ExpressionAttributeValues.:v.L[1].S")
+    refused(lambda: dynamodb.put_item(TableName=TABLE, Item={**KEY, "sub\udcffject": {"S": "Breach"}}),
+            "SerializationException", "Invalid UTF-8 (a lone surrogate) at Item (a name)")
     assert stored(dynamodb) is None
+
+
+def test_malformed_parameters_are_left_to_botocore_s_validation(dynamodb):
+    with pytest.raises(ParamValidationError):
+        dynamodb.put_item(TableName=TABLE, Item={"pk": "not an attribute value"})
 
 
 def test_a_surrogate_pair_reaches_dynamodb_as_the_character_it_encodes(dynamodb):
