@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aws_limits
 import pytest
 import time_machine
 from chalice.local import LambdaContext
@@ -38,6 +39,11 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+# moto is not AWS: every AWS call of every test is refused as AWS would refuse it (SES's 50 recipients
+# and 10 MB, DynamoDB's 400 KB items, lone surrogates). Installed once for the process rather than per
+# test: test modules keep `BaseClient._make_api_call` at import to wrap it, and must keep the checked one.
+aws_limits.install()
 
 _MOTO_WRITES = threading.RLock()
 

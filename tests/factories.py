@@ -5,6 +5,8 @@ import uuid
 from datetime import timedelta
 from itertools import accumulate
 
+import aws_limits
+
 from chalicelib.aws import records
 from chalicelib.aws.tables import EventModel, RequestModel, listing_key
 from chalicelib.core.clock import evaluate
@@ -53,20 +55,8 @@ def _checked(policy, contract_id, deadline, checked_at):
 
 
 def item_bytes(model):
-    """An item's size as DynamoDB counts it: attribute names plus values (numbers approximated)."""
-    total = 0
-    for name, value in model.serialize().items():
-        [(kind, data)] = value.items()
-        if kind == "B":
-            size = len(data)
-        elif kind == "S":
-            size = len(data.encode("utf-8"))
-        elif kind == "N":
-            size = len(data.lstrip("-").replace(".", "")) // 2 + 1
-        else:  # BOOL, NULL
-            size = 1
-        total += len(name.encode("utf-8")) + size
-    return total
+    """An item's size as DynamoDB counts it against its 400 KB limit."""
+    return aws_limits.item_size(model.serialize())
 
 
 def insert(items):
