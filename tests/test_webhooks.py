@@ -43,7 +43,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append({"headers": dict(self.headers), "body": body})
+                receiver.deliveries.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 if receiver.hold:
                     receiver.release.wait(10)
                 self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
