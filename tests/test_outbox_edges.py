@@ -264,10 +264,15 @@ def test_an_internationalised_host_is_looked_up_and_named_in_punycode(acme, rece
     assert delivery["headers"]["Host"] == f"xn--bcher-kva.localhost:{port}"
 
 
-def test_a_webhook_url_that_cannot_be_sent_as_written_is_refused_at_put_naming_it(acme):
+@pytest.mark.parametrize("url", [
+    "https://hooks.customer.example/sla?team=\ud800",  # a lone surrogate: no UTF-8 form to percent-encode
+    "https://hooks.customer.example/\udfff/sla",
+    f"https://{'x' * 64}é.customer.example/sla",  # a label too long for its punycode form
+    f"http://{'x' * 64}é.localhost:9000/sla",  # loopback names too: DNS and TLS are asked in punycode
+])
+def test_a_webhook_url_that_cannot_be_sent_as_written_is_refused_at_put_naming_it(acme, local_webhooks, url):
     admin = acme[0]
-    raw = json.dumps(contract(hook("https://hooks.customer.example/ok"),
-                              hook("https://hooks.customer.example/sla?team=\ud800")))
+    raw = json.dumps(contract(hook("https://hooks.customer.example/ok"), hook(url)))
     status, body = admin.put("/contracts/acme", raw=raw)
     assert status == 400 and body["Message"].startswith("webhooks[1].url:"), body
 

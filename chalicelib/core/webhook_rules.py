@@ -95,13 +95,13 @@ def check_url(value, name, allow_local=False):
     elif loopback:
         if not allow_local:
             raise ValidationError(name, f"{host} is a loopback name: webhooks go to public addresses only")
-    else:
+    elif "." not in host.strip("."):
+        raise ValidationError(name, f"{host!r} is not a public host name (it has no domain)")
+    if address is None:
         try:
-            ascii_host(host)
+            ascii_host(host)  # a name, loopback ones too, must have the form DNS and TLS are asked in
         except UnicodeError:
             raise ValidationError(name, f"{host!r} is not a valid host name") from None
-        if "." not in host.strip("."):
-            raise ValidationError(name, f"{host!r} is not a public host name (it has no domain)")
     try:
         request_target(parts)
     except UnicodeError:
