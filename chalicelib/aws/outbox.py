@@ -1,4 +1,4 @@
-"""The dedupe outbox and SES delivery: every notification is created once and sent at most once.
+"""The dedupe outbox and SES delivery: every notification is created once, sent at most once, and ends.
 
 1. `outbox_entry` turns a due Notification into an outbox item; the caller creates it with a
    conditional put (in the API's own write transaction, or `enqueue` for the scanner), so a
@@ -7,18 +7,29 @@
    known only by its keys, the same update reads it), lets the caller re-check that the
    notification still tells the truth (else it is `superseded`, not sent), sends through SES, then
    marks it sent. Its writes ask for nothing back (`tables.write`).
-3. An SES error is classified (`classify`): a rejection of the message itself fails at once, with
-   its reason; anything else (throttling, 5xx, timeouts, network, and the configuration errors an
-   operator can fix, which are also logged at ERROR for the alarm) is retried with growing backoff,
-   capped at 15 minutes, until 24 hours after the notification was created, then marked failed.
-   The only window for a duplicate is a crash between SES accepting and the mark: the lease then
-   expires and a later scan sends again.
-4. Webhook deliveries (chalicelib/aws/webhooks.py) live in the same outbox: created once, claimed under
-   the same lease (`claim`), retried with the same backoff for 24 hours (`not_sent`), then failed.
-5. `build_message` makes the MIME message SES sends (multipart text and HTML, attachments); locally
+3. Every claimed attempt ends in a record. An SES error is classified (`classify`): a rejection of
+   the message itself fails at once, with its reason; anything else (throttling, 5xx, timeouts,
+   network, and the configuration errors an operator can fix, which are also logged at ERROR for
+   the alarm) is retried with growing backoff, capped at 15 minutes, until 24 hours after the
+   notification was created, then marked failed. So is anything else that raises while the email is
+   prepared, rendered, encoded or sent (UNEXPECTED, logged at ERROR with its trace): no entry stays
+   pending, retried every scan for ever. An email with no recipient left (the contract's lists were
+   emptied since it was created) or more than SES takes in one message (50, `recipients_refusal`)
+   fails at once, its reason recorded, where the failed-notification alarm shows it.
+4. Sent means sent once: once SES accepted, the mark is what `mark_sent` retries, never the send.
+   The only window for a duplicate is a crash (or a table refusing writes for longer than
+   RECORD_PATIENCE) between SES accepting and the mark: the lease then expires and a later scan
+   sends again.
+5. Webhook deliveries (chalicelib/aws/webhooks.py) live in the same outbox: created once, claimed under
+   the same lease (`claim`), retried with the same backoff for 24 hours (`not_sent`), then failed;
+   marked sent by the same `mark_sent`.
+6. `build_message` makes the MIME message SES sends (multipart text and HTML, attachments); locally
    (`make run`) `_keep_copy` also writes it to an .eml file.
-6. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
+7. The scanner paces its sends to the account's maximum send rate (`max_send_rate`, chalicelib/pacing.py):
    `deliver` waits for the send slot it is given, and reports a throttle to it.
+
+An entry ends as `sent`, `failed` (with its `last_error`), `superseded`, or is created `skipped` (with its
+`reason`, never sent); only `pending` is retried, and never past 24 hours after its creation.
 
 Threads: one SES client per process (`ses()`), created before a scan starts its workers; botocore
 clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
@@ -26,6 +37,7 @@ worker holds its own outbox items.
 """
 import logging
 import re
+import time
 from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -34,13 +46,13 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of, write
-from chalicelib.core.alerts import REPORT_URGENCY
-from chalicelib.core.emails import Rendered
+from chalicelib.core.alerts import REPORT_URGENCY, nobody_to_tell
+from chalicelib.core.emails import MAX_RECIPIENTS, Rendered, distinct_addresses
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
@@ -49,12 +61,15 @@ LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)
+RECORD_PATIENCE = 5.0  # seconds the record of an accepted send is retried (mark_sent)
+FIRST_RECORD_PAUSE = 0.05  # seconds before its first retry; each pause doubles the last
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
 SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
 WEBHOOK_KIND = "webhook"  # outbox entries POSTed to a webhook (chalicelib/aws/webhooks.py)
 SKIPPED = "skipped"  # created never to be sent (its `reason` says why)
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
+_sleep = time.sleep  # between the tries of a record (tests pass over it)
 _last_quota_rate = 1.0  # SES's lowest maximum send rate, until GetSendQuota has answered once
 
 
@@ -167,27 +182,30 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
     `read`: `entry` holds only its keys (a retry found in the pending index); the lease's conditional
     update answers with the stored item, so claiming it reads it too.
     `claimed`: the caller holds the lease already (it created the entry leased).
+
+    Once claimed, every outcome is recorded: whatever raises while preparing, rendering, encoding or
+    sending is a failed attempt (`not_sent`), so no entry stays pending past its 24 hours.
     """
     if not claimed and not claim(entry, now, read):
         return "busy"
-    refreshed = {}
-    if prepare is not None:
-        current = prepare(entry)
-        if current is None:
-            return superseded(entry, now)
-        recipients, rendered = current
-        now_reads = {"recipients": list(recipients), "subject": rendered.subject, "text": rendered.text,
-                     "html": rendered.html}
-        refreshed = {name: value for name, value in now_reads.items() if getattr(entry, name) != value}
-        for name, value in refreshed.items():
-            setattr(entry, name, value)
-    message = build_message(entry.sender, entry.recipients, rendering(entry),
-                            headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"},
-                            attachments=entry.attachments)
     attempts = int(entry.attempts) + 1
+    try:
+        current = prepare(entry) if prepare is not None else (entry.recipients, rendering(entry))
+        if current is not None:
+            refreshed = _refresh(entry, *current)
+            refusal = recipients_refusal(entry)
+            message = None if refusal else build_message(
+                entry.sender, entry.recipients, rendering(entry),
+                headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments)
+            raw = None if refusal else message.as_bytes()
+    except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
+        return not_sent(entry, attempts, describe(exc), _class_of_unexpected(exc), now, exc)
+    if current is None:
+        return superseded(entry, now)
+    if refusal:
+        return not_sent(entry, attempts, refusal, REJECTED, now)
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
     configuration_set = settings.current().ses_configuration_set
-    raw = message.as_bytes()
     if slot is not None:
         slot.wait()
     try:
@@ -198,12 +216,38 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
     except (ClientError, BotoCoreError) as exc:
         if slot is not None and is_rate_throttle(exc):
             slot.throttled()
-        return _not_sent(entry, attempts, exc, now)
+        return not_sent(entry, attempts, describe(exc), classify(exc), now)
+    except Exception as exc:  # noqa: BLE001 - no answer from SES: retried, as a timeout would be
+        return not_sent(entry, attempts, describe(exc), UNEXPECTED, now, exc)
     mark_sent(entry, attempts, now, {"message_id": answer.get("MessageId"), **refreshed})
     copy = _keep_copy(entry, message, now, answer.get("MessageId"))
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
               to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
     return "sent"
+
+
+def _refresh(entry, recipients, rendered):
+    """Set on `entry` what is to be sent now (each address once); returns the attributes that changed,
+    which the mark of a sent entry stores."""
+    now_reads = {"recipients": distinct_addresses(recipients), "subject": rendered.subject, "text": rendered.text,
+                 "html": rendered.html}
+    refreshed = {name: value for name, value in now_reads.items() if getattr(entry, name) != value}
+    for name, value in refreshed.items():
+        setattr(entry, name, value)
+    return refreshed
+
+
+def recipients_refusal(entry):
+    """Why the entry's email cannot go to its recipients (none left, or more than SES takes in one
+    message), or None. The contract is checked when it is stored; these are what an older version or
+    an edit since the entry was created can still leave."""
+    count = len(entry.recipients or ())
+    if count == 0:
+        return nobody_to_tell(entry.kind)
+    if count > MAX_RECIPIENTS:
+        return (f"{count} recipients, more than the {MAX_RECIPIENTS} SES takes in one message: the contract's "
+                "notify lists need shortening")
+    return None
 
 
 def claim(entry, now, read=False):
@@ -242,10 +286,30 @@ def _written_if_it_holds(conditional_write):
 def mark_sent(entry, attempts, now, more=None):
     """A claimed entry was accepted (by SES, or a webhook's receiver): it leaves the pending index.
     Of the attributes only a pending entry needs, those it holds are removed: the entry is as its
-    creation or its claim's read left it, and each action of an update costs CPU on both sides."""
+    creation or its claim's read left it, and each action of an update costs CPU on both sides.
+
+    The send cannot be taken back, so it is this write that is retried when it fails (after
+    botocore's own retries): with growing pauses for up to RECORD_PATIENCE seconds, well within the
+    lease, which keeps every other sender away meanwhile, and within the margin a scan's budget keeps
+    for the item in hand. Only when the table refuses all that long does it raise, logged: the lease
+    then runs out and a later scan sends the entry again, as after a crash between send and mark."""
     spent = {name: None for name in ("last_error", "lease_until", "pending_shard", "retry_at")
              if getattr(entry, name) is not None}
-    write(entry, {"status": "sent", "attempts": attempts, "sent_at": now, **spent, **(more or {})})
+    fields = {"status": "sent", "attempts": attempts, "sent_at": now, **spent, **(more or {})}
+    give_up, pause = time.monotonic() + RECORD_PATIENCE, FIRST_RECORD_PAUSE
+    while True:
+        try:
+            write(entry, fields)
+            return
+        except (PynamoDBException, ClientError, BotoCoreError) as exc:
+            if time.monotonic() + pause > give_up:
+                log_event(logger, "notification sent but not recorded: it may be sent again", level=logging.ERROR,
+                          request_id=entry.request_id, key=entry.key, kind=entry.kind, error=describe(exc))
+                raise
+            log_event(logger, "recording a sent notification failed, retrying", level=logging.WARNING,
+                      request_id=entry.request_id, key=entry.key, error=describe(exc), pause=pause)
+        _sleep(pause)
+        pause *= 2
 
 
 def rendering(entry):
@@ -296,6 +360,7 @@ def superseded(entry, now):
 TRANSIENT = "transient"  # throttling, service errors, timeouts, network: retried quietly
 OPERATOR = "operator"  # the account or identity needs an operator: retried, and logged at ERROR
 REJECTED = "rejected"  # the message itself (recipient, content) is refused: failed at once
+UNEXPECTED = "unexpected"  # an exception nobody planned for (a bug, odd data): retried, logged at ERROR with its trace
 _OPERATOR_CODES = frozenset({
     "AccountSendingPausedException", "ConfigurationSetSendingPausedException", "ConfigurationSetDoesNotExist",
     "ConfigurationSetDoesNotExistException", "MailFromDomainNotVerifiedException", "AccessDenied",
@@ -337,29 +402,42 @@ def retry_delay(attempts):
     return min(MAX_BACKOFF, FIRST_RETRY * 2 ** min(attempts - 1, 16))
 
 
-def _not_sent(entry, attempts, exc, now):
-    return not_sent(entry, attempts, f"{type(exc).__name__}: {exc}", classify(exc), now)
+def describe(exc):
+    """An exception as an entry's last_error shows it: its type and message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
-def not_sent(entry, attempts, error, kind, now):
-    """A claimed entry was not accepted (`error`, classified as TRANSIENT, OPERATOR or REJECTED):
-    retried with backoff, or failed once rejected or 24 hours old. Returns "pending" or "failed"."""
+def _class_of_unexpected(exc):
+    """What an exception raised while preparing an email (not by SES) is: an AWS call that failed
+    (reading the request or the contract) is retried quietly; anything else is UNEXPECTED."""
+    return TRANSIENT if isinstance(exc, (ClientError, BotoCoreError, PynamoDBException)) else UNEXPECTED
+
+
+def not_sent(entry, attempts, error, kind, now, exc=None):
+    """A claimed entry was not accepted (`error`, classified as TRANSIENT, OPERATOR, UNEXPECTED or
+    REJECTED): retried with backoff, or failed once rejected or 24 hours old. The last retry comes
+    24 hours after its creation at the latest, so it ends then. `exc`: the exception, whose trace an
+    UNEXPECTED error logs. Returns "pending" or "failed"."""
     error = error[:1000]
-    final = kind == REJECTED or now >= entry.created_at + GIVE_UP_AFTER
+    give_up_at = entry.created_at + GIVE_UP_AFTER
+    final = kind == REJECTED or now >= give_up_at
     fields = {"attempts": attempts, "last_error": error, "lease_until": None}
     if final:
         fields.update(status="failed", pending_shard=None, retry_at=None)
     else:
-        fields["retry_at"] = (now + retry_delay(attempts)).timestamp()
+        fields["retry_at"] = min(now + retry_delay(attempts), give_up_at).timestamp()
     write(entry, fields)
+    trace = {}
     if final:
         message, level = "notification failed", logging.ERROR
-    elif kind == OPERATOR:
-        message, level = "notification blocked", logging.ERROR  # alarmed: an operator can fix it
+    elif kind in (OPERATOR, UNEXPECTED):
+        # Alarmed: an operator can fix the account, and an unexpected error is a bug to look at.
+        message, level = "notification blocked", logging.ERROR
+        trace = {"exc_info": exc} if exc is not None and kind == UNEXPECTED else {}
     else:
         message, level = "notification not sent, will retry", logging.WARNING
     log_event(logger, message, level=level, request_id=entry.request_id, key=entry.key, kind=entry.kind,
-              attempts=attempts, error=error, error_class=kind)
+              attempts=attempts, error=error, error_class=kind, **trace)
     return "failed" if final else "pending"
 
 

@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 import time
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +31,7 @@ from chalicelib.core.errors import ValidationError
 from chalicelib.core.webhook_rules import (
     MASK,
     address_refusal,
+    ascii_host,
     check_url,
     delivery_id,
     event_body,
@@ -38,6 +39,7 @@ from chalicelib.core.webhook_rules import (
     hook_id,
     literal_address,
     outbox_key,
+    request_target,
     signature,
 )
 from chalicelib.logs import log_event
@@ -153,17 +155,16 @@ def deliver(entry, now, target, secrets, read=False, claimed=False):
     Returns "sent", "pending", "failed", "superseded" or "busy", as outbox.deliver."""
     if not claimed and not outbox.claim(entry, now, read):
         return "busy"
-    hook = target(entry)
+    attempts = int(entry.attempts) + 1
+    try:
+        hook = target(entry)
+        status = None if hook is None else _post_signed(entry, hook, secrets, now)
+    except (DeliveryError, ValidationError, OSError, ClientError, BotoCoreError) as exc:
+        return outbox.not_sent(entry, attempts, outbox.describe(exc), outbox.TRANSIENT, now)
+    except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
+        return outbox.not_sent(entry, attempts, outbox.describe(exc), outbox.UNEXPECTED, now, exc)
     if hook is None:
         return outbox.superseded(entry, now)
-    attempts = int(entry.attempts) + 1
-    body = entry.text.encode("utf-8")
-    try:
-        headers = {"SLA-Delivery": delivery_id(entry.request_id, entry.key),
-                   "SLA-Signature": signature(secrets(hook.secret_ref), int(now.timestamp()), body)}
-        status = post(hook.url, body, headers, local_allowed())
-    except (DeliveryError, ValidationError, OSError, ClientError, BotoCoreError) as exc:
-        return outbox.not_sent(entry, attempts, f"{type(exc).__name__}: {exc}", outbox.TRANSIENT, now)
     if not 200 <= status < 300:
         return outbox.not_sent(entry, attempts, f"HTTP {status} from the receiver", outbox.TRANSIENT, now)
     outbox.mark_sent(entry, attempts, now)
@@ -172,12 +173,22 @@ def deliver(entry, now, target, secrets, read=False, claimed=False):
     return "sent"
 
 
+def _post_signed(entry, hook, secrets, now):
+    """POST the entry's body to `hook`, signed now; the HTTP status."""
+    body = entry.text.encode("utf-8")
+    headers = {"SLA-Delivery": delivery_id(entry.request_id, entry.key),
+               "SLA-Signature": signature(secrets(hook.secret_ref), int(now.timestamp()), body)}
+    return post(hook.url, body, headers, local_allowed())
+
+
 def post(url, body, headers, allow_local):
     """POST `body` (bytes) to `url` with `headers`; the HTTP status. Raises DeliveryError (or
     ValidationError for a URL the rules refuse now) when there is no answer within TIMEOUT."""
     check_url(url, "url", allow_local)
     parts = urlsplit(url)
     host, https = parts.hostname, parts.scheme == "https"
+    if literal_address(host) is None:
+        host = ascii_host(host)  # an internationalised name is looked up, verified and named in punycode
     port = parts.port or (443 if https else 80)
     deadline = time.monotonic() + TIMEOUT
     family, kind, proto, address = _resolve(host, port, allow_local, deadline)
@@ -245,11 +256,12 @@ def _left(deadline):
 
 
 def _request(parts, host, port, body, headers):
-    target = quote(parts.path or "/", safe="/%!$&'()*+,;=:@-._~") + (f"?{parts.query}" if parts.query else "")
+    """The request's bytes: its line and headers in ASCII (the path and query percent-encoded, the
+    host in punycode), then the body."""
     address = literal_address(host)
-    shown = (f"[{host}]" if address.version == 6 else host) if address is not None else host.encode("idna").decode()
+    shown = f"[{host}]" if address is not None and address.version == 6 else host
     default_port = 443 if parts.scheme == "https" else 80
-    lines = [f"POST {target} HTTP/1.1", f"Host: {shown}" + (f":{port}" if port != default_port else ""),
+    lines = [f"POST {request_target(parts)} HTTP/1.1", f"Host: {shown}" + (f":{port}" if port != default_port else ""),
              f"User-Agent: {USER_AGENT}", "Content-Type: application/json; charset=utf-8",
              f"Content-Length: {len(body)}", "Connection: close",
              *(f"{name}: {value}" for name, value in headers.items())]

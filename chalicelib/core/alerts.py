@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
-from chalicelib.core.emails import format_minutes, render
+from chalicelib.core.emails import distinct_addresses, format_minutes, render
 
 CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
 # A customer notice about a moment longer ago than this when it is posted is history being imported:
@@ -188,7 +188,20 @@ def current_notification(policy, request, state, key, now):
 
 
 def _escalation(policy):
-    return tuple(dict.fromkeys(tuple(policy.notify.provider) + tuple(policy.notify.admins)))
+    return tuple(distinct_addresses(tuple(policy.notify.provider) + tuple(policy.notify.admins)))
+
+
+# Where each provider alert's addresses come from, for the reason one that has none left is not sent.
+ADDRESSED_TO = {"warning": ("notify.provider",), "progress_reminder": ("notify.provider",),
+                "breach": ("notify.provider", "notify.admins")}
+
+
+def nobody_to_tell(kind):
+    """Why an email of `kind` that has no recipients (its contract's lists were emptied) is not sent."""
+    lists = ADDRESSED_TO.get(kind)
+    if not lists:
+        return "no recipients"
+    return f"no recipients: {' and '.join(lists)} {'are' if len(lists) > 1 else 'is'} empty"
 
 
 def _running_toward_deadline(metric, cycle, now):

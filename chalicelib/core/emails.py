@@ -25,6 +25,7 @@ REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_c
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 KINDS = REQUESTER_KINDS + PROVIDER_KINDS
 LANGUAGES = ("zh-CN", "en")  # one folder each under templates/ (tests/test_emails.py checks they agree)
+MAX_RECIPIENTS = 50  # addresses one email may go to: SES refuses a message with more (To, Cc and Bcc together)
 
 _COMMON = ("contract_name", "request_id", "subject", "priority", "requester_name")
 REQUIRED_KEYS = MappingProxyType({
@@ -94,6 +95,17 @@ def render(kind, language, context):
         text=_template(language, kind, "txt").substitute(text),
         html=_html(language, kind, markup),
     )
+
+
+def distinct_addresses(addresses):
+    """`addresses` in their order, each mailbox once: the same address spelled in another case is one
+    mailbox (every provider treats it so), and one email to it twice would arrive twice."""
+    seen, found = set(), []
+    for address in addresses:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            found.append(address)
+    return found
 
 
 def format_minutes(minutes, language):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from chalicelib.core.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.core.calendar import BusinessCalendar
 from chalicelib.core.durations import Duration, parse_duration
-from chalicelib.core.emails import LANGUAGES  # the languages the emails are written in
+from chalicelib.core.emails import LANGUAGES, MAX_RECIPIENTS, distinct_addresses
 from chalicelib.core.errors import ConflictError, ValidationError
 from chalicelib.core.fields import channel_name, email_address, number, reject_unknown, require_object, text
 from chalicelib.core.webhook_rules import EVENTS as WEBHOOK_EVENTS
@@ -166,9 +166,10 @@ class Policy:
 
 
 def _email_list(value, name):
+    """The addresses of a list, normalized, each mailbox once (a repeat is dropped, not refused)."""
     if not isinstance(value, list):
         raise ValidationError(name, "must be a list of e-mail addresses")
-    return [email_address(item, f"{name}[{i}]") for i, item in enumerate(value)]
+    return distinct_addresses(email_address(item, f"{name}[{i}]") for i, item in enumerate(value))
 
 
 def _check_length(duration, where, day_minutes):
@@ -357,7 +358,11 @@ def _kpi(value):
     return {k: number(value.get(k, default), f"kpi.{k}", lo=0, hi=1) for k, default in DEFAULT_KPI.items()}
 
 
-def _notify(value):
+def _notify(value, submitted):
+    """The email settings. A `submitted` document must also keep every email of the contract within
+    SES's recipients per message: a breach alert goes to provider and admins at once, the monthly
+    report to customer_reports. Stored versions are read as they were accepted; the outbox fails the
+    email of an older one that exceeds it, with the reason."""
     value = require_object(value if value is not None else {}, "notify")
     reject_unknown(value, ("sender", "provider", "admins", "language", "customer_reports"), "notify")
     sender = email_address(value["sender"], "notify.sender") if value.get("sender") is not None else None
@@ -367,6 +372,14 @@ def _notify(value):
     if language not in LANGUAGES:
         raise ValidationError("notify.language", f"must be one of {', '.join(LANGUAGES)}")
     customer_reports = _email_list(value.get("customer_reports", []), "notify.customer_reports")
+    escalation = distinct_addresses(provider + admins)
+    if submitted and len(escalation) > MAX_RECIPIENTS:
+        raise ValidationError("notify", f"provider and admins name {len(escalation)} different addresses, and a "
+                                        f"breach alert goes to all of them in one email: at most {MAX_RECIPIENTS} "
+                                        "(SES's limit per message); use a distribution list")
+    if submitted and len(customer_reports) > MAX_RECIPIENTS:
+        raise ValidationError("notify.customer_reports", f"at most {MAX_RECIPIENTS} addresses (SES's limit per "
+                                                         f"message), not {len(customer_reports)}")
     normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language,
                   "customer_reports": customer_reports}
     return normalized, Notify(sender, tuple(provider), tuple(admins), language, tuple(customer_reports))
@@ -440,7 +453,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     warn_at = _warn_at(doc.get("warn_at"))
     penalties_doc, penalties = _penalties(doc.get("penalties"))
     kpi = _kpi(doc.get("kpi"))
-    notify_doc, notify = _notify(doc.get("notify"))
+    notify_doc, notify = _notify(doc.get("notify"), admitted_at is not None)
     webhooks_doc, webhooks = _webhooks(doc.get("webhooks"), admitted_at is not None, allow_local_webhooks)
 
     normalized = {

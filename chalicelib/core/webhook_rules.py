@@ -7,7 +7,7 @@ import hmac
 import ipaddress
 import json
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from chalicelib.core.errors import ValidationError
 
@@ -16,6 +16,11 @@ MASK = "****"  # what a read shows instead of a secret; sent back in a PUT it ke
 MIN_SECRET, MAX_SECRET = 16, 256
 MAX_URL = 2048
 KEY_PREFIX = "webhook|"  # outbox keys of webhook deliveries
+# What a request line may carry of a path and of a query as written (RFC 3986 pchar, "/", and "?" in
+# the query); everything else, non-ASCII first, is sent percent-encoded (UTF-8). "%" stays: a URL may
+# hold escapes already.
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv6 addresses that carry an IPv4 address in their last 32 bits
 _LOOPBACK_NAMES = ("localhost",)
 
@@ -90,14 +95,32 @@ def check_url(value, name, allow_local=False):
     elif loopback:
         if not allow_local:
             raise ValidationError(name, f"{host} is a loopback name: webhooks go to public addresses only")
-    else:
+    elif "." not in host.strip("."):
+        raise ValidationError(name, f"{host!r} is not a public host name (it has no domain)")
+    if address is None:
         try:
-            host.encode("idna")
+            ascii_host(host)  # a name, loopback ones too, must have the form DNS and TLS are asked in
         except UnicodeError:
             raise ValidationError(name, f"{host!r} is not a valid host name") from None
-        if "." not in host.strip("."):
-            raise ValidationError(name, f"{host!r} is not a public host name (it has no domain)")
+    try:
+        request_target(parts)
+    except UnicodeError:
+        raise ValidationError(name, "cannot be sent as written: it holds text that has no UTF-8 form") from None
     return value
+
+
+def ascii_host(host):
+    """The host as it goes on the wire (DNS, TLS, the Host header): an internationalised name in its
+    IDNA (punycode) form, an ASCII name or address as it is. UnicodeError when it has none."""
+    return host if host.isascii() else host.encode("idna").decode("ascii")
+
+
+def request_target(parts):
+    """The path and query of a URL (urlsplit's parts) as a request line carries them: ASCII, what
+    the URL holds outside it percent-encoded as UTF-8. UnicodeError for text without a UTF-8 form
+    (a lone surrogate)."""
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 
 
 def hook_id(url):
