@@ -529,12 +529,14 @@ def dashboard(log_groups, api_stage):
         _metric_widget("Breaches by metric and priority", [_search("Breaches", "Metric", "Priority")], 0, 0),
         _metric_widget("Warnings and notifications", [
             _ours("WarningsSent"), _ours("NotificationsSent"), _ours("NotificationsFailed"),
-            _ours("NotificationsBounced"), _ours("WebhooksDelivered"), _ours("WebhooksFailed")], 12, 0),
+            _ours("NotificationsBounced"), _ours("WebhooksDelivered"), _ours("WebhooksFailed"),
+            _search("NotificationsSkipped", "ContractId", "Reason")], 12, 0),
         _metric_widget("Scan lag and duration", [
             _ours("ScanLagSeconds", label="lag (s)"),
             _ours("ScanDuration", label="duration (ms)", yAxis="right")], 0, 6, stat="Maximum",
             annotations={"horizontal": [{"label": "lag alarm", "value": SCAN_LAG_LIMIT}]}),
-        _metric_widget("Scans: requests due and errors", [_ours("ScanDue"), _ours("ScanErrors")], 12, 6),
+        _metric_widget("Scans: requests due and errors; malformed event-source records",
+                       [_ours("ScanDue"), _ours("ScanErrors"), _search("MalformedEvents", "Source")], 12, 6),
         _metric_widget("Requests received by priority", [_search("RequestsReceived", "Priority")], 0, 12, width=8),
         _metric_widget("Tally duration (ms)", [_ours("TallyDuration", label="slowest contract")], 8, 12,
                        stat="Maximum", width=8),
@@ -673,8 +675,9 @@ def template():
         outputs[function + "LogGroup"] = {"Description": f"CloudWatch Logs group of {function}",
                                           "Value": _ref(log_group)}
     resources["NotificationsBlockedAlarm"] = _alarm(
-        _sub(f"{APP_NAME} ${{Stage}}: SES refused a notification for a reason an operator can fix (unverified "
-             "sender, sending paused, quota); it is retried for 24 h (log line \"notification blocked\")"),
+        _sub(f"{APP_NAME} ${{Stage}}: a notification could not be sent for a reason someone can fix (SES: "
+             "unverified sender, sending paused, quota; or an unexpected error while preparing or sending it); "
+             "it is retried for 24 h (log line \"notification blocked\")"),
         "NotificationsBlocked", namespace)
     resources.update(_business_alarms(api_stage))
 

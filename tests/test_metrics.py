@@ -137,6 +137,7 @@ def test_the_alarms_and_the_dashboard_read_exactly_what_the_functions_print(acme
     capsys.readouterr()
     assert agent.post("/requests", {**REQUEST, "received_at": "2026-11-23T09:00:00+08:00"})[0] == 201
     assert agent.post("/requests", REQUEST)[0] == 201
+    assert agent.post("/requests", {**REQUEST, "received_at": "2026-11-20T09:00:00+08:00"})[0] == 201  # skipped
     printed = emf(capsys.readouterr().out)
     printed += scan(capsys, clock, local(23, 10, 1))[1]  # a breach
     printed += scan(capsys, clock, local(23, 10, 16))[1]  # a warning
@@ -144,6 +145,7 @@ def test_the_alarms_and_the_dashboard_read_exactly_what_the_functions_print(acme
     printed += emf(capsys.readouterr().out)
     printed += metrics.emit("NotificationsBounced", contract_id="acme")  # as ses_events writes it
     printed += metrics.emit("NotificationsFailed", contract_id="acme")  # as a scan writes it
+    printed += metrics.emit("MalformedEvents", Source="ses_events")  # as the event-source consumers write it
     for outcome in ("sent", "failed"):  # as a scan writes what became of a webhook delivery
         collector = metrics.Collector()
         collector.delivery(SimpleNamespace(key="webhook|0123456789ab|received", kind="webhook", contract_id="acme"),
@@ -175,7 +177,9 @@ def test_the_alarms_and_the_dashboard_read_exactly_what_the_functions_print(acme
     searches = [re.fullmatch(r"SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\" Stage=\"\$\{Stage\}\"', 'Sum', 300\)",
                              line[0]["expression"]) for line in shown if isinstance(line[0], dict)]
     assert {(m[3], m[2]) for m in searches} == {("Breaches", "Metric,Priority,Stage"),
-                                                ("RequestsReceived", "Priority,Stage")}
+                                                ("RequestsReceived", "Priority,Stage"),
+                                                ("NotificationsSkipped", "ContractId,Reason,Stage"),
+                                                ("MalformedEvents", "Source,Stage")}
     for match in searches:
         assert (match[1], match[3], tuple(match[2].split(","))) in published, match[0]
 
