@@ -24,6 +24,7 @@ prints each channel's service level.
 Re-running is safe: every request carries an Idempotency-Key, events already posted are skipped, and
 interactions posted again replace themselves.
 """
+import email
 import json
 import os
 import random
@@ -249,6 +250,15 @@ def _amount(summary):
     return f"{total} (capped)" if summary["penalties"]["capped"] else total
 
 
+def kind_of(eml):
+    """What a kept email is, from its X-SLA-Notification header (`<owner>|<outbox key>`): the first word
+    of the key, e.g. "breach" for breach|first_response|0. (Its file name cannot tell: a contract id
+    may hold the '-' that separates the name's parts.)"""
+    with eml.open("rb") as file:
+        notification = email.message_from_binary_file(file)["X-SLA-Notification"]
+    return notification.split("|")[1].split("_")[0]
+
+
 def load_state(path):
     """`make run`'s run state, with the contract and agent token of `make demo`'s own contract in place
     of the "demo" contract's."""
@@ -293,7 +303,7 @@ def main():
     report = run_scanner(state, settled_at)
     print(f"Scanner: {report.due} requests due, {report.sent} emails sent, {report.pending} pending.")
     emails = sorted(Path(state["eml_dir"]).glob("*.eml"))
-    kinds = Counter(path.stem.split("-", 2)[2].split("_")[0] for path in emails)
+    kinds = Counter(kind_of(path) for path in emails)
     print(f"{len(emails)} emails in {state['eml_dir']}/: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
     return 0
 

@@ -165,6 +165,8 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
     assert folder.parent == tmp_path / "outbox" and folder != earlier
     sent = list(folder.glob("*.eml"))
     assert len(sent) > 10 and f"\n{len(sent)} emails in {folder}/: " in demo.stdout
+    [kinds] = re.findall(rf"^{len(sent)} emails in .*/: (\d+ [a-z]+(?:, \d+ [a-z]+)*)$", demo.stdout, re.M)
+    assert {"breach", "daily"} <= {count.split()[1] for count in kinds.split(", ")}
     # Sent when the import had settled, not a minute ahead of the clock: dated no later than now.
     dates = [parsedate_to_datetime(email.message_from_bytes(path.read_bytes())["Date"]) for path in sent]
     assert max(dates) <= finished
