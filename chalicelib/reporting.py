@@ -8,9 +8,10 @@ from chalicelib.aws import metrics, outbox, records, store
 from chalicelib.core import fields, service_level
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.clock import RESOLVED
+from chalicelib.core.documents import outage_document
 from chalicelib.core.emails import render_customer_report, render_daily_tally
 from chalicelib.core.errors import ValidationError
-from chalicelib.core.fields import FIRST_YEAR, instant, reject_unknown, require_object, text
+from chalicelib.core.fields import FIRST_YEAR, instant, missing, reject_unknown, require, require_object, text
 from chalicelib.core.intake import EARLIEST
 from chalicelib.core.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
 from chalicelib.logs import log_event
@@ -279,10 +280,8 @@ def record_outage(principal, contract_id, body, now):
     """POST /contracts/{id}/outages: validated, end after start, merged with overlapping ones."""
     body = require_object(body, "body")
     reject_unknown(body, ("start", "end", "description"))
-    contracts.latest_contract_of(principal, contract_id)
-    for key in ("start", "end"):
-        if key not in body:
-            raise ValidationError(key, "is required")
+    tz = _timezone_of(contracts.latest_contract_of(principal, contract_id))
+    require(missing(body, ("start", "end")))
     start, end = instant(body["start"], "start"), instant(body["end"], "end")
     if start < EARLIEST:
         raise ValidationError("start", f"must not precede {EARLIEST.date().isoformat()}")
@@ -298,18 +297,14 @@ def record_outage(principal, contract_id, body, now):
     merged = store.new_outage(contract_id, merged_start, merged_end, "; ".join(descriptions)[:2000], now,
                               principal.token_id)
     store.replace_outages([o for o in overlapping if o.start != merged.start], merged)
-    return {"outage": outage_document(merged), "merged": len(overlapping),
-            "outages": list_outages(principal, contract_id)["outages"]}
+    return {"outage": outage_document(merged, tz), "merged": len(overlapping),
+            "outages": [outage_document(o, tz) for o in store.outages_of(contract_id)]}
 
 
 def list_outages(principal, contract_id):
-    contracts.latest_contract_of(principal, contract_id)
-    return {"outages": [outage_document(o) for o in store.outages_of(contract_id)]}
+    tz = _timezone_of(contracts.latest_contract_of(principal, contract_id))
+    return {"outages": [outage_document(o, tz) for o in store.outages_of(contract_id)]}
 
 
-def outage_document(outage):
-    return {"start": _iso(outage.start), "end": _iso(outage.end), "description": outage.description}
-
-
-def _iso(key):
-    return datetime.fromisoformat(key).isoformat()
+def _timezone_of(record):
+    return records.policy_of(record).calendar.tz

@@ -14,7 +14,7 @@ from chalicelib.core.clock import RESOLVED, evaluate_replayed
 from chalicelib.core.clock import replay as replay_timeline
 from chalicelib.core.documents import iso
 from chalicelib.core.errors import ValidationError
-from chalicelib.core.fields import reject_unknown, require_object
+from chalicelib.core.fields import missing, reject_unknown, require, require_object
 from chalicelib.core.policy import parse_contract
 from chalicelib.core.tally import Evaluated, month_bounds
 from chalicelib.core.whatif import Side, compare
@@ -23,12 +23,15 @@ from chalicelib.core.whatif import Side, compare
 # API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is 10 to 15 s of the 29 s
 # API Gateway allows. A busier month is narrowed with `priorities`, a priority or a few per call.
 MAX_REQUESTS = 10_000
+CONTRACT_REQUIRED = "is required: the full contract document to replay the month under"
 
 
 def simulate(principal, contract_id, body, now):
     body = require_object(body, "body")
     reject_unknown(body, ("contract", "month", "priorities"))
     record = contracts.latest_contract_of(principal, contract_id)
+    require(missing(body, ("contract", "month"), null=True),
+            {"contract": CONTRACT_REQUIRED, "month": fields.MONTH_REQUIRED})
     memo = {}  # one read of the country's published schedules for both policies
     latest = records.policy_of(record, memo)
     tz = latest.calendar.tz
@@ -70,13 +73,11 @@ def replay(items, latest, candidate, month, at, priorities=None):
 def candidate_policy(document, now, memo=None):
     """The candidate's Policy under its country's published schedules, after exactly the checks a PUT
     makes; a refusal names the field inside `contract` (`contract.priorities.high.first_response`)."""
-    if document is None:
-        raise ValidationError("contract", "is required: the full contract document to replay the month under")
     try:
         normalized, _ = parse_contract(document, admitted_at=now, allow_local_webhooks=webhooks.local_allowed())
     except ValidationError as exc:
-        inside = "contract" if exc.field == "contract" else f"contract.{exc.field}"
-        raise ValidationError(inside, exc.message.removeprefix(f"{exc.field}: ")) from None
+        raise ValidationError.several([("contract" if field == "contract" else f"contract.{field}", message)
+                                       for field, message in exc.problems]) from None
     # Parsed again in its stored form with the published schedules, as every reader of a version is.
     overrides = records.country_overrides(normalized["calendar"].get("holidays"), memo)
     return parse_contract(json.loads(json.dumps(normalized)), overrides=dict(overrides))[1]

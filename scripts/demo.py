@@ -1,15 +1,20 @@
-"""`make demo`: the whole product in one minute, against a running `make run`.
+"""`make demo`: the whole product in about a minute, against a running `make run`.
 
-Posts a realistic fortnight of backdated requests for the demo contract with the agent token, around
+Posts to a contract of its own, "national-day" (seeded by `make run` with the demo contract's terms
+and tokens of its own), so that its fortnight and the requests you post to "demo" by hand never count
+in each other's reports. It posts a realistic fortnight of backdated requests with the agent token, around
 the 2026 National Day holiday (1–7 October; make-up working days 20 September and 10 October): some
 answered on time, some late, one received the afternoon before the holiday, one on the 24x7 clock in
-the middle of it, one from WeChat registered after it, one never answered. Then it runs the deadline
-scanner once (in this process, against the same moto server), tallies every day through the admin
-back-fill endpoint, and prints the September and October reports and the emails sent (to the provider:
-the customers' notices about those weeks are recorded as skipped, never sent). It ends with a
-what-if: October replayed under the terms a customer might ask for at renewal (high priority answered
-within 1 h, medium within 2 h) with the monthly cap the provider would ask in return (1,000 CNY),
-printed as a before/after table. Nothing of the what-if is stored.
+the middle of it, one from WeChat registered after it, one never answered. It tallies every day through
+the admin back-fill endpoint, prints the September and October reports, and a what-if: October
+replayed under the terms a customer might ask for at renewal (high priority answered within 1 h,
+medium within 2 h) with the monthly cap the provider would ask in return (1,000 CNY), printed as a
+before/after table (nothing of the what-if is stored). Last it runs the deadline scanner once (in this
+process, against the same moto server) and lists the emails sent (to the provider: the customers'
+notices about those weeks are recorded as skipped, never sent). The scanner leaves an import alone
+until a minute after its last write (so that it never alerts on a timeline whose next event is on its
+way), and the demo waits out what is left of that minute rather than scan ahead of the clock: the
+emails carry the time they were really sent.
 
 It also adds the agreements' answer-time clauses to the contract (a call to the hotline answered
 within 60 seconds in business hours, a chat within 30 seconds around the clock, 90 % of each), posts
@@ -19,16 +24,23 @@ prints each channel's service level.
 Re-running is safe: every request carries an Idempotency-Key, events already posted are skipped, and
 interactions posted again replace themselves.
 """
+import email
 import json
 import os
 import random
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from wcwidth import wcswidth
+
+from chalicelib.core.alerts import IMPORT_SETTLES
+from chalicelib.core.emails import ljust_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("SLA_RUN_STATE") or ROOT / ".run" / "local.json")  # written by `make run`
@@ -69,6 +81,7 @@ WHAT_IF_MONTH = "2026-10"
 WHAT_IF = {("priorities", "high", "first_response"): "1h", ("priorities", "medium", "first_response"): "2h",
            ("penalties", "monthly_cap"): 1000}
 METRICS = ("first_response", "progress_update", "resolution")
+SUBJECT_COLUMNS = max(wcswidth(subject) for _, _, _, subject, _, _ in WEEK)  # a Chinese character takes two
 
 
 class Api:
@@ -106,7 +119,7 @@ def post_requests(api, state):
             score, when = RATINGS[key]  # recorded by an admin on the customer's behalf, with its time
             api.call("POST", f"/requests/{ids[key]}/events", state["admin"],
                      {"type": "rate", "score": score, "at": at(when).isoformat()})
-        print(f"  {priority:<6} {subject:<16} {ids[key]}")
+        print(f"  {priority:<6} {ljust_columns(subject, SUBJECT_COLUMNS)} {ids[key]}")
     return ids
 
 
@@ -180,21 +193,28 @@ def append_line(path, line):
         file.write(line + "\n")
 
 
-def run_scanner(state):
-    """The scanner once, now, in this process against the running moto server; its metrics go where
-    `make run` writes the API's, not between the demo's lines."""
+def use_the_running_aws(state):
+    """Point this process's AWS clients at `make run`'s moto server and tables."""
     os.environ.update(AWS_ENDPOINT_URL=state["moto"], SLA_TABLE_PREFIX=state["table_prefix"],
                       AWS_DEFAULT_REGION=state["region"], AWS_ACCESS_KEY_ID="testing",
                       AWS_SECRET_ACCESS_KEY="testing", SLA_EML_DIR=state["eml_dir"], SLA_LOG_LEVEL="WARNING")
+
+
+def run_scanner(state, settled_at):
+    """The scanner once, in this process against the running moto server, once the import has settled
+    (`settled_at`: a minute after the demo's last write); its metrics go where `make run` writes the
+    API's, not between the demo's lines."""
     from chalicelib import logs, scanner
     from chalicelib.aws import metrics
-    from chalicelib.core.alerts import IMPORT_SETTLES
 
     logs.configure()
     metrics.use_writer(lambda document: append_line(state["metrics_file"], json.dumps(document)))
-    # The scanner leaves an import alone until its writes have settled for a minute; the demo looks a
-    # minute ahead instead of waiting (every deadline it posted is long past either way).
-    return scanner.scan(datetime.now(UTC) + IMPORT_SETTLES)
+    wait = (settled_at - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        print(f"Waiting {wait:.0f} s: the scanner leaves an import alone until a minute after its last write.",
+              flush=True)
+        time.sleep(wait)
+    return scanner.scan(datetime.now(UTC))
 
 
 def what_if(api, state):
@@ -230,10 +250,29 @@ def _amount(summary):
     return f"{total} (capped)" if summary["penalties"]["capped"] else total
 
 
-def main():
-    if not STATE.exists():
+def kind_of(eml):
+    """What a kept email is, from its X-SLA-Notification header (`<owner>|<outbox key>`): the first word
+    of the key, e.g. "breach" for breach|first_response|0. (Its file name cannot tell: a contract id
+    may hold the '-' that separates the name's parts.)"""
+    with eml.open("rb") as file:
+        notification = email.message_from_binary_file(file)["X-SLA-Notification"]
+    return notification.split("|")[1].split("_")[0]
+
+
+def load_state(path):
+    """`make run`'s run state, with the contract and agent token of `make demo`'s own contract in place
+    of the "demo" contract's."""
+    if not path.exists():
         sys.exit("demo: start the service first with `make run` (in another terminal)")
-    state = json.loads(STATE.read_text())
+    state = json.loads(path.read_text())
+    if "make_demo" not in state:
+        sys.exit("demo: this `make run` started before the demo had a contract of its own: restart it")
+    return state | state["make_demo"]
+
+
+def main():
+    state = load_state(STATE)
+    use_the_running_aws(state)
     api = Api(state["api"])
     try:
         api.call("GET", "/health", state["admin"])
@@ -241,12 +280,11 @@ def main():
         sys.exit(f"demo: nothing answers at {state['api']}: is `make run` still running?")
     print(f"Posting a fortnight around National Day 2026 to contract {state['contract_id']!r}:")
     ids = post_requests(api, state)
+    settled_at = datetime.now(UTC) + IMPORT_SETTLES  # the requests' last write is behind us
     print_skipped(api, state, ids)
     print("Phone and chat (the contract's answer-time clauses):")
     ensure_channels(api, state)
     post_interactions(api, state)
-    report = run_scanner(state)
-    print(f"\nScanner: {report.due} requests due, {report.sent} emails sent, {report.pending} pending.")
     print("Tallying each day (POST /contracts/…/tallies):")
     for day in DAYS:
         status, tally = api.call("POST", f"/contracts/{state['contract_id']}/tallies", state["admin"],
@@ -260,10 +298,13 @@ def main():
         print(json.dumps({k: body[k] for k in ("requests", "breaches", "on_time_rate", "penalties", "kpi")},
                          ensure_ascii=False, indent=2))
     print_service_levels(body)  # October's
-    emails = sorted(Path(state["eml_dir"]).glob("*.eml"))
-    kinds = Counter(path.stem.split("-", 2)[2].split("_")[0] for path in emails)
-    print(f"\n{len(emails)} emails in {state['eml_dir']}/: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
     what_if(api, state)
+    print()
+    report = run_scanner(state, settled_at)
+    print(f"Scanner: {report.due} requests due, {report.sent} emails sent, {report.pending} pending.")
+    emails = sorted(Path(state["eml_dir"]).glob("*.eml"))
+    kinds = Counter(kind_of(path) for path in emails)
+    print(f"{len(emails)} emails in {state['eml_dir']}/: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
     return 0
 
 

@@ -4,7 +4,9 @@
 2. An embedded moto server on 127.0.0.1 (`SLA_MOTO_PORT`, default: a free port) stands in for DynamoDB
    and SES; `AWS_ENDPOINT_URL` points at it before `chalicelib.aws.tables` is imported.
 3. Tables, the demo contract (seed/demo-contract.json as contract "demo", its SES sender verified),
-   one agent and one client token; the tokens and ready-to-paste `export` lines are printed.
+   one agent and one client token; the tokens and ready-to-paste `export` lines are printed. The same
+   document as contract "national-day", with tokens of its own, for `make demo` (in the run state only),
+   so that the demo's fortnight and what you try by hand never count in each other's reports.
 4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000),
    answering a path no route has as the deployed API does (`LocalRequestHandler`).
 5. A ticker runs every `@app.schedule` function every `SLA_TICK_SECONDS` (default 60): `chalice local`
@@ -255,21 +257,22 @@ class MailSummary(logging.Handler):
                   flush=True)
 
 
-def write_run_state(urls, seeded):
+def write_run_state(urls, seeded, demo_seeded):
     """Where the running service is and its tokens, for `make demo` (SLA_RUN_STATE, default
-    .run/local.json: git-ignored, owner-only)."""
+    .run/local.json: git-ignored, owner-only): `demo_seeded` is the contract `make demo` posts to."""
     path = Path(os.environ.get("SLA_RUN_STATE") or ROOT / ".run" / "local.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"api": urls["api"], "moto": urls["moto"], "table_prefix": os.environ["SLA_TABLE_PREFIX"],
              "region": os.environ["AWS_DEFAULT_REGION"], "eml_dir": os.environ["SLA_EML_DIR"],
              "metrics_file": os.environ["SLA_METRICS_FILE"],
              "contract_id": seeded["contract_id"], "admin": os.environ["SLA_ADMIN_TOKEN"],
-             "agent": seeded["agent"], "client": seeded["client"]}
+             "agent": seeded["agent"], "client": seeded["client"],
+             "make_demo": {"contract_id": demo_seeded["contract_id"], "agent": demo_seeded["agent"]}}
     path.write_text(json.dumps(state, indent=2))
     path.chmod(0o600)
 
 
-def banner(urls, admin_token, generated, seeded):
+def banner(urls, admin_token, generated, seeded, demo_seeded):
     q = shlex.quote
     lines = [
         "",
@@ -278,6 +281,7 @@ def banner(urls, admin_token, generated, seeded):
         f"  AWS (moto)    {urls['moto']}   tables {os.environ['SLA_TABLE_PREFIX']}*",
         f"  contract      {seeded['contract_id']} (seed/demo-contract.json, version {seeded['version']}), "
         f"SES sender {seeded['sender']} verified",
+        f"  make demo     posts to contract {demo_seeded['contract_id']} (the same terms), apart from your requests",
         f"  admin token   {admin_token}" + ("   (generated; set SLA_ADMIN_TOKEN to choose one)" if generated else ""),
         f"  agent token   {seeded['agent']}",
         f"  client token  {seeded['client']}",
@@ -323,6 +327,7 @@ def serve(stack):
 
     tables.create_all()
     seeded = seed.seed_demo(datetime.now(UTC))
+    demo_seeded = seed.seed_demo(datetime.now(UTC), seed.MAKE_DEMO_ID)
 
     from chalice.deploy.validate import validate_routes
     from chalice.local import create_local_server
@@ -350,9 +355,8 @@ def serve(stack):
     stack.callback(ticker.stop)
 
     urls = {"api": f"http://{HOST}:{server.port}", "moto": moto_url}
-    write_run_state(urls, seeded)
-    banner(urls, os.environ["SLA_ADMIN_TOKEN"],
-           generated is not None, seeded)
+    write_run_state(urls, seeded, demo_seeded)
+    banner(urls, os.environ["SLA_ADMIN_TOKEN"], generated is not None, seeded, demo_seeded)
 
 
 def _interrupt(signum, frame):

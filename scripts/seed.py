@@ -15,7 +15,8 @@ from chalicelib.core.errors import NotFoundError
 from chalicelib.core.policy import parse_contract
 
 DEMO_FILE = Path(__file__).resolve().parent.parent / "seed" / "demo-contract.json"
-DEMO_ID = "demo"
+DEMO_ID = "demo"  # yours: the README's tour and the curl session of docs/local.md
+MAKE_DEMO_ID = "national-day"  # `make demo`'s, under the same terms: its fortnight and your requests stay apart
 BOOTSTRAP = tokens.Principal(tokens.BOOTSTRAP_ID, "admin", None)
 _META_KEYS = ("contract_id", "version", "updated_at", "calendar_years")
 

@@ -91,4 +91,18 @@ class Spec:
                 for error in self._validator(schema_pointer).iter_errors(document)]
 
 
+    def request_problems(self, method, path, document):
+        """What is off-spec about a JSON request body sent to `method` `path` (for the documents'
+        examples; the service checks bodies itself, more strictly)."""
+        template = self.operation(method, path)
+        if template is None:
+            return [f"{method} {path} is not an operation of the spec"]
+        if "requestBody" not in self.document["paths"][template][method.lower()]:
+            return [f"{method} {template} takes no body"]
+        pointer = self._pointer("paths", template, method.lower(), "requestBody", "content", "application/json",
+                                "schema")
+        return [f"{method} {template} body: {'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
+                for error in self._validator(pointer).iter_errors(document)]
+
+
 SPEC = Spec(openapi.document())

@@ -1,4 +1,5 @@
 """`make run` (scripts/run_local.py): the real program end to end, its ticker, and the idempotent seed."""
+import email
 import http.client
 import importlib.util
 import json
@@ -15,10 +16,12 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 from chalice import Chalice, Rate
+from wcwidth import wcswidth
 
 from chalicelib import tokens
 
@@ -123,6 +126,7 @@ def test_make_run_serves_the_api_on_seeded_moto_and_stops_cleanly_on_ctrl_c(runn
     assert process.wait(timeout=20) == 0
     assert "Traceback" not in drained_stderr()
     assert any("no scheduled functions yet" in line or "ticker: every" in line for line in output)
+    assert any("make demo     posts to contract national-day" in line for line in output)
     [where] = [line for line in output if line.strip().startswith("calendar ")]
     assert f"{base}/contracts/demo/calendar" in where and f"{base}/contracts/demo/calendar.ics?token=" in where
 
@@ -142,13 +146,18 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
     earlier.mkdir()
     (earlier / "20260101T000000-req_old-acknowledgement.eml").write_bytes(b"Subject: old\r\n\r\nold\r\n")
     demo = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=180)
+    finished = datetime.now(UTC)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Report 2026-10:" in demo.stdout and "2026-10-01  received  1" in demo.stdout
     assert '"_aws"' not in demo.stdout  # the scan's metrics went to the run's metrics file instead
     written = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("ScanDue" in document and document["ScanDue"] for document in written)
-    assert "What if (2026-10, 2 requests received)" in demo.stdout and "1,000 (capped)" in demo.stdout
+    assert "What if (2026-10, 2 requests received)" in demo.stdout
+    assert re.search(r"^  penalties CNY +[0-9,]+ +1,000 \(capped\)$", demo.stdout, re.M)  # only the candidate's
+    # The subjects are padded by the columns they take, so the request ids line up under each other.
+    listing = re.findall(r"^  (?:urgent|high|medium|low) .* req_\w+$", demo.stdout, re.M)
+    assert len(listing) == 7 and len({wcswidth(line[:line.index("req_")]) for line in listing}) == 1
     assert "440 calls and chats of 2026-10-08: 440 accepted, 0 replaced" in demo.stdout
     [phone] = [line.split() for line in demo.stdout.splitlines() if line.strip().startswith("phone ")]
     assert phone[1] == "60s" and int(phone[2]) < 260  # calls outside the hotline's hours do not count
@@ -156,18 +165,26 @@ def test_make_demo_posts_a_fortnight_tallies_it_and_prints_the_report(running, t
     assert folder.parent == tmp_path / "outbox" and folder != earlier
     sent = list(folder.glob("*.eml"))
     assert len(sent) > 10 and f"\n{len(sent)} emails in {folder}/: " in demo.stdout
+    [kinds] = re.findall(rf"^{len(sent)} emails in .*/: (\d+ [a-z]+(?:, \d+ [a-z]+)*)$", demo.stdout, re.M)
+    assert {"breach", "daily"} <= {count.split()[1] for count in kinds.split(", ")}
+    # Sent when the import had settled, not a minute ahead of the clock: dated no later than now.
+    dates = [parsedate_to_datetime(email.message_from_bytes(path.read_bytes())["Date"]) for path in sent]
+    assert max(dates) <= finished
     # Every request was imported weeks late: its customer's notices were recorded, not sent.
     assert not [path for path in sent if "customer.example" in path.read_text("utf-8", "replace")]
     assert re.search(r"^  [1-9][0-9]* customer notices recorded as skipped, reason backdated", demo.stdout, re.M)
     # Run again, its posts are idempotent: the same requests (by Idempotency-Key), no event twice, the
     # interactions replacing themselves. (Scanning and tallying again are idempotent by their own tests.)
     demo_module = load_script("demo_under_test", ROOT / "scripts" / "demo.py")
-    api, state = demo_module.Api(exports["SLA"]), run_state(tmp_path)
+    api, state = demo_module.Api(exports["SLA"]), demo_module.load_state(tmp_path / "local.json")
     assert list(demo_module.post_requests(api, state).values()) == first_ids(demo.stdout)
     demo_module.post_interactions(api, state)
     assert "440 accepted, 440 replaced" in capsys.readouterr().out
-    status, listing = call("GET", f"{exports['SLA']}/requests?limit=50", exports["AGENT"])
+    # The demo posts to a contract of its own: the "demo" contract of the README's tour stays empty.
+    assert state["contract_id"] == "national-day" and "to contract 'national-day'" in demo.stdout
+    status, listing = call("GET", f"{exports['SLA']}/requests?limit=50", state["agent"])
     assert status == 200 and len(listing["items"]) == 7
+    assert call("GET", f"{exports['SLA']}/requests?limit=50", exports["AGENT"]) == (200, {"items": [], "next": None})
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
 

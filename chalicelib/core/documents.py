@@ -1,6 +1,6 @@
 """JSON documents the API returns (see docs/api.md). Pure: records, calendars and SLA state in, dicts out."""
 import math
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.core.clock import PROGRESS_UPDATE
 from chalicelib.core.webhook_rules import MASK
@@ -8,6 +8,12 @@ from chalicelib.core.webhook_rules import MASK
 
 def iso(dt, tz):
     return dt.astimezone(tz).isoformat() if dt is not None else None
+
+
+def outage_document(outage, tz):
+    """An outage (start and end stored as UTC ISO strings) with its times in the contract's timezone."""
+    return {"start": datetime.fromisoformat(outage.start).astimezone(tz).isoformat(),
+            "end": datetime.fromisoformat(outage.end).astimezone(tz).isoformat(), "description": outage.description}
 
 
 def _minutes(value, breached):

@@ -261,8 +261,8 @@ def render_daily_tally(language, context):
         "penalties": _number(day["penalties"]),
     }
     width = max(_columns(label) for label, _, _ in rows)
-    text_rows = "\n".join(f"{_left(label, width)}  {_right(d, 8)}  {_right(m, 8)}" for label, d, m in rows)
-    header = f"{_left(labels['item'], width)}  {_right(labels['day'], 8)}  {_right(labels['month'], 8)}"
+    text_rows = "\n".join(f"{ljust_columns(label, width)}  {_right(d, 8)}  {_right(m, 8)}" for label, d, m in rows)
+    header = f"{ljust_columns(labels['item'], width)}  {_right(labels['day'], 8)}  {_right(labels['month'], 8)}"
     html_rows = "\n".join(_TALLY_ROW_HTML.format(label=html.escape(label), day=html.escape(str(d)),
                                                  month=html.escape(str(m))) for label, d, m in rows)
     markup = {key: html.escape(value) for key, value in values.items()}
@@ -281,7 +281,9 @@ def _columns(text):
     return len(text) if width < 0 else width
 
 
-def _left(value, width):
+def ljust_columns(value, width):
+    """`value` padded with spaces to `width` columns of a monospace font (str.ljust pads Chinese text
+    by characters, which take two columns each: the columns after it would not line up)."""
     text = str(value)
     return text + " " * (width - _columns(text))
 
@@ -378,7 +380,7 @@ def render_customer_report(language, context):
     values = {"contract_name": one_line(_string(context["contract_name"])),
               "contract_id": _string(context["contract_id"]), "month": _string(context["month"])}
     width = max(_columns(label) for label, _ in rows)
-    text_rows = "\n".join(f"{_left(label, width)}  {_right(value, 12)}" for label, value in rows)
+    text_rows = "\n".join(f"{ljust_columns(label, width)}  {_right(value, 12)}" for label, value in rows)
     html_rows = "\n".join(_REPORT_ROW_HTML.format(label=html.escape(label), value=html.escape(str(value)))
                           for label, value in rows)
     markup = {key: html.escape(value) for key, value in values.items()}

@@ -12,13 +12,30 @@ class SlaError(Exception):
 
 
 class ValidationError(SlaError, ValueError):
-    """A field of a document is missing or wrong. `field` is its dotted path, e.g. `calendar.hours[1]`."""
+    """A field of a document is missing or wrong. `field` is its dotted path, e.g. `calendar.hours[1]`.
+    `problems` holds each (field, message) the error reports: one, or several found at once (`several`)."""
 
     code = "BadRequestError"
+    MAX_NAMED = 10  # problems spelled out in one message; the rest are counted
 
     def __init__(self, field, message):
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.problems = ((field, message),)
+
+    @classmethod
+    def several(cls, problems):
+        """One error for a list of (field, message), e.g. every missing field of a body: its message
+        names up to MAX_NAMED of them, "field: message; field: message", and counts the rest. With a
+        single problem it is the plain one-field error. `field` is the first problem's."""
+        error = cls(*problems[0])
+        if len(problems) > 1:
+            named = "; ".join(f"{field}: {message}" for field, message in problems[:cls.MAX_NAMED])
+            rest = len(problems) - cls.MAX_NAMED
+            error.message = named + (f"; and {rest} more" if rest > 0 else "")
+            error.args = (error.message,)
+            error.problems = tuple(problems)
+        return error
 
 
 class ConflictError(SlaError):

@@ -20,6 +20,20 @@ def require_object(value, name):
     return value
 
 
+def missing(doc, keys, prefix="", null=False):
+    """The paths of the `keys` the object `doc` lacks (`null`: a null value counts as lacking), each
+    prefixed by `prefix`, the dotted path of `doc` ("" at the top level)."""
+    return [f"{prefix}.{key}" if prefix else key for key in keys
+            if key not in doc or (null and doc[key] is None)]
+
+
+def require(paths, messages=None):
+    """A ValidationError naming every path of `paths` (missing fields) at once, up to
+    ValidationError.MAX_NAMED of them, as "is required" or its entry in `messages` (path -> message)."""
+    if paths:
+        raise ValidationError.several([(path, (messages or {}).get(path, "is required")) for path in paths])
+
+
 def reject_unknown(doc, allowed, prefix=""):
     """`prefix` is the dotted path of `doc` ("" at the top level)."""
     for key in doc:
@@ -192,9 +206,19 @@ def page_start(params, decode, *args, name="next"):
         raise ValidationError(name, str(exc)) from None
 
 
+MONTH_REQUIRED = f"is required, as a month YYYY-MM from {FIRST_YEAR}-01 to {LAST_YEAR}-12"
+
+
 def month(value, name):
     """(year, month) of a "YYYY-MM" value; the years are those whose months have bounds and listing keys."""
-    match = _MONTH.fullmatch(value) if isinstance(value, str) else None
-    if not match or not 1 <= int(match.group(2)) <= 12 or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
-        raise ValidationError(name, f"is required, as a month YYYY-MM from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
+    if value is None:
+        raise ValidationError(name, MONTH_REQUIRED)
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string, a month YYYY-MM")
+    match = _MONTH.fullmatch(value)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        shown = value if len(value) <= 20 else value[:20] + "…"
+        raise ValidationError(name, f"{shown} is not a month (YYYY-MM)")
+    if not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+        raise ValidationError(name, f"{value} is outside the months from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
     return int(match.group(1)), int(match.group(2))

@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.errors import ForbiddenError, ValidationError
-from chalicelib.core.fields import channel_name, email_address, instant, reject_unknown, require_object, text
+from chalicelib.core.fields import (
+    channel_name,
+    email_address,
+    instant,
+    missing,
+    reject_unknown,
+    require,
+    require_object,
+    text,
+)
 from chalicelib.core.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
@@ -17,6 +26,7 @@ MAX_NOTE = 4000
 MAX_NAME = 200
 REQUEST_KEYS = ("contract_id", "priority", "category", "channel", "subject", "description", "requester",
                 "received_at")
+REQUIRED_REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "requester")
 PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
 SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
@@ -37,7 +47,8 @@ EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "regi
 
 
 def _backdated(body, key, role, now, not_before=None):
-    """`received_at` / `at`: only agents and admins may set it; never in the future."""
+    """`received_at` / `at`: only agents and admins may set it; never in the future, nor before
+    `not_before` (an aware datetime, named in the message in its own timezone)."""
     if body.get(key) is None:
         return now
     if role not in BACKDATING_ROLES:
@@ -81,25 +92,28 @@ class NewRequest:
     category: str | None = None
 
 
-def contract_id_of(body):
+def _request_shape(body):
+    """A POST /requests body is an object of known keys with every required one: else a 400 naming
+    every missing field at once (`requester.email` too, when `requester` is an object)."""
     require_object(body, "body")
-    if "contract_id" not in body:
-        raise ValidationError("contract_id", "is required")
+    reject_unknown(body, REQUEST_KEYS)
+    requester = body.get("requester")
+    require(missing(body, REQUIRED_REQUEST_KEYS)
+            + (missing(requester, ("email",), "requester") if isinstance(requester, dict) else []))
+
+
+def contract_id_of(body):
+    """The contract a POST /requests body names, once the body has its shape (_request_shape)."""
+    _request_shape(body)
     return text(body["contract_id"], "contract_id", 64)
 
 
 def parse_new_request(body, policy, role, now):
     """A POST /requests body, checked against the contract's policy."""
-    require_object(body, "body")
-    reject_unknown(body, REQUEST_KEYS)
-    for key in ("priority", "channel", "subject", "requester"):
-        if key not in body:
-            raise ValidationError(key, "is required")
+    _request_shape(body)
     priority = _priority(body["priority"], policy)
     requester = require_object(body["requester"], "requester")
     reject_unknown(requester, ("name", "email"), "requester")
-    if "email" not in requester:
-        raise ValidationError("requester.email", "is required")
     clean_requester = {"email": email_address(requester["email"], "requester.email")}
     if requester.get("name") is not None:
         clean_requester["name"] = text(requester["name"], "requester.name", MAX_NAME)
@@ -179,12 +193,14 @@ def parse_event(body, policy, role, now, last_at):
         fields["channel"] = channel
     if body.get("note") is not None:
         fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0, multiline=True)
-    return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=last_at), **fields)
+    not_before = last_at.astimezone(policy.calendar.tz) if last_at is not None else None
+    return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=not_before), **fields)
 
 
 MAX_INTERACTIONS = 500  # per call: a feed's batch, well inside the API's body limit
 MAX_INTERACTION_ID = 128
 INTERACTION_KEYS = ("id", "channel", "offered_at", "answered_at", "abandoned_at")
+REQUIRED_INTERACTION_KEYS = ("id", "channel", "offered_at")
 # Interactions are kept this long (DynamoDB's TTL removes them after): an older one could not be kept.
 INTERACTION_RETENTION = timedelta(days=400)
 
@@ -201,6 +217,8 @@ def parse_interactions(body, policy, now):
         raise ValidationError("items", f"holds {len(items)} interactions; send at most {MAX_INTERACTIONS} per call")
     if not policy.interactions:
         raise ValidationError("items", "the contract defines no interaction channels (its `interactions` key)")
+    require([path for i, item in enumerate(items) if isinstance(item, dict)
+             for path in missing(item, REQUIRED_INTERACTION_KEYS, f"items[{i}]", null=True)])
     parsed, seen = [], {}
     for i, item in enumerate(items):
         interaction = parse_interaction(item, f"items[{i}]", policy, now)
@@ -216,9 +234,7 @@ def parse_interaction(item, where, policy, now):
     or abandoned (neither: still waiting when sent, or ended otherwise; it counts as offered only)."""
     require_object(item, where)
     reject_unknown(item, INTERACTION_KEYS, where)
-    for key in ("id", "channel", "offered_at"):
-        if item.get(key) is None:
-            raise ValidationError(f"{where}.{key}", "is required")
+    require(missing(item, REQUIRED_INTERACTION_KEYS, where, null=True))
     interaction_id = text(item["id"], f"{where}.id", MAX_INTERACTION_ID)
     channel = item["channel"]
     if not isinstance(channel, str) or channel not in policy.interactions:
@@ -270,9 +286,7 @@ def parse_year_schedule(body, year):
     days (`workdays`) and where they were published (`source`)."""
     require_object(body, "body")
     reject_unknown(body, SCHEDULE_KEYS)
-    for key in SCHEDULE_KEYS:
-        if key not in body:
-            raise ValidationError(key, "is required")
+    require(missing(body, SCHEDULE_KEYS))
     holidays = _dates_of_year(body["holidays"], "holidays", year)
     workdays = _dates_of_year(body["workdays"], "workdays", year)
     for day, i in sorted(workdays.items(), key=lambda pair: pair[1]):

@@ -11,7 +11,16 @@ from chalicelib.core.calendar import BusinessCalendar
 from chalicelib.core.durations import Duration, parse_duration
 from chalicelib.core.emails import LANGUAGES, MAX_RECIPIENTS, distinct_addresses
 from chalicelib.core.errors import ConflictError, ValidationError
-from chalicelib.core.fields import channel_name, email_address, number, reject_unknown, require_object, text
+from chalicelib.core.fields import (
+    channel_name,
+    email_address,
+    missing,
+    number,
+    reject_unknown,
+    require,
+    require_object,
+    text,
+)
 from chalicelib.core.webhook_rules import EVENTS as WEBHOOK_EVENTS
 from chalicelib.core.webhook_rules import MASK, MAX_SECRET, MIN_SECRET, check_url
 
@@ -213,8 +222,6 @@ def _priorities(value, business_day_minutes=None):
         _name(key, where, "priority")
         require_object(spec, where)
         reject_unknown(spec, TARGETS + ("clock",), where)
-        if "first_response" not in spec:
-            raise ValidationError(f"{where}.first_response", "is required")
         clock = spec.get("clock", "business")
         if clock not in CLOCKS:
             raise ValidationError(f"{where}.clock", f"must be one of {', '.join(CLOCKS)}")
@@ -259,9 +266,6 @@ def _interactions(value):
         _name(channel, where, "channel")
         require_object(spec, where)
         reject_unknown(spec, ("answer_within", "target", "hours"), where)
-        for key in ("answer_within", "target"):
-            if key not in spec:
-                raise ValidationError(f"{where}.{key}", "is required")
         within = parse_duration(spec["answer_within"], f"{where}.answer_within")
         if within.is_working_days or within.seconds > MAX_ANSWER_WITHIN_S:
             raise ValidationError(f"{where}.answer_within", "must be seconds, minutes or hours, at most 24h")
@@ -315,11 +319,8 @@ def _webhooks(value, submitted, allow_local):
     for i, spec in enumerate(value):
         where = f"webhooks[{i}]"
         require_object(spec, where)
-        secret_key = "secret" if submitted or "secret_ref" not in spec else "secret_ref"
+        secret_key = _secret_key(spec, submitted)
         reject_unknown(spec, ("url", "events", secret_key), where)
-        for key in ("url", "events", secret_key):
-            if key not in spec:
-                raise ValidationError(f"{where}.{key}", "is required")
         url = check_url(spec["url"], f"{where}.url", allow_local) if submitted else spec["url"]
         if any(hook.url == url for hook in hooks):
             raise ValidationError(f"{where}.url", "is listed twice")
@@ -340,6 +341,28 @@ def _webhooks(value, submitted, allow_local):
         normalized.append({"url": url, "events": ordered, secret_key: secret})
         hooks.append(Webhook(url, frozenset(ordered), secret if secret_key == "secret_ref" else None))
     return normalized, tuple(hooks)
+
+
+def _secret_key(spec, submitted):
+    """Where a webhook keeps its secret: "secret" in a submitted document, "secret_ref" once stored."""
+    return "secret" if submitted or "secret_ref" not in spec else "secret_ref"
+
+
+def _missing_fields(doc, submitted):
+    """The paths of every required field a contract document lacks (`name`, `priorities`, a priority's
+    `first_response`, a channel's `answer_within` and `target`, a webhook's `url`, `events` and
+    secret), so that one 400 names them all."""
+    found = missing(doc, ("name", "priorities"))
+    for section, keys in (("priorities", ("first_response",)), ("interactions", ("answer_within", "target"))):
+        specs = doc.get(section)
+        if isinstance(specs, dict):
+            found += [path for key, spec in specs.items() if isinstance(spec, dict)
+                      for path in missing(spec, keys, f"{section}.{key}")]
+    hooks = doc.get("webhooks")
+    if isinstance(hooks, list):
+        found += [path for i, spec in enumerate(hooks) if isinstance(spec, dict)
+                  for path in missing(spec, ("url", "events", _secret_key(spec, submitted)), f"webhooks[{i}]")]
+    return found
 
 
 def _penalties(value):
@@ -424,8 +447,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     """
     require_object(doc, "contract")
     reject_unknown(doc, CONTRACT_KEYS, "")
-    if "name" not in doc:
-        raise ValidationError("name", "is required")
+    require(_missing_fields(doc, admitted_at is not None))
     name = text(doc["name"], "name", MAX_NAME)
     timezone = doc.get("timezone", DEFAULT_TIMEZONE)
     if not isinstance(timezone, str):
@@ -436,8 +458,6 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     if admitted_at is not None:
         calendar.require_working_time(admitted_at.astimezone(calendar.tz).date())
         day_minutes = calendar.regular_day_minutes
-    if "priorities" not in doc:
-        raise ValidationError("priorities", "is required")
     priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
     categories_doc, categories = _categories(doc.get("categories"), priorities, day_minutes)
     interactions_doc, interactions = _interactions(doc.get("interactions"))
