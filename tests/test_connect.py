@@ -33,9 +33,11 @@ def stamp(moment):
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def contact_record(contact_id, queue_id, enqueued, answered=None, gone=None, channel="VOICE", updated=0):
+def contact_record(contact_id, queue_id, enqueued, answered=None, gone=None, channel="VOICE", updated=0,
+                   method="INBOUND", initial=None, previous=None, following=None):
     """A contact record as Connect exports it: `answered` (seconds after enqueue) connects an agent,
-    `gone` (seconds after enqueue) disconnects the customer; `updated` moves LastUpdateTimestamp."""
+    `gone` (seconds after enqueue) disconnects the customer; `updated` moves LastUpdateTimestamp.
+    `initial`, `previous` and `following` link a leg to the others of its customer contact."""
     disconnect = enqueued + timedelta(seconds=gone if gone is not None else (answered or 0) + 180)
     agent = None if answered is None else {
         "ARN": f"{INSTANCE}/agent/5e6f7a8b-agent-0001",
@@ -58,13 +60,13 @@ def contact_record(contact_id, queue_id, enqueued, answered=None, gone=None, cha
         "CustomerEndpoint": {"Address": "+8613800000000", "Type": "TELEPHONE_NUMBER"},
         "DisconnectTimestamp": stamp(disconnect),
         "DisconnectReason": "CUSTOMER_DISCONNECT",
-        "InitialContactId": None,
-        "InitiationMethod": "INBOUND",
+        "InitialContactId": initial,
+        "InitiationMethod": method,
         "InitiationTimestamp": stamp(enqueued - timedelta(seconds=15)),
         "InstanceARN": INSTANCE,
         "LastUpdateTimestamp": stamp(disconnect + timedelta(minutes=1 + updated)),
-        "NextContactId": None,
-        "PreviousContactId": None,
+        "NextContactId": following,
+        "PreviousContactId": previous,
         "Queue": {
             "ARN": f"{INSTANCE}/queue/{queue_id}",
             "Name": "Hotline",
@@ -156,8 +158,10 @@ def stream(aws):
 
 
 def counts(result, **expected):
-    return {"records": 0, "stored": 0, "replaced": 0, "duplicates": 0, "unknown_queue": 0, "skipped": 0,
-            "malformed": 0, "failed": 0} | expected == result
+    """The consumer's counts: every one not named is 0; `contacts` defaults to `stored` (one leg a contact)."""
+    expected.setdefault("contacts", expected.get("stored", 0))
+    return dict.fromkeys(("records", "stored", "replaced", "duplicates", "contacts", "unknown_queue", "unmapped",
+                          "skipped", "malformed", "failed"), 0) | expected == result
 
 
 def channels(admin, date="2026-11-23"):
@@ -183,7 +187,7 @@ def test_contact_records_become_the_interactions_of_the_contract_listing_their_q
 def test_a_redelivered_record_replaces_the_first_and_duplicates_in_a_batch_keep_the_latest(acme, later, stream):
     first = contact_record("c-1", HOTLINE, MONDAY_10, answered=90)
     assert counts(stream.deliver(first), records=1, stored=1)
-    newer = contact_record("c-1", HOTLINE, MONDAY_10, answered=30, updated=5)
+    newer = contact_record("c-1", HOTLINE, MONDAY_10, answered=30, updated=10)
     older = contact_record("c-1", HOTLINE, MONDAY_10, answered=300, updated=1)
     assert counts(stream.deliver(newer, older), records=2, stored=1, replaced=1, duplicates=1)
     assert counts(stream.deliver(newer), records=1, stored=1, replaced=1)  # at least once: again
@@ -202,12 +206,14 @@ def test_records_of_foreign_queues_are_counted_and_skipped(acme, later, stream, 
     assert summary["unknown_queue"] == 2 and summary["unknown_queues"] == [OTHER]
 
 
-def test_contacts_that_are_no_call_or_chat_or_never_queued_are_skipped(acme, later, stream):
+def test_contacts_of_channels_the_contract_does_not_measure_or_in_no_queue_are_skipped(acme, later, stream):
     task = contact_record("t-1", HOTLINE, MONDAY_10, answered=10, channel="TASK")
-    outbound = contact_record("o-1", HOTLINE, MONDAY_10, answered=10)
-    outbound["InitiationMethod"], outbound["Queue"] = "OUTBOUND", None
-    no_chat_contract = contact_record("chat-1", HOTLINE, MONDAY_10, answered=10, channel="CHAT")
-    assert counts(stream.deliver(task, outbound, no_chat_contract), records=3, stored=1, skipped=2)
+    email = contact_record("e-1", HOTLINE, MONDAY_10, answered=10, channel="EMAIL")
+    no_queue = contact_record("o-1", HOTLINE, MONDAY_10, answered=10, method="OUTBOUND")
+    no_queue["Queue"] = None
+    other_channel = contact_record("x-1", HOTLINE, MONDAY_10, answered=10, channel="SMS")
+    assert counts(stream.deliver(task, email, no_queue, other_channel), records=4, unmapped=2, skipped=2)
+    assert channels(acme)["phone"]["offered"] == 0
 
 
 def test_malformed_records_are_logged_and_skipped_never_blocking_the_shard(acme, later, stream, caplog):
@@ -226,7 +232,8 @@ def test_malformed_records_are_logged_and_skipped_never_blocking_the_shard(acme,
     assert counts(result, records=8, stored=1, malformed=7)
     warnings = [r.fields for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 7 and all(w["sequence_number"] for w in warnings)
-    assert "record.answered_at: must not precede offered_at" in [w["error"] for w in warnings]
+    assert "record.Agent.ConnectedToAgentTimestamp: must not precede Queue.EnqueueTimestamp" in [
+        w["error"] for w in warnings]
     assert channels(acme)["phone"]["offered"] == 1
 
 
@@ -235,7 +242,7 @@ def throttled_for(contract_id):
     original = botocore.client.BaseClient._make_api_call
 
     def throttled(client, operation, params):
-        if operation == "BatchWriteItem" and contract_id in json.dumps(params):
+        if operation in ("BatchWriteItem", "TransactWriteItems") and contract_id in json.dumps(params):
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"},
                                "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
         return original(client, operation, params)
@@ -269,13 +276,13 @@ def test_a_storage_failure_returns_its_records_for_retry_and_the_rest_of_the_bat
     assert acme.post("/contracts/beta/tallies", {"date": "2026-11-23"})[1]["interactions"]["phone"]["offered"] == 2
 
 
-def test_a_failure_to_read_the_contracts_fails_the_whole_batch(acme, later, stream, monkeypatch):
-    """Without the queue directory no record can be placed: the invocation fails and Lambda retries
+def test_a_failure_to_read_the_queue_index_fails_the_whole_batch(acme, later, stream, monkeypatch):
+    """Without the queue index no record can be placed: the invocation fails and Lambda retries
     (bisecting) the batch; nothing is lost."""
     original = botocore.client.BaseClient._make_api_call
 
     def failing(client, operation, params):
-        if operation == "Scan":
+        if operation == "BatchGetItem" and "connect_queues" in json.dumps(params):
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation)
         return original(client, operation, params)
 
@@ -283,7 +290,7 @@ def test_a_failure_to_read_the_contracts_fails_the_whole_batch(acme, later, stre
     event = stream.next_batch()
     with monkeypatch.context() as patch, Client(app) as chalice_client:
         patch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
-        with pytest.raises(Exception, match="injected"):  # pynamodb's ScanError around it
+        with pytest.raises(Exception, match="injected"):  # pynamodb's GetError around it
             chalice_client.lambda_.invoke("connect_contact_records", event)
     assert counts(invoke(event), records=1, stored=1)
 
