@@ -103,6 +103,21 @@ def _refuse_queues_of_other_contracts(contract_id, policy):
     return stale
 
 
+def claim_listed_queues():
+    """Fill the queue index for contracts stored before it existed (run once after upgrading): claim
+    each queue that a contract's latest version lists and no contract claims yet, contracts in id order
+    (so of two that list one queue, which a PUT refuses today, the first keeps it). Idempotent.
+    Returns {queue id: contract id} of the claims written."""
+    written = {}
+    for contract_id in store.contract_ids():
+        record = store.latest_contract(contract_id)
+        queues = set(_queues_of(record)) if record is not None else set()
+        for queue_id in sorted(queues - set(store.queue_claims(queues) if queues else {})):
+            if store.claim_queue(queue_id, contract_id):
+                written[queue_id] = contract_id
+    return written
+
+
 def schedule_reevaluation(contract_id, now):
     """Re-evaluate the contract's open requests in the background: the scanner drains the job a page
     at a time, so warnings and alerts follow the new version within a few scans."""

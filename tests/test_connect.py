@@ -4,10 +4,13 @@ Kinesis poller delivers them (base64 data, sequence numbers, at least once)."""
 import base64
 import copy
 import csv
+import importlib.util
 import io
 import json
 import logging
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import boto3
@@ -20,6 +23,7 @@ from chalice.test import Client
 from app import CONTACT_RECORD_STREAM, app
 from conftest import DEMO_CONTRACT
 
+ROOT = Path(__file__).resolve().parent.parent
 SH = ZoneInfo("Asia/Shanghai")
 INSTANCE = "arn:aws:connect:us-east-1:123456789012:instance/9a8b7c6d-0000-4000-8000-000000000001"
 HOTLINE, WEBCHAT, OTHER = "4c1e2f3a-hotline", "7d2e9b10-webchat", "ffff0000-someone-else"
@@ -699,3 +703,21 @@ def test_of_two_contracts_claiming_one_queue_at_once_the_first_to_commit_keeps_i
     status, body = admin.put("/contracts/beta", CONTRACT)
     assert status == 409 and body["Message"].startswith("amazon_connect.queue_ids:") and "acme" in body["Message"]
     assert raced and ConnectQueueModel.get(HOTLINE).contract_id == "acme"
+
+
+def test_contracts_stored_before_the_queue_index_get_their_queues_claimed_once(acme, later, stream, capsys,
+                                                                                monkeypatch):
+    from chalicelib.aws.tables import ConnectQueueModel
+    spec = importlib.util.spec_from_file_location("index_connect_queues", ROOT / "scripts" / "index_connect_queues.py")
+    index_connect_queues = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(index_connect_queues)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the script sets the stage's variables
+    for claim in ConnectQueueModel.scan():
+        claim.delete()  # as before the index existed
+    assert counts(stream.deliver(contact_record("u-1", HOTLINE, MONDAY_10, answered=5)), records=1,
+                  unknown_queue=1)
+    index_connect_queues.main(["--stage", "dev"])
+    assert "2 queue(s) claimed" in capsys.readouterr().out
+    assert counts(stream.deliver(contact_record("u-2", HOTLINE, MONDAY_10, answered=5)), records=1, stored=1)
+    index_connect_queues.main(["--stage", "dev"])
+    assert "0 queue(s) claimed" in capsys.readouterr().out

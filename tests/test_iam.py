@@ -302,7 +302,8 @@ def representative_flow(app, chalice_client, traveller):
     assert agent.post("/contracts/acme/interactions", calls)[1] == {"accepted": 1, "replaced": 0}
     assert agent.post("/contracts/acme/interactions", calls)[1] == {"accepted": 1, "replaced": 1}
     first_leg = {**CONTACT_RECORD, "ContactId": "c-1", "InitiationMethod": "INBOUND", "Agent": None,
-                 "NextContactId": "c-2", "Queue": {**CONTACT_RECORD["Queue"], "EnqueueTimestamp": "2026-11-23T00:59:00Z"}}
+                 "NextContactId": "c-2",
+                 "Queue": {**CONTACT_RECORD["Queue"], "EnqueueTimestamp": "2026-11-23T00:59:00Z"}}
     for record in ({**CONTACT_RECORD, "InitialContactId": "c-1", "InitiationMethod": "TRANSFER"},
                    first_leg):  # the first leg, come last, moves the customer contact to an earlier hour
         records = chalice_client.events.generate_kinesis_event([json.dumps(record).encode()])

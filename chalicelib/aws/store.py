@@ -143,6 +143,17 @@ def queue_claims(queue_ids):
             for item in ConnectQueueModel.batch_get(sorted(queue_ids), consistent_read=True)}
 
 
+def claim_queue(queue_id, contract_id):
+    """Claim a queue no contract claims; False when one does."""
+    try:
+        ConnectQueueModel(queue_id, contract_id=contract_id).save(condition=ConnectQueueModel.queue_id.does_not_exist())
+    except PutError as exc:
+        if _condition_failed(exc):
+            return False
+        raise
+    return True
+
+
 def release_queues(contract_id, queue_ids):
     """Remove the claims of `contract_id` on queues its latest version dropped (a claim another contract
     took meanwhile stays)."""
