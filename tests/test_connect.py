@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import CONTACT_RECORD_STREAM, app
+from chalicelib.core.customer_contacts import Leg, customer_interaction
 from conftest import DEMO_CONTRACT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -721,3 +722,43 @@ def test_contracts_stored_before_the_queue_index_get_their_queues_claimed_once(a
     assert counts(stream.deliver(contact_record("u-2", HOTLINE, MONDAY_10, answered=5)), records=1, stored=1)
     index_connect_queues.main(["--stage", "dev"])
     assert "0 queue(s) claimed" in capsys.readouterr().out
+
+
+def test_a_new_version_lists_at_most_50_queues(admin):
+    status, body = admin.put("/contracts/acme", {**CONTRACT, "amazon_connect": {"queue_ids": [f"q-{n}" for n in
+                                                                                               range(51)]}})
+    assert status == 400 and body["Message"].startswith("amazon_connect.queue_ids:"), body
+    assert admin.put("/contracts/acme", {**CONTRACT, "amazon_connect": {"queue_ids": [f"q-{n}" for n in
+                                                                                      range(50)]}})[0] == 201
+
+
+# --- the pure rules ---------------------------------------------------------------------------------
+
+
+def leg(contact_id, method="INBOUND", enqueued=0, answered=None, gone=None, previous=None, following=None, **more):
+    """A Leg with its times in seconds after MONDAY_10."""
+    def moment(seconds):
+        return None if seconds is None else MONDAY_10 + timedelta(seconds=seconds)
+    return Leg(contact_id, method, more.pop("channel", "VOICE"), moment(enqueued), moment(answered), moment(gone),
+               previous, following, **more)
+
+
+def test_a_customer_contact_is_measured_across_its_legs():
+    def of(*legs):
+        return customer_interaction("c", {each.contact_id: each for each in legs}, "phone")
+
+    waits = of(leg("c", gone=40, following="t"), leg("t", "QUEUE_TRANSFER", 40, answered=70, previous="c"))
+    assert (waits.offered_at, waits.answered_at, waits.abandoned_at) == (MONDAY_10, MONDAY_10 + timedelta(
+        seconds=70), None)
+    gave_up = of(leg("c", gone=40, following="t"), leg("t", "QUEUE_TRANSFER", 40, gone=200, previous="c"))
+    assert gave_up.abandoned_at == MONDAY_10 + timedelta(seconds=200)  # the last leg's end, not the first's
+    assert of(leg("c", enqueued=None, gone=10)) is None  # never queued
+    assert of(leg("c", "OUTBOUND", answered=5), leg("t", "TRANSFER", 30, answered=40, previous="c")) is None
+    assert of(leg("c", "API", answered=5, channel="CHAT")).answered_at is not None
+    assert of(leg("c", "API", answered=5)) is None  # a call started through the API: outbound
+    callback = of(leg("c", gone=120, following="b"), leg("b", "CALLBACK", 219, answered=240, previous="c"))
+    assert callback.callback and callback.answered_at == MONDAY_10 + timedelta(seconds=240)
+    going_on = of(leg("c", gone=None))
+    assert (going_on.answered_at, going_on.abandoned_at) == (None, None)
+    consulted = of(leg("c", answered=10, following="x"), leg("x", "MONITOR", previous="c", enqueued=None))
+    assert consulted.answered_at == MONDAY_10 + timedelta(seconds=10)
