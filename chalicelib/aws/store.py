@@ -123,6 +123,10 @@ def save_contract_version(contract_id, version, document, by, now, queues=(), st
     contract claims it, this one does, or `stale_claims` ({queue id: contract id}) names the contract
     that still claims it although its latest version no longer lists it."""
     record = ContractModel(contract_id, version, document=document, updated_at=now, updated_by=by)
+    if not queues:
+        with _stale_when_beaten():
+            record.save(condition=ContractModel.version.does_not_exist())
+        return record
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         tx.save(record, condition=ContractModel.version.does_not_exist())
         for queue_id in sorted(queues):
