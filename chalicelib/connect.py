@@ -38,8 +38,9 @@ from chalicelib import interactions
 from chalicelib.aws import metrics, records, store
 from chalicelib.core.customer_contacts import CHANNELS, Leg, newer
 from chalicelib.core.errors import ValidationError
-from chalicelib.core.fields import instant
+from chalicelib.core.fields import instant, text
 from chalicelib.core.intake import INTERACTION_RETENTION, MAX_INTERACTION_ID
+from chalicelib.core.policy import MAX_QUEUE_ID
 from chalicelib.logs import log_event
 
 logger = logging.getLogger("sla_clock.connect")
@@ -69,6 +70,7 @@ def contact_leg(record, now):
     arn = queue.get("ARN")
     if not isinstance(arn, str) or "/queue/" not in arn:
         raise Malformed("Queue.ARN is not a queue ARN")
+    queue_id = text(arn.rsplit("/queue/", 1)[1], "record.Queue.ARN", MAX_QUEUE_ID)  # a key of the queue index
     enqueued = _time(queue, "EnqueueTimestamp", "Queue.", now)
     if enqueued is not None and enqueued < now - INTERACTION_RETENTION:
         raise ValidationError("record.Queue.EnqueueTimestamp", f"is older than the {INTERACTION_RETENTION.days} "
@@ -81,7 +83,7 @@ def contact_leg(record, now):
               _time(record, "DisconnectTimestamp", "", now), _contact_id(record, "PreviousContactId"), next_id,
               transferred_out=bool(record.get("TransferredToEndpoint")) and next_id is None,
               updated=str(record.get("LastUpdateTimestamp") or ""))
-    return arn.rsplit("/queue/", 1)[1], _contact_id(record, "InitialContactId") or contact_id, leg
+    return queue_id, _contact_id(record, "InitialContactId") or contact_id, leg
 
 
 def _object(record, key):
@@ -92,10 +94,9 @@ def _object(record, key):
 
 
 def _contact_id(record, key):
+    """A contact id, held to the rule of any id the API stores (it becomes part of DynamoDB keys)."""
     value = record.get(key)
-    if value is not None and (not isinstance(value, str) or len(value) > MAX_INTERACTION_ID):
-        raise Malformed(f"{key} is not a contact id")
-    return value or None
+    return text(value, f"record.{key}", MAX_INTERACTION_ID) if value not in (None, "") else None
 
 
 def _time(part, key, where, now):

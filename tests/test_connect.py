@@ -332,7 +332,11 @@ def poison_records():
     del no_contact_id["ContactId"]
     id_number = contact_record("p-id", HOTLINE, MONDAY_10, answered=10)
     id_number["ContactId"] = 12345
-    return [("Channel a list", channel_list), ("EnqueueTimestamp a number", enqueue_number),
+    surrogate_queue = contact_record("p-queue", HOTLINE + "\ud800", MONDAY_10, answered=10)
+    control_initial = contact_record("p-initial", HOTLINE, MONDAY_10, answered=10, method="TRANSFER",
+                                     initial="c-\x00", previous="c-\x00")
+    return [("a queue id with a lone surrogate", surrogate_queue), ("InitialContactId with NUL", control_initial),
+            ("Channel a list", channel_list), ("EnqueueTimestamp a number", enqueue_number),
             ("ConnectedToAgentTimestamp an object", answered_object), ("Agent a list", agent_list),
             ("Queue.ARN a number", arn_number), ("no Queue.ARN", no_arn), ("no ContactId", no_contact_id),
             ("ContactId a number", id_number), ("deep nesting", b"[" * 100_000),
