@@ -1,23 +1,31 @@
 """Amazon Connect contact records → interactions (the `connect_contact_records` Kinesis consumer).
 
-Connect streams one JSON contact record per contact, at least once (a record is delivered again when
-new information arrives). What a service level needs of one, in the documented data model:
-`ContactId`, `Channel` (VOICE, CHAT; TASK and EMAIL are not calls or chats), `Queue.ARN` (its last
-part after "/queue/" is the queue id) and `Queue.EnqueueTimestamp` (when the customer started waiting),
-`Agent.ConnectedToAgentTimestamp` (answered) and `DisconnectTimestamp` (no agent: abandoned then).
+Connect streams one JSON contact record per contact leg, at least once (a record is delivered again
+when new information arrives). What a service level needs of one, in the documented data model:
+`ContactId`, `InitialContactId` (the customer contact it is a leg of; none on the first leg),
+`PreviousContactId` / `NextContactId`, `InitiationMethod`, `Channel` (VOICE, CHAT, TASK, EMAIL),
+`Queue.ARN` (its last part after "/queue/" is the queue id) and `Queue.EnqueueTimestamp` (when the
+customer started waiting), `Agent.ConnectedToAgentTimestamp` (answered), `DisconnectTimestamp` and
+`TransferredToEndpoint` (left Connect for another number).
 
-The record goes to the contract whose `amazon_connect.queue_ids` lists its queue, as an interaction of
-channel `phone` (VOICE) or `chat` (CHAT) with the ContactId as its id, so a re-delivered record
-replaces the first. What cannot be used is counted and skipped, never raised: the shard must not stop
-on a record that will never read better (unknown queues, contacts that never queued, channels the
-contract does not measure, malformed records: not base64, not JSON, nested too deep, a field of
-another shape; those are logged with their sequence number, never their content, and counted in the
-`MalformedEvents` metric).
+A record goes to the contract whose `amazon_connect.queue_ids` lists its queue: the queue index
+(`store.queue_claims`, written by the contract PUT) answers for the whole batch in one read, however
+many contracts there are. It is a leg of the customer contact `InitialContactId` (or its own
+ContactId), counted once per customer contact as core.customer_contacts says: the legs are stored
+together, a re-delivered record replaces its earlier copy, and the customer contact's interaction is
+computed again from all its stored legs, whatever order they came in. Contracts measure VOICE as
+`phone`, CHAT as `chat`, TASK as `task` and EMAIL as `email`, each only when the contract defines that
+channel (the others are counted `unmapped` and skipped).
 
-A failure to store a contract's interactions (DynamoDB throttling, say) is reported as a partial
-batch failure: the sequence numbers of that contract's records go back to Lambda (the event source
-mapping has `ReportBatchItemFailures`), which checkpoints before the lowest of them and retries from
-there, so the records stored before it are not read again. Storing a record again changes nothing.
+What cannot be used is counted and skipped, never raised: the shard must not stop on a record that
+will never read better (unknown queues, contacts that never reached a queue, unmapped channels,
+malformed records: not base64, not JSON, nested too deep, a field of another shape; those are logged
+with their sequence number, never their content, and counted in the `MalformedEvents` metric).
+
+A failure to store a contract's legs (DynamoDB throttling, say) is reported as a partial batch
+failure: the sequence numbers of that contract's records go back to Lambda (the event source mapping
+has `ReportBatchItemFailures`), which checkpoints before the lowest of them and retries from there, so
+the records stored before it are not read again. Storing a record again changes nothing.
 Powertools' batch processor is not used: it handles one record at a time, and this consumer needs the
 whole batch to keep the latest copy of a contact and to write each contract's records together.
 """
@@ -28,58 +36,89 @@ from collections import Counter
 
 from chalicelib import interactions
 from chalicelib.aws import metrics, records, store
+from chalicelib.core.customer_contacts import CHANNELS, Leg, newer
 from chalicelib.core.errors import ValidationError
-from chalicelib.core.intake import parse_interaction
+from chalicelib.core.fields import instant, text
+from chalicelib.core.intake import INTERACTION_RETENTION, MAX_INTERACTION_ID
+from chalicelib.core.policy import MAX_QUEUE_ID
 from chalicelib.logs import log_event
 
-CHANNELS = {"VOICE": "phone", "CHAT": "chat"}
 logger = logging.getLogger("sla_clock.connect")
+COUNTS = ("records", "stored", "replaced", "duplicates", "contacts", "unknown_queue", "unmapped", "skipped",
+          "malformed", "failed")
 
 
 class Malformed(Exception):
     """A contact record this consumer cannot read."""
 
 
-def contact_interaction(record):
-    """(queue id, interaction item as POST /contracts/{id}/interactions takes it, LastUpdateTimestamp)
-    of a contact record; None for a contact that is no call or chat or never waited in a queue.
-    Raises Malformed when a field the model defines has another shape."""
+def contact_leg(record, now):
+    """(queue id, customer contact id, Leg) of a contact record; None for a contact of another channel
+    or that no queue took (it cannot be told whose it is). Raises Malformed when a field the model
+    defines has another shape, ValidationError when a timestamp is no timestamp or out of order."""
     if not isinstance(record, dict):
         raise Malformed("not a JSON object")
-    contact_id = record.get("ContactId")
-    if not isinstance(contact_id, str) or not contact_id:
+    contact_id = _contact_id(record, "ContactId")
+    if contact_id is None:
         raise Malformed("no ContactId")
-    queue, agent = record.get("Queue"), record.get("Agent")
-    if queue is not None and not isinstance(queue, dict):
-        raise Malformed("Queue is not an object")
-    if agent is not None and not isinstance(agent, dict):
-        raise Malformed("Agent is not an object")
-    if not isinstance(record.get("Channel"), str | None):
-        raise Malformed("Channel is not a string")
-    channel = CHANNELS.get(record.get("Channel"))
-    if channel is None or not queue or queue.get("EnqueueTimestamp") is None:
+    queue, agent = _object(record, "Queue"), _object(record, "Agent")
+    for key in ("Channel", "InitiationMethod"):
+        if not isinstance(record.get(key), str | None):
+            raise Malformed(f"{key} is not a string")
+    if record.get("Channel") not in CHANNELS or not queue:
         return None
     arn = queue.get("ARN")
     if not isinstance(arn, str) or "/queue/" not in arn:
         raise Malformed("Queue.ARN is not a queue ARN")
-    answered = (agent or {}).get("ConnectedToAgentTimestamp")
-    item = {"id": contact_id, "channel": channel, "offered_at": queue["EnqueueTimestamp"], "answered_at": answered,
-            "abandoned_at": None if answered is not None else record.get("DisconnectTimestamp")}
-    return arn.rsplit("/queue/", 1)[1], item, str(record.get("LastUpdateTimestamp") or "")
+    queue_id = text(arn.rsplit("/queue/", 1)[1], "record.Queue.ARN", MAX_QUEUE_ID)  # a key of the queue index
+    enqueued = _time(queue, "EnqueueTimestamp", "Queue.", now)
+    if enqueued is not None and enqueued < now - INTERACTION_RETENTION:
+        raise ValidationError("record.Queue.EnqueueTimestamp", f"is older than the {INTERACTION_RETENTION.days} "
+                                                               "days interactions are kept")
+    answered = _time(agent or {}, "ConnectedToAgentTimestamp", "Agent.", now)
+    if answered is not None and enqueued is not None and answered < enqueued:
+        raise ValidationError("record.Agent.ConnectedToAgentTimestamp", "must not precede Queue.EnqueueTimestamp")
+    next_id = _contact_id(record, "NextContactId")
+    leg = Leg(contact_id, record.get("InitiationMethod") or "", record["Channel"], enqueued, answered,
+              _time(record, "DisconnectTimestamp", "", now), _contact_id(record, "PreviousContactId"), next_id,
+              transferred_out=bool(record.get("TransferredToEndpoint")) and next_id is None,
+              updated=str(record.get("LastUpdateTimestamp") or ""))
+    return queue_id, _contact_id(record, "InitialContactId") or contact_id, leg
 
 
-def queue_directory():
-    """{queue id: (contract id, policy)} of every contract that lists Connect queues: one read per
-    contract, once per batch of records."""
-    memo, found = {}, {}
-    for contract_id in store.contract_ids():
+def _object(record, key):
+    value = record.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise Malformed(f"{key} is not an object")
+    return value
+
+
+def _contact_id(record, key):
+    """A contact id, held to the rule of any id the API stores (it becomes part of DynamoDB keys)."""
+    value = record.get(key)
+    return text(value, f"record.{key}", MAX_INTERACTION_ID) if value not in (None, "") else None
+
+
+def _time(part, key, where, now):
+    if part.get(key) is None:
+        return None
+    at = instant(part[key], f"record.{where}{key}")
+    if at > now:
+        raise ValidationError(f"record.{where}{key}", "must not lie in the future")
+    return at
+
+
+def queue_directory(queue_ids):
+    """{queue id: (contract id, policy)} of the queues of a batch: one BatchGetItem of the queue index,
+    then the latest version of each contract it names (a claim its latest version no longer lists, left
+    by a PUT that died half-way, is no claim)."""
+    claims = store.queue_claims(queue_ids) if queue_ids else {}
+    memo, policies = {}, {}
+    for contract_id in sorted(set(claims.values())):
         record = store.latest_contract(contract_id)
-        if record is None or not (record.document.get("amazon_connect") or {}).get("queue_ids"):
-            continue
-        policy = records.policy_of(record, memo)
-        for queue_id in policy.amazon_connect_queues:
-            found.setdefault(queue_id, (contract_id, policy))  # contracts cannot share a queue (PUT refuses)
-    return found
+        policies[contract_id] = records.policy_of(record, memo) if record is not None else None
+    return {queue_id: (contract_id, policies[contract_id]) for queue_id, contract_id in claims.items()
+            if policies[contract_id] is not None and queue_id in policies[contract_id].amazon_connect_queues}
 
 
 def sequence_number(record):
@@ -108,73 +147,69 @@ def read_record(record):
 
 
 def consume(event_records, now):
-    """Store the interactions of the records of a Lambda Kinesis event. Returns (counts, failed): the
-    counts are records, stored, replaced, duplicates (the same contact twice in the batch: the copy
-    with the latest LastUpdateTimestamp is kept), unknown_queue, skipped, malformed and failed; `failed`
-    lists the sequence numbers of the records whose contract could not be stored, lowest first."""
-    counts = Counter(records=len(event_records))
-    directory, unknown = queue_directory(), Counter()
-    by_contract = {}  # contract id -> {contact id: (last update, Interaction)}
-    sequences = {}  # contract id -> sequence numbers of its records
+    """Store the legs of the records of a Lambda Kinesis event. Returns (counts, failed): the counts
+    (COUNTS) are records; stored (legs written), replaced (of them, those that replaced a stored copy);
+    duplicates (a copy of a leg this batch or the store holds a later copy of: the later is kept);
+    contacts (customer contacts counted again); unknown_queue, unmapped, skipped, malformed and
+    failed. `failed` lists the sequence numbers of the records whose contract could not be stored,
+    lowest first."""
+    counts, unknown = Counter(records=len(event_records)), Counter()
+    legs = []  # (sequence number, queue id, customer contact id, Leg)
     for position, record in enumerate(event_records):
         sequence = sequence_number(record)
         try:
-            found = _interaction_of(record, directory, now)
+            found = contact_leg(read_record(record), now)
         except (Malformed, ValidationError) as exc:
             _malformed(counts, sequence, position, exc.message if isinstance(exc, ValidationError) else str(exc))
             continue
         except Exception as exc:  # noqa: BLE001 - reading is pure: a retry would fail the same way forever
             _malformed(counts, sequence, position, f"unreadable ({type(exc).__name__})")
             continue
-        if isinstance(found, str):  # a queue no contract lists
-            unknown[found] += 1
-            continue
         if found is None:
             counts["skipped"] += 1
+        else:
+            legs.append((sequence, *found))
+    directory = queue_directory({queue_id for _, queue_id, _, _ in legs})
+    by_contract = {}  # contract id -> {customer contact id: {ContactId: Leg}}
+    sequences = {}  # contract id -> sequence numbers of its records
+    for sequence, queue_id, customer_contact_id, leg in legs:
+        if queue_id not in directory:
+            unknown[queue_id] += 1
             continue
-        contract_id, interaction, last_update = found
+        contract_id, policy = directory[queue_id]
+        if CHANNELS[leg.channel] not in policy.interactions:
+            counts["unmapped"] += 1
+            continue
         sequences.setdefault(contract_id, []).append(sequence)
-        batch = by_contract.setdefault(contract_id, {})
-        if interaction.id in batch:
+        contact = by_contract.setdefault(contract_id, {}).setdefault(customer_contact_id, {})
+        if leg.contact_id in contact:
             counts["duplicates"] += 1
-            if batch[interaction.id][0] > last_update:
+            if not newer(leg, contact[leg.contact_id]):
                 continue
-        batch[interaction.id] = (last_update, interaction)
+        contact[leg.contact_id] = leg
     failed = []
-    for contract_id, batch in sorted(by_contract.items()):
+    for contract_id, contacts in sorted(by_contract.items()):
         try:
-            stored = interactions.store_batch(contract_id, [interaction for _, interaction in batch.values()])
+            stored = interactions.store_contact_legs(contract_id, contacts, now)
         except Exception as exc:  # noqa: BLE001 - Lambda retries these records; the others are done
             failed += sequences[contract_id]
             log_event(logger, "contact records not stored: retried", level=logging.ERROR, contract_id=contract_id,
-                      sequence_numbers=sequences[contract_id][:20], error=f"{type(exc).__name__}: {exc}"[:500])
+                      sequence_numbers=sequences[contract_id][:20], error=_described(exc))
             continue
-        counts["stored"] += stored["accepted"]
-        counts["replaced"] += stored["replaced"]
+        counts.update(stored)
     counts["unknown_queue"] = sum(unknown.values())
     counts["failed"] = len(failed)
-    result = {key: counts[key] for key in ("records", "stored", "replaced", "duplicates", "unknown_queue",
-                                           "skipped", "malformed", "failed")}
+    result = {key: counts[key] for key in COUNTS}
     log_event(logger, "contact records consumed", **result, unknown_queues=sorted(unknown)[:20])
     if counts["malformed"]:
         metrics.emit("MalformedEvents", counts["malformed"], Source="connect_contact_records")
     return result, sorted(failed, key=int)
 
 
-def _interaction_of(record, directory, now):
-    """What one record of the event is to the contracts: (contract id, Interaction, LastUpdateTimestamp);
-    the queue id when no contract lists its queue; None when it is nothing to measure (no call or chat,
-    never queued, a channel the contract does not measure). Raises Malformed or ValidationError."""
-    found = contact_interaction(read_record(record))
-    if found is None:
-        return None
-    queue_id, item, last_update = found
-    if queue_id not in directory:
-        return queue_id
-    contract_id, policy = directory[queue_id]
-    if item["channel"] not in policy.interactions:
-        return None
-    return contract_id, parse_interaction(item, "record", policy, now), last_update
+def _described(exc):
+    """An error for the log: PynamoDB's name DynamoDB's error code only as their cause."""
+    cause = getattr(exc, "cause_response_code", None)
+    return f"{type(exc).__name__}: {exc}{f' ({cause})' if cause else ''}"[:500]
 
 
 def _malformed(counts, sequence, position, why):

@@ -48,12 +48,14 @@ def put_contract(principal, contract_id, body, now):
         previous = store.latest_contract(contract_id)
         if previous is not None:
             _refuse_dropping_what_open_requests_use(contract_id, previous, policy)
-        _refuse_queues_of_other_contracts(contract_id, policy)
+        stale_claims = _refuse_queues_of_other_contracts(contract_id, policy)
         version = int(previous.version) + 1 if previous else 1
-        return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now)
+        return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now,
+                                                     policy.amazon_connect_queues, stale_claims)
 
     previous, record = store.retrying(write_next_version, "the contract")
     if previous is not None:
+        store.release_queues(contract_id, set(_queues_of(previous)) - policy.amazon_connect_queues)
         schedule_reevaluation(contract_id, now)
     return _contract_document(principal, record, now), previous is None
 
@@ -78,17 +80,42 @@ def _refuse_dropping_what_open_requests_use(contract_id, previous, policy):
                                 f"which this version drops; {way_out}")
 
 
+def _queues_of(record):
+    return (record.document.get("amazon_connect") or {}).get("queue_ids") or []
+
+
 def _refuse_queues_of_other_contracts(contract_id, policy):
-    """An Amazon Connect queue feeds one contract: its contact records could not be told apart. Only a
-    version that lists queues pays for reading the other contracts."""
-    if not policy.amazon_connect_queues:
-        return
-    for other in store.contract_ids():
-        record = store.latest_contract(other) if other != contract_id else None
-        listed = (record.document.get("amazon_connect") or {}).get("queue_ids") or [] if record else []
-        shared = sorted(policy.amazon_connect_queues.intersection(listed))
-        if shared:
-            raise ConflictError(f"amazon_connect.queue_ids: queue {shared[0]} already feeds contract {other}")
+    """An Amazon Connect queue feeds one contract: its contact records could not be told apart. The
+    queue index says which contract claims each queue (one read of the version's queues, however many
+    contracts there are); the first version to claim a queue keeps it (the claim commits with the
+    version, so of two PUTs at once one wins and the other reads its claim when it tries again).
+    Returns {queue id: contract id} of claims a contract left behind: its latest version no longer
+    lists the queue (a PUT that died between its version and the release of the queues it dropped)."""
+    stale = {}
+    claims = store.queue_claims(policy.amazon_connect_queues) if policy.amazon_connect_queues else {}
+    for queue_id, owner in sorted(claims.items()):
+        if owner == contract_id:
+            continue
+        record = store.latest_contract(owner)
+        if record is not None and queue_id in _queues_of(record):
+            raise ConflictError(f"amazon_connect.queue_ids: queue {queue_id} already feeds contract {owner}")
+        stale[queue_id] = owner
+    return stale
+
+
+def claim_listed_queues():
+    """Fill the queue index for contracts stored before it existed (run once after upgrading): claim
+    each queue that a contract's latest version lists and no contract claims yet, contracts in id order
+    (so of two that list one queue, which a PUT refuses today, the first keeps it). Idempotent.
+    Returns {queue id: contract id} of the claims written."""
+    written = {}
+    for contract_id in store.contract_ids():
+        record = store.latest_contract(contract_id)
+        queues = set(_queues_of(record)) if record is not None else set()
+        for queue_id in sorted(queues - set(store.queue_claims(queues) if queues else {})):
+            if store.claim_queue(queue_id, contract_id):
+                written[queue_id] = contract_id
+    return written
 
 
 def schedule_reevaluation(contract_id, now):

@@ -236,7 +236,7 @@ FUNCTION_ACCESS = {
     "nightly_tally_continue": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"), "scans": ("contracts",),
                                "ses": ("SendRawEmail",)},  # the daily reports of the contracts it tallies
     "ses_events": {"table_writes": ("PutItem", "UpdateItem"), "ses": ("SendRawEmail",)},
-    "connect_contact_records": {"table_writes": ("BatchWriteItem",), "scans": ("contracts",)},
+    "connect_contact_records": {"table_writes": ("PutItem", "DeleteItem")},  # in TransactWriteItems
 }
 # IAM scopes these to no resource: they need "*".
 UNSCOPED = ("ses:GetSendQuota", "xray:PutTraceSegments", "xray:PutTelemetryRecords")

@@ -71,8 +71,8 @@ def test_answered_within_the_threshold_counts_for_it_and_later_against_it(acme, 
     assert post(agent, call("c1", at(10), answered=45), call("c2", at(10, 5), answered=90)) == \
         (200, {"accepted": 2, "replaced": 0})
     phone = day_counts(admin)["phone"]
-    assert phone == {"offered": 2, "answered": 2, "answered_within": 1, "abandoned": 0, "service_level": 0.5,
-                     "average_answer_seconds": 67.5, "p90_answer_seconds": 90}
+    assert phone == {"offered": 2, "answered": 2, "answered_within": 1, "abandoned": 0, "callbacks": 0,
+                     "service_level": 0.5, "average_answer_seconds": 67.5, "p90_answer_seconds": 90}
 
 
 def test_exactly_the_threshold_is_within_and_a_microsecond_more_is_not(acme, later):
@@ -127,8 +127,8 @@ def test_chat_on_24x7_counts_at_night_at_lunch_and_on_weekends(acme, later):
          call("gone", at(23, 59, 59), abandoned=10, channel="chat"),
          call("sunday", at(14, day=sunday), answered=5, channel="chat"))
     chat = day_counts(admin)["chat"]
-    assert chat == {"offered": 3, "answered": 2, "answered_within": 1, "abandoned": 1, "service_level": 0.5,
-                    "average_answer_seconds": 25.5, "p90_answer_seconds": 31}
+    assert chat == {"offered": 3, "answered": 2, "answered_within": 1, "abandoned": 1, "callbacks": 0,
+                    "service_level": 0.5, "average_answer_seconds": 25.5, "p90_answer_seconds": 31}
     assert day_counts(admin, "2026-11-22")["chat"]["offered"] == 1
 
 
@@ -161,7 +161,7 @@ def test_a_re_sent_id_offered_on_another_day_leaves_the_first_day(acme, later):
     assert day_counts(admin, "2026-11-24")["phone"]["answered_within"] == 0
     assert post(agent, call("c1", at(9, 30, day=tuesday), answered=5))[1] == {"accepted": 1, "replaced": 1}
     assert day_counts(admin, "2026-11-24")["phone"] == {
-        "offered": 1, "answered": 1, "answered_within": 1, "abandoned": 0, "service_level": 1.0,
+        "offered": 1, "answered": 1, "answered_within": 1, "abandoned": 0, "callbacks": 0, "service_level": 1.0,
         "average_answer_seconds": 5.0, "p90_answer_seconds": 5}
 
 
@@ -256,21 +256,22 @@ def test_the_report_its_csv_and_the_daily_email_show_each_channel(acme, later, m
     status, report = admin.get("/contracts/acme/reports?month=2026-11")
     assert status == 200
     assert report["interactions"] == {
-        "chat": {"offered": 1, "answered": 1, "answered_within": 1, "abandoned": 0, "average_answer_seconds": 20.0,
-                 "p90_answer_seconds": 20},
-        "phone": {"offered": 5, "answered": 3, "answered_within": 2, "abandoned": 2,
+        "chat": {"offered": 1, "answered": 1, "answered_within": 1, "abandoned": 0, "callbacks": 0,
+                 "average_answer_seconds": 20.0, "p90_answer_seconds": 20},
+        "phone": {"offered": 5, "answered": 3, "answered_within": 2, "abandoned": 2, "callbacks": 0,
                   "average_answer_seconds": 48.3, "p90_answer_seconds": 90},
     }
     assert report["kpi"]["service_level"] == {"chat": {"actual": 1.0, "target": 0.9, "met": True},
                                               "phone": {"actual": 0.5, "target": 0.9, "met": False}}
     assert report["days"][0]["interactions"]["phone"] == {"offered": 3, "answered": 2, "answered_within": 1,
-                                                          "abandoned": 1, "service_level": 0.5}
+                                                          "abandoned": 1, "service_level": 0.5, "callbacks": 0}
     with Client(app) as raw:
         response = raw.http.get("/contracts/acme/reports?month=2026-11&format=csv",
                                 headers={"Authorization": f"Bearer {admin.token}"})
     rows = list(csv.DictReader(io.StringIO(response.body.decode("utf-8"))))
     assert [row["interactions.phone.offered"] for row in rows] == ["3", "2"]
     assert [row["interactions.phone.service_level"] for row in rows] == ["0.5", "0.5"]
+    assert [row["interactions.phone.callbacks"] for row in rows] == ["0", "0"]
     assert rows[1]["interactions.chat.service_level"] == ""  # nothing to measure that day
     email = [m for m in mailbox.to(ADMINS) if "2026-11-24" in str(m["Subject"])][0]
     text = email.get_body(("plain",)).get_content()

@@ -25,7 +25,9 @@ from chalicelib.aws.tables import (
     OPEN_KEY,
     TALLY_RUNS,
     CalendarOverrideModel,
+    ConnectQueueModel,
     ContractModel,
+    CustomerContactModel,
     EventModel,
     IdempotencyModel,
     InteractionLocatorModel,
@@ -38,6 +40,7 @@ from chalicelib.aws.tables import (
     TallyRunModel,
     TokenModel,
     connect,
+    customer_contact_key,
     interaction_bucket,
     interaction_locator,
     listing_key,
@@ -46,6 +49,7 @@ from chalicelib.aws.tables import (
     write,
 )
 from chalicelib.core.clock import RESOLVED
+from chalicelib.core.customer_contacts import Leg
 from chalicelib.core.errors import ConflictError, CursorError
 from chalicelib.core.service_level import Interaction
 from chalicelib.logs import log_event
@@ -113,12 +117,56 @@ def contract_version(contract_id, version):
         return None
 
 
-def save_contract_version(contract_id, version, document, by, now):
-    """Write version `version`; StaleWrite if another writer took that number first."""
+def save_contract_version(contract_id, version, document, by, now, queues=(), stale_claims=None):
+    """Write version `version` and claim the Amazon Connect queues it lists, in one transaction;
+    StaleWrite if another writer took that number, or a queue, first. A queue is claimed when no
+    contract claims it, this one does, or `stale_claims` ({queue id: contract id}) names the contract
+    that still claims it although its latest version no longer lists it."""
     record = ContractModel(contract_id, version, document=document, updated_at=now, updated_by=by)
-    with _stale_when_beaten():
-        record.save(condition=ContractModel.version.does_not_exist())
+    if not queues:
+        with _stale_when_beaten():
+            record.save(condition=ContractModel.version.does_not_exist())
+        return record
+    with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
+        tx.save(record, condition=ContractModel.version.does_not_exist())
+        for queue_id in sorted(queues):
+            condition = ConnectQueueModel.queue_id.does_not_exist() | (ConnectQueueModel.contract_id == contract_id)
+            if queue_id in (stale_claims or {}):
+                condition |= ConnectQueueModel.contract_id == stale_claims[queue_id]
+            tx.save(ConnectQueueModel(queue_id, contract_id=contract_id), condition=condition)
     return record
+
+
+# --- Amazon Connect queues -----------------------------------------------------------------------
+
+
+def queue_claims(queue_ids):
+    """{queue id: contract id} of the queues a contract claims: one BatchGetItem per 100 ids, whatever
+    the number of contracts."""
+    return {item.queue_id: item.contract_id
+            for item in ConnectQueueModel.batch_get(sorted(queue_ids), consistent_read=True)}
+
+
+def claim_queue(queue_id, contract_id):
+    """Claim a queue no contract claims; False when one does."""
+    try:
+        ConnectQueueModel(queue_id, contract_id=contract_id).save(condition=ConnectQueueModel.queue_id.does_not_exist())
+    except PutError as exc:
+        if _condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def release_queues(contract_id, queue_ids):
+    """Remove the claims of `contract_id` on queues its latest version dropped (a claim another contract
+    took meanwhile stays)."""
+    for queue_id in sorted(queue_ids):
+        try:
+            ConnectQueueModel(queue_id).delete(condition=ConnectQueueModel.contract_id == contract_id)
+        except DeleteError as exc:
+            if not _condition_failed(exc):
+                raise
 
 
 # --- calendar overrides --------------------------------------------------------------------------
@@ -669,10 +717,7 @@ def save_interactions(contract_id, interactions, retention):
     buckets = {i.id: interaction_bucket(contract_id, i.offered_at) for i in interactions}
     with InteractionModel.batch_write() as batch:
         for interaction in interactions:
-            batch.save(InteractionModel(
-                buckets[interaction.id], interaction.id, channel=interaction.channel,
-                offered_us=_us(interaction.offered_at), answered_us=_us(interaction.answered_at),
-                abandoned_us=_us(interaction.abandoned_at), expires_at=interaction.offered_at + retention))
+            batch.save(_interaction_item(buckets[interaction.id], interaction, retention))
         for interaction_id, old in stored.items():
             if old != buckets[interaction_id]:
                 batch.delete(InteractionModel(old, interaction_id))
@@ -685,6 +730,64 @@ def save_interactions(contract_id, interactions, retention):
     return len(stored)
 
 
+def leg_document(leg):
+    return {"method": leg.method, "channel": leg.channel, "enqueued_us": _us(leg.enqueued_at),
+            "answered_us": _us(leg.answered_at), "disconnected_us": _us(leg.disconnected_at),
+            "previous": leg.previous_id, "next": leg.next_id, "transferred_out": leg.transferred_out,
+            "updated": leg.updated}
+
+
+def leg_of(contact_id, document):
+    return Leg(contact_id, document["method"], document["channel"], _instant(document["enqueued_us"]),
+               _instant(document["answered_us"]), _instant(document["disconnected_us"]), document["previous"],
+               document["next"], document["transferred_out"], document["updated"])
+
+
+def customer_contacts(contract_id, customer_contact_ids):
+    """{customer contact id: CustomerContactModel} of those the contract has legs of: one strongly
+    consistent BatchGetItem per 100 ids."""
+    keys = [(customer_contact_key(contract_id, i), i) for i in customer_contact_ids]
+    return {item.customer_contact_id: item for item in CustomerContactModel.batch_get(keys, consistent_read=True)}
+
+
+def legs_of(record):
+    """{ContactId: Leg} of a stored customer contact."""
+    return {contact_id: leg_of(contact_id, document) for contact_id, document in record.legs.items()}
+
+
+CUSTOMER_CONTACTS_PER_TRANSACTION = 25  # 3 writes each at most: inside DynamoDB's 100 per transaction
+
+
+def save_customer_contacts(contract_id, changes, retention, now):
+    """Store customer contacts: `changes` lists (customer contact id, {ContactId: Leg}, Interaction or
+    None, the CustomerContactModel as read or None). Each contact's legs, its interaction (moved when
+    its first enqueue moved to another hour, removed when it is no offered contact any more) commit
+    together, 25 contacts a transaction; StaleWrite when another consumer wrote one of them since it
+    was read (read again and recompute: nothing is lost, storing the same legs again changes nothing)."""
+    size = CUSTOMER_CONTACTS_PER_TRANSACTION
+    for start in range(0, len(changes), size):
+        with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
+            for customer_contact_id, legs, interaction, record in changes[start:start + size]:
+                bucket = interaction_bucket(contract_id, interaction.offered_at) if interaction else None
+                if record is None:
+                    record = CustomerContactModel(customer_contact_key(contract_id, customer_contact_id),
+                                                  customer_contact_id)
+                elif record.stored_in is not None and record.stored_in != bucket:
+                    tx.delete(InteractionModel(record.stored_in, customer_contact_id))
+                earliest = min((leg.enqueued_at or leg.disconnected_at or now for leg in legs.values()), default=now)
+                record.legs = {contact_id: leg_document(leg) for contact_id, leg in sorted(legs.items())}
+                record.stored_in, record.expires_at = bucket, earliest + retention
+                tx.save(record)
+                if interaction is not None:
+                    tx.save(_interaction_item(bucket, interaction, retention))
+
+
+def _interaction_item(bucket, interaction, retention):
+    return InteractionModel(bucket, interaction.id, channel=interaction.channel, offered_us=_us(interaction.offered_at),
+                            answered_us=_us(interaction.answered_at), abandoned_us=_us(interaction.abandoned_at),
+                            callback=interaction.callback or None, expires_at=interaction.offered_at + retention)
+
+
 def interactions_between(contract_id, start, end):
     """The contract's interactions offered in [start, end): one Query per UTC hour the span touches,
     so a day reads that day's interactions (and, for a timezone off the whole hour, the rest of the
@@ -695,5 +798,5 @@ def interactions_between(contract_id, start, end):
             offered = _instant(item.offered_us)
             if start <= offered < end:
                 yield Interaction(item.interaction_id, item.channel, offered, _instant(item.answered_us),
-                                  _instant(item.abandoned_us))
+                                  _instant(item.abandoned_us), bool(item.callback))
         hour += timedelta(hours=1)

@@ -441,6 +441,7 @@ class InteractionModel(Model):
     offered_us = NumberAttribute()
     answered_us = NumberAttribute(null=True)
     abandoned_us = NumberAttribute(null=True)
+    callback = BooleanAttribute(null=True)  # set only on a queued callback
     expires_at = TTLAttribute()
 
 
@@ -457,8 +458,42 @@ class InteractionLocatorModel(Model):
     expires_at = TTLAttribute()
 
 
+def customer_contact_key(contract_id, customer_contact_id):
+    """The partition of the contact records of one Amazon Connect customer contact of a contract:
+    "<contract>^<InitialContactId>" (contract ids hold no '^': it meets no other partition)."""
+    return f"{contract_id}^{customer_contact_id}"
+
+
+class CustomerContactModel(Model):
+    """The contact records (legs) of one Amazon Connect customer contact of a contract, kept in the
+    interactions table under customer_contact_key(), with where its interaction is stored. Versioned:
+    consumers of two shards adding legs of one customer contact at once cannot lose one."""
+
+    class Meta(_Meta):
+        table = InteractionModel.Meta.table
+
+    key = UnicodeAttribute(hash_key=True, attr_name="bucket")
+    customer_contact_id = UnicodeAttribute(range_key=True, attr_name="interaction_id")
+    legs = JSONAttribute()  # {ContactId: leg}, as store.leg_document writes them
+    stored_in = UnicodeAttribute(null=True)  # the bucket of its interaction; None: no offered contact (yet)
+    expires_at = TTLAttribute()
+    version = VersionAttribute()
+
+
+class ConnectQueueModel(Model):
+    """Which contract an Amazon Connect queue feeds: one item per queue listed by a contract's latest
+    version, written with that version (and removed by the version that drops the queue). The contact
+    record consumer reads the queues of a batch, never every contract."""
+
+    class Meta(_Meta):
+        table = "connect_queues"
+
+    queue_id = UnicodeAttribute(hash_key=True)
+    contract_id = UnicodeAttribute()
+
+
 MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel, TallyModel,
-          OutageModel, JobModel, CalendarOverrideModel, InteractionModel)
+          OutageModel, JobModel, CalendarOverrideModel, InteractionModel, ConnectQueueModel)
 
 
 def create_all():

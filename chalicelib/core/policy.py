@@ -33,6 +33,7 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_WARN_AT = (0.5, 0.8)
 DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.95}
 INTERACTION_HOURS = ("business", "24x7")
+INTERACTION_CALLBACKS = ("exclude", "count")
 MAX_ANSWER_WITHIN_S = 24 * 3600  # a phone or chat answer target is seconds or minutes; a day is plenty
 MONEY_KEYS = ("late_first_response", "late_progress", "late_resolution_per_day", "monthly_cap")
 MAX_NAME = 200
@@ -100,6 +101,7 @@ class ChannelRule:
     answer_within: Duration
     target: float
     hours: str = "business"
+    callbacks: str = "exclude"  # queued callbacks: "exclude" counts them apart, "count" measures them too
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,7 @@ def _interactions(value):
         where = f"interactions.{channel}"
         _name(channel, where, "channel")
         require_object(spec, where)
-        reject_unknown(spec, ("answer_within", "target", "hours"), where)
+        reject_unknown(spec, ("answer_within", "target", "hours", "callbacks"), where)
         within = parse_duration(spec["answer_within"], f"{where}.answer_within")
         if within.is_working_days or within.seconds > MAX_ANSWER_WITHIN_S:
             raise ValidationError(f"{where}.answer_within", "must be seconds, minutes or hours, at most 24h")
@@ -273,17 +275,25 @@ def _interactions(value):
         hours = spec.get("hours", "business")
         if hours not in INTERACTION_HOURS:
             raise ValidationError(f"{where}.hours", f"must be one of {', '.join(INTERACTION_HOURS)}")
-        rules[channel] = ChannelRule(within, target, hours)
+        callbacks = spec.get("callbacks", "exclude")
+        if callbacks not in INTERACTION_CALLBACKS:
+            raise ValidationError(f"{where}.callbacks", f"must be one of {', '.join(INTERACTION_CALLBACKS)}")
+        rules[channel] = ChannelRule(within, target, hours, callbacks)
         normalized[channel] = {"answer_within": str(within), "target": target, "hours": hours}
+        if "callbacks" in spec:
+            normalized[channel]["callbacks"] = callbacks
     return normalized, rules
 
 
 MAX_QUEUE_ID = 256
+# Queues a new version may list: a PUT claims them for the contract in one DynamoDB transaction.
+MAX_QUEUES = 50
 
 
-def _amazon_connect(value):
+def _amazon_connect(value, new):
     """{"queue_ids": [...]}: the Amazon Connect queues whose contact records feed this contract's
-    interactions. None when the contract takes no Connect records."""
+    interactions. None when the contract takes no Connect records. `new`: a document being PUT, held
+    to MAX_QUEUES."""
     if value is None:
         return None, frozenset()
     require_object(value, "amazon_connect")
@@ -291,6 +301,8 @@ def _amazon_connect(value):
     queue_ids = value.get("queue_ids")
     if not isinstance(queue_ids, list) or not queue_ids:
         raise ValidationError("amazon_connect.queue_ids", "must list at least one queue id")
+    if new and len(queue_ids) > MAX_QUEUES:
+        raise ValidationError("amazon_connect.queue_ids", f"lists {len(queue_ids)} queues; at most {MAX_QUEUES}")
     found = []
     for i, queue_id in enumerate(queue_ids):
         where = f"amazon_connect.queue_ids[{i}]"
@@ -461,7 +473,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     priorities_doc, priorities = _priorities(doc["priorities"], day_minutes)
     categories_doc, categories = _categories(doc.get("categories"), priorities, day_minutes)
     interactions_doc, interactions = _interactions(doc.get("interactions"))
-    connect_doc, connect_queues = _amazon_connect(doc.get("amazon_connect"))
+    connect_doc, connect_queues = _amazon_connect(doc.get("amazon_connect"), admitted_at is not None)
     off_hours = doc.get("off_hours_first_response")
     off_hours = parse_duration(off_hours, "off_hours_first_response") if off_hours is not None else None
     if off_hours is not None and day_minutes is not None:

@@ -8,6 +8,10 @@ Per channel and local day, of the interactions offered that day **inside the cha
 - the answer waits, as a sum (for the average) and a histogram (for the 90th percentile), so days
   add up to a month exactly.
 
+Queued callbacks (the customer asked to be called back rather than wait) are counted apart
+(`callbacks`) and left out of everything else, unless the channel says `"callbacks": "count"`: then
+they are offered too, answered when the callback reaches an agent, waiting from the first enqueue.
+
 Service level = answered within ÷ (answered + abandoned after the threshold). A wait is wall-clock
 time from offered to answered: the caller waits on the wall clock whatever the calendar says.
 """
@@ -21,8 +25,8 @@ _US_PER_S = 1_000_000
 # the last bucket. A day's histogram stays a few thousand keys at most however many calls it holds.
 EXACT_UP_TO_S = 600
 LONGEST_S = 24 * 3600
-COUNTS = ("offered", "answered", "answered_within", "abandoned", "abandoned_within")
-DAY_COLUMNS = ("offered", "answered", "answered_within", "abandoned", "service_level")
+COUNTS = ("offered", "answered", "answered_within", "abandoned", "abandoned_within", "callbacks")
+DAY_COLUMNS = ("offered", "answered", "answered_within", "abandoned", "service_level", "callbacks")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Interaction:
     offered_at: datetime
     answered_at: datetime | None = None
     abandoned_at: datetime | None = None
+    callback: bool = False  # the customer asked to be called back: answered or abandoned on the callback
 
 
 def wait_bucket(wait_us):
@@ -59,6 +64,10 @@ def count_day(rules, calendar, start, end, interactions):
         if rule.hours == "business" and not calendar.is_open(offered):
             continue
         counts, limit = days[interaction.channel], rule.answer_within.microseconds
+        if interaction.callback:
+            counts["callbacks"] += 1
+            if rule.callbacks != "count":
+                continue
         counts["offered"] += 1
         if interaction.answered_at is not None:
             wait = (interaction.answered_at - offered) // _ONE_US
@@ -80,7 +89,7 @@ def merge(many):
         for channel, counts in day.items():
             into = total.setdefault(channel, empty())
             for key in (*COUNTS, "answer_us_total"):
-                into[key] += counts[key]
+                into[key] += counts.get(key, 0)  # tallies stored before `callbacks` lack it
             for key, n in counts["answer_seconds"].items():
                 into["answer_seconds"][key] = into["answer_seconds"].get(key, 0) + n
     return total
@@ -113,6 +122,7 @@ def summary(counts):
         "answered": answered,
         "answered_within": counts["answered_within"],
         "abandoned": counts["abandoned"],
+        "callbacks": counts.get("callbacks", 0),
         "average_answer_seconds": round(counts["answer_us_total"] / answered / _US_PER_S, 1) if answered else None,
         "p90_answer_seconds": p90_seconds(counts["answer_seconds"]),
     }
@@ -122,4 +132,4 @@ def day_columns(counts):
     """What a report's day shows of a channel."""
     return {"offered": counts["offered"], "answered": counts["answered"],
             "answered_within": counts["answered_within"], "abandoned": counts["abandoned"],
-            "service_level": service_level(counts)}
+            "service_level": service_level(counts), "callbacks": counts.get("callbacks", 0)}

@@ -294,7 +294,7 @@ def report_csv(report):
     """The report's days as CSV for spreadsheets (UTF-8, header row first): the fixed columns, then
     `category.<name>.received` and `category.<name>.breaches` for each category of the report, then
     `interactions.<channel>.<count>` for each channel (offered, answered, answered_within, abandoned,
-    service_level)."""
+    service_level, callbacks)."""
     columns = list(CSV_COLUMNS) + [f"category.{name}.{key}" for name in report["by_category"] for key in CATEGORY_CSV]
     columns += [f"interactions.{channel}.{key}" for channel in report["interactions"]
                 for key in service_level.DAY_COLUMNS]
