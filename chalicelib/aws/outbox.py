@@ -35,6 +35,7 @@ Threads: one SES client per process (`ses()`), created before a scan starts its 
 clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
 worker holds its own outbox items.
 """
+import functools
 import logging
 import re
 import time
@@ -50,9 +51,10 @@ from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, Updat
 
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
-from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of, write
+from chalicelib.aws.tables import CONNECTIONS, NotificationModel, RecipientFeedbackAttribute, shard_of, write
 from chalicelib.core.alerts import REPORT_URGENCY, nobody_to_tell
 from chalicelib.core.emails import MAX_RECIPIENTS, Rendered, distinct_addresses
+from chalicelib.core.feedback import Feedback, record
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
@@ -500,18 +502,45 @@ def by_message_id(message_id):
     return None
 
 
-def record_once(entry, field, at, **more):
-    """Set `field` (a time SES reported) and `more` unless `field` is set already. True when this call
-    recorded it: a repeated event changes nothing."""
-    recorded = getattr(NotificationModel, field)
-    actions = [recorded.set(at)] + [getattr(NotificationModel, name).set(value) for name, value in more.items()]
-    try:
-        entry.update(actions=actions, condition=recorded.does_not_exist())
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+FEEDBACK_TRIES = 5  # conflicting changes of one entry's SES feedback before the event is left to Lambda's retry
+
+
+def record_feedback(entry, kind, at, reported, bounce_type=None):
+    """Record an SES event of `kind` (core.feedback) on `entry`, read consistently (by_message_id):
+    `reported` ((address, diagnostic), ...) the recipients it names. Returns (before, after, recorded):
+    the email's summary Feedback before and after the event, and whether the event changed anything
+    (for the email or one of its recipients); when it did not, nothing is written.
+
+    The write holds only while nobody changed the feedback since it was read (`feedback_changes`):
+    on a conflict (another event of the same email at the same moment) the entry is read again and
+    the event applied anew. A DynamoDB error raises (Lambda retries the event; a repeat changes nothing)."""
+    for _ in range(FEEDBACK_TRIES):
+        summary, recipients_feedback = feedback_of(entry)
+        after, updated = record(summary, recipients_feedback, entry.recipients, kind, at, reported, bounce_type)
+        if after == summary and updated == recipients_feedback:
+            return summary, summary, False
+        changes = entry.feedback_changes
+        fields = {name: getattr(after, name) for name in SUMMARY_FIELDS
+                  if getattr(after, name) != getattr(summary, name)}
+        if updated != recipients_feedback:
+            fields["recipients_feedback"] = [RecipientFeedbackAttribute(**vars(f)) for f in updated]
+        fields["feedback_changes"] = int(changes or 0) + 1
+        unchanged = (NotificationModel.feedback_changes.does_not_exist() if changes is None
+                     else NotificationModel.feedback_changes == changes)
+        if _written_if_it_holds(functools.partial(write, entry, fields, condition=unchanged)):
+            return summary, after, True
+        entry.refresh(consistent_read=True)
+    raise RuntimeError(f"the SES feedback of {entry.request_id}|{entry.key} changed under {FEEDBACK_TRIES} "
+                       "tries in a row")
+
+
+SUMMARY_FIELDS = ("delivered_at", "bounced_at", "bounce_type", "complained_at")
+
+
+def feedback_of(entry):
+    """The SES feedback stored on `entry`: (summary Feedback, (Feedback per recipient, ...))."""
+    summary = Feedback(**{name: getattr(entry, name) for name in SUMMARY_FIELDS})
+    return summary, tuple(Feedback(**r.as_dict()) for r in entry.recipients_feedback or ())
 
 
 def exists(owner_id, key):
