@@ -40,6 +40,7 @@ import logging
 import re
 import time
 from datetime import timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -53,7 +54,7 @@ from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, RecipientFeedbackAttribute, shard_of, write
 from chalicelib.core.alerts import REPORT_URGENCY, nobody_to_tell
-from chalicelib.core.emails import MAX_RECIPIENTS, Rendered, distinct_addresses
+from chalicelib.core.emails import CUSTOMER_KINDS, MAX_RECIPIENTS, Rendered, distinct_addresses
 from chalicelib.core.feedback import Feedback, record
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
@@ -145,6 +146,8 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
         reason=skipped,
         recipients=list(recipients),
         sender=policy.notify.sender or settings.current().default_sender,
+        sender_name=policy.notify.sender_name,
+        reply_to=policy.notify.reply_to if kind in CUSTOMER_KINDS else None,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
@@ -198,7 +201,8 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
             refusal = recipients_refusal(entry)
             message = None if refusal else build_message(
                 entry.sender, entry.recipients, rendering(entry),
-                headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments)
+                headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments,
+                sender_name=entry.sender_name, reply_to=entry.reply_to)
             raw = None if refusal else message.as_bytes()
     except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
         return not_sent(entry, attempts, describe(exc), _class_of_unexpected(exc), now, exc)
@@ -319,10 +323,20 @@ def rendering(entry):
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
 
 
-def build_message(sender, recipients, rendered, headers=None, attachments=()):
+# Every email is automatic (RFC 3834): auto-responders (out-of-office replies) must not answer it, and
+# Exchange, which reads its own header, is asked not to either. Non-delivery reports stay allowed: they
+# are the bounces SES reports back (core.feedback), so "All" would hide a dead address.
+AUTOMATIC = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "DR, RN, NRN, OOF, AutoReply"}
+
+
+def build_message(sender, recipients, rendered, headers=None, attachments=(), sender_name=None, reply_to=None):
     """A multipart/alternative (text, HTML) UTF-8 message (an emails.Rendered) for SES send_raw_email:
     `msg.as_bytes()`. `attachments`: [{"filename", "content_type" ("text/csv"), "content" (text)}], sent as
     UTF-8 files after the body (the message becomes multipart/mixed).
+
+    From is `sender` (an address) with `sender_name` as its display name, an RFC 2047 encoded word
+    when it is not ASCII; SES's Source stays the bare address. `reply_to`: the Reply-To address, or
+    None for none. Every message is marked automatic (AUTOMATIC).
 
     The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects. It has
     no Date or Message-ID: SES sets both when it accepts a message, replacing any we would give.
@@ -332,9 +346,12 @@ def build_message(sender, recipients, rendered, headers=None, attachments=()):
         raise ValueError("an email needs at least one recipient")
     message = EmailMessage(policy=SMTP)
     message["Subject"] = one_line(rendered.subject)  # an entry stored before text was checked, too
-    message["From"] = sender
+    written_name, address = parseaddr(sender)  # SLA_DEFAULT_SENDER may be written "Name <address>"
+    message["From"] = Address(display_name=one_line(sender_name or written_name), addr_spec=address or sender)
     message["To"] = ", ".join(recipients)
-    for name, value in (headers or {}).items():
+    if reply_to:
+        message["Reply-To"] = Address(addr_spec=reply_to)
+    for name, value in (AUTOMATIC | (headers or {})).items():
         message[name] = str(value)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))

@@ -319,7 +319,9 @@ class NotificationModel(Model):
     status = UnicodeAttribute()
     reason = UnicodeAttribute(null=True)
     recipients = ListAttribute(of=UnicodeAttribute)
-    sender = UnicodeAttribute()
+    sender = UnicodeAttribute()  # the address: SES's Source and the From header's address
+    sender_name = UnicodeAttribute(null=True)  # the From header's display name
+    reply_to = UnicodeAttribute(null=True)  # the Reply-To header (customer emails, when the contract sets one)
     subject = UnicodeAttribute()
     text = UnicodeAttribute()
     html = UnicodeAttribute()
