@@ -47,10 +47,6 @@ class SesEvent:
     reported: tuple = ()  # ((address, diagnostic), ...): the recipients it concerns, the server's answer to each
     bounce_type: str | None = None  # "Permanent", "Transient" or "Undetermined"
 
-    @property
-    def addresses(self):
-        return tuple(address for address, _ in self.reported)
-
 
 def parse(message, now):
     """The SesEvent in an SNS message (a JSON string), None for another type of event. ValueError when
