@@ -123,7 +123,7 @@ def handle(message, now, sns_message_id=None):
         return "unknown"
     before, after, recorded = outbox.record_feedback(entry, event.type, event.at, event.reported, event.bounce_type)
     # Ids and what changed only: which address it was, and the server's answer (which often quotes the
-    # address), are on the notification, where agents see them and an erasure reaches them.
+    # address), are on the notification with the rest of the request's personal data, where agents see them.
     log_event(logger, f"ses {event.type.lower()} recorded" if recorded else f"ses {event.type.lower()} repeated",
               level=logging.WARNING if recorded and event.type != "Delivery" else logging.INFO,
               request_id=entry.request_id, key=entry.key, kind=entry.kind, message_id=event.message_id,
