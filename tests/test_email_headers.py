@@ -1,6 +1,8 @@
 """What every email says about itself in its headers, end to end through the API and moto's SES: it is
 automatic (RFC 3834), so out-of-office replies do not answer it; From carries the contract's name;
 customer emails carry the contract's Reply-To, provider alerts none; SES's Source is the bare address."""
+from datetime import datetime
+
 import botocore.client
 import pytest
 from chalice.test import Client
@@ -8,7 +10,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from app import app
-from conftest import DEMO_CONTRACT, SENDER, contract_with_tokens, demo_contract, local
+from conftest import DEMO_CONTRACT, SENDER, SH, contract_with_tokens, demo_contract, local
 
 REQUESTER = "zhang@customer.example"
 PROVIDER = DEMO_CONTRACT["notify"]["provider"][0]
@@ -116,3 +118,17 @@ def test_client_tokens_see_neither_the_sender_name_nor_the_reply_to(admin, aws):
     status, contract = client.get("/contracts/acme")
     assert status == 200 and contract["notify"] == {"language": "zh-CN"}
 
+
+
+def test_the_monthly_report_to_the_customer_carries_the_reply_to_and_the_admins_tally_does_not(admin, mailbox, clock):
+    customer = "boss@customer.example"
+    contract_with_tokens(admin, demo_contract(**{"notify.reply_to": SUPPORT, "notify.customer_reports": [customer]}))
+    clock.move_to(datetime(2026, 12, 1, 0, 5, tzinfo=SH))  # the first nightly run of December
+    with Client(app) as lambda_client:
+        event = lambda_client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [], region="us-east-1")
+        assert lambda_client.lambda_.invoke("nightly_tally", event).payload["errors"] == 0
+    [report] = mailbox.to(customer)
+    [tally] = [m for m in mailbox.to(ADMIN) if "|daily_tally|" in str(m["X-SLA-Notification"])]
+    assert "|customer_report|" in str(report["X-SLA-Notification"]) and str(report["Reply-To"]) == SUPPORT
+    assert tally["Reply-To"] is None
+    assert {m["Auto-Submitted"] for m in (report, tally)} == {"auto-generated"}
