@@ -6,8 +6,11 @@ the `ses_events` function subscribes to. Both shapes SES writes are read: event 
 carry the same `mail`, `delivery`, `bounce` and `complaint` objects.
 
 - The notification is found by the SES message id `outbox.deliver` stored when SES accepted it.
-- Each of `delivered_at`, `bounced_at` (+ `bounce_type`) and `complained_at` is written once: a
-  repeated event changes nothing and is counted as a repeat.
+- What SES reported is kept per recipient (the address, and for a bounce the server's answer) and
+  for the email as a whole (`delivered_at`, `bounced_at` + `bounce_type`, `complained_at`), by the
+  rules of core/feedback.py: the first delivery and complaint, the worst bounce with its time. A
+  repeated or milder event changes nothing and is counted as a repeat. `NotificationsBounced` counts
+  each email once, when its first bounce is recorded.
 - An event for a message id we do not know (sent by something else, or resent after a crash, which
   keeps the last id only) is counted and ignored; so is an event of another type, or a message that
   is not an SES event at all.
@@ -27,11 +30,11 @@ from datetime import datetime
 from chalicelib.aws import metrics, outbox, records, store
 from chalicelib.core.alerts import local_time
 from chalicelib.core.emails import render_requester_bounce
+from chalicelib.core.feedback import MAX_DIAGNOSTIC
 from chalicelib.logs import log_event
 
-# The SES event type, the object of the event that describes it, the notification field it sets.
-RECORDED = {"Delivery": ("delivery", "delivered_at"), "Bounce": ("bounce", "bounced_at"),
-            "Complaint": ("complaint", "complained_at")}
+# The SES event types recorded, and the object of the event that describes each.
+RECORDED = {"Delivery": "delivery", "Bounce": "bounce", "Complaint": "complaint"}
 REQUESTER_BOUNCE_KEY = "bounce|requester"
 logger = logging.getLogger("sla_clock.ses_feedback")
 
@@ -41,9 +44,8 @@ class SesEvent:
     type: str  # "Delivery", "Bounce" or "Complaint"
     message_id: str
     at: datetime  # when SES saw it happen
-    addresses: tuple = ()  # the recipients it concerns
+    reported: tuple = ()  # ((address, diagnostic), ...): the recipients it concerns, the server's answer to each
     bounce_type: str | None = None  # "Permanent", "Transient" or "Undetermined"
-    diagnostic: str = ""  # the receiving server's answer to the first bounced recipient
 
 
 def parse(message, now):
@@ -67,7 +69,7 @@ def parse(message, now):
     message_id = mail.get("messageId") if isinstance(mail, dict) else None
     if not isinstance(message_id, str) or not message_id:
         raise ValueError("no mail.messageId")
-    name = RECORDED[kind][0]
+    name = RECORDED[kind]
     detail = document.get(name)
     if detail is None:
         detail = {}
@@ -80,16 +82,16 @@ def parse(message, now):
     if not isinstance(listed, list):
         raise ValueError(f"the recipients of {name} are not a list")
     if kind == "Delivery":
-        addresses = listed
+        reported = [(address, "") for address in listed]
     else:
-        addresses = [r.get("emailAddress") for r in listed if isinstance(r, dict)]
-    diagnostic = next((r.get("diagnosticCode") for r in listed
-                       if kind == "Bounce" and isinstance(r, dict) and r.get("diagnosticCode")), "")
+        reported = [(r.get("emailAddress"), r.get("diagnosticCode") if kind == "Bounce" else "")
+                    for r in listed if isinstance(r, dict)]
     bounce_type = detail.get("bounceType") if kind == "Bounce" else None
     return SesEvent(
         type=kind, message_id=message_id, at=_instant(detail.get("timestamp"), now),
-        addresses=tuple(a for a in addresses if isinstance(a, str)),
-        bounce_type=bounce_type if isinstance(bounce_type, str) else None, diagnostic=str(diagnostic)[:500],
+        reported=tuple((address, str(diagnostic or "")[:MAX_DIAGNOSTIC]) for address, diagnostic in reported
+                       if isinstance(address, str)),
+        bounce_type=bounce_type if isinstance(bounce_type, str) else None,
     )
 
 
@@ -119,14 +121,14 @@ def handle(message, now, sns_message_id=None):
     if entry is None:
         log_event(logger, "ses event for an unknown message", event=event.type, message_id=event.message_id)
         return "unknown"
-    field = RECORDED[event.type][1]
-    more = {"bounce_type": event.bounce_type} if event.type == "Bounce" else {}
-    recorded = outbox.record_once(entry, field, event.at, **more)
+    before, after, recorded = outbox.record_feedback(entry, event.type, event.at, event.reported, event.bounce_type)
+    # Ids and what changed only: which address it was, and the server's answer (which often quotes the
+    # address), are on the notification with the rest of the request's personal data, where agents see them.
     log_event(logger, f"ses {event.type.lower()} recorded" if recorded else f"ses {event.type.lower()} repeated",
               level=logging.WARNING if recorded and event.type != "Delivery" else logging.INFO,
               request_id=entry.request_id, key=entry.key, kind=entry.kind, message_id=event.message_id,
-              addresses=list(event.addresses), bounce_type=event.bounce_type, diagnostic=event.diagnostic or None)
-    if recorded and event.type == "Bounce":
+              recipients=len(event.reported), bounce_type=event.bounce_type, worst_bounce_type=after.bounce_type)
+    if before.bounced_at is None and after.bounced_at is not None:
         metrics.emit("NotificationsBounced", contract_id=entry.contract_id)
     if event.type == "Bounce" and event.bounce_type == "Permanent":
         _tell_admins_of_requester_bounce(entry, event, now)  # also on a repeat: a retry finishes what failed
@@ -139,7 +141,7 @@ def _tell_admins_of_requester_bounce(entry, event, now):
     if item is None:
         return
     requester = str(item.requester.get("email", "")).lower()
-    bounced = next((a for a in event.addresses if a.lower() == requester), None)
+    bounced, diagnostic = next(((a, d) for a, d in event.reported if a.lower() == requester), (None, ""))
     if not requester or bounced is None:
         return
     policy = records.policy_of(records.latest_record(item.contract_id))
@@ -151,7 +153,7 @@ def _tell_admins_of_requester_bounce(entry, event, now):
         "contract_name": policy.name, "contract_id": item.contract_id, "request_id": item.request_id,
         "subject": item.subject, "requester_name": item.requester.get("name", ""), "address": bounced,
         "notification": entry.kind, "bounced_at": local_time(event.at, policy.calendar.tz),
-        "diagnostic": event.diagnostic,
+        "diagnostic": diagnostic,
     })
     alert = outbox.new_entry(item.request_id, item.contract_id, REQUESTER_BOUNCE_KEY, "requester_bounce",
                              policy.notify.admins, rendered, policy, now)

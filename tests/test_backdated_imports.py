@@ -57,7 +57,7 @@ def test_backdated_import_records_customer_notices_skipped_not_sent(acme, mailbo
         assert shown[key] | {"key": None, "kind": None} == {
             "key": None, "kind": None, "to": [REQUESTER], "status": "skipped", "reason": "backdated", "attempts": 0,
             "sent_at": None, "delivered_at": None, "bounced_at": None, "bounce_type": None, "complained_at": None,
-            "last_error": None}
+            "recipients_feedback": [], "last_error": None}
     assert [shown[key]["kind"] for key in CUSTOMER_KEYS] == ["acknowledgement", "respond", "progress", "resolve"]
     assert mailbox.messages() == []
     assert "notifications" not in client.get(f"/requests/{request_id}")[1]

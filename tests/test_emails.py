@@ -4,6 +4,7 @@ import re
 import string
 import tomllib
 from collections.abc import Mapping
+from html.parser import HTMLParser
 from importlib import resources
 
 import pytest
@@ -470,3 +471,39 @@ def test_the_plain_text_tally_and_report_line_their_columns_up_in_display_column
     if language == "zh-CN":  # a Chinese label takes two columns a character, as a terminal shows it
         assert "违约：首次响应                                    2         5\n" in tally
         assert "\n已解决                                3\n" in report
+
+
+class Tables(HTMLParser):
+    """Each <table> of an HTML body: its attributes, and the attributes of each header cell in it."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.tables = []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"attrs": dict(attrs), "th": []})
+        elif tag == "th":
+            self.tables[-1]["th"].append(dict(attrs))
+
+
+def every_html_body():
+    for language in LANGUAGES:
+        for kind in KINDS:
+            yield f"{kind} {language}", render(kind, language, context(kind, language, provisional=True)).html
+        yield f"daily_tally {language}", emails.render_daily_tally(language, TALLY_CONTEXT).html
+        yield f"customer_report {language}", emails.render_customer_report(language, REPORT_CONTEXT).html
+
+
+def test_tables_with_header_cells_are_data_tables_whose_headers_name_their_scope():
+    """A layout table (role="presentation") must not have header cells; the facts, tally and report
+    tables are data tables: each <th> says whether it heads a row or a column."""
+    seen = 0
+    for name, page in every_html_body():
+        for table in Tables(page).tables:
+            assert table["attrs"].get("role") != "presentation" or not table["th"], name
+            for cell in table["th"]:
+                assert cell.get("scope") in ("row", "col"), (name, cell)
+                seen += 1
+    assert seen > 100

@@ -277,7 +277,8 @@ def test_clients_never_see_notifications_nor_provider_addresses_agents_and_admin
         assert notifications[0] == {
             "key": "acknowledgement", "kind": "acknowledgement", "to": ["zhang@customer.example"], "status": "sent",
             "reason": None, "attempts": 1, "sent_at": "2026-11-23T10:00:00+08:00", "delivered_at": None,
-            "bounced_at": None, "bounce_type": None, "complained_at": None, "last_error": None}
+            "bounced_at": None, "bounce_type": None, "complained_at": None, "recipients_feedback": [],
+            "last_error": None}
 
 
 def test_clients_get_the_contract_without_the_provider_s_addresses(acme):

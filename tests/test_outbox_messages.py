@@ -14,6 +14,7 @@ from test_emails import context
 from chalicelib.aws import outbox
 from chalicelib.aws.outbox import build_message
 from chalicelib.core.emails import Rendered, render
+from chalicelib.core.policy import Notify
 from conftest import SENDER
 
 NOW = datetime(2026, 11, 23, 16, 5, 7, tzinfo=UTC)
@@ -75,7 +76,7 @@ def sent_contract_mail(monkeypatch, tmp_path, ses=None):
     monkeypatch.setenv("SLA_EML_DIR", str(tmp_path / "outbox"))
     if ses is not None:
         monkeypatch.setattr(outbox, "ses", lambda: ses)
-    policy = SimpleNamespace(notify=SimpleNamespace(sender=f"SLA Clock <{SENDER}>"))
+    policy = SimpleNamespace(notify=Notify(sender=SENDER, sender_name="SLA Clock"))
     rendered = Rendered("[SLA 日报] Acme 2026-11-23", "您好：\n", "<p>您好：</p>\n")
     entry = outbox.new_entry("contract#acme", "acme", "daily_tally|2026-11-23", "daily_tally",
                              ["ops@provider.example"], rendered, policy, NOW)
@@ -117,7 +118,7 @@ def test_kept_copies_are_named_with_letters_digits_dashes_underscores_and_dots_o
 
 def test_nothing_is_kept_without_sla_eml_dir(aws, monkeypatch, tmp_path):
     monkeypatch.delenv("SLA_EML_DIR", raising=False)
-    policy = SimpleNamespace(notify=SimpleNamespace(sender=SENDER))
+    policy = SimpleNamespace(notify=Notify(sender=SENDER))
     entry = outbox.new_entry("req_1", "acme", "acknowledgement", "acknowledgement", ["a@customer.example"],
                              Rendered("s", "t", "<p>t</p>"), policy, NOW)
     assert outbox.enqueue(entry) and outbox.deliver(entry, NOW) == "sent"

@@ -30,6 +30,8 @@ def test_omitted_keys_take_the_documented_defaults():
     assert document["priorities"]["high"]["clock"] == "business"
     assert document["penalties"] == {"currency": "CNY"}
     assert document["notify"]["language"] == "zh-CN"
+    assert (document["notify"]["sender_name"], document["notify"]["reply_to"]) == (None, None)
+    assert (policy.notify.sender_name, policy.notify.reply_to) == ("最小合同", None)  # From: the contract's name
     assert document["designated_channels"] is None and policy.is_designated("anything")
     assert document["off_hours_first_response"] is None
 
@@ -120,6 +122,13 @@ BAD_FIELDS = [
     (("notify", "admins"), "sla-admin@provider.example", "notify.admins"),
     (("notify", "language"), "fr", "notify.language"),
     (("notify", "cc"), [], "notify.cc"),
+    (("notify", "sender_name"), "", "notify.sender_name"),
+    (("notify", "sender_name"), "Acme\r\nBcc: x@evil.example", "notify.sender_name"),
+    (("notify", "sender_name"), "A" * 201, "notify.sender_name"),
+    (("notify", "sender_name"), 7, "notify.sender_name"),
+    (("notify", "reply_to"), "support at provider", "notify.reply_to"),
+    (("notify", "reply_to"), ["support@provider.example"], "notify.reply_to"),
+    (("notify", "reply_to"), "客服@provider.example", "notify.reply_to"),
     (("owner",), "someone", "owner"),
 ]
 

@@ -43,7 +43,7 @@ def test_an_accepted_request_is_acknowledged_to_the_requester(acme, mailbox, clo
     _, agent, _ = acme
     request_id = create(agent)
     [mail] = mailbox.to(REQUESTER)
-    assert request_id in mail["Subject"] and mail["From"] == SENDER
+    assert request_id in mail["Subject"] and mail["From"].addresses[0].addr_spec == SENDER
     body = mail.get_body(("plain",)).get_content()
     assert request_id in body and "2026-11-23 12:00" in body  # the first-response deadline
     document = agent.get(f"/requests/{request_id}")[1]
@@ -51,7 +51,7 @@ def test_an_accepted_request_is_acknowledged_to_the_requester(acme, mailbox, clo
                                            "status": "sent", "reason": None, "attempts": 1,
                                            "sent_at": "2026-11-23T10:00:00+08:00", "delivered_at": None,
                                            "bounced_at": None, "bounce_type": None, "complained_at": None,
-                                           "last_error": None}]
+                                           "recipients_feedback": [], "last_error": None}]
 
 
 def test_respond_progress_await_and_resolve_notify_the_requester_with_the_note(acme, mailbox, clock):

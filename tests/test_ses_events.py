@@ -12,7 +12,7 @@ from chalice.test import Client
 from app import app
 from chalicelib.aws import metrics, outbox
 from chalicelib.aws.tables import NotificationModel
-from conftest import local
+from conftest import contract_with_tokens, demo_contract, local
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTER = "zhang@customer.example"
@@ -246,3 +246,114 @@ def test_emails_are_sent_through_the_stage_s_configuration_set(acme, mailbox, cl
     entry.update(actions=[NotificationModel.status.set("pending")])
     outbox.deliver(entry, local(23, 10, 5))  # outside it, with no configuration set configured
     assert sends == ["sla-clock-dev", "sla-clock-dev", None]
+
+
+def scan(clock, at):
+    clock.move_to(at)
+    with Client(app) as lambda_client:
+        lambda_client.lambda_.invoke("scan_deadlines", lambda_client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region="us-east-1"))
+
+
+def test_a_worse_bounce_replaces_a_milder_one_with_its_time_and_a_repeated_or_milder_one_changes_nothing(
+        acme, mailbox, clock, written):
+    _, agent, _ = acme
+    request_id = create(agent)
+    ack = acknowledgement(request_id)
+    steps = [("Transient", local(23, 10, 2), "recorded"), ("Undetermined", local(23, 10, 3), "recorded"),
+             ("Transient", local(23, 10, 4), "repeated"), ("Permanent", local(23, 10, 5), "recorded"),
+             ("Undetermined", local(23, 10, 6), "repeated"), ("Permanent", local(23, 10, 7), "repeated")]
+    outcomes = [publish(event("bounce", ack, [REQUESTER], at=at, bounce_type=kind)) for kind, at, _ in steps]
+    assert outcomes == [outcome for _, _, outcome in steps]
+    shown = notifications(agent, request_id)["acknowledgement"]
+    assert (shown["bounce_type"], shown["bounced_at"]) == ("Permanent", "2026-11-23T10:05:00+08:00")
+    [recipient] = shown["recipients_feedback"]
+    assert recipient == {"address": REQUESTER, "delivered_at": None, "bounced_at": "2026-11-23T10:05:00+08:00",
+                         "bounce_type": "Permanent", "complained_at": None,
+                         "diagnostic": "smtp; 550 5.1.1 user unknown"}
+    assert [d["NotificationsBounced"] for d in written if "NotificationsBounced" in d] == [[1.0]]  # one email
+    assert len(mailbox.to(ADMIN)) == 1  # the requester's hard bounce, once
+
+
+def test_a_permanent_bounce_recorded_before_the_per_recipient_record_is_still_the_worst(acme, mailbox, clock):
+    """An email whose bounce was recorded on the email alone (before recipients were told apart) keeps it:
+    a milder bounce of a recipient is recorded for that recipient, not over the email's Permanent one."""
+    _, agent, _ = acme
+    request_id = create(agent)
+    ack = acknowledgement(request_id)
+    ack.update(actions=[NotificationModel.bounced_at.set(local(23, 10, 1)),
+                        NotificationModel.bounce_type.set("Permanent")])
+    assert publish(event("bounce", ack, [REQUESTER], at=local(23, 10, 2), bounce_type="Transient")) == "recorded"
+    shown = notifications(agent, request_id)["acknowledgement"]
+    assert (shown["bounce_type"], shown["bounced_at"]) == ("Permanent", "2026-11-23T10:01:00+08:00")
+    assert [(r["address"], r["bounce_type"]) for r in shown["recipients_feedback"]] == [(REQUESTER, "Transient")]
+
+
+def test_each_recipient_s_delivery_bounce_and_complaint_are_recorded_under_its_address(admin, mailbox, clock, caplog):
+    backup = "Backup@provider.example"
+    _, agent, _ = contract_with_tokens(admin, demo_contract(**{"notify.provider": [PROVIDER, backup]}))
+    request_id = create(agent)
+    scan(clock, local(23, 10, 16))  # the urgent request's 50 % warning goes to both provider addresses
+    warning = NotificationModel.get(request_id, "warning|first_response|0|0.5")
+    assert warning.recipients == [PROVIDER, backup]
+    delivered = event("delivery", warning, [PROVIDER], at=local(23, 10, 17))
+    bounce = event("bounce", warning, [backup.lower(), "stranger@elsewhere.example"], at=local(23, 10, 18))
+    answer = "smtp; 550 5.1.1 <backup@provider.example>: no such user"
+    bounce["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = answer
+    complaint = event("complaint", warning, [PROVIDER], at=local(23, 10, 19))
+    with caplog.at_level("INFO", logger="sla_clock.ses_feedback"):
+        assert [publish(e) for e in (delivered, bounce, complaint, bounce)] == \
+            ["recorded", "recorded", "recorded", "repeated"]
+    shown = notifications(agent, request_id)["warning|first_response|0|0.5"]
+    assert (shown["delivered_at"], shown["bounced_at"], shown["bounce_type"], shown["complained_at"]) == (
+        "2026-11-23T10:17:00+08:00", "2026-11-23T10:18:00+08:00", "Permanent", "2026-11-23T10:19:00+08:00")
+    assert shown["recipients_feedback"] == [  # in the order of `to`, spelled as there; no stranger
+        {"address": PROVIDER, "delivered_at": "2026-11-23T10:17:00+08:00", "bounced_at": None, "bounce_type": None,
+         "complained_at": "2026-11-23T10:19:00+08:00", "diagnostic": None},
+        {"address": backup, "delivered_at": None, "bounced_at": "2026-11-23T10:18:00+08:00",
+         "bounce_type": "Permanent", "complained_at": None,
+         "diagnostic": answer},
+    ]
+    assert mailbox.to(ADMIN) == []  # a provider address bounced, not the requester's
+    logged = [r for r in caplog.records if r.name == "sla_clock.ses_feedback"]
+    assert logged and all("provider.example" not in r.getMessage() + json.dumps(r.fields) for r in logged)
+
+
+def test_a_second_recipient_bouncing_after_the_first_is_recorded_for_it_alone(admin, mailbox, clock):
+    _, agent, _ = contract_with_tokens(admin, demo_contract(**{"notify.provider": [PROVIDER, "b@provider.example"]}))
+    request_id = create(agent)
+    scan(clock, local(23, 10, 16))
+    warning = NotificationModel.get(request_id, "warning|first_response|0|0.5")
+    assert publish(event("bounce", warning, [PROVIDER], at=local(23, 10, 17))) == "recorded"
+    assert publish(event("bounce", warning, ["b@provider.example"], at=local(23, 10, 18))) == "recorded"
+    shown = notifications(agent, request_id)["warning|first_response|0|0.5"]
+    assert shown["bounced_at"] == "2026-11-23T10:17:00+08:00"  # the email's first Permanent bounce
+    assert [r["bounced_at"] for r in shown["recipients_feedback"]] == ["2026-11-23T10:17:00+08:00",
+                                                                       "2026-11-23T10:18:00+08:00"]
+
+
+def test_two_events_of_one_email_recorded_at_the_same_moment_are_both_kept(admin, mailbox, clock, monkeypatch):
+    """Another event's write lands between this event's read and its write: the conditional write fails,
+    the entry is read again, and the event applied anew on top of the other."""
+    _, agent, _ = contract_with_tokens(admin, demo_contract(**{"notify.provider": [PROVIDER, "b@provider.example"]}))
+    request_id = create(agent)
+    scan(clock, local(23, 10, 16))
+    warning = NotificationModel.get(request_id, "warning|first_response|0|0.5")
+    original = botocore.client.BaseClient._make_api_call
+    raced = []
+
+    def racing(client, operation, params):
+        if operation == "UpdateItem" and "feedback_changes" in json.dumps(params) and not raced:
+            raced.append(True)
+            other = outbox.stored_entry(request_id, warning.key)
+            outbox.record_feedback(other, "Delivery", local(23, 10, 17), [("b@provider.example", "")])
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", racing)
+    assert publish(event("bounce", warning, [PROVIDER], at=local(23, 10, 18))) == "recorded"
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", original)
+    stored = NotificationModel.get(request_id, warning.key)
+    assert raced and stored.feedback_changes == 2
+    assert [(r.address, r.delivered_at, r.bounce_type) for r in stored.recipients_feedback] == [
+        (PROVIDER, None, "Permanent"), ("b@provider.example", local(23, 10, 17), None)]
+    assert (stored.delivered_at, stored.bounce_type) == (local(23, 10, 17), "Permanent")

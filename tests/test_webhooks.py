@@ -259,7 +259,7 @@ def test_after_24_hours_of_failures_the_delivery_is_failed_visible_and_counted(h
     shown = [n for n in agent.get(f"/requests/{request_id}")[1]["notifications"] if n["key"] == entry.key]
     assert shown == [{"key": entry.key, "kind": "webhook", "to": [receiver.url], "status": "failed", "reason": None,
                       "attempts": 3, "sent_at": None, "delivered_at": None, "bounced_at": None, "bounce_type": None,
-                      "complained_at": None, "last_error": "HTTP 503 from the receiver"}]
+                      "complained_at": None, "recipients_feedback": [], "last_error": "HTTP 503 from the receiver"}]
     assert "notifications" not in client.get(f"/requests/{request_id}")[1]
     assert any(line.get("WebhooksFailed") == [1.0] for line in lines)
 

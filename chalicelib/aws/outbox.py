@@ -35,10 +35,12 @@ Threads: one SES client per process (`ses()`), created before a scan starts its 
 clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
 worker holds its own outbox items.
 """
+import functools
 import logging
 import re
 import time
 from datetime import timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -50,9 +52,10 @@ from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, Updat
 
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
-from chalicelib.aws.tables import CONNECTIONS, NotificationModel, shard_of, write
+from chalicelib.aws.tables import CONNECTIONS, NotificationModel, RecipientFeedbackAttribute, shard_of, write
 from chalicelib.core.alerts import REPORT_URGENCY, nobody_to_tell
-from chalicelib.core.emails import MAX_RECIPIENTS, Rendered, distinct_addresses
+from chalicelib.core.emails import CUSTOMER_KINDS, MAX_RECIPIENTS, Rendered, distinct_addresses
+from chalicelib.core.feedback import Feedback, record
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event
@@ -143,6 +146,8 @@ def new_entry(owner_id, contract_id, key, kind, recipients, rendered, policy, no
         reason=skipped,
         recipients=list(recipients),
         sender=policy.notify.sender or settings.current().default_sender,
+        sender_name=policy.notify.sender_name,
+        reply_to=policy.notify.reply_to if kind in CUSTOMER_KINDS else None,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
@@ -196,7 +201,8 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
             refusal = recipients_refusal(entry)
             message = None if refusal else build_message(
                 entry.sender, entry.recipients, rendering(entry),
-                headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments)
+                headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments,
+                sender_name=entry.sender_name, reply_to=entry.reply_to)
             raw = None if refusal else message.as_bytes()
     except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
         return not_sent(entry, attempts, describe(exc), _class_of_unexpected(exc), now, exc)
@@ -317,10 +323,20 @@ def rendering(entry):
     return Rendered(subject=entry.subject, text=entry.text, html=entry.html)
 
 
-def build_message(sender, recipients, rendered, headers=None, attachments=()):
+# Every email is automatic (RFC 3834): auto-responders (out-of-office replies) must not answer it, and
+# Exchange, which reads its own header, is asked not to either. Non-delivery reports stay allowed: they
+# are the bounces SES reports back (core.feedback), so "All" would hide a dead address.
+AUTOMATIC = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "DR, RN, NRN, OOF, AutoReply"}
+
+
+def build_message(sender, recipients, rendered, headers=None, attachments=(), sender_name=None, reply_to=None):
     """A multipart/alternative (text, HTML) UTF-8 message (an emails.Rendered) for SES send_raw_email:
     `msg.as_bytes()`. `attachments`: [{"filename", "content_type" ("text/csv"), "content" (text)}], sent as
     UTF-8 files after the body (the message becomes multipart/mixed).
+
+    From is `sender` (an address) with `sender_name` as its display name, an RFC 2047 encoded word
+    when it is not ASCII; SES's Source stays the bare address. `reply_to`: the Reply-To address, or
+    None for none. Every message is marked automatic (AUTOMATIC).
 
     The message uses CRLF line ends and 7-bit-safe bodies (base64 for non-ASCII), as SMTP expects. It has
     no Date or Message-ID: SES sets both when it accepts a message, replacing any we would give.
@@ -330,9 +346,12 @@ def build_message(sender, recipients, rendered, headers=None, attachments=()):
         raise ValueError("an email needs at least one recipient")
     message = EmailMessage(policy=SMTP)
     message["Subject"] = one_line(rendered.subject)  # an entry stored before text was checked, too
-    message["From"] = sender
+    written_name, address = parseaddr(sender)  # SLA_DEFAULT_SENDER may be written "Name <address>"
+    message["From"] = Address(display_name=one_line(sender_name or written_name), addr_spec=address or sender)
     message["To"] = ", ".join(recipients)
-    for name, value in (headers or {}).items():
+    if reply_to:
+        message["Reply-To"] = Address(addr_spec=reply_to)
+    for name, value in (AUTOMATIC | (headers or {})).items():
         message[name] = str(value)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
@@ -500,18 +519,45 @@ def by_message_id(message_id):
     return None
 
 
-def record_once(entry, field, at, **more):
-    """Set `field` (a time SES reported) and `more` unless `field` is set already. True when this call
-    recorded it: a repeated event changes nothing."""
-    recorded = getattr(NotificationModel, field)
-    actions = [recorded.set(at)] + [getattr(NotificationModel, name).set(value) for name, value in more.items()]
-    try:
-        entry.update(actions=actions, condition=recorded.does_not_exist())
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+FEEDBACK_TRIES = 5  # conflicting changes of one entry's SES feedback before the event is left to Lambda's retry
+
+
+def record_feedback(entry, kind, at, reported, bounce_type=None):
+    """Record an SES event of `kind` (core.feedback) on `entry`, read consistently (by_message_id):
+    `reported` ((address, diagnostic), ...) the recipients it names. Returns (before, after, recorded):
+    the email's summary Feedback before and after the event, and whether the event changed anything
+    (for the email or one of its recipients); when it did not, nothing is written.
+
+    The write holds only while nobody changed the feedback since it was read (`feedback_changes`):
+    on a conflict (another event of the same email at the same moment) the entry is read again and
+    the event applied anew. A DynamoDB error raises (Lambda retries the event; a repeat changes nothing)."""
+    for _ in range(FEEDBACK_TRIES):
+        summary, recipients_feedback = feedback_of(entry)
+        after, updated = record(summary, recipients_feedback, entry.recipients, kind, at, reported, bounce_type)
+        if after == summary and updated == recipients_feedback:
+            return summary, summary, False
+        changes = entry.feedback_changes
+        fields = {name: getattr(after, name) for name in SUMMARY_FIELDS
+                  if getattr(after, name) != getattr(summary, name)}
+        if updated != recipients_feedback:
+            fields["recipients_feedback"] = [RecipientFeedbackAttribute(**vars(f)) for f in updated]
+        fields["feedback_changes"] = int(changes or 0) + 1
+        unchanged = (NotificationModel.feedback_changes.does_not_exist() if changes is None
+                     else NotificationModel.feedback_changes == changes)
+        if _written_if_it_holds(functools.partial(write, entry, fields, condition=unchanged)):
+            return summary, after, True
+        entry.refresh(consistent_read=True)
+    raise RuntimeError(f"the SES feedback of {entry.request_id}|{entry.key} changed under {FEEDBACK_TRIES} "
+                       "tries in a row")
+
+
+SUMMARY_FIELDS = ("delivered_at", "bounced_at", "bounce_type", "complained_at")
+
+
+def feedback_of(entry):
+    """The SES feedback stored on `entry`: (summary Feedback, (Feedback per recipient, ...))."""
+    summary = Feedback(**{name: getattr(entry, name) for name in SUMMARY_FIELDS})
+    return summary, tuple(Feedback(**r.as_dict()) for r in entry.recipients_feedback or ())
 
 
 def exists(owner_id, key):

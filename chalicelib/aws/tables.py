@@ -11,6 +11,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
+    MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -290,6 +291,17 @@ class NotificationsByMessageId(GlobalSecondaryIndex):
     message_id = UnicodeAttribute(hash_key=True)
 
 
+class RecipientFeedbackAttribute(MapAttribute):
+    """What SES reported about one recipient of an email (core.feedback.Feedback)."""
+
+    address = UnicodeAttribute()
+    delivered_at = UTCDateTimeAttribute(null=True)
+    bounced_at = UTCDateTimeAttribute(null=True)
+    bounce_type = UnicodeAttribute(null=True)
+    complained_at = UTCDateTimeAttribute(null=True)
+    diagnostic = UnicodeAttribute(null=True)  # the receiving server's answer to the bounce kept
+
+
 class NotificationModel(Model):
     """The dedupe outbox: one item per notification (request × kind × metric × cycle × threshold, or
     request × event). Creating it is conditional, so each notification exists once; a short lease
@@ -307,7 +319,9 @@ class NotificationModel(Model):
     status = UnicodeAttribute()
     reason = UnicodeAttribute(null=True)
     recipients = ListAttribute(of=UnicodeAttribute)
-    sender = UnicodeAttribute()
+    sender = UnicodeAttribute()  # the address: SES's Source and the From header's address
+    sender_name = UnicodeAttribute(null=True)  # the From header's display name
+    reply_to = UnicodeAttribute(null=True)  # the Reply-To header (customer emails, when the contract sets one)
     subject = UnicodeAttribute()
     text = UnicodeAttribute()
     html = UnicodeAttribute()
@@ -319,11 +333,16 @@ class NotificationModel(Model):
     lease_until = NumberAttribute(null=True)  # epoch seconds: someone is sending it until then
     message_id = UnicodeAttribute(null=True)  # SES MessageId once accepted
     superseded_at = UTCDateTimeAttribute(null=True)
-    # What SES reported after accepting it (its delivery, bounce and complaint events), each kept once.
+    # What SES reported after accepting it (its delivery, bounce and complaint events, core.feedback):
+    # the first delivery and complaint to any recipient, the worst bounce of any...
     delivered_at = UTCDateTimeAttribute(null=True)
     bounced_at = UTCDateTimeAttribute(null=True)
     bounce_type = UnicodeAttribute(null=True)  # SES's bounceType: "Permanent", "Transient" or "Undetermined"
     complained_at = UTCDateTimeAttribute(null=True)
+    # ...and each recipient's own (at most one per address of `recipients`), changed only under a
+    # condition on `feedback_changes`, which counts the changes: two events at once never lose one.
+    recipients_feedback = ListAttribute(of=RecipientFeedbackAttribute, null=True)
+    feedback_changes = NumberAttribute(null=True)
     pending_shard = UnicodeAttribute(null=True)
     retry_at = NumberAttribute(null=True)
     urgency = NumberAttribute(default=4)  # alerts.URGENCY: breaches 0 first, reports 4 last

@@ -78,7 +78,8 @@ def request_document(item, state, policy, events=None, events_next=None, notific
 def notification_document(entry, tz):
     """Where each email of the request stands; a failed one says why, and so does a skipped one
     (`reason`). Delivery, bounce and complaint come from SES's events after it accepted the email:
-    null until SES reports one."""
+    null until SES reports one; for the email, the first delivery and complaint and the worst bounce
+    of any recipient; in `recipients_feedback`, each recipient's own, for those SES reported on."""
     return {
         "key": entry.key,
         "kind": entry.kind,
@@ -91,6 +92,10 @@ def notification_document(entry, tz):
         "bounced_at": iso(entry.bounced_at, tz),
         "bounce_type": entry.bounce_type,
         "complained_at": iso(entry.complained_at, tz),
+        "recipients_feedback": [{
+            "address": f.address, "delivered_at": iso(f.delivered_at, tz), "bounced_at": iso(f.bounced_at, tz),
+            "bounce_type": f.bounce_type, "complained_at": iso(f.complained_at, tz), "diagnostic": f.diagnostic,
+        } for f in entry.recipients_feedback or ()],
         "last_error": entry.last_error,
     }
 

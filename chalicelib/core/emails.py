@@ -24,6 +24,9 @@ from chalicelib.core.fields import one_line, printable
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 KINDS = REQUESTER_KINDS + PROVIDER_KINDS
+# Emails written to the customer: they carry the contract's notify.reply_to, where the customer's answers
+# belong. The provider's and admins' alerts and reports do not: a reply to one is for the sender.
+CUSTOMER_KINDS = REQUESTER_KINDS + ("customer_report",)
 LANGUAGES = ("zh-CN", "en")  # one folder each under templates/ (tests/test_emails.py checks they agree)
 MAX_RECIPIENTS = 50  # addresses one email may go to: SES refuses a message with more (To, Cc and Bcc together)
 
@@ -222,8 +225,10 @@ def _template(language, kind, part):
     return Template(source.read_text(encoding="utf-8"))
 
 
-_TALLY_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
-                   'border-bottom:1px solid #eeeeee;">{label}</th>'
+# The tally's and the report's rows: a label heading the row, then its values.
+_ROW_LABEL_HTML = ('<tr><th scope="row" style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
+                   'border-bottom:1px solid #eeeeee;">{label}</th>')
+_TALLY_ROW_HTML = (_ROW_LABEL_HTML +
                    '<td style="text-align:right;padding:6px 16px;border-bottom:1px solid #eeeeee;">{day}</td>'
                    '<td style="text-align:right;padding:6px 0;border-bottom:1px solid #eeeeee;">{month}</td></tr>')
 
@@ -346,8 +351,7 @@ def render_requester_bounce(language, context):
     return _render_values("requester_bounce", language, values)
 
 
-_REPORT_ROW_HTML = ('<tr><th style="text-align:left;padding:6px 16px 6px 0;color:#666666;font-weight:normal;'
-                    'border-bottom:1px solid #eeeeee;">{label}</th>'
+_REPORT_ROW_HTML = (_ROW_LABEL_HTML +
                     '<td style="text-align:right;padding:6px 0;border-bottom:1px solid #eeeeee;">{value}</td></tr>')
 
 

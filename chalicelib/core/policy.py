@@ -120,6 +120,8 @@ class Notify:
     admins: tuple = ()
     language: str = "zh-CN"
     customer_reports: tuple = ()  # the customer's addresses for the monthly report
+    sender_name: str | None = None  # the From display name: notify.sender_name, else the contract's name
+    reply_to: str | None = None  # where the customer's answers to their emails go; None: to the sender
 
 
 @dataclass(frozen=True)
@@ -393,14 +395,21 @@ def _kpi(value):
     return {k: number(value.get(k, default), f"kpi.{k}", lo=0, hi=1) for k, default in DEFAULT_KPI.items()}
 
 
-def _notify(value, submitted):
+NOTIFY_KEYS = ("sender", "sender_name", "reply_to", "provider", "admins", "language", "customer_reports")
+
+
+def _notify(value, submitted, contract_name):
     """The email settings. A `submitted` document must also keep every email of the contract within
     SES's recipients per message: a breach alert goes to provider and admins at once, the monthly
     report to customer_reports. Stored versions are read as they were accepted; the outbox fails the
-    email of an older one that exceeds it, with the reason."""
+    email of an older one that exceeds it, with the reason. Without a `sender_name` the From name is
+    `contract_name`: a renamed contract's emails follow its new name."""
     value = require_object(value if value is not None else {}, "notify")
-    reject_unknown(value, ("sender", "provider", "admins", "language", "customer_reports"), "notify")
+    reject_unknown(value, NOTIFY_KEYS, "notify")
     sender = email_address(value["sender"], "notify.sender") if value.get("sender") is not None else None
+    sender_name = text(value["sender_name"], "notify.sender_name", MAX_NAME) \
+        if value.get("sender_name") is not None else None
+    reply_to = email_address(value["reply_to"], "notify.reply_to") if value.get("reply_to") is not None else None
     provider = _email_list(value.get("provider", []), "notify.provider")
     admins = _email_list(value.get("admins", []), "notify.admins")
     language = value.get("language", "zh-CN")
@@ -415,9 +424,10 @@ def _notify(value, submitted):
     if submitted and len(customer_reports) > MAX_RECIPIENTS:
         raise ValidationError("notify.customer_reports", f"at most {MAX_RECIPIENTS} addresses (SES's limit per "
                                                          f"message), not {len(customer_reports)}")
-    normalized = {"sender": sender, "provider": provider, "admins": admins, "language": language,
-                  "customer_reports": customer_reports}
-    return normalized, Notify(sender, tuple(provider), tuple(admins), language, tuple(customer_reports))
+    normalized = {"sender": sender, "sender_name": sender_name, "reply_to": reply_to, "provider": provider,
+                  "admins": admins, "language": language, "customer_reports": customer_reports}
+    return normalized, Notify(sender, tuple(provider), tuple(admins), language, tuple(customer_reports),
+                              sender_name=sender_name or contract_name, reply_to=reply_to)
 
 
 def _warn_at(value):
@@ -485,7 +495,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     warn_at = _warn_at(doc.get("warn_at"))
     penalties_doc, penalties = _penalties(doc.get("penalties"))
     kpi = _kpi(doc.get("kpi"))
-    notify_doc, notify = _notify(doc.get("notify"), admitted_at is not None)
+    notify_doc, notify = _notify(doc.get("notify"), admitted_at is not None, name)
     webhooks_doc, webhooks = _webhooks(doc.get("webhooks"), admitted_at is not None, allow_local_webhooks)
 
     normalized = {
