@@ -11,7 +11,7 @@ request keeps the state it was resolved with, whatever calendar data or contract
 No AWS, no clock reads: `now` is always an argument.
 """
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.core.errors import ConflictError
@@ -602,14 +602,13 @@ def _expand(series):
 def freeze(state):
     """An SlaState as a JSON-able dict of bounded size (instants as ISO UTC strings, milestones as
     runs, no facts of the timeline); `resolved_state` reads it back."""
-    doc = asdict(state)
-    for key in _FROM_THE_TIMELINE:
-        del doc[key]
+    # Field by field: asdict would deep-copy every milestone first.
+    doc = {f.name: getattr(state, f.name) for f in fields(state)
+           if f.name not in ("metrics", "milestones") + _FROM_THE_TIMELINE}
     for key in _INSTANTS:
         doc[key] = _instant(getattr(state, key))
     doc["metrics"] = {name: {**asdict(m), "due_at": _instant(m.due_at), "met_at": _instant(m.met_at)}
                       for name, m in state.metrics.items()}
-    del doc["milestones"]
     doc["milestone_runs"] = _milestone_runs(state.milestones)
     return doc
 
