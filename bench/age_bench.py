@@ -1,7 +1,9 @@
 """Cost of a long-lived request: what posting an event (and reading the request) costs at 10, 1,000
-and 10,000 events, and what scanning a request neglected for 1, 30 and 180 days costs.
+and 10,000 events, what scanning a request neglected for 1, 30 and 180 days costs, and how large a
+request neglected for 1, 30, 180 and 365 days is once resolved.
 
     .venv/bin/python bench/age_bench.py [--sizes 10 1000 10000] [--rounds 5] [--neglect 1 30 180]
+                                        [--resolved-after 1 30 180 365]
 
 In-process against moto (no network). Each size gets a fresh moto account holding one high-priority
 request whose history (respond, progress updates, now and then a wait for the customer, at irregular
@@ -25,8 +27,21 @@ A second measurement scans a request answered 1, 30 or 180 days ago and never up
 catch-up scan after the scanner was down all that time, then the scan at its next check. Targets:
 DynamoDB calls, writes and notifications created equal whatever the neglect (one catch-up alert per
 metric, not one per missed cycle).
+
+A third resolves, through the service layer the API route calls, a request answered 1, 30, 180 or 365
+days earlier and never updated since, on a 10-minute progress cycle: urgent (24x7), and for
+comparison high priority on the contract's business hours. It reports the milestones the outcome
+holds, the size of the frozen outcome (`frozen_state`, JSON) and of the whole request item as DynamoDB
+counts it (attribute names plus values), and the CPU time of the resolve (moto's included). Targets:
+on the 24x7 clock the frozen outcome is flat (within 1 KB at every age); every resolve is written
+(moto refuses an item past 400 KB in a transaction, as DynamoDB does) and every item stays below a
+tenth of that limit.
 """
 import argparse
+import copy
+import gc
+import json
+import os
 import statistics
 import sys
 import time
@@ -40,9 +55,13 @@ import factories
 from botocore.client import BaseClient
 
 from chalicelib import contracts, requests, scanner
-from chalicelib.aws import records
+from chalicelib.aws import outbox, records
 from chalicelib.aws.tables import RequestModel
 from chalicelib.budget import Budget
+
+# moto answers GetSendQuota with the sandbox's 1 email a second, at which a catch-up's four emails would
+# be paced over 3 s of waiting; a stage configures its real rate, and so does the bench.
+os.environ.setdefault(outbox.SEND_RATE_VARIABLE, "50")
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai: the last event of the history
 SCANNED_AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 10:00: 1 day before it is a working day too
@@ -200,8 +219,67 @@ def scan_cost_by_neglect(args):
                   "wall time", "AWS calls"], rows, verdict, flat)
 
 
+ITEM_LIMIT = 400 * 1024
+# Every 10 minutes, on the urgent priority's 24x7 clock and on the high priority's business hours.
+TEN_MINUTE_CYCLES = {"urgent": "24x7", "high": "business hours"}
+
+
+def _resolved_after(days, priority):
+    """One account: a request of `priority` answered `days` before it is resolved, never updated in
+    between, on a 10-minute progress cycle. Returns its state, item, the resolve's CPU time (moto's
+    included) and the name of the error that refused it, if any."""
+    document = copy.deepcopy(common.CONTRACT)
+    for name in TEN_MINUTE_CYCLES:
+        document["priorities"][name]["progress_every"] = "10m"
+    received, resolved = SCANNED_AT - timedelta(days=days, minutes=20), SCANNED_AT
+    with common.fresh_account():
+        contracts.put_contract(common.ADMIN, "bench", document, received - timedelta(days=1))
+        policy = records.policy_of(records.latest_record("bench"))
+        item = factories.insert([factories.request_item(policy, "bench", priority, received, received,
+                                                         events=[("respond", received + timedelta(minutes=20))])])[0]
+        gc.collect()  # the earlier accounts' garbage is not this resolve's cost
+        started = time.process_time()
+        try:
+            requests.post_event(common.ADMIN, item.request_id, {"type": "resolve"}, resolved)
+            refused = None
+        except Exception as exc:  # noqa: BLE001 - what DynamoDB answers an item past 400 KB, reported
+            refused = type(exc).__name__
+        cpu = time.process_time() - started
+        stored = RequestModel.get(item.request_id)
+        if refused:  # the item the resolve would have written, measured all the same
+            stored.timeline = [*stored.timeline, {"seq": len(stored.timeline) + 1, "type": "resolve", "at": resolved}]
+            state = records.state_of(stored, policy, resolved)
+            for name, value in records.cache_fields(stored, state).items():
+                setattr(stored, name, value)
+        state = records.state_of(stored, policy, resolved)
+    return state, stored, cpu, refused
+
+
+def resolved_size_by_neglect(args):
+    """The frozen outcome and the request item of a request resolved after 1, 30, 180 and 365 days of
+    lapsed 10-minute cycles."""
+    rows, frozen_24x7, fits = [], [], True
+    for priority, clock in TEN_MINUTE_CYCLES.items():
+        for days in args.resolved_after:
+            state, item, cpu, refused = _resolved_after(days, priority)
+            frozen, size = len(json.dumps(item.frozen_state)), factories.item_bytes(item)
+            fits &= size < ITEM_LIMIT / 10 and refused is None
+            if clock == "24x7":
+                frozen_24x7.append(frozen)
+            rows.append([clock, f"{days}", f"{state.metrics['progress_update'].misses:,}",
+                         f"{len(state.milestones):,}", f"{frozen / 1024:,.1f} KB", f"{size / 1024:,.1f} KB",
+                         f"{size / ITEM_LIMIT:.1%}", f"refused ({refused})" if refused else "resolved",
+                         f"{cpu * 1000:,.0f} ms"])
+    flat = max(frozen_24x7) - min(frozen_24x7) < 1024
+    verdict = (f"24x7 frozen outcome flat (within 1 KB): {flat}; every resolve written and every item below "
+               f"40 KB, a tenth of DynamoDB's 400 KB: {fits}")
+    return Table("Resolving a request neglected for days (10-minute progress cycle, answered, never updated since)",
+                 ["clock", "days neglected", "missed cycles", "milestones", "frozen outcome", "request item",
+                  "of 400 KB", "resolve", "resolve CPU"], rows, verdict, flat and fits)
+
+
 # Each measurement: the parsed arguments in, a Table out.
-MEASUREMENTS = [event_post_cost, scan_cost_by_neglect]
+MEASUREMENTS = [event_post_cost, scan_cost_by_neglect, resolved_size_by_neglect]
 
 
 def print_table(table):
@@ -218,8 +296,12 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000, 10000])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--neglect", type=int, nargs="+", default=[1, 30, 180], help="days a request is neglected")
+    parser.add_argument("--resolved-after", type=int, nargs="+", default=[1, 30, 180, 365],
+                        help="days a request is neglected before it is resolved")
+    parser.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], nargs="+",
+                        help="run only these measurements")
     args = parser.parse_args()
-    tables = [measure(args) for measure in MEASUREMENTS]
+    tables = [measure(args) for measure in MEASUREMENTS if not args.only or measure.__name__ in args.only]
     for table in tables:
         print_table(table)
     sys.exit(0 if all(table.passed for table in tables) else 1)
