@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalicelib.aws.tables import RequestModel
+from chalicelib.aws.tables import NotificationModel, RequestModel, TallyModel
 from chalicelib.core.clock import (
     PROGRESS_UPDATE,
     Event,
@@ -88,7 +88,10 @@ def test_a_request_neglected_for_a_year_on_a_ten_minute_cycle_resolves_and_stays
     admin, agent, request_id = neglected
     before = at(RESOLVED, agent.get, f"/requests/{request_id}")[1]
     assert before["sla"]["progress_update"]["misses"] == MISSES and before["penalty"]["amount"] == PENALTY
-    assert scan(RESOLVED)["errors"] == 0  # the catch-up after 11 months without a scan
+    catch_up = scan(RESOLVED)  # after 11 months without a scan
+    assert catch_up["errors"] == 0 and catch_up["created"] <= 4  # one alert per metric, not per cycle
+    entries = list(NotificationModel.query(request_id))
+    assert max(factories.item_bytes(entry) for entry in entries) < 8 * 1024
 
     status, resolved = at(RESOLVED, agent.post, f"/requests/{request_id}/events", {"type": "resolve"})
     assert status == 200, resolved
@@ -123,6 +126,7 @@ def test_the_tally_report_and_what_if_count_a_frozen_year_of_misses_as_they_did_
     # The resolve day: cycles lapsed at 00:00 … 10:20 (63 of them), then the resolve at 10:25.
     assert tuesday["breaches"] == {"progress_update": {"urgent": 63}} and tuesday["resolved"] == 1
     assert tuesday["penalties_raw"] == 63 * 50
+    assert max(factories.item_bytes(item) for item in TallyModel.query("acme")) < 4 * 1024
     # One line per request and reason a day, whatever the cycle: the stored tally stays small too.
     assert [(line["reason"], line["amount"], line["at"]) for line in tuesday["penalty_lines"]] == [
         (f"late_progress (63 cycles, {MISSES - 62}–{MISSES})", 63 * 50, "2026-11-23T00:00:00+08:00")]
