@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import app
+from chalicelib.aws import records
 from chalicelib.aws.tables import NotificationModel, RequestModel, TallyModel
 from chalicelib.core.clock import (
     PROGRESS_UPDATE,
@@ -68,17 +69,24 @@ def simulation(admin, month, moment):
     return body
 
 
-@pytest.fixture
-def neglected(admin, mailbox):
-    """An urgent request of acme (24x7, progress every 10 minutes) answered on 2025-11-23 and never
-    updated since; the scanner ran in its first hour, a month on, and not again."""
-    _, agent, _ = at(RECEIVED - timedelta(days=1), contract_with_tokens, admin, TEN_MINUTES)
+def answered_urgent_request(admin):
+    """acme with a 10-minute progress cycle on urgent, and an urgent request received on 2025-11-23
+    10:00 and answered at 10:20: (agent, client, request_id)."""
+    _, agent, client = at(RECEIVED - timedelta(days=1), contract_with_tokens, admin, TEN_MINUTES)
     status, created = at(RECEIVED, agent.post, "/requests", {
         "contract_id": "acme", "priority": "urgent", "channel": "portal", "subject": "系统无法登录",
         "requester": {"name": "张三", "email": "zhang@customer.example"}})
     assert status == 201, created
     request_id = created["request_id"]
     assert at(RESPONDED, agent.post, f"/requests/{request_id}/events", {"type": "respond"})[0] == 200
+    return agent, client, request_id
+
+
+@pytest.fixture
+def neglected(admin, mailbox):
+    """An urgent request of acme (24x7, progress every 10 minutes) answered on 2025-11-23 and never
+    updated since; the scanner ran in its first hour, a month on, and not again."""
+    agent, _, request_id = answered_urgent_request(admin)
     for moment in (RECEIVED + timedelta(hours=1), RECEIVED + timedelta(days=30)):
         assert scan(moment)["errors"] == 0
     return admin, agent, request_id
@@ -163,6 +171,28 @@ def test_an_outcome_frozen_before_runs_still_reads_as_it_was_resolved(admin):
     state = evaluate(policy, facts, events, received + timedelta(days=2))
     old = json.loads(json.dumps(_previous_freeze(state)))
     assert resolved_state(old, replay(facts, events)) == state
+
+
+def test_a_request_resolved_before_runs_reads_the_same_and_is_rewritten_small_when_rated(admin, mailbox):
+    agent, client, request_id = answered_urgent_request(admin)
+    resolving = RECEIVED + timedelta(days=2, minutes=25)  # 288 misses: under 400 KB in the previous form
+    status, resolved = at(resolving, agent.post, f"/requests/{request_id}/events", {"type": "resolve"})
+    assert status == 200, resolved
+    item = RequestModel.get(request_id)
+    state = resolved_state(item.frozen_state, replay(records.facts_of(item), records.clock_events(item)))
+    item.update(actions=[RequestModel.frozen_state.set(_previous_freeze(state))])
+    assert "milestones" in RequestModel.get(request_id).frozen_state
+
+    later = resolving + timedelta(days=3)
+    status, document = at(later, agent.get, f"/requests/{request_id}")
+    assert status == 200 and (document["sla"], document["penalty"]) == (resolved["sla"], resolved["penalty"])
+    assert document["sla"]["progress_update"]["misses"] == 2 * CYCLES_A_DAY
+    assert tally(admin, "2025-11-24", later)["breaches"] == {"progress_update": {"urgent": CYCLES_A_DAY}}
+    assert at(later, client.post, f"/requests/{request_id}/events", {"type": "rate", "score": 4})[0] == 200
+    stored = RequestModel.get(request_id).frozen_state
+    assert "milestones" not in stored and len(json.dumps(stored)) < 4 * 1024
+    status, rated = at(later, agent.get, f"/requests/{request_id}")
+    assert (rated["sla"], rated["penalty"]) == (resolved["sla"], resolved["penalty"])
 
 
 def _previous_freeze(state):
