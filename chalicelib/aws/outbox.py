@@ -410,7 +410,9 @@ def newest_of_request(request_id, limit, start_key=None):
                                                               last_evaluated_key=start_key)
         return [NotificationModel.from_raw_data(raw) for raw in next(results.page_iter)["Items"]]
     except QueryError as exc:
-        if exc.cause_response_code != "ValidationException" or "index" not in (exc.cause_response_message or ""):
+        message = exc.cause_response_message or ""
+        if exc.cause_response_code != "ValidationException" or not any(
+                phrase in message for phrase in ("backfilling global secondary index", "specified index")):
             raise
         log_event(logger, "notifications index not readable yet, reading every entry", level=logging.WARNING,
                   request_id=request_id, error=exc.cause_response_message)
