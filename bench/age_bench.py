@@ -1,9 +1,10 @@
 """Cost of a long-lived request: what posting an event (and reading the request) costs at 10, 1,000
-and 10,000 events, what scanning a request neglected for 1, 30 and 180 days costs, and how large a
-request neglected for 1, 30, 180 and 365 days is once resolved.
+and 10,000 events, what scanning a request neglected for 1, 30 and 180 days costs, how large a
+request neglected for 1, 30, 180 and 365 days is once resolved, and what reading a request the
+scanner has alerted on for 1 and 30 days costs.
 
     .venv/bin/python bench/age_bench.py [--sizes 10 1000 10000] [--rounds 5] [--neglect 1 30 180]
-                                        [--resolved-after 1 30 180 365]
+                                        [--resolved-after 1 30 180 365] [--scanned-for 1 30]
 
 In-process against moto (no network). Each size gets a fresh moto account holding one high-priority
 request whose history (respond, progress updates, now and then a wait for the customer, at irregular
@@ -19,8 +20,7 @@ not gated: moto copies every table a transaction touches, and decoding and repla
 (the pure clock) is linear, if cheap.
 
 The history is built without outbox entries, so every size starts with none: what this measures is
-the timeline. A request's `notifications` list (read whole by every single-request document) still
-grows with the emails the request has caused.
+the timeline (a request's `notifications` are the fourth measurement's).
 
 The script is a list of measurements, each returning a Table; `main` runs them and prints each.
 A second measurement scans a request answered 1, 30 or 180 days ago and never updated since: the
@@ -36,6 +36,15 @@ counts it (attribute names plus values), and the CPU time of the resolve (moto's
 on the 24x7 clock the frozen outcome is flat (within 1 KB at every age); every resolve is written
 (moto refuses an item past 400 KB in a transaction, as DynamoDB does) and every item stays below a
 tenth of that limit.
+
+A fourth reads (GET /requests/{id}, through the service layer) an urgent request on a 10-minute
+progress cycle, answered and then neglected while the scanner ran on its schedule: after a day (the
+scans of that day, each at the first minute something was due) and after 30 days (the first day's
+progress alerts, reminders and warnings again for each later day, numbered and timed as the scanner
+would have made them; scanning 30 days in moto, whose index queries read the whole table, takes
+hours). It reports the notifications stored, what the whole list would weigh as JSON, and the
+DynamoDB calls, items read and size of the document. Targets: calls and items read equal at both
+ages, the document within 1 KB, and far below Lambda's 6 MB answer.
 """
 import argparse
 import copy
@@ -56,8 +65,9 @@ from botocore.client import BaseClient
 
 from chalicelib import contracts, requests, scanner
 from chalicelib.aws import outbox, records
-from chalicelib.aws.tables import RequestModel
+from chalicelib.aws.tables import NotificationModel, RequestModel
 from chalicelib.budget import Budget
+from chalicelib.core.documents import notification_document
 
 # moto answers GetSendQuota with the sandbox's 1 email a second, at which a catch-up's four emails would
 # be paced over 3 s of waiting; a stage configures its real rate, and so does the bench.
@@ -160,8 +170,8 @@ def event_post_cost(args):
     for operation in ("post", "get"):
         summaries = [_summary(r[operation]) for r in results]
         # Round n at one size against round n at another: each post adds an email to the request's
-        # notifications (read whole), equally at every size. A timeline shorter than a page reads
-        # all of its events, a longer one always one page.
+        # notifications (fewer than a page of them), equally at every size. A timeline shorter than a
+        # page reads all of its events, a longer one always one page.
         full = [s for r, s in zip(results, summaries, strict=True) if r["size"] >= requests.EVENTS_PAGE]
         most = [max(column) for column in zip(*(s["items"] for s in summaries), strict=True)]
         flat &= all(s["calls"] == summaries[0]["calls"] and all(map(int.__le__, s["items"], most))
@@ -278,8 +288,85 @@ def resolved_size_by_neglect(args):
                   "of 400 KB", "resolve", "resolve CPU"], rows, verdict, flat and fits)
 
 
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+def _next_scan(after, next_check_at):
+    """The first whole minute of the scanner's schedule after `after` and not before the request's next
+    check: the minutes in between would find nothing due."""
+    due = max(after + timedelta(minutes=1), datetime.fromtimestamp(next_check_at, UTC))
+    return due if due == due.replace(second=0, microsecond=0) else \
+        due.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def _copied_day(entries, days):
+    """Outbox `entries` of a request's first day again, `days` later: the entries the same day's cycles
+    create then (the cycle number in the key moved on as the scanner numbers it)."""
+    cycles = days * 144  # 10-minute cycles a day
+    for entry in entries:
+        parts = entry.key.split("|")  # progress_reminder|<cycle>, or breach|… and warning|… of progress_update
+        at = 1 if parts[0] == "progress_reminder" else 2 if parts[1:2] == ["progress_update"] else None
+        if at is None:
+            continue  # the acknowledgement, the notices of events, the other metrics' one breach
+        parts[at] = str(int(parts[at]) + cycles)
+        copy_ = NotificationModel.from_raw_data(entry.serialize())
+        copy_.key = "|".join(parts)
+        copy_.created_at = entry.created_at + timedelta(days=days)
+        yield copy_
+
+
+def notification_list_by_age(args):
+    """GET /requests/{id} of an urgent request (24x7, 10-minute progress cycle) answered and then
+    neglected, the scanner running on schedule, after 1 and 30 days: the document's size and what
+    reading it costs, against what the whole notifications list would weigh."""
+    document = copy.deepcopy(common.CONTRACT)
+    document["priorities"]["urgent"]["progress_every"] = "10m"
+    rows, costs, sizes, fits = [], set(), [], True
+    with common.fresh_account():
+        received = SCANNED_AT - timedelta(days=max(args.scanned_for), minutes=20)
+        contracts.put_contract(common.ADMIN, "bench", document, received - timedelta(days=1))
+        policy = records.policy_of(records.latest_record("bench"))
+        item = factories.insert([factories.request_item(policy, "bench", "urgent", received, received,
+                                                         events=[("respond", received + timedelta(minutes=20))])])[0]
+        started, moment, scans = time.perf_counter(), received, 0
+        while moment < received + timedelta(days=1):
+            scanner.scan(moment, Budget(600))
+            scans += 1
+            moment = _next_scan(moment, RequestModel.get(item.request_id).next_check_at)
+        first_day = outbox.of_request(item.request_id)
+        scanned_s = time.perf_counter() - started
+        written = 0
+        for days in sorted(args.scanned_for):
+            with NotificationModel.batch_write() as batch:
+                for day in range(written + 1, days):
+                    for entry in _copied_day(first_day, day):
+                        batch.save(entry)
+            written = max(written, days - 1)
+            now = received + timedelta(days=days)
+            counter, wall = _round(partial(requests.get_request, common.ADMIN, item.request_id, now))
+            answer = json.dumps(requests.get_request(common.ADMIN, item.request_id, now), ensure_ascii=False)
+            every = outbox.of_request(item.request_id)
+            whole_list = len(json.dumps([notification_document(e, policy.calendar.tz) for e in every],
+                                        ensure_ascii=False))
+            stored = sum(factories.item_bytes(entry) for entry in every)
+            costs.add((counter.dynamodb_calls(), counter.items))
+            sizes.append(len(answer.encode()))
+            fits &= len(answer.encode()) < LAMBDA_RESPONSE_LIMIT / 100
+            rows.append([f"{days}", f"{len(every):,}", f"{stored / 1024 / 1024:,.1f} MB",
+                         f"{whole_list / 1024:,.0f} KB", counter.dynamodb_calls(), counter.items,
+                         f"{len(answer.encode()) / 1024:,.1f} KB", f"{wall * 1000:,.0f} ms",
+                         f"{(wall - counter.inside_s) * 1000:,.0f} ms", counter.breakdown()])
+    flat = len(costs) == 1 and max(sizes) - min(sizes) < 1024  # cycle numbers in the keys grow a digit
+    verdict = (f"DynamoDB calls and items read equal, document within 1 KB at every age: {flat}; the document below "
+               f"1% of Lambda's 6 MB answer: {fits}; the first day took {scans} scans on schedule "
+               f"({scanned_s:.0f} s), the later days are its notifications again a day apart each")
+    return Table("Reading a request the scanner has alerted on for days (urgent, 10-minute progress cycle)",
+                 ["days", "notifications", "stored", "whole list as JSON", "DynamoDB calls", "items read",
+                  "document", "wall time", "outside AWS calls", "AWS calls"], rows, verdict, flat and fits)
+
+
 # Each measurement: the parsed arguments in, a Table out.
-MEASUREMENTS = [event_post_cost, scan_cost_by_neglect, resolved_size_by_neglect]
+MEASUREMENTS = [event_post_cost, scan_cost_by_neglect, resolved_size_by_neglect, notification_list_by_age]
 
 
 def print_table(table):
@@ -298,6 +385,8 @@ def main():
     parser.add_argument("--neglect", type=int, nargs="+", default=[1, 30, 180], help="days a request is neglected")
     parser.add_argument("--resolved-after", type=int, nargs="+", default=[1, 30, 180, 365],
                         help="days a request is neglected before it is resolved")
+    parser.add_argument("--scanned-for", type=int, nargs="+", default=[1, 30],
+                        help="days the scanner has alerted on a request before it is read")
     parser.add_argument("--only", choices=[m.__name__ for m in MEASUREMENTS], nargs="+",
                         help="run only these measurements")
     args = parser.parse_args()

@@ -7,12 +7,11 @@ import logging
 from datetime import datetime, timedelta
 
 import pytest
-import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from chalice.test import Client
+from test_frozen_outcomes import at, scan
+from test_long_timelines import Calls, all_pages
 
-from app import app
 from chalicelib.aws import outbox, records, store
 from chalicelib.aws.tables import NotificationModel
 from chalicelib.core.documents import notification_document
@@ -25,19 +24,6 @@ REQUEST = {"contract_id": "acme", "priority": "urgent", "channel": "portal", "su
            "requester": {"name": "张三", "email": "zhang@customer.example"}}
 
 
-def at(moment, call, *args):
-    with time_machine.travel(moment, tick=False):
-        return call(*args)
-
-
-def scan(moment):
-    with time_machine.travel(moment, tick=False), Client(app) as lambda_client:
-        event = lambda_client.events.generate_cw_event(
-            source="aws.events", detail_type="Scheduled Event", detail={},
-            resources=["arn:aws:events:us-east-1:123456789012:rule/scan_deadlines"], region="us-east-1")
-        return lambda_client.lambda_.invoke("scan_deadlines", event).payload
-
-
 def stored_order(request_id):
     """Every outbox entry of the request, as the index orders them: oldest first (by time, then key)."""
     return [entry.key for entry in sorted(outbox.of_request(request_id), key=lambda e: (e.created_at, e.key))]
@@ -45,15 +31,7 @@ def stored_order(request_id):
 
 def route_pages(token, request_id, **params):
     """Every page of GET /requests/{id}/notifications from the newest on: [(keys, next)]."""
-    pages, query = [], dict(params)
-    while True:
-        path = f"/requests/{request_id}/notifications?" + "&".join(f"{k}={v}" for k, v in query.items())
-        status, body = token.get(path)
-        assert status == 200, body
-        pages.append(([n["key"] for n in body["items"]], body["next"]))
-        if body["next"] is None:
-            return pages
-        query["next"] = body["next"]
+    return all_pages(token, request_id, "notifications", "key", **params)
 
 
 @pytest.fixture
@@ -177,28 +155,6 @@ def add_entries(request_id, count, start):
                                         start + timedelta(seconds=n // 2)))
 
 
-class Reads:
-    """DynamoDB calls and the items their answers carry, counted at botocore."""
-
-    def __init__(self, monkeypatch):
-        self.calls, self.items = 0, 0
-        original = BaseClient._make_api_call
-
-        def counting(client, operation, params):
-            answer = original(client, operation, params)
-            if client.meta.service_model.service_name == "dynamodb":
-                self.calls += 1
-                self.items += len(answer.get("Items", [])) + ("Item" in answer)
-            return answer
-
-        monkeypatch.setattr(BaseClient, "_make_api_call", counting)
-
-    def of(self, call):
-        before = (self.calls, self.items)
-        answer = call()
-        return answer, (self.calls - before[0], self.items - before[1])
-
-
 def test_reading_a_request_costs_one_page_of_notifications_at_150_and_1000_entries(acme, clock, monkeypatch):
     _, agent, _ = acme
     requests_by_size = {}
@@ -207,13 +163,19 @@ def test_reading_a_request_costs_one_page_of_notifications_at_150_and_1000_entri
         add_entries(request_id, size - 1, RECEIVED - timedelta(days=1))  # and the acknowledgement
         requests_by_size[size] = request_id
     assert agent.get(f"/requests/{request_id}/events?limit=1")[0] == 200  # the token's use is stamped once a minute
-    reads = Reads(monkeypatch)
+    calls = Calls(monkeypatch)
+
+    def cost_of(path):
+        before = (calls.calls, calls.items)
+        answer = agent.get(path)
+        return answer, (calls.calls - before[0], calls.items - before[1])
+
     costs, sizes = {}, {}
     for size, request_id in requests_by_size.items():
-        (status, document), get_cost = reads.of(lambda rid=request_id: agent.get(f"/requests/{rid}"))
+        (status, document), get_cost = cost_of(f"/requests/{request_id}")
         assert status == 200 and len(document["notifications"]) == 100 and document["notifications_next"]
         assert document["notifications"][-1]["key"] == "acknowledgement"  # created last
-        (status, page), page_cost = reads.of(lambda rid=request_id: agent.get(f"/requests/{rid}/notifications"))
+        (status, page), page_cost = cost_of(f"/requests/{request_id}/notifications")
         assert status == 200 and page["items"] == document["notifications"]
         costs[size], sizes[size] = (get_cost, page_cost), len(json.dumps(document))
     assert costs[150] == costs[1_000]
