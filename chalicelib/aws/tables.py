@@ -284,7 +284,7 @@ class NotificationsByMessageId(GlobalSecondaryIndex):
 
 
 class NotificationsByRequest(GlobalSecondaryIndex):
-    """A request's notifications by creation time (ties by key), newest first when read backwards: the
+    """A request's notifications by creation time, newest first when read backwards: the
     request document's newest page and each older page cost their own items, whatever the request's age.
     Projects what a notification's document shows, not the bodies: a page of 1,000 stays well below
     DynamoDB's 1 MB."""
