@@ -142,6 +142,11 @@ def list_events(call, request_id):
     return requests.list_events(call.principal, request_id, call.query)
 
 
+@api.route("/requests/{request_id}/notifications", methods=["GET"], roles=("agent", "admin"))
+def list_notifications(call, request_id):
+    return requests.list_notifications(call.principal, request_id, call.query)
+
+
 @api.route("/requests/{request_id}/events", methods=["POST"])
 def post_event(call, request_id):
     return requests.post_event(call.principal, request_id, call.body, call.now)

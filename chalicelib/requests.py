@@ -8,7 +8,7 @@ from datetime import timedelta
 from chalicelib.aws import metrics, outbox, records, store, webhooks
 from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, STATUSES, Event
-from chalicelib.core.documents import event_document, request_document
+from chalicelib.core.documents import event_document, notification_document, request_document
 from chalicelib.core.durations import parse_duration
 from chalicelib.core.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.core.fields import (
@@ -24,6 +24,7 @@ from chalicelib.core.intake import contract_id_of, parse_event, parse_new_reques
 MAX_LISTING_PAGES = 5  # pages of `limit` items one listing call reads at most
 EVENTS_PAGE = 100  # the newest events a request document shows; the default page of its events
 MAX_EVENTS_PAGE = 1000
+NOTIFICATIONS_PAGE = 100  # likewise for its notifications, newest by creation time
 # Far beyond any agreement's need, and far below DynamoDB's item size limit however the packed
 # timeline compresses: past it an event is refused with 409 instead of failing in DynamoDB.
 MAX_EVENTS = 20_000
@@ -44,14 +45,41 @@ def get_request(principal, request_id, now):
     return _single_document(principal, item, state, policy, _events_page(item))
 
 
-def _single_document(principal, item, state, policy, events_page):
+def _single_document(principal, item, state, policy, events_page, written=()):
     """A request on its own: with its newest events, the cursor to older ones, and for agents and
-    admins the state of its notifications (clients never see them: they name the provider's and
-    admins' addresses)."""
+    admins its newest notifications and the cursor to older ones (clients never see them: they name
+    the provider's and admins' addresses). `written`: the outbox entries this call created."""
     events, events_next = events_page
-    notifications = None if principal.is_client else outbox.of_request(item.request_id)
+    notifications, notifications_next = (None, None) if principal.is_client else \
+        _notifications_page(item.request_id, written=written)
     return request_document(item, state, policy, events=events, events_next=events_next,
-                            notifications=notifications)
+                            notifications=notifications, notifications_next=notifications_next)
+
+
+def _notifications_page(request_id, start=None, limit=NOTIFICATIONS_PAGE, written=()):
+    """(notifications, cursor): up to `limit` of a request's notifications created before the index
+    key `start` (default: the newest), oldest first, and the cursor to the older ones (None when there
+    are none: one more than `limit` is read to know). `written`, the entries the calling write just
+    created, are the newest, shown as its send left them: the index follows the table a moment later."""
+    fresh = sorted(written, key=lambda entry: (entry.created_at, entry.key), reverse=True)
+    shown = {entry.key for entry in fresh}
+    stored = outbox.newest_of_request(request_id, limit + 1, start)
+    newest = fresh + [entry for entry in stored if entry.key not in shown]
+    page = newest[:limit]
+    return page[::-1], store.notifications_cursor(page[-1]) if len(newest) > limit else None
+
+
+def list_notifications(principal, request_id, params):
+    """GET /requests/{id}/notifications (agents and admins): a page of the request's notifications
+    (the newest without `next`), oldest first within the page, and the cursor to the older ones."""
+    params = params or {}
+    reject_unknown(params, ("next", "limit"))
+    limit = whole_number(params.get("limit", str(NOTIFICATIONS_PAGE)), "limit", 1, MAX_EVENTS_PAGE)
+    start = page_start(params, store.decode_notifications_cursor, request_id)
+    item = _visible_request(principal, request_id)
+    notifications, notifications_next = _notifications_page(item.request_id, start, limit)
+    tz = records.policy_for(item).calendar.tz
+    return {"items": [notification_document(entry, tz) for entry in notifications], "next": notifications_next}
 
 
 def _events_page(item, before=None, limit=EVENTS_PAGE):
@@ -126,7 +154,7 @@ def _create_request(principal, body, now, idempotency=None):
     store.create_request(item, event, entries, now, idempotency)
     metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
     _deliver(entries, now)
-    return _single_document(principal, item, state, policy, ([event], None))
+    return _single_document(principal, item, state, policy, ([event], None), written=entries)
 
 
 def post_event(principal, request_id, body, now):
@@ -155,7 +183,7 @@ def post_event(principal, request_id, body, now):
         cache = records.cache_after_write(item, policy, state, now, written_for=new.at) | kept
         store.append_event(item, model, cache, entries)
         _deliver(entries, now)
-        return _single_document(principal, item, state, policy, _events_page(item))
+        return _single_document(principal, item, state, policy, _events_page(item), written=entries)
 
     return store.retrying(append, "the request")
 

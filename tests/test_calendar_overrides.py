@@ -1,5 +1,5 @@
 """The pure side of published schedules: a country-year override in the calendar, each year's status,
-provisional deadlines in the clock, and frozen outcomes (freeze / thaw)."""
+provisional deadlines in the clock, and frozen outcomes (freeze / resolved_state)."""
 import copy
 import json
 from datetime import date, datetime
@@ -18,7 +18,6 @@ from chalicelib.core.clock import (
     freeze,
     replay,
     resolved_state,
-    thaw,
 )
 from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT, ILLUSTRATIVE_CN_2027
@@ -125,8 +124,9 @@ def test_a_state_survives_freezing_through_json_exactly():
     state = evaluate(policy, facts, events, at("2026-12-01 10:00"))
     assert state.metrics[PROGRESS_UPDATE].misses and state.penalty and state.milestones and state.ratings
     stored = json.loads(json.dumps(freeze(state)))
-    assert thaw(stored) == state
-    assert freeze(thaw(stored)) == stored
+    timeline = replay(facts, events)
+    assert resolved_state(stored, timeline) == state
+    assert freeze(resolved_state(stored, timeline)) == stored
 
 
 def test_a_resolved_state_keeps_its_outcome_and_takes_later_ratings_from_the_timeline():
@@ -137,4 +137,5 @@ def test_a_resolved_state_keeps_its_outcome_and_takes_later_ratings_from_the_tim
     frozen = freeze(evaluate(policy, facts, events, at("2026-11-24 10:00")))
     rated = resolved_state(frozen, replay(facts, events + [Event(3, "rate", at("2026-11-25 10:00"), score=5)]))
     assert rated.ratings == [(at("2026-11-25 10:00"), 5)] and rated.last_event_at == at("2026-11-25 10:00")
-    assert rated.metrics == thaw(frozen).metrics and rated.penalty == thaw(frozen).penalty
+    unrated = resolved_state(frozen, replay(facts, events))
+    assert rated.metrics == unrated.metrics and rated.penalty == unrated.penalty

@@ -32,14 +32,14 @@ def long_request(size):
     return factories.long_request(policy, "acme", size, MONDAY_10 - timedelta(minutes=1)).request_id
 
 
-def all_pages(token, request_id, **params):
-    """Every page of GET /requests/{id}/events from the newest on: [(seqs, next)]."""
+def all_pages(token, request_id, listing="events", field="seq", **params):
+    """Every page of GET /requests/{id}/<listing> from the newest on: [(each item's `field`, next)]."""
     pages, query = [], dict(params)
     while True:
-        path = f"/requests/{request_id}/events?" + "&".join(f"{k}={v}" for k, v in query.items())
+        path = f"/requests/{request_id}/{listing}?" + "&".join(f"{k}={v}" for k, v in query.items())
         status, body = token.get(path)
         assert status == 200, body
-        pages.append(([event["seq"] for event in body["items"]], body["next"]))
+        pages.append(([item[field] for item in body["items"]], body["next"]))
         if body["next"] is None:
             return pages
         query["next"] = body["next"]

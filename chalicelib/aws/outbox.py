@@ -48,7 +48,7 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, QueryError, UpdateError
 
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
@@ -507,6 +507,36 @@ def stored_entry(request_id, key):
 
 def of_request(request_id):
     return list(NotificationModel.query(request_id))
+
+
+def newest_of_request(request_id, limit, start_key=None):
+    """Up to `limit` of a request's notifications, newest first, from the creation-time index: those
+    after `start_key` (an index key, where a previous page ended) or the newest of all. Exactly one
+    Query of at most `limit` items, whatever the number of entries; each holds what its document shows.
+
+    While DynamoDB builds the index (a stage upgraded to it: CloudFormation does not wait for the
+    backfill) it refuses to read it; the request's every entry is read instead, in the same order."""
+    try:
+        results = NotificationModel.by_request_created.query(request_id, scan_index_forward=False, limit=limit,
+                                                              last_evaluated_key=start_key)
+        return [NotificationModel.from_raw_data(raw) for raw in next(results.page_iter)["Items"]]
+    except QueryError as exc:
+        message = exc.cause_response_message or ""
+        if exc.cause_response_code != "ValidationException" or not any(
+                phrase in message for phrase in ("backfilling global secondary index", "specified index")):
+            raise
+        log_event(logger, "notifications index not readable yet, reading every entry", level=logging.WARNING,
+                  request_id=request_id, error=exc.cause_response_message)
+    newest = sorted(of_request(request_id), key=_index_position, reverse=True)
+    if start_key is not None:
+        after = (start_key["created_at"]["S"], start_key["key"]["S"])
+        newest = [entry for entry in newest if _index_position(entry) < after]
+    return newest[:limit]
+
+
+def _index_position(entry):
+    """Where an entry sorts in the creation-time index: by time, then by key."""
+    return NotificationModel.created_at.serialize(entry.created_at), entry.key
 
 
 def by_message_id(message_id):

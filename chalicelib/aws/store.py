@@ -480,6 +480,37 @@ def decode_events_cursor(cursor, request_id):
     return content["before"]
 
 
+# PynamoDB's form of a stored UTCDateTimeAttribute, as the notifications index sorts them.
+STORED_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+0000")
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key value: a longer one is an error, not a page
+
+
+def notifications_cursor(entry):
+    """The cursor to a request's notifications created before outbox `entry` (by time, then key)."""
+    created_at = NotificationModel.created_at.serialize(entry.created_at)
+    return encode_cursor({"request_id": entry.request_id, "before": [created_at, entry.key]})
+
+
+def _is_sort_key(value):
+    try:
+        return 0 < len(value.encode("utf-8")) <= MAX_SORT_KEY_BYTES
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell
+        return False
+
+
+def decode_notifications_cursor(cursor, request_id):
+    """The index key a notifications cursor of `request_id` pages after; CursorError otherwise."""
+    content = _cursor_content(cursor)
+    before = content.get("before") if isinstance(content, dict) and set(content) == {"request_id", "before"} else None
+    if not (isinstance(before, list) and len(before) == 2 and all(isinstance(part, str) for part in before)
+            and STORED_INSTANT.fullmatch(before[0]) and _is_sort_key(before[1])):
+        raise CursorError("is not a cursor returned by this API")
+    if content["request_id"] != request_id:
+        raise CursorError("belongs to another request")
+    created_at, key = before
+    return {"request_id": {"S": request_id}, "key": {"S": key}, "created_at": {"S": created_at}}
+
+
 # --- tokens --------------------------------------------------------------------------------------
 
 

@@ -302,6 +302,22 @@ class RecipientFeedbackAttribute(MapAttribute):
     diagnostic = UnicodeAttribute(null=True)  # the receiving server's answer to the bounce kept
 
 
+class NotificationsByRequest(GlobalSecondaryIndex):
+    """A request's notifications by creation time, newest first when read backwards: the
+    request document's newest page and each older page cost their own items, whatever the request's age.
+    Projects what a notification's document shows, not the bodies: a page of 1,000 stays well below
+    DynamoDB's 1 MB."""
+
+    class Meta:
+        index_name = "by_request_created"
+        projection = IncludeProjection(["kind", "recipients", "status", "attempts", "sent_at", "delivered_at",
+                                        "bounced_at", "bounce_type", "complained_at", "last_error", "reason",
+                                        "recipients_feedback"])
+
+    request_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
 class NotificationModel(Model):
     """The dedupe outbox: one item per notification (request × kind × metric × cycle × threshold, or
     request × event). Creating it is conditional, so each notification exists once; a short lease
@@ -351,6 +367,7 @@ class NotificationModel(Model):
 
     pending = PendingNotifications()
     by_message_id = NotificationsByMessageId()
+    by_request_created = NotificationsByRequest()
 
 
 class TallyModel(Model):

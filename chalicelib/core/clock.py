@@ -5,13 +5,13 @@ ConflictError), and returns the facts the clocks need. `evaluate` turns those fa
 met/breached flags, remaining time, accrued penalty, milestones (warnings, breaches, penalty days)
 and the next instant at which any of that changes (`next_check_at`, cached for the scanner).
 
-`freeze` / `thaw` turn an SlaState into JSON and back: a resolved request keeps the state it was
-resolved with (`resolved_state`), whatever calendar data or contract versions come later.
+`freeze` turns an SlaState into JSON of bounded size and `resolved_state` reads it back: a resolved
+request keeps the state it was resolved with, whatever calendar data or contract versions come later.
 
 No AWS, no clock reads: `now` is always an argument.
 """
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.core.errors import ConflictError
@@ -533,6 +533,27 @@ def _metric_names(prio):
 
 
 # --- frozen outcomes -----------------------------------------------------------------------------
+#
+# A frozen outcome is stored on the request's item, which DynamoDB caps at 400 KB, so its size must not
+# follow the request's age. What grows with age is the milestones: one progress breach per lapsed
+# cycle and one penalty day per started day late (an urgent request on a 10-minute cycle lapses 144
+# times a day). They are stored as runs instead: consecutive milestones of one series (kind, metric,
+# warning threshold) whose cycles count up by one and whose instants lie a constant step apart are
+# one [first cycle, first instant, step, count]. On a 24x7 clock a run breaks only at a pause, so a
+# year of neglect is a handful of runs; on business hours at most one run per opening of the calendar.
+# Runs rather than counts or per-day totals, because the consumers need each milestone: the tally and
+# the what-if put every missed cycle and penalty day on its local day (in the contract's timezone at
+# tally time, the monthly cap in day order), the outbox re-checks a pending breach alert by its cycle.
+# `resolved_state` expands the runs back, so every reader sees exactly the milestones it was resolved
+# with. Every resolve instant and the ratings are facts of the timeline (stored beside it already):
+# they are read from it, not stored twice.
+
+# Milestones as `evaluate` lists them for one instant: ties keep this order when runs are expanded.
+_SERIES_ORDER = (("breach", FIRST_RESPONSE), ("warn", FIRST_RESPONSE), ("breach", PROGRESS_UPDATE),
+                 ("warn", PROGRESS_UPDATE), ("breach", RESOLUTION), ("warn", RESOLUTION),
+                 ("penalty_day", RESOLUTION))
+_INSTANTS = ("clock_started_at", "next_check_at", "first_response_at", "resolved_at", "last_event_at")
+_FROM_THE_TIMELINE = ("ratings", "resolves")
 
 
 def _instant(value):
@@ -543,35 +564,78 @@ def _parse_instant(value):
     return datetime.fromisoformat(value) if value is not None else None
 
 
+def _series_rank(milestone):
+    key = (milestone.kind, milestone.metric)
+    return _SERIES_ORDER.index(key) if key in _SERIES_ORDER else len(_SERIES_ORDER)
+
+
+def _milestone_runs(milestones):
+    """[{"kind", "metric", "threshold", "runs": [[cycle, at, step_us, count], ...]}] of time-ordered
+    `milestones`, series in _SERIES_ORDER."""
+    series, runs = [], None
+    for m in sorted(milestones, key=_series_rank):  # stable: each series stays in time order
+        if not series or (series[-1]["kind"], series[-1]["metric"], series[-1]["threshold"]) != (
+                m.kind, m.metric, m.threshold):
+            series.append({"kind": m.kind, "metric": m.metric, "threshold": m.threshold, "runs": []})
+            runs, last = series[-1]["runs"], None
+        at = _epoch_us(m.at)
+        if last is not None:
+            cycle, _, step, count = runs[-1]
+            if m.cycle == cycle + count and (count == 1 or at - last == step):
+                runs[-1][2], runs[-1][3] = at - last, count + 1
+                last = at
+                continue
+        runs.append([m.cycle, _instant(m.at), 0, 1])
+        last = at
+    return series
+
+
+def _expand(series):
+    """The time-ordered milestones `_milestone_runs` made `series` of."""
+    found = []
+    for s in series:
+        for cycle, first, step, count in s["runs"]:
+            start = _epoch_us(_parse_instant(first))
+            found += [Milestone(s["kind"], s["metric"], cycle + n, _from_epoch_us(start + n * step), s["threshold"])
+                      for n in range(count)]
+    return sorted(found, key=lambda m: m.at)  # stable: a tie keeps the series order
+
+
 def freeze(state):
-    """An SlaState as a JSON-able dict (instants as ISO UTC strings); `thaw` reads it back."""
-    doc = asdict(state)
-    for key in ("clock_started_at", "next_check_at", "first_response_at", "resolved_at", "last_event_at"):
+    """An SlaState as a JSON-able dict of bounded size (instants as ISO UTC strings, milestones as
+    runs, no facts of the timeline); `resolved_state` reads it back."""
+    # Field by field: asdict would deep-copy every milestone first.
+    doc = {f.name: getattr(state, f.name) for f in fields(state)
+           if f.name not in ("metrics", "milestones") + _FROM_THE_TIMELINE}
+    for key in _INSTANTS:
         doc[key] = _instant(getattr(state, key))
     doc["metrics"] = {name: {**asdict(m), "due_at": _instant(m.due_at), "met_at": _instant(m.met_at)}
                       for name, m in state.metrics.items()}
-    doc["milestones"] = [{**asdict(m), "at": _instant(m.at)} for m in state.milestones]
-    doc["ratings"] = [[_instant(at), score] for at, score in state.ratings]
-    doc["resolves"] = [_instant(at) for at in state.resolves]
+    doc["milestone_runs"] = _milestone_runs(state.milestones)
     return doc
 
 
-def thaw(doc):
-    """The SlaState `freeze` made `doc` of."""
-    instants = {key: _parse_instant(doc[key])
-                for key in ("clock_started_at", "next_check_at", "first_response_at", "resolved_at", "last_event_at")}
-    return SlaState(**{
-        **doc, **instants,
-        "metrics": {name: MetricState(**{**m, "due_at": _parse_instant(m["due_at"]),
-                                         "met_at": _parse_instant(m["met_at"])})
-                    for name, m in doc["metrics"].items()},
-        "milestones": [Milestone(**{**m, "at": _parse_instant(m["at"])}) for m in doc["milestones"]],
-        "ratings": [(_parse_instant(at), score) for at, score in doc["ratings"]],
-        "resolves": [_parse_instant(at) for at in doc["resolves"]],
-    })
+def _stored_milestones(doc):
+    if "milestone_runs" in doc:
+        return _expand(doc["milestone_runs"])
+    # Frozen before runs: one entry per milestone.
+    return [Milestone(**{**m, "at": _parse_instant(m["at"])}) for m in doc["milestones"]]
 
 
 def resolved_state(frozen, timeline):
     """A resolved request's state: the outcome frozen when it was resolved (deadlines, breaches,
-    penalty, milestones), with what its replayed timeline may have added since (a rating)."""
-    return replace(thaw(frozen), ratings=list(timeline.ratings), last_event_at=timeline.last_at)
+    penalty, milestones), with the facts of its replayed timeline (every resolve, ratings given since,
+    the last event)."""
+    doc = {key: value for key, value in frozen.items()
+           if key not in ("milestones", "milestone_runs") + _FROM_THE_TIMELINE}
+    return SlaState(**{
+        **doc,
+        **{key: _parse_instant(doc[key]) for key in _INSTANTS},
+        "metrics": {name: MetricState(**{**m, "due_at": _parse_instant(m["due_at"]),
+                                         "met_at": _parse_instant(m["met_at"])})
+                    for name, m in doc["metrics"].items()},
+        "milestones": _stored_milestones(frozen),
+        "ratings": list(timeline.ratings),
+        "resolves": list(timeline.resolves),
+        "last_event_at": timeline.last_at,
+    })

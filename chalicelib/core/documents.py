@@ -43,8 +43,10 @@ def metric_document(name, state, tz):
     return doc
 
 
-def request_document(item, state, policy, events=None, events_next=None, notifications=None):
-    """`events`: the newest events, oldest first; `events_next` the cursor to the older ones (or None)."""
+def request_document(item, state, policy, events=None, events_next=None, notifications=None,
+                     notifications_next=None):
+    """`events`: the newest events, oldest first; `events_next` the cursor to the older ones (or None).
+    `notifications` and `notifications_next` likewise (the newest by creation time)."""
     tz = policy.calendar.tz
     doc = {
         "request_id": item.request_id,
@@ -72,6 +74,7 @@ def request_document(item, state, policy, events=None, events_next=None, notific
         doc["events_next"] = events_next
     if notifications is not None:
         doc["notifications"] = [notification_document(entry, tz) for entry in notifications]
+        doc["notifications_next"] = notifications_next
     return doc
 
 

@@ -6,7 +6,9 @@ no scanner and a re-run for the same day gives the same numbers:
 - received: received that day; responded: first response met that day; resolved: resolve events;
 - breaches: breach milestones that day (a deadline at 23:59 belongs to that day), per metric and priority;
 - penalties: `late_first_response` at the first-response breach, `late_progress` at each missed
-  cycle, `late_resolution_per_day` at the start of each started 24 h of lateness;
+  cycle, `late_resolution_per_day` at the start of each started 24 h of lateness; one penalty line per
+  request and reason a day (a request on a 1-minute cycle misses 1,440 cycles a day: one line each
+  would outgrow the stored tally item), saying which cycles or days it sums;
 - on time / late per priority for first response and resolution, decided that day;
 - ratings given that day;
 - per request category: received that day and breaches per metric (`by_category`).
@@ -92,16 +94,29 @@ def tally_month(month, tz, requests):
 class _DayCounts:
     """One day's counts while the requests are walked; `tally()` is its DayTally."""
 
-    __slots__ = ("result", "breaches", "decided", "by_category")
+    __slots__ = ("result", "breaches", "decided", "by_category", "penalties")
 
     def __init__(self, day):
         self.result = DayTally(date=day.isoformat())
         self.breaches = defaultdict(lambda: defaultdict(int))
         self.decided = defaultdict(lambda: defaultdict(lambda: {"on_time": 0, "late": 0}))
         self.by_category = defaultdict(lambda: {"received": 0, "breaches": defaultdict(int)})
+        self.penalties = {}  # (request_id, reason) -> [line, numbers of the cycles or days it sums]
+
+    def penalize(self, request_id, amount, reason, number, at):
+        self.result.penalties_raw += amount
+        found = self.penalties.get((request_id, reason))
+        if found is None:
+            self.penalties[request_id, reason] = [{"request_id": request_id, "reason": reason, "amount": amount,
+                                                   "at": at}, [number]]
+        else:
+            found[0]["amount"] += amount
+            found[1].append(number)
 
     def tally(self):
         result = self.result
+        result.penalty_lines = [{**line, "reason": _penalty_reason(line["reason"], numbers)}
+                                for line, numbers in self.penalties.values()]
         result.breaches = {metric: dict(by_priority) for metric, by_priority in self.breaches.items()}
         result.decided = {priority: {m: dict(c) for m, c in by_metric.items()}
                           for priority, by_metric in self.decided.items()}
@@ -168,9 +183,8 @@ def _tally_days(days, tz, requests):
                     counts.decided[priority][milestone.metric]["late"] += 1
             amount, reason = _penalty(milestone, request.penalties)
             if amount:
-                counts.result.penalties_raw += amount
-                counts.result.penalty_lines.append({"request_id": request.request_id, "reason": reason,
-                                                    "amount": amount, "at": milestone.at.astimezone(tz).isoformat()})
+                counts.penalize(request.request_id, amount, reason, milestone.cycle,
+                                milestone.at.astimezone(tz).isoformat())
     return found
 
 
@@ -178,10 +192,23 @@ def _penalty(milestone, penalties):
     if milestone.kind == "breach" and milestone.metric == FIRST_RESPONSE:
         return penalties.late_first_response, "late_first_response"
     if milestone.kind == "breach" and milestone.metric == PROGRESS_UPDATE:
-        return penalties.late_progress, f"late_progress (cycle {milestone.cycle})"
+        return penalties.late_progress, "late_progress"
     if milestone.kind == "penalty_day":
-        return penalties.late_resolution_per_day, f"late_resolution_per_day (day {milestone.cycle})"
+        return penalties.late_resolution_per_day, "late_resolution_per_day"
     return 0, None
+
+
+_PENALTY_UNITS = {"late_progress": "cycle", "late_resolution_per_day": "day"}
+
+
+def _penalty_reason(reason, numbers):
+    """"late_progress (cycle 7)" for one missed cycle, "late_progress (144 cycles, 7–150)" for a day's."""
+    unit = _PENALTY_UNITS.get(reason)
+    if unit is None:
+        return reason
+    if len(numbers) == 1:
+        return f"{reason} ({unit} {numbers[0]})"
+    return f"{reason} ({len(numbers)} {unit}s, {numbers[0]}–{numbers[-1]})"
 
 
 def apply_cap(raw_by_day, cap):
