@@ -190,15 +190,20 @@ def test_the_index_holds_every_field_a_notification_shows(acme, clock):
     request_id = agent.post("/requests", REQUEST)[1]["request_id"]
     add_entries(request_id, 4, RECEIVED - timedelta(hours=1))
     entries = {entry.key: entry for entry in outbox.of_request(request_id)}
-    outbox.record_once(entries["acknowledgement"], "delivered_at", RECEIVED + timedelta(seconds=2))
-    outbox.record_once(entries["reminder|progress_update|00001"], "bounced_at", RECEIVED, bounce_type="Permanent")
-    outbox.record_once(entries["reminder|progress_update|00002"], "complained_at", RECEIVED)
+    outbox.record_feedback(entries["acknowledgement"], "Delivery", RECEIVED + timedelta(seconds=2),
+                           [("zhang@customer.example", "")])
+    bounced = entries["reminder|progress_update|00001"]
+    outbox.record_feedback(bounced, "Bounce", RECEIVED, [(bounced.recipients[0], "smtp; 550 5.1.1 user unknown")],
+                           bounce_type="Permanent")
+    complained = entries["reminder|progress_update|00002"]
+    outbox.record_feedback(complained, "Complaint", RECEIVED, [(complained.recipients[0], "")])
     outbox.not_sent(entries["reminder|progress_update|00003"], 3, "MessageRejected: no", outbox.REJECTED, RECEIVED)
     expected = [notification_document(entry, SH)
                 for entry in sorted(outbox.of_request(request_id), key=lambda e: (e.created_at, e.key))]
     assert agent.get(f"/requests/{request_id}")[1]["notifications"] == expected
     assert {n["status"] for n in expected} == {"pending", "sent", "failed"}
     assert any(n["bounce_type"] == "Permanent" for n in expected) and any(n["complained_at"] for n in expected)
+    assert any(f["diagnostic"] for n in expected for f in n["recipients_feedback"])
 
 
 def test_while_the_index_is_built_the_request_reads_the_same_from_the_table(acme, clock, monkeypatch, caplog):
