@@ -65,7 +65,7 @@ GATEWAY_RESPONSES = {
     "MISSING_AUTHENTICATION_TOKEN": ("404", NO_SUCH_ROUTE),
     "INCOMPLETE_SIGNATURE": ("404", NO_SUCH_ROUTE),
     "DEFAULT_4XX": (None, '{"Code":"BadRequestError","Message":$context.error.messageString}'),
-    "DEFAULT_5XX": (None, '{"Code":"ServiceUnavailable","Message":$context.error.messageString}'),
+    "DEFAULT_5XX": (None, '{"Code":"ServiceUnavailableError","Message":$context.error.messageString}'),
 }
 # What the event sources give up on goes to an on-failure SQS queue per function (kept 14 days, the most
 # SQS keeps a message), alarmed as soon as one message waits; scripts/replay_failed.py replays them.

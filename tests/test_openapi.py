@@ -44,7 +44,7 @@ def test_the_spec_is_valid_openapi_3_1_and_every_operation_is_named_and_document
             if operation.get("security", document["security"]):
                 assert "401" in responses and "503" in responses, (method, path)
             if "requestBody" in operation:
-                assert {"400", "413"} <= set(responses), (method, path)
+                assert {"400", "413", "415"} <= set(responses), (method, path)
     assert len(names) == len(set(names))
 
 
