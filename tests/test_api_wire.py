@@ -6,10 +6,10 @@ from http import HTTPStatus
 
 import pytest
 from chalice.test import Client
-from conftest import ADMIN_TOKEN, DEMO_CONTRACT
 
 from chalicelib import openapi
 from chalicelib.http import JSON_CONTENT_TYPE, STATUS, render_json
+from conftest import ADMIN_TOKEN, DEMO_CONTRACT
 
 BODY_METHODS = ("put", "post", "patch")
 
