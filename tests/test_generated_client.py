@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from chalice.test import Client
-from conftest import ADMIN_TOKEN, DEMO_CONTRACT
 
 from chalicelib import openapi
+from conftest import ADMIN_TOKEN, DEMO_CONTRACT
 
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 PACKAGE = "sla_clock_client"
