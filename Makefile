@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.installed
 # checkov pins other versions of boto3 and friends than requirements-dev.txt: it has a venv of its own.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# Redocly CLI, the OpenAPI linter, from npm: pinned by package-lock.json, installed by `npm ci` into node_modules/.
+NODE_STAMP := node_modules/.installed
+# No telemetry, no update check: the lint runs offline.
+REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly
+CLIENT_TEST := tests/test_generated_client.py
 STAGE  ?= dev
 STAGES  = $(shell $(PYTHON) -c 'import json; print(*json.load(open(".chalice/config.json"))["stages"])')
 # chalice package needs a region to resolve the Lambda runtime; it never calls AWS.
@@ -26,19 +31,24 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-install: $(STAMP) $(CHECKOV_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
 # Lint and pytest run side by side: the suite leaves part of a core idle (servers started, threads
 # waiting), and the lint fills it. Each line of output stays whole; either failing fails the target.
-test: $(STAMP) $(CHECKOV_STAMP)
+test: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line lint pytest
 
 # One worker per core (pytest-xdist); worksteal rebalances, since a few tests take far longer than the rest.
+# The generated client's test runs in `make lint`.
 pytest: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist worksteal
+	$(PY) -m pytest -q -n auto --dist worksteal --ignore=$(CLIENT_TEST)
 
 # Against a running `make run` (in another terminal): a fortnight posted, scanned, tallied, reported.
 demo: $(STAMP)
@@ -68,11 +78,15 @@ package: $(STAMP)
 	$(PY) infra/generate.py pin-stage build/sam.yaml $(STAGE)
 	$(PY) infra/generate.py contact-stream build/sam.yaml
 
+# The OpenAPI document is linted by Redocly CLI (redocly.yaml: every problem fails; docs/api.md says why),
+# and openapi-python-client builds a client from it, which must come without a warning and work ($(CLIENT_TEST)).
 # Every stage's template is cfn-linted, and scanned by checkov in one run (.checkov.yaml: its settings and
 # the checks skipped, explained in docs/deploy.md); build/ is left with $(STAGE)'s.
-lint: $(STAMP) $(CHECKOV_STAMP)
+lint: $(STAMP) $(CHECKOV_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(REDOCLY) lint --format=stylish chalicelib/openapi.yaml
+	$(PY) -m pytest -q $(CLIENT_TEST)
 	rm -rf build-templates && mkdir build-templates
 	for stage in $(filter-out $(STAGE),$(STAGES)) $(STAGE); do \
 	    $(MAKE) --no-print-directory package STAGE=$$stage && $(VENV)/bin/cfn-lint build/sam.yaml \
@@ -81,4 +95,4 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml $(foreach stage,$(STAGES),-f build-templates/$(stage).yaml)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis outbox build build-templates .run
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .hypothesis outbox build build-templates .run

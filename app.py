@@ -38,7 +38,7 @@ def health(call):
 @api.route("/openapi.json", methods=["GET"], public=True)
 def openapi_document(call):
     """The OpenAPI description of every route, for client generators and API tools."""
-    return openapi.document()
+    return openapi.served(call.base_url)
 
 
 @api.route("/contracts/{contract_id}", methods=["PUT"], roles=("admin",))

@@ -41,7 +41,7 @@ def put_contract(principal, contract_id, body, now):
     check_contract_id(contract_id)
     document, _ = parse_contract(body, admitted_at=now, allow_local_webhooks=webhooks.local_allowed())
     if document["webhooks"]:  # the secrets go to Parameter Store; "****" keeps the latest version's
-        document = webhooks.with_stored_secrets(contract_id, document, store.latest_contract(contract_id))
+        document = webhooks.with_stored_secrets(contract_id, document, store.latest_contract(contract_id), now)
     _, policy = parse_contract(json.loads(json.dumps(document)))  # the stored form, as readers will parse it
 
     def write_next_version():

@@ -4,9 +4,11 @@ error rendering. Every route goes through `Api.route`, so no route handles any o
 import functools
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 from chalice import Response
+from chalice.app import handle_extra_types
 
 from chalicelib import tokens
 from chalicelib.aws import AWS_FAULTS, aws_error_code
@@ -16,6 +18,8 @@ from chalicelib.logs import log_event
 
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 32  # arrays and objects inside each other; the deepest document the API takes has 5
+# Every `Code` is the status's reason phrase in PascalCase followed by "Error" (413 keeps the phrase of
+# RFC 2616, "Request Entity Too Large", as Chalice names it).
 STATUS = {
     "BadRequestError": 400,
     "UnauthorizedError": 401,
@@ -23,13 +27,32 @@ STATUS = {
     "NotFoundError": 404,
     "ConflictError": 409,
     "RequestEntityTooLargeError": 413,
-    "ServiceUnavailable": 503,
+    "UnsupportedMediaTypeError": 415,
+    "ServiceUnavailableError": 503,
 }
+# JSON is UTF-8 by definition (RFC 8259); the charset is said anyway, for the clients that assume
+# ISO-8859-1 without it (PowerShell's Invoke-RestMethod, a browser showing the raw answer).
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# A Host header as a URL may hold it: a name or IPv4 address, or a bracketed IPv6 address, and a port.
+_HOST = re.compile(r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 logger = logging.getLogger("sla_clock.http")
 
 
+class UnsupportedMediaTypeError(SlaError):
+    code = "UnsupportedMediaTypeError"
+
+
+def render_json(document):
+    """`document` as compact JSON text whose characters stand as themselves ("系统", not \\u escapes).
+    A lone surrogate cannot be encoded as UTF-8: it is written as its \\u escape, still valid JSON.
+    (Input refuses them, so none is stored; the answer must not fail if one ever is.)"""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=handle_extra_types)
+    return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def json_response(body, status=200):
-    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+    return Response(body=render_json(body), status_code=status, headers={"Content-Type": JSON_CONTENT_TYPE})
 
 
 def error_response(code, message):
@@ -51,6 +74,18 @@ def _depth_exceeds(document, limit):
     return False
 
 
+def _check_json_media_type(content_type):
+    """A body is JSON: a Content-Type of another media type (or charset) is a 415. None is taken as JSON."""
+    if content_type is None:
+        return
+    media, *parameters = (part.strip().lower() for part in content_type.split(";"))
+    charset = next((value.strip('"') for name, _, value in (p.partition("=") for p in parameters)
+                    if name.strip() == "charset"), "utf-8")
+    if media != "application/json" or charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type: the body must be application/json (UTF-8), not {content_type[:100]!r}")
+
+
 class Call:
     """What a view gets: the caller, the parsed body and the request's clock reading."""
 
@@ -60,6 +95,7 @@ class Call:
 
     @property
     def body(self):
+        _check_json_media_type(self.request.headers.get("content-type"))
         raw = self.request.raw_body or b""
         if not raw.strip():
             raise ValidationError("body", "is required (a JSON object)")
@@ -83,6 +119,20 @@ class Call:
     def header(self, name):
         return self.request.headers.get(name)
 
+    @property
+    def base_url(self):
+        """The URL the API was called at, up to its routes ("https://abc.execute-api…/api"), or None when
+        the request does not say. API Gateway gives its domain, and the request's path with the stage (or
+        a custom domain's base path) before the route; elsewhere the Host header names the server."""
+        context, headers = self.request.context, self.request.headers
+        host = context.get("domainName") or headers.get("host") or ""
+        scheme = headers.get("x-forwarded-proto") or ("https" if context.get("domainName") else "http")
+        if not _HOST.fullmatch(host) or scheme not in ("http", "https"):
+            return None
+        path = context.get("path") or self.request.path
+        prefix = path[:-len(self.request.path)] if path.endswith(self.request.path) else ""
+        return f"{scheme}://{host}{prefix}"
+
 
 class Api:
     """Wraps Chalice routes: `@api.route("/path", methods=["GET"], roles=("admin",))`."""
@@ -100,7 +150,9 @@ class Api:
             def handler(**params):
                 return self._handle(view, roles, public, token_in_query, params, max_body)
 
-            return self.app.route(path, methods=methods, **kwargs)(handler)
+            # Chalice would refuse any Content-Type but JSON on every route, before the view, in its own
+            # error shape: the API checks it itself where a body is read (Call.body).
+            return self.app.route(path, methods=methods, content_types=["*/*"], **kwargs)(handler)
 
         return decorate
 
@@ -127,7 +179,7 @@ class Api:
             log_event(logger, "AWS call failed", level=logging.ERROR, method=request.method,
                       path=request.context.get("resourcePath"), error=f"{type(exc).__name__}: {exc}",
                       code=aws_error_code(exc))
-            return error_response("ServiceUnavailable", "a storage or mail service is failing; retry shortly")
+            return error_response("ServiceUnavailableError", "a storage or mail service is failing; retry shortly")
         if isinstance(result, Response):
             return result
         status, body = result if isinstance(result, tuple) else (200, result)

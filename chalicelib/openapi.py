@@ -13,3 +13,12 @@ def document():
     """The spec as a JSON-ready dict, read and parsed once per process (a warm Lambda keeps it). The
     spec quotes anything YAML would read as a date, so every value is a JSON type."""
     return yaml.safe_load(SPEC_PATH.read_text("utf-8"))
+
+
+def served(base_url):
+    """The spec as served: its `servers` is the one the request came in on, so Swagger UI and other
+    tools call the API where they read this (stage or base path included). When the request does not
+    say, the file's relative "/" stands."""
+    if base_url is None:
+        return document()
+    return {**document(), "servers": [{"url": base_url, "description": "The server this document came from"}]}

@@ -64,8 +64,13 @@ NO_SUCH_ROUTE = '{"Code":"NotFoundError","Message":"no such route"}'
 GATEWAY_RESPONSES = {
     "MISSING_AUTHENTICATION_TOKEN": ("404", NO_SUCH_ROUTE),
     "INCOMPLETE_SIGNATURE": ("404", NO_SUCH_ROUTE),
+    # each with the code its status names (docs/api.md: the one naming rule); any other 4XX is a refusal
+    # of the request as a whole
+    "THROTTLED": (None, '{"Code":"TooManyRequestsError","Message":$context.error.messageString}'),
+    "REQUEST_TOO_LARGE": (None, '{"Code":"RequestEntityTooLargeError","Message":$context.error.messageString}'),
+    "UNSUPPORTED_MEDIA_TYPE": (None, '{"Code":"UnsupportedMediaTypeError","Message":$context.error.messageString}'),
     "DEFAULT_4XX": (None, '{"Code":"BadRequestError","Message":$context.error.messageString}'),
-    "DEFAULT_5XX": (None, '{"Code":"ServiceUnavailable","Message":$context.error.messageString}'),
+    "DEFAULT_5XX": (None, '{"Code":"ServiceUnavailableError","Message":$context.error.messageString}'),
 }
 # What the event sources give up on goes to an on-failure SQS queue per function (kept 14 days, the most
 # SQS keeps a message), alarmed as soon as one message waits; scripts/replay_failed.py replays them.

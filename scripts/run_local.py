@@ -229,9 +229,11 @@ class LocalRequestHandler(ChaliceRequestHandler):
             self.answer(code, "BadRequestError", HTTPStatus(code).phrase.lower())
 
     def answer(self, status, code, message):
-        body = json.dumps({"Code": code, "Message": message}, separators=(",", ":")).encode()
+        from chalicelib.http import JSON_CONTENT_TYPE, render_json  # the app, loaded by now, renders the same
+
+        body = render_json({"Code": code, "Message": message}).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", JSON_CONTENT_TYPE)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")

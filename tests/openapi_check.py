@@ -17,7 +17,8 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 SPEC_URI = "urn:sla-clock:openapi"
 
 
-def _escape(token):
+def json_pointer_token(token):
+    """`token` as one reference token of a JSON pointer (RFC 6901)."""
     return token.replace("~", "~0").replace("/", "~1")
 
 
@@ -41,7 +42,7 @@ class Spec:
         return None
 
     def _pointer(self, *tokens):
-        return "/" + "/".join(_escape(str(token)) for token in tokens)
+        return "/" + "/".join(json_pointer_token(str(token)) for token in tokens)
 
     def _response(self, template, method, status):
         """(JSON pointer of the response object, the object), following a $ref to components."""
@@ -86,7 +87,7 @@ class Spec:
             document = json.loads(text)
         except ValueError:
             return [f"{where}: the body is not JSON: {text[:200]!r}"]
-        schema_pointer = f"{pointer}/content/{_escape(media)}/schema"
+        schema_pointer = f"{pointer}/content/{json_pointer_token(media)}/schema"
         return [f"{where}: {'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
                 for error in self._validator(schema_pointer).iter_errors(document)]
 

@@ -74,7 +74,7 @@ def test_a_dynamodb_fault_before_the_commit_answers_503_and_the_retry_creates_ex
     _, agent, _ = acme
     faults.fail("TransactWriteItems", code)
     status, body = agent.post("/requests", REQUEST, headers=KEY)
-    assert status == 503 and body["Code"] == "ServiceUnavailable"
+    assert status == 503 and body["Code"] == "ServiceUnavailableError"
     assert stored_requests() == [] and IdempotencyModel.count() == 0
     [logged] = [r for r in errors.records if r.getMessage() == "AWS call failed"]
     assert logged.levelno == logging.ERROR and logged.fields["code"] == code

@@ -232,7 +232,7 @@ def test_make_run_answers_an_unknown_route_or_method_in_the_api_s_shape_without_
     for path in ("/nope", "/requests/req_1/nope?x=1", "/"):
         status, headers, body = raw_call(base, "GET", path, token)
         assert (status, json.loads(body)) == (404, {"Code": "NotFoundError", "Message": "no such route"}), body
-        assert headers["Content-Type"] == "application/json"
+        assert headers["Content-Type"] == "application/json; charset=utf-8"
         assert token not in body.decode() and token not in json.dumps(headers)
     status, _, body = raw_call(base, "PATCH", "/health", token)  # a route without that method: the app's 405
     assert status == 405 and json.loads(body)["Code"] == "MethodNotAllowedError" and token not in body.decode()

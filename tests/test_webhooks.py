@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,8 +18,10 @@ import time_machine
 from test_scanner import REQUEST, local
 
 from chalicelib import scanner
-from chalicelib.aws import metrics, webhooks
+from chalicelib.aws import metrics, store, webhooks
 from chalicelib.aws.tables import NotificationModel
+from chalicelib.core import webhook_rules
+from chalicelib.core.policy import Webhook
 from conftest import DEMO_CONTRACT
 
 _script = importlib.util.spec_from_file_location(
@@ -99,8 +101,9 @@ def hook(url, events=ALL_EVENTS, secret=SECRET):
 
 
 @pytest.fixture
-def hooked(acme, receiver):
-    """The demo contract with the receiver subscribed to every event: (admin, agent, client)."""
+def hooked(acme, receiver, clock):
+    """The demo contract with the receiver subscribed to every event, from the test's start on (it gets
+    what happens after it was added): (admin, agent, client)."""
     admin = acme[0]
     status, body = admin.put("/contracts/acme", contract(hook(receiver.url)))
     assert status == 200, body
@@ -441,3 +444,81 @@ def test_a_what_if_of_a_contract_with_a_loopback_webhook_is_checked_like_its_put
                               {"contract": contract(hook("http://10.0.0.7/hook")), "month": "2026-11"})
     assert status == 400 and body["Message"].startswith("contract.webhooks[0].url"), body
     assert receiver.deliveries == []  # a what-if sends nothing
+
+
+# --- what a webhook receives: only what happens after it was added -----------------------------------
+
+
+def announced(receiver):
+    """(type, request_id, the moment announced) of each delivery, in arrival order."""
+    bodies = [json.loads(delivery["body"]) for delivery in receiver.deliveries]
+    return [(body["type"], body["request_id"], body["at"]) for body in bodies]
+
+
+def test_adding_a_webhook_delivers_what_happens_after_it_never_the_backlog(acme, receiver, clock):
+    admin, agent, _ = acme
+    old = create(agent)  # Monday 10:00; high: first response due 12:00, resolution 8 h (half gone at 15:00)
+    scan(clock, local(23, 12, 1))  # its warnings and first-response breach came and went: email only
+    clock.move_to(local(23, 14))
+    assert admin.put("/contracts/acme", contract(hook(receiver.url)))[0] == 200
+    scan(clock, local(23, 14, 1))  # the re-evaluation after the change sees every past milestone again
+    assert receiver.deliveries == []
+    new = create(agent)
+    scan(clock, local(23, 15, 1))  # the old request's resolution warning of 15:00 came after the webhook
+    found = announced(receiver)
+    assert ("received", new, "2026-11-23T14:01:00+08:00") in found
+    assert ("warning", old, "2026-11-23T15:00:00+08:00") in found
+    assert all(at >= "2026-11-23T14:00:00+08:00" for _, _, at in found), found
+    assert not [entry for entry in NotificationModel.query(old) if entry.kind == "webhook"
+                and entry.key.split("|", 2)[2] in ("received", "breach|first_response|0")]
+
+
+def test_sending_the_same_webhook_again_with_a_new_secret_does_not_restart_it(acme, receiver, clock):
+    admin, agent, _ = acme
+    clock.move_to(local(23, 9))
+    assert admin.put("/contracts/acme", contract(hook(receiver.url, ["received"])))[0] == 200
+    clock.move_to(local(23, 11))
+    rotated = contract(hook(receiver.url, ["received"], secret="rotated-secret-0001"))
+    assert admin.put("/contracts/acme", rotated)[0] == 200
+    imported = [agent.post("/requests", {**REQUEST, "received_at": local(23, hour).isoformat()})[1]["request_id"]
+                for hour in (8, 10)]  # before the webhook was added; after it, before the new secret
+    scan(clock, local(23, 11, 1))
+    assert [(kind, request_id) for kind, request_id, _ in announced(receiver)] == [("received", imported[1])]
+    assert verify(receiver.deliveries[0], secret="rotated-secret-0001")[0]
+
+
+def test_an_event_added_to_a_webhook_is_delivered_from_then_on_the_others_keep_their_start(acme, receiver, clock):
+    admin, agent, _ = acme
+    clock.move_to(local(23, 9))
+    assert admin.put("/contracts/acme", contract(hook(receiver.url, ["received"])))[0] == 200
+    create(agent)  # 09:00: a warning at 10:36 (80 % of the 2 h to first response, due 11:00)
+    clock.move_to(local(23, 10, 50))
+    assert admin.put("/contracts/acme", contract(hook(receiver.url, ["received", "warning", "breach"])))[0] == 200
+    stored = store.latest_contract("acme").document["webhooks"][0]["subscribed_at"]
+    assert {event: datetime.fromisoformat(at) for event, at in stored.items()} == {
+        "received": local(23, 9), "warning": local(23, 10, 50), "breach": local(23, 10, 50)}
+    scan(clock, local(23, 10, 51))  # the re-evaluation after the change: the 10:36 warning is older
+    scan(clock, local(23, 11, 1))
+    assert [kind for kind, _, _ in announced(receiver)] == ["received", "breach"]
+
+
+def test_subscription_times_keep_what_the_previous_version_sent_to_the_url_and_start_the_rest_now():
+    now, then = local(23, 12), local(20, 9)
+    previous = [{"url": "https://a.example/h", "events": ["received", "breach"], "secret_ref": "p:1",
+                 "subscribed_at": {"received": then.isoformat(), "breach": then.isoformat()}},
+                {"url": "https://legacy.example/h", "events": ["breach"], "secret_ref": "p:2"}]
+    times = webhook_rules.subscription_times
+    assert times("https://a.example/h", ["breach", "resolved"], previous, now) == {
+        "breach": then.isoformat(), "resolved": now.isoformat()}
+    assert times("https://b.example/h", ["breach"], previous, now) == {"breach": now.isoformat()}
+    # stored before the times were: what it had stays unbounded, as it always was; a new event starts now
+    assert times("https://legacy.example/h", ["breach", "warning"], previous, now) == {"warning": now.isoformat()}
+
+
+def test_a_webhook_receives_an_event_announcing_a_moment_at_or_after_its_subscription():
+    since = local(23, 12)
+    hook_ = Webhook("https://a.example/h", frozenset({"breach", "received"}), "p:1", (("breach", since),))
+    assert hook_.receives("breach", since) and hook_.receives("breach", since + timedelta(seconds=1))
+    assert not hook_.receives("breach", since - timedelta(seconds=1))
+    assert hook_.receives("received", since - timedelta(days=30))  # no time recorded: no bound
+    assert not hook_.receives("warning", since)

@@ -41,6 +41,7 @@ from chalicelib.core.webhook_rules import (
     outbox_key,
     request_target,
     signature,
+    subscription_times,
 )
 from chalicelib.logs import log_event
 
@@ -69,12 +70,14 @@ def parameter_name(contract_id, url):
     return f"/sla-clock/{metrics.stage()}/webhooks/{contract_id}/{hook_id(url)}"
 
 
-def with_stored_secrets(contract_id, document, previous):
+def with_stored_secrets(contract_id, document, previous, now):
     """The submitted (normalized) `document` as it is stored: each webhook's secret is written to
-    Parameter Store and replaced by "secret_ref". A secret of MASK keeps the one `previous` (the
-    latest stored version, or None) holds for the same URL. Every refusal comes before any write."""
+    Parameter Store and replaced by "secret_ref", and since when it gets each event is recorded
+    (webhook_rules.subscription_times). A secret of MASK keeps the one `previous` (the latest stored
+    version, or None) holds for the same URL. Every refusal comes before any write."""
     hooks = document.get("webhooks") or []
-    kept = {hook["url"]: hook["secret_ref"] for hook in (previous.document.get("webhooks") or [])} if previous else {}
+    previous_hooks = (previous.document.get("webhooks") or []) if previous else []
+    kept = {hook["url"]: hook["secret_ref"] for hook in previous_hooks}
     for i, hook in enumerate(hooks):
         if hook["secret"] == MASK and hook["url"] not in kept:
             raise ValidationError(f"webhooks[{i}].secret", f'is write-only: "{MASK}" keeps the stored secret of '
@@ -82,7 +85,8 @@ def with_stored_secrets(contract_id, document, previous):
     stored = []
     for hook in hooks:
         ref = kept[hook["url"]] if hook["secret"] == MASK else _store_secret(contract_id, hook["url"], hook["secret"])
-        stored.append({"url": hook["url"], "events": hook["events"], "secret_ref": ref})
+        stored.append({"url": hook["url"], "events": hook["events"], "secret_ref": ref,
+                       "subscribed_at": subscription_times(hook["url"], hook["events"], previous_hooks, now)})
     return {**document, "webhooks": stored}
 
 
@@ -112,7 +116,7 @@ def entries(request, policy, event, event_key, at, now, metric=None, due_at=None
     """The outbox entries announcing `event` (keyed `event_key` within the request, e.g. "received",
     "resolved|7", "breach|resolution|0") to each webhook of `policy` subscribed to it."""
     tz, found = policy.calendar.tz, []
-    for hook in policy.webhooks_for(event):
+    for hook in policy.webhooks_for(event, at):
         key = outbox_key(hook.url, event_key)
         body = event_body(delivery_id(request.request_id, key), event, request.request_id, request.contract_id,
                           iso(at, tz), metric, iso(due_at, tz))

@@ -148,7 +148,7 @@ def due_notifications(policy, request, state, now, since=None):
         if milestone.metric == PROGRESS_UPDATE:
             found.append(_reminder(policy, request, state, milestone, now))
     found += [_warning(policy, request, state, milestone, now) for milestone in warnings.values()]
-    return [n for n in found if n is not None and (n.recipients or policy.webhooks_for(n.kind))]
+    return [n for n in found if n is not None and (n.recipients or policy.webhooks_for(n.kind, n.at))]
 
 
 def check_after_write(policy, request, state, now, written_for=None):

@@ -5,6 +5,7 @@ are rejected, and omitted keys get the defaults of docs/contract.md. Errors name
 """
 import re
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from chalicelib.core.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
 from chalicelib.core.calendar import BusinessCalendar
@@ -132,6 +133,15 @@ class Webhook:
     url: str
     events: frozenset
     secret_ref: str | None = None
+    # (event, since): when the webhook began to get each event (webhook_rules.subscription_times). An
+    # event without one (a version stored before they were recorded) has no such bound.
+    subscribed_at: tuple = ()
+
+    def receives(self, event, moment=None):
+        """Does the webhook get `event`, one that announces `moment` (a breach its deadline, any other
+        its `at`)? Only what happens at or after it subscribed: adding it never delivers a backlog."""
+        since = dict(self.subscribed_at).get(event)
+        return event in self.events and (since is None or moment is None or moment >= since)
 
 
 @dataclass(frozen=True)
@@ -154,9 +164,9 @@ class Policy:
     amazon_connect_queues: frozenset = frozenset()  # Connect queue ids whose contact records are this contract's
     webhooks: tuple = ()  # Webhook
 
-    def webhooks_for(self, event):
-        """The webhooks subscribed to `event` (one of webhook_rules.EVENTS)."""
-        return [hook for hook in self.webhooks if event in hook.events]
+    def webhooks_for(self, event, moment=None):
+        """The webhooks that get `event` (one of webhook_rules.EVENTS) announcing `moment` (Webhook.receives)."""
+        return [hook for hook in self.webhooks if hook.receives(event, moment)]
 
     def is_designated(self, channel):
         return self.designated_channels is None or channel in self.designated_channels
@@ -323,7 +333,8 @@ MAX_WEBHOOKS = 10
 def _webhooks(value, submitted, allow_local):
     """[{"url", "events", "secret"}]. A submitted document gives each secret (or MASK: keep the stored
     one), and its URLs must pass the destination rules (`allow_local`: loopback too). The stored form
-    names each secret by "secret_ref" instead; its URLs passed those rules when it was submitted."""
+    names each secret by "secret_ref" instead, and says since when each event goes to the webhook
+    ("subscribed_at"); its URLs passed those rules when it was submitted."""
     value = value if value is not None else []
     if not isinstance(value, list):
         raise ValidationError("webhooks", "must be a list of {url, events, secret}")
@@ -334,7 +345,8 @@ def _webhooks(value, submitted, allow_local):
         where = f"webhooks[{i}]"
         require_object(spec, where)
         secret_key = _secret_key(spec, submitted)
-        reject_unknown(spec, ("url", "events", secret_key), where)
+        stored = secret_key == "secret_ref"
+        reject_unknown(spec, ("url", "events", secret_key, *(("subscribed_at",) if stored else ())), where)
         url = check_url(spec["url"], f"{where}.url", allow_local) if submitted else spec["url"]
         if any(hook.url == url for hook in hooks):
             raise ValidationError(f"{where}.url", "is listed twice")
@@ -352,8 +364,11 @@ def _webhooks(value, submitted, allow_local):
         elif not isinstance(secret, str):
             raise ValidationError(f"{where}.{secret_key}", "must be a string")
         ordered = [event for event in WEBHOOK_EVENTS if event in events]
-        normalized.append({"url": url, "events": ordered, secret_key: secret})
-        hooks.append(Webhook(url, frozenset(ordered), secret if secret_key == "secret_ref" else None))
+        since = spec.get("subscribed_at") or {}
+        normalized.append({"url": url, "events": ordered, secret_key: secret,
+                           **({"subscribed_at": since} if since else {})})
+        hooks.append(Webhook(url, frozenset(ordered), secret if stored else None,
+                             tuple((event, datetime.fromisoformat(at)) for event, at in since.items())))
     return normalized, tuple(hooks)
 
 

@@ -123,6 +123,23 @@ def request_target(parts):
     return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 
 
+def subscription_times(url, events, previous_hooks, now):
+    """Since when the webhook at `url` gets each of its `events` (event -> ISO instant), as a new
+    contract version stores it: what the latest stored version (`previous_hooks`, its stored webhooks)
+    already sent to the same URL keeps its time, so sending the same webhook again, or with a new
+    secret, starts nothing anew; an event new to the URL starts `now`. An event the previous version
+    listed without a time (stored before times were recorded) stays without one."""
+    previous = next((hook for hook in previous_hooks if hook["url"] == url), None)
+    kept = (previous.get("subscribed_at") or {}) if previous else {}
+    times = {}
+    for event in events:
+        if previous is None or event not in previous["events"]:
+            times[event] = now.isoformat()
+        elif event in kept:
+            times[event] = kept[event]
+    return times
+
+
 def hook_id(url):
     """A short stable name for a webhook of a contract (its URL is unique within the contract)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
