@@ -9,12 +9,14 @@ import logging
 import re
 import sys
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from test_connect import CONTRACT as CONNECT_CONTRACT
 from test_connect import HOTLINE, Stream, contact_record
+from test_run_local import run_local
 from test_scanner import scan_at
 from test_ses_events import publish, script
 from test_webhooks import Receiver, hook
@@ -256,3 +258,15 @@ def test_log_event_records_fields_already_masked_for_every_handler(caplog):
     pseudonym = logs.pseudonym(ADDRESS)
     assert {(r.getMessage(), json.dumps(r.fields)) for r in caplog.records} == {
         (f"about {pseudonym}", json.dumps({"error": f"SES: {pseudonym}", "to": [pseudonym], "n": 1}))}
+
+
+def test_make_runs_mail_summary_reads_recipients_and_subject_from_the_local_copy_not_the_log(tmp_path, capsys):
+    message = EmailMessage()
+    message["To"], message["Subject"] = ADDRESS, SUBJECT
+    message.set_content("body")
+    copy_path = tmp_path / "20261123T100000-req_1-acknowledgement.eml"
+    copy_path.write_bytes(message.as_bytes())
+    record = logging.LogRecord("sla_clock.notify", logging.INFO, __file__, 1, "notification sent", (), None)
+    record.fields = {"kind": "acknowledgement", "to_hashes": [logs.pseudonym(ADDRESS)], "eml": str(copy_path)}
+    run_local.MailSummary().emit(record)
+    assert capsys.readouterr().out == f"mail: acknowledgement   to {ADDRESS}: {SUBJECT}  [{copy_path}]\n"
