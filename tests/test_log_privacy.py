@@ -8,14 +8,15 @@ import json
 import logging
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from test_connect import CONTRACT as CONNECT_CONTRACT
-from test_connect import HOTLINE, Stream, contact_record
+from test_connect import HOTLINE, SH, Stream, contact_record
+from test_customer_reports import nightly
 from test_run_local import run_local
 from test_scanner import scan_at
 from test_ses_events import publish, script
@@ -99,6 +100,7 @@ def tenant(admin, receiver):
     """A contract fed by Amazon Connect and posting every event to a webhook: (admin, agent, client)."""
     document = copy.deepcopy(CONNECT_CONTRACT)
     document["webhooks"] = [hook(receiver.url)]
+    document["notify"]["customer_reports"] = [ADDRESS]
     return contract_with_tokens(admin, document)
 
 
@@ -135,6 +137,7 @@ def test_a_requests_whole_life_is_logged_without_the_requesters_address_name_or_
     by_email["Attributes"] = {"customer_name": NAME, "subject": SUBJECT}
     unreadable = json.dumps({"CustomerEndpoint": {"Address": ADDRESS}, "Name": NAME}).encode()[:-1]
     Stream().deliver(by_email, unreadable)
+    nightly(clock, datetime(2026, 12, 1, 0, 5, tzinfo=SH))  # November's report, to the requester as a customer
 
     assert captured.leaks() == []
     # Every path did log: the test searched real lines, not an empty log.
@@ -143,7 +146,8 @@ def test_a_requests_whole_life_is_logged_without_the_requesters_address_name_or_
                             ("sla_clock.scanner", "scan finished"), ("sla_clock.ses_feedback", "ses bounce recorded"),
                             ("sla_clock.ses_feedback", "ses complaint recorded"),
                             ("sla_clock.connect", "contact record skipped: malformed"),
-                            ("sla_clock.connect", "contact records consumed")]:
+                            ("sla_clock.connect", "contact records consumed"),
+                            ("sla_clock.tally", "tally finished"), ("sla_clock.tally", "customer report queued")]:
         assert captured.logged(logger, message), (logger, message)
     scans = captured.logged("sla_clock.scanner", "scan finished")
     assert sum(line["sent"] for line in scans) >= 3  # the warning, the breach, the admins' bounce email
@@ -152,6 +156,8 @@ def test_a_requests_whole_life_is_logged_without_the_requesters_address_name_or_
     to_requester = [line for line in captured.logged("sla_clock.notify", "notification sent")
                     if pseudonym in line["to_hashes"]]
     assert {line["key"] for line in to_requester} >= {"acknowledgement", "event|2"}
+    [report] = captured.logged("sla_clock.tally", "customer report queued")
+    assert report["to_hashes"] == [pseudonym]
     assert all("subject" not in line and "to" not in line for line in captured.lines())
 
 
