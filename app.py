@@ -22,8 +22,8 @@ from chalicelib.budget import Budget
 from chalicelib.core.calendar import parse_date
 from chalicelib.http import Api
 
-logs.configure()
 app = Chalice(app_name="sla-clock")
+logs.configure(app.log)  # Chalice's own lines (an exception escaping a route) are masked JSON too
 # The Amazon Connect contact-record stream. Packaging needs a name here; the deployed stack takes the
 # real one as its ConnectContactRecordStream parameter (infra/generate.py connect-stream).
 CONTACT_RECORD_STREAM = "sla-clock-connect-contact-records"

@@ -14,7 +14,7 @@ from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import FIRST_YEAR, instant, missing, reject_unknown, require, require_object, text
 from chalicelib.core.intake import EARLIEST
 from chalicelib.core.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
-from chalicelib.logs import log_event
+from chalicelib.logs import log_event, pseudonym
 
 # A run stops starting contracts after RUN_BUDGET_S, or earlier when the invocation has less time:
 # RESERVE of it stays for the contract in progress and for recording where the run stands.
@@ -232,7 +232,7 @@ def send_customer_report(contract_id, policy, day, now):
         return False
     outbox.deliver_quietly([entry], now)
     log_event(logger, "customer report queued", contract_id=contract_id, month=document["month"],
-              to=list(policy.notify.customer_reports))
+              to_hashes=[pseudonym(address) for address in policy.notify.customer_reports])
     return True
 
 

@@ -22,6 +22,8 @@
 
 Ctrl-C or SIGTERM stops everything and exits 0. Everything lives in memory: a restart starts afresh.
 """
+import email
+import email.policy
 import functools
 import json
 import logging
@@ -250,13 +252,17 @@ class LocalRequestHandler(ChaliceRequestHandler):
 
 
 class MailSummary(logging.Handler):
-    """One console line per email SES accepted, next to the JSON log, so a new user sees mail arrive."""
+    """One console line per email SES accepted, next to the JSON log, so a new user sees mail arrive.
+    The log line names neither recipients nor subject (personal data): they are read from the email's
+    local copy."""
 
     def emit(self, record):
-        if record.getMessage() == "notification sent":
-            fields = record.fields
-            print(f"mail: {fields['kind']:<17} to {', '.join(fields['to'])}: {fields['subject']}  [{fields['eml']}]",
-                  flush=True)
+        path = getattr(record, "fields", {}).get("eml")
+        if record.getMessage() != "notification sent" or not path:
+            return
+        with open(path, "rb") as copy:
+            mail = email.message_from_binary_file(copy, policy=email.policy.default)
+        print(f"mail: {record.fields['kind']:<17} to {mail['To']}: {mail['Subject']}  [{path}]", flush=True)
 
 
 def write_run_state(urls, seeded, demo_seeded):

@@ -58,7 +58,7 @@ from chalicelib.core.emails import CUSTOMER_KINDS, MAX_RECIPIENTS, Rendered, dis
 from chalicelib.core.feedback import Feedback, record
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
-from chalicelib.logs import log_event
+from chalicelib.logs import log_event, pseudonym
 
 LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
@@ -227,8 +227,9 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
         return not_sent(entry, attempts, describe(exc), UNEXPECTED, now, exc)
     mark_sent(entry, attempts, now, {"message_id": answer.get("MessageId"), **refreshed})
     copy = _keep_copy(entry, message, now, answer.get("MessageId"))
+    # Pseudonyms of the recipients, never their addresses, and never the subject (it may name people).
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
-              to=list(entry.recipients), subject=entry.subject, attempts=attempts, eml=copy)
+              to_hashes=[pseudonym(address) for address in entry.recipients], attempts=attempts, eml=copy)
     return "sent"
 
 
