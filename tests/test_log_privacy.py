@@ -96,8 +96,9 @@ def receiver(monkeypatch):
 
 
 @pytest.fixture
-def tenant(admin, receiver):
-    """A contract fed by Amazon Connect and posting every event to a webhook: (admin, agent, client)."""
+def tenant(admin, receiver, clock):
+    """A contract fed by Amazon Connect and posting every event to a webhook from the test's start on (a
+    webhook gets what happens after it was added): (admin, agent, client)."""
     document = copy.deepcopy(CONNECT_CONTRACT)
     document["webhooks"] = [hook(receiver.url)]
     document["notify"]["customer_reports"] = [ADDRESS]
