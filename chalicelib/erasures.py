@@ -11,6 +11,7 @@ that write fail: the erasure reads it again and starts over, so a notice that ev
 erased too. After the request is erased its emails are erased once more: a scan that read the
 request just before may have created an alert from it.
 """
+import functools
 import logging
 from datetime import timedelta
 
@@ -103,7 +104,7 @@ def erase_request(request_id, now, contract_id, address=None):
         _erase_emails(request_id, requester_address, now)
         if item.idempotency_key is not None:
             store.forget_first_answer(item.idempotency_key, request_id)
-        store.erase_request_fields(item, {"subject": None, "description": None, "requester": None,
+        store.update_request_fields(item, {"subject": None, "description": None, "requester": None,
                                           "requester_key": None, "personal_contract": None,
                                           "personal_data_erased_at": now})
         _erase_emails(request_id, requester_address, now)
@@ -123,3 +124,20 @@ def _erase_emails(request_id, address, now):
             changes = notification_erasure(entry, address)
             if changes is not None:
                 outbox.erase(entry, changes, now)
+
+
+def index_stored_requests():
+    """Give the requests stored before the requester and retention indexes existed their keys, so
+    erasures and retention find them (once, after upgrading; running it again changes nothing).
+    Returns how many were indexed."""
+    return sum(store.retrying(functools.partial(_index, request_id), "the request")
+               for request_id in store.requests_without_personal_keys())
+
+
+def _index(request_id):
+    item = store.get_request(request_id)
+    if item is None or item.requester is None or item.requester_key is not None:
+        return 0
+    store.update_request_fields(item, {"requester_key": requester_key(item.contract_id, item.requester["email"]),
+                                       "personal_contract": item.contract_id})
+    return 1

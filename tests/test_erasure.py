@@ -328,3 +328,20 @@ def test_retention_defaults_to_keeping_and_takes_whole_days_from_1_to_3650(admin
     assert status == 400 and error["Message"].startswith("retention"), error
     assert admin.put("/contracts/acme", demo_contract(retention=RETENTION))[0] == 200
     assert admin.get("/contracts/acme")[1]["retention"] == RETENTION
+
+
+def test_requests_stored_before_the_indexes_are_found_once_the_back_fill_ran(acme):
+    admin, agent, _ = acme
+    request_id = new_request(agent)
+    # As a request stored by an earlier version: no requester key, no retention key.
+    boto3.client("dynamodb", region_name="us-east-1").update_item(
+        TableName=settings.current().table_prefix + "requests", Key={"request_id": {"S": request_id}},
+        UpdateExpression="REMOVE requester_key, personal_contract")
+    assert admin.post("/contracts/acme/erasures", {"email": REQUESTER}) == (200, {"requests": 0})
+    spec = importlib.util.spec_from_file_location("index_personal_data", ROOT / "scripts" / "index_personal_data.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--stage", "dev"])
+    script.main(["--stage", "dev"])  # again: nothing left to index
+    assert admin.post("/contracts/acme/erasures", {"email": REQUESTER}) == (200, {"requests": 1})
+    assert admin.get(f"/requests/{request_id}")[1]["requester"] is None

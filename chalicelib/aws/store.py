@@ -598,6 +598,14 @@ def requests_with_personal_data_closed_before(contract_id, cutoff, limit):
     return [key.request_id for key in found]
 
 
+def requests_without_personal_keys():
+    """The ids of the requests holding personal data but no requester key: stored before the requester
+    and retention indexes existed. A Scan of the requests table, for the one-off back-fill only."""
+    unindexed = RequestModel.requester.exists() & RequestModel.requester_key.does_not_exist()
+    return (found.request_id for found in RequestModel.scan(filter_condition=unindexed,
+                                                            attributes_to_get=["request_id"]))
+
+
 def events_with_notes(request_id):
     """The request's events that hold a note (the others are read but not returned)."""
     return list(EventModel.query(request_id, filter_condition=EventModel.note.exists(), consistent_read=True))
@@ -619,7 +627,7 @@ def forget_first_answer(key, request_id):
             raise
 
 
-def erase_request_fields(request, fields):
+def update_request_fields(request, fields):
     """Write `fields` on `request` as read (None removes one): StaleWrite when anyone wrote it since."""
     with _stale_when_beaten():
         write(request, fields)
