@@ -16,9 +16,11 @@ import pytest
 import time_machine
 from botocore.exceptions import ClientError
 from chalice.test import Client
+from test_webhooks import ALL_EVENTS, SECRET, Receiver
 
 from app import app
 from chalicelib import erasures, settings
+from chalicelib.aws import webhooks
 from chalicelib.aws.tables import MODELS, NotificationModel
 from chalicelib.logs import JsonFormatter
 from conftest import contract_with_tokens, demo_contract, local
@@ -121,8 +123,17 @@ def clock():
 
 
 @pytest.fixture
-def acme(admin, clock):
+def receiver(monkeypatch):
+    monkeypatch.setenv(webhooks.ALLOW_LOCAL_VARIABLE, "1")
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def acme(admin, clock, receiver):
     document = demo_contract(**{"notify.customer_reports": ["boss@customer.example"]})
+    document["webhooks"] = [{"url": receiver.url, "events": ALL_EVENTS, "secret": SECRET}]
     return contract_with_tokens(admin, document)
 
 
@@ -146,7 +157,7 @@ def reports(admin, agent):
 
 
 def test_after_an_erasure_no_table_index_or_log_line_holds_the_requesters_data_and_reports_read_the_same(
-        acme, clock, mailbox, log_lines):
+        acme, clock, mailbox, log_lines, receiver):
     admin, agent, _ = acme
     # Two requests of the requester (one created under an Idempotency-Key, whose record keeps the
     # answer), in two spellings of the address; and another requester's.
@@ -217,6 +228,12 @@ def test_after_an_erasure_no_table_index_or_log_line_holds_the_requesters_data_a
     invoke("nightly_tally", clock, datetime(2026, 11, 25, 0, 5, tzinfo=SH))
     assert not any(REQUESTER.lower() in str(m["To"]).lower() for m in mailbox.messages()[sent_before:])
     assert not any(SUBJECT in m.get_body(("plain",)).get_content() for m in mailbox.messages()[sent_before:])
+
+    # Webhook deliveries carry ids, event types and times: those about the erased requests too.
+    about = {json.loads(d["body"])["request_id"] for d in receiver.deliveries}
+    assert {first, second} <= about
+    assert not any(secret.lower() in d["body"].decode("utf-8").lower() for d in receiver.deliveries
+                   for secret in SECRETS)
 
     stored = everything_stored()
     assert holding(stored, *SECRETS) == []
