@@ -362,3 +362,50 @@ def test_requests_stored_before_the_indexes_are_found_once_the_back_fill_ran(acm
     script.main(["--stage", "dev"])  # again: nothing left to index
     assert admin.post("/contracts/acme/erasures", {"email": REQUESTER}) == (200, {"requests": 1})
     assert admin.get(f"/requests/{request_id}")[1]["requester"] is None
+
+
+def test_an_erasure_cut_short_by_a_failing_table_finishes_when_called_again(acme, crash_expected):
+    admin, agent, _ = acme
+    request_id = new_request(agent)
+    post(agent, request_id, "respond", note=NOTE)
+    original = botocore.client.BaseClient._make_api_call
+
+    def failing(self, operation, params):
+        if operation == "UpdateItem" and params["TableName"].endswith("requests"):
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"},
+                               "ResponseMetadata": {"HTTPStatusCode": 500}}, operation)
+        return original(self, operation, params)
+
+    botocore.client.BaseClient._make_api_call = failing
+    try:
+        status, _ = admin.post("/contracts/acme/erasures", {"email": REQUESTER})
+    finally:
+        botocore.client.BaseClient._make_api_call = original
+    assert status == 503
+    # The copies went first; the request still holds its data and is still found.
+    assert admin.get(f"/requests/{request_id}")[1]["requester"] is not None
+    assert admin.post("/contracts/acme/erasures", {"email": REQUESTER}) == (200, {"requests": 1})
+    assert holding(everything_stored(), *SECRETS) == []
+
+
+def test_a_request_retention_cannot_erase_is_logged_and_the_others_are_erased(admin, clock, monkeypatch, log_lines):
+    _, agent, _ = contract_with_tokens(admin, demo_contract(retention=RETENTION))
+    old = [new_request(agent, received_at=f"2026-10-{day}T10:00:00+08:00") for day in (12, 13)]
+    for request_id, day in zip(old, (12, 13), strict=True):
+        post(agent, request_id, "resolve", at=f"2026-10-{day}T15:00:00+08:00")
+    original = erasures.erase_request
+
+    def broken(request_id, *args, **kwargs):
+        if request_id == old[0]:
+            raise RuntimeError("a corrupt item")
+        return original(request_id, *args, **kwargs)
+
+    monkeypatch.setattr(erasures, "erase_request", broken)
+    night = invoke("nightly_tally", clock, datetime(2026, 11, 24, 0, 5, tzinfo=SH))
+    assert night["personal_data_erased"] == 1 and night["errors"] == 0
+    assert admin.get(f"/requests/{old[1]}")[1]["requester"] is None
+    assert admin.get(f"/requests/{old[0]}")[1]["requester"] is not None  # left for the next night
+    [failure] = [json.loads(line) for line in log_lines if "retention erasure failed" in line]
+    assert failure["request_id"] == old[0] and failure["level"] == "ERROR"
+    monkeypatch.setattr(erasures, "erase_request", original)
+    assert invoke("nightly_tally", clock, datetime(2026, 11, 25, 0, 5, tzinfo=SH))["personal_data_erased"] == 1
