@@ -22,6 +22,7 @@ from app import app
 from chalicelib import erasures, settings
 from chalicelib.aws import webhooks
 from chalicelib.aws.tables import MODELS, NotificationModel
+from chalicelib.core.personal_data import requester_key
 from chalicelib.logs import JsonFormatter
 from conftest import contract_with_tokens, demo_contract, local
 
@@ -237,6 +238,7 @@ def test_after_an_erasure_no_table_index_or_log_line_holds_the_requesters_data_a
 
     stored = everything_stored()
     assert holding(stored, *SECRETS) == []
+    assert holding(stored, requester_key("acme", REQUESTER)) == []  # nor the hash that stood for the address
     assert holding(stored, "李四", OTHER)  # another requester's data is untouched
     assert not any(secret.lower() in line.lower() for line in log_lines for secret in SECRETS), \
         [line for line in log_lines if any(secret.lower() in line.lower() for secret in SECRETS)]
