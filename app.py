@@ -8,6 +8,7 @@ from chalicelib import (
     calendars,
     connect,
     contracts,
+    erasures,
     interactions,
     logs,
     openapi,
@@ -120,6 +121,17 @@ def post_interactions(call, contract_id):
 @api.route("/contracts/{contract_id}/tallies", methods=["POST"], roles=("admin",))
 def backfill_tally(call, contract_id):
     return reporting.backfill(call.principal, contract_id, call.body, call.now)
+
+
+@api.route("/contracts/{contract_id}/erasures", methods=["POST"], roles=("admin",))
+def erase_personal_data(call, contract_id):
+    """Erase a requester's personal data in every request of the contract (PIPL); the SLA facts stay."""
+    return erasures.erase_on_request(call.principal, contract_id, call.body, call.now)
+
+
+@api.route("/contracts/{contract_id}/erasures", methods=["GET"], roles=("admin",))
+def list_erasures(call, contract_id):
+    return erasures.list_erasures(call.principal, contract_id, call.query)
 
 
 @api.route("/requests", methods=["POST"])

@@ -3,7 +3,7 @@ import logging
 import time
 from datetime import date, datetime, timedelta
 
-from chalicelib import contracts
+from chalicelib import contracts, erasures
 from chalicelib.aws import metrics, outbox, records, store
 from chalicelib.core import fields, service_level
 from chalicelib.core.calendar import parse_date
@@ -31,7 +31,8 @@ def run_nightly(now, seconds_left, day=None, contract_id=None):
     """Tally the previous local day (or `day`) of every contract (or one), from the first.
     `seconds_left`: what the invocation has left (the Lambda context's remaining time).
 
-    Returns {"tallies": [...], "errors": n, "remaining": contracts left to a later invocation}.
+    Returns {"tallies": [...], "errors": n, "remaining": contracts left to a later invocation,
+    "personal_data_erased": requests the contracts' retention erased}.
     """
     if contract_id:
         if store.latest_contract(contract_id) is None:
@@ -45,7 +46,7 @@ def run_nightly(now, seconds_left, day=None, contract_id=None):
 def continue_nightly(now, seconds_left):
     """Resume the runs that ran out of time, or whose invocation died, oldest first (scheduled every
     few minutes: a single query when there is none)."""
-    total = {"tallies": [], "errors": 0, "remaining": 0}
+    total = {"tallies": [], "errors": 0, "remaining": 0, "personal_data_erased": 0}
     for run in store.tally_runs():
         if run.lease_until is not None and run.lease_until > now.timestamp():
             continue  # an invocation is on it
@@ -92,6 +93,7 @@ class Outcome:
     def __init__(self, started_at, day):
         self.started_at, self.day = started_at, day  # day None: each contract's local day before started_at
         self.tallies, self.errors = [], 0
+        self.personal_data_erased = 0  # requests whose personal data the contracts' retention erased
         self.calendars = {}  # country -> published schedules, read once per invocation
 
     def tally(self, contract_id, now):
@@ -106,6 +108,9 @@ class Outcome:
                 send_customer_report(contract_id, policy, day, now)
         except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
             self.failed(contract_id, f"{type(exc).__name__}: {exc}", exc_info=True)
+            return
+        if self.day is None:  # the contract's retention, a bounded page a night (failures isolated inside)
+            self.personal_data_erased += erasures.apply_retention(contract_id, policy, now)
 
     def failed(self, contract_id, error, exc_info=None):
         self.errors += 1
@@ -114,7 +119,8 @@ class Outcome:
                   error=error[:1000])
 
     def result(self, remaining):
-        return {"tallies": self.tallies, "errors": self.errors, "remaining": remaining}
+        return {"tallies": self.tallies, "errors": self.errors, "remaining": remaining,
+                "personal_data_erased": self.personal_data_erased}
 
 
 def tally_contract_day(contract_id, policy, day, now):

@@ -100,7 +100,8 @@ def list_events(principal, request_id, params):
     item = _visible_request(principal, request_id)
     events, events_next = _events_page(item, before, limit)
     tz = records.policy_for(item).calendar.tz
-    return {"items": [event_document(event, tz) for event in events], "next": events_next}
+    erased = item.personal_data_erased_at is not None
+    return {"items": [event_document(event, tz, erased) for event in events], "next": events_next}
 
 
 def create_request(principal, body, idempotency_key, now):
@@ -175,8 +176,10 @@ def post_event(principal, request_id, body, now):
         # it was resolved under: it never runs without a clock, whoever reopens it.
         kept = records.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
         state = records.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
-        model = records.event_record(item.request_id, event, principal.token_id, new.note)
-        notice = alerts.customer_notice(policy, item, state, event, new.note, now)
+        # Once a request's personal data is erased, no note is kept on it either.
+        note = new.note if item.personal_data_erased_at is None else None
+        model = records.event_record(item.request_id, event, principal.token_id, note)
+        notice = alerts.customer_notice(policy, item, state, event, note, now)
         entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
         if event.type == "resolve":
             entries += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)

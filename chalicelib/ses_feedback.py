@@ -140,7 +140,7 @@ def _tell_admins_of_requester_bounce(entry, event, now):
     item = store.get_request(entry.request_id)  # None for contract mail ("contract#<id>"), or a request gone
     if item is None:
         return
-    requester = str(item.requester.get("email", "")).lower()
+    requester = str((item.requester or {}).get("email", "")).lower()  # None: erased, nobody to tell about
     bounced, diagnostic = next(((a, d) for a, d in event.reported if a.lower() == requester), (None, ""))
     if not requester or bounced is None:
         return

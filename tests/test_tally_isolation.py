@@ -92,7 +92,7 @@ def test_a_run_out_of_time_leaves_its_place_and_the_continuation_tallies_the_res
     clock.move_to(datetime(2026, 11, 25, 0, 4, tzinfo=SH))  # a late continuation still tallies the run's day
     last = invoke("nightly_tally_continue")
     assert tallied(last) == [("charlie", "2026-11-23")] and last["remaining"] == 0
-    assert invoke("nightly_tally_continue") == {"tallies": [], "errors": 0, "remaining": 0}
+    assert invoke("nightly_tally_continue") == {"tallies": [], "errors": 0, "remaining": 0, "personal_data_erased": 0}
     assert sorted((t.contract_id, t.day) for t in TallyModel.scan()) == [
         ("alpha", "2026-11-23"), ("bravo", "2026-11-23"), ("charlie", "2026-11-23")]
 
@@ -166,6 +166,6 @@ def test_an_invocation_that_read_the_run_before_another_saved_it_stops_instead_o
     as_read_before = store.tally_runs()  # a duplicate delivery of the schedule reads the run...
     assert tallied(invoke("nightly_tally_continue")) == [("bravo", "2026-11-23")]  # ...another goes on first
     monkeypatch.setattr(store, "tally_runs", lambda: as_read_before)
-    assert invoke("nightly_tally_continue") == {"tallies": [], "errors": 0, "remaining": 0}
+    assert invoke("nightly_tally_continue") == {"tallies": [], "errors": 0, "remaining": 0, "personal_data_erased": 0}
     monkeypatch.undo()
     assert [(run.after, run.current) for run in store.tally_runs()] == [("bravo", None)]

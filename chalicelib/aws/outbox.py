@@ -70,6 +70,7 @@ RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB 
 SEND_RATE_VARIABLE = "SLA_SES_MAX_SEND_RATE"
 WEBHOOK_KIND = "webhook"  # outbox entries POSTed to a webhook (chalicelib/aws/webhooks.py)
 SKIPPED = "skipped"  # created never to be sent (its `reason` says why)
+SUPERSEDED = "superseded"  # no longer true (or its request's personal data was erased): never sent
 logger = logging.getLogger("sla_clock.notify")
 _ses = None
 _sleep = time.sleep  # between the tries of a record (tests pass over it)
@@ -461,6 +462,23 @@ def not_sent(entry, attempts, error, kind, now, exc=None):
     return "failed" if final else "pending"
 
 
+def erase(entry, changes, now):
+    """Store what erasing its request's personal data changes on an email (`changes`, from
+    core.personal_data.notification_erasure). Superseding holds only while it is pending: False when
+    it was sent meanwhile (read it again and erase what it holds now)."""
+    fields = {name: value for name, value in changes.items() if name not in ("feedback", "status")}
+    if "feedback" in changes:
+        kept = {f.address: f.diagnostic for f in changes["feedback"]}
+        fields["recipients_feedback"] = [
+            RecipientFeedbackAttribute(**{**f.as_dict(), "diagnostic": kept[f.address]})
+            for f in entry.recipients_feedback or () if f.address in kept] or None
+    condition = None
+    if changes.get("status") == SUPERSEDED:
+        fields.update(status=SUPERSEDED, superseded_at=now, lease_until=None, pending_shard=None, retry_at=None)
+        condition = NotificationModel.status == "pending"
+    return _written_if_it_holds(lambda: write(entry, fields, condition=condition))
+
+
 def is_webhook(entry):
     """A webhook delivery (outbox key "webhook|…"), told apart on the pending index's projection too."""
     return is_delivery(entry.key)
@@ -507,7 +525,7 @@ def stored_entry(request_id, key):
 
 
 def of_request(request_id):
-    return list(NotificationModel.query(request_id))
+    return list(NotificationModel.query(request_id, consistent_read=True))
 
 
 def newest_of_request(request_id, limit, start_key=None):

@@ -11,6 +11,7 @@ from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, Event, RequestFacts, evaluate_replayed, freeze, replay, resolved_state
 from chalicelib.core.errors import NotFoundError
 from chalicelib.core.fields import printable_document
+from chalicelib.core.personal_data import requester_key
 from chalicelib.core.policy import KeptTargets, kept_on_reopen, parse_contract
 
 
@@ -177,6 +178,8 @@ def new_request_record(request_id, contract_id, new, policy, received_event, cre
         subject=new.subject,
         description=new.description,
         requester=new.requester,
+        requester_key=requester_key(contract_id, new.requester["email"]),
+        personal_contract=contract_id,
         received_at=new.received_at,
         created_by=created_by,
         timeline=[store.compact_event(received_event)],

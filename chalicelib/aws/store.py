@@ -28,6 +28,7 @@ from chalicelib.aws.tables import (
     ConnectQueueModel,
     ContractModel,
     CustomerContactModel,
+    ErasureModel,
     EventModel,
     IdempotencyModel,
     InteractionLocatorModel,
@@ -211,6 +212,7 @@ def create_request(request, received_event, outbox, now, idempotency=None):
             record = IdempotencyModel(key, fingerprint=fingerprint, request_id=request.request_id,
                                       expires_at=now + IDEMPOTENCY_TTL)
             tx.save(record, condition=IdempotencyModel.key.does_not_exist() | (IdempotencyModel.expires_at < now))
+            request.idempotency_key = key  # an erasure scrubs the answer the record keeps
         tx.save(request, condition=RequestModel.request_id.does_not_exist())
         tx.save(received_event, condition=EventModel.seq.does_not_exist())
         for entry in outbox:
@@ -577,6 +579,83 @@ def idempotency_record(key, now):
 def save_first_answer(key, body):
     """Keep the answer the request's creator got: a retry gets the same one."""
     IdempotencyModel(key).update(actions=[IdempotencyModel.response_body.set(body)])
+
+
+# --- personal data --------------------------------------------------------------------------------
+
+
+def requests_of_requester(key):
+    """Ids of the requests still holding the personal data of the requester whose index key
+    (core.personal_data.requester_key) is `key`: a query of the sparse requester index."""
+    return [found.request_id for found in RequestModel.by_requester.query(key)]
+
+
+def requests_with_personal_data_closed_before(contract_id, cutoff, limit):
+    """Ids of up to `limit` of the contract's resolved requests still holding personal data that last
+    changed before `cutoff`, the oldest first: one page of the sparse retention index (open requests
+    sort after every instant)."""
+    found = RequestModel.personal_by_closed.query(contract_id, RequestModel.closed_key < utc_key(cutoff), limit=limit)
+    return [key.request_id for key in found]
+
+
+def requests_without_personal_keys():
+    """The ids of the requests holding personal data but no requester key: stored before the requester
+    and retention indexes existed. A Scan of the requests table, for the one-off back-fill only."""
+    unindexed = RequestModel.requester.exists() & RequestModel.requester_key.does_not_exist()
+    return (found.request_id for found in RequestModel.scan(filter_condition=unindexed,
+                                                            attributes_to_get=["request_id"]))
+
+
+def events_with_notes(request_id):
+    """The request's events that hold a note (the others are read but not returned)."""
+    return list(EventModel.query(request_id, filter_condition=EventModel.note.exists(), consistent_read=True))
+
+
+def erase_note(event):
+    write(event, {"note": None})
+
+
+def forget_first_answer(key, request_id):
+    """Remove the first answer an Idempotency-Key's record keeps for `request_id` (it holds the request
+    document): a retry with the key then gets the request as it reads now. Nothing when the record
+    expired, or names another request."""
+    try:
+        IdempotencyModel(key).update(actions=[IdempotencyModel.response_body.remove()],
+                                     condition=IdempotencyModel.request_id == request_id)
+    except UpdateError as exc:
+        if not _condition_failed(exc):
+            raise
+
+
+def update_request_fields(request, fields):
+    """Write `fields` on `request` as read (None removes one): StaleWrite when anyone wrote it since."""
+    with _stale_when_beaten():
+        write(request, fields)
+
+
+def save_erasure(contract_id, by, reason, requests, now):
+    record = ErasureModel(contract_id, f"{utc_key(now)}#{uuid.uuid4().hex[:8]}", erased_at=now, erased_by=by,
+                          reason=reason, requests=requests)
+    record.save()
+    return record
+
+
+ERASURE_KEY = {"contract_id": "S", "erasure_id": "S"}
+
+
+def erasures_page(contract_id, limit, start_key=None):
+    """One page of the contract's erasure records, newest first: (records, last key or None)."""
+    result = ErasureModel.query(contract_id, scan_index_forward=False, limit=limit, last_evaluated_key=start_key,
+                                consistent_read=True)
+    page = next(result.page_iter)
+    return [ErasureModel.from_raw_data(raw) for raw in page["Items"]], result.page_iter.last_evaluated_key
+
+
+def decode_erasures_cursor(cursor, contract_id):
+    key = decode_key(cursor, ERASURE_KEY)
+    if key["contract_id"]["S"] != contract_id:
+        raise CursorError("belongs to another listing")
+    return key
 
 
 # --- background jobs ----------------------------------------------------------------------------

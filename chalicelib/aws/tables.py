@@ -168,6 +168,32 @@ class RequestsDueByContract(GlobalSecondaryIndex):
     next_due_at = NumberAttribute(range_key=True)
 
 
+class RequestsByRequester(GlobalSecondaryIndex):
+    """Sparse: only requests still holding their requester's personal data carry `requester_key`
+    (core.personal_data.requester_key: a hash of the contract and the address). An erasure on request
+    reads that requester's requests, never the contract's history; erasing one removes its key."""
+
+    class Meta:
+        index_name = "by_requester"
+        projection = KeysOnlyProjection()
+
+    requester_key = UnicodeAttribute(hash_key=True)
+
+
+class RequestsWithPersonalData(GlobalSecondaryIndex):
+    """Sparse: only requests still holding personal data carry `personal_contract` (their contract id),
+    by `closed_key`. The nightly retention run reads the resolved ones that went quiet before its
+    cutoff, a page at a time: what it erased has left the index, so the next night starts where this
+    one stopped and the cost is the page, not the contract's history."""
+
+    class Meta:
+        index_name = "personal_by_closed"
+        projection = KeysOnlyProjection()
+
+    personal_contract = UnicodeAttribute(hash_key=True)
+    closed_key = UnicodeAttribute(range_key=True)
+
+
 class RequestModel(Model):
     """A customer request: its facts, the clock-relevant timeline, and cached derived fields.
 
@@ -186,9 +212,14 @@ class RequestModel(Model):
     category = UnicodeAttribute(null=True)  # the contract category whose targets replace the priority's
     channel = UnicodeAttribute()
     designated = BooleanAttribute()  # channel was designated at receipt: the clock started then
-    subject = UnicodeAttribute()
+    # The requester's personal data: null once erased (then personal_data_erased_at says when).
+    subject = UnicodeAttribute(null=True)
     description = UnicodeAttribute(null=True)
-    requester = JSONAttribute()
+    requester = JSONAttribute(null=True)
+    requester_key = UnicodeAttribute(null=True)  # by_requester's key, while the personal data is kept
+    personal_contract = UnicodeAttribute(null=True)  # the contract id, while the personal data is kept
+    personal_data_erased_at = UTCDateTimeAttribute(null=True)
+    idempotency_key = UnicodeAttribute(null=True)  # the IdempotencyModel key it was created under, if any
     received_at = UTCDateTimeAttribute()
     created_by = UnicodeAttribute()
     timeline = TimelineAttribute()  # [{"seq","type","at", optional "priority","score","channel"}]
@@ -221,6 +252,8 @@ class RequestModel(Model):
     by_contract_status = RequestsByContractStatus()
     breached_by_contract = RequestsBreached()
     due_by_contract = RequestsDueByContract()
+    by_requester = RequestsByRequester()
+    personal_by_closed = RequestsWithPersonalData()
 
 
 class EventModel(Model):
@@ -435,6 +468,21 @@ class JobModel(Model):
 
 
 
+class ErasureModel(Model):
+    """The audit record of one erasure of personal data: who (a token id, or "retention" for the
+    nightly run), when, and how many requests; never whose data it was."""
+
+    class Meta(_Meta):
+        table = "erasures"
+
+    contract_id = UnicodeAttribute(hash_key=True)
+    erasure_id = UnicodeAttribute(range_key=True)  # utc_key of the erasure + a random suffix: newest last
+    erased_at = UTCDateTimeAttribute()
+    erased_by = UnicodeAttribute()
+    reason = UnicodeAttribute()  # "request" (POST /contracts/{id}/erasures) or "retention"
+    requests = NumberAttribute()
+
+
 class CalendarOverrideModel(Model):
     """The officially published holiday schedule of one country and year, replacing the packaged data
     for every contract whose calendar uses that country. A handful of items per country."""
@@ -529,7 +577,7 @@ class ConnectQueueModel(Model):
 
 
 MODELS = (ContractModel, RequestModel, EventModel, TokenModel, IdempotencyModel, NotificationModel, TallyModel,
-          OutageModel, JobModel, CalendarOverrideModel, InteractionModel, ConnectQueueModel)
+          OutageModel, JobModel, CalendarOverrideModel, InteractionModel, ConnectQueueModel, ErasureModel)
 
 
 def create_all():

@@ -48,9 +48,9 @@ def _base_context(policy, request, state):
     return {
         "contract_name": policy.name,
         "request_id": request.request_id,
-        "subject": request.subject,
+        "subject": request.subject or "",  # None once the request's personal data is erased
         "priority": state.priority,
-        "requester_name": request.requester.get("name", ""),
+        "requester_name": (request.requester or {}).get("name", ""),
     }
 
 
@@ -93,8 +93,9 @@ def acknowledgement(policy, request, state, now):
 
 def customer_notice(policy, request, state, event, note, now):
     """The requester's notice of a respond / progress / resolve / await_customer `event` (a clock
-    Event), or None; skipped when the event happened long before `now`."""
-    if event.type not in CUSTOMER_EVENTS:
+    Event), or None; skipped when the event happened long before `now`. None too once the request's
+    personal data is erased: there is no one left to write to."""
+    if event.type not in CUSTOMER_EVENTS or request.requester is None:
         return None
     context = _customer_context(policy, request, state, note)
     return Notification(f"event|{event.seq}", event.type, (request.requester["email"],), context,

@@ -68,9 +68,11 @@ def request_document(item, state, policy, events=None, events_next=None, notific
         "contract_version": state.contract_version,
         "next_check_at": iso(state.next_check_at, tz),
         "next_due_at": iso(state.next_due_at, tz),
+        "personal_data_erased_at": iso(item.personal_data_erased_at, tz),
     }
     if events is not None:
-        doc["events"] = [event_document(event, tz) for event in events]
+        doc["events"] = [event_document(event, tz, erased=item.personal_data_erased_at is not None)
+                         for event in events]
         doc["events_next"] = events_next
     if notifications is not None:
         doc["notifications"] = [notification_document(entry, tz) for entry in notifications]
@@ -103,12 +105,21 @@ def notification_document(entry, tz):
     }
 
 
-def event_document(event, tz):
+def event_document(event, tz, erased=False):
+    """`erased`: the request's personal data was erased, its notes with it (they read null)."""
     doc = {"seq": event.seq, "type": event.type, "at": iso(event.at, tz), "by": event.by}
-    if event.note is not None:
+    if erased:
+        doc["note"] = None
+    elif event.note is not None:
         doc["note"] = event.note
     doc.update(event.details or {})
     return doc
+
+
+def erasure_document(record):
+    """The audit record of an erasure: who, when, why and how many requests (never whose data)."""
+    return {"erased_at": iso(record.erased_at, UTC), "erased_by": record.erased_by, "reason": record.reason,
+            "requests": int(record.requests)}
 
 
 def contract_document(record, calendar_years, for_client=False):

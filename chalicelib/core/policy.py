@@ -163,6 +163,7 @@ class Policy:
     interactions: dict = field(default_factory=dict)  # channel -> ChannelRule
     amazon_connect_queues: frozenset = frozenset()  # Connect queue ids whose contact records are this contract's
     webhooks: tuple = ()  # Webhook
+    retention_days: int | None = None  # personal data of requests resolved longer ago is erased; None: kept
 
     def webhooks_for(self, event, moment=None):
         """The webhooks that get `event` (one of webhook_rules.EVENTS) announcing `moment` (Webhook.receives)."""
@@ -445,6 +446,20 @@ def _notify(value, submitted, contract_name):
                               sender_name=sender_name or contract_name, reply_to=reply_to)
 
 
+MAX_RETENTION_DAYS = 3650
+
+
+def _retention(value):
+    """How long the personal data of resolved requests is kept: {"personal_data_days": N or null}."""
+    value = require_object(value if value is not None else {}, "retention")
+    reject_unknown(value, ("personal_data_days",), "retention")
+    days = value.get("personal_data_days")
+    if days is not None and (type(days) is not int or not 1 <= days <= MAX_RETENTION_DAYS):  # bool is no number
+        raise ValidationError("retention.personal_data_days", f"must be a whole number of days from 1 to "
+                                                              f"{MAX_RETENTION_DAYS}, or null to keep it")
+    return {"personal_data_days": days}
+
+
 def _warn_at(value):
     if value is None:
         return list(DEFAULT_WARN_AT)
@@ -467,7 +482,7 @@ def _designated_channels(value):
 CONTRACT_KEYS = (
     "name", "timezone", "calendar", "designated_channels", "off_hours_first_response", "warn_at",
     "resolution_from", "priorities", "categories", "interactions", "amazon_connect", "penalties", "kpi", "notify",
-    "webhooks",
+    "webhooks", "retention",
 )
 
 
@@ -512,6 +527,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     kpi = _kpi(doc.get("kpi"))
     notify_doc, notify = _notify(doc.get("notify"), admitted_at is not None, name)
     webhooks_doc, webhooks = _webhooks(doc.get("webhooks"), admitted_at is not None, allow_local_webhooks)
+    retention = _retention(doc.get("retention"))
 
     normalized = {
         "name": name,
@@ -529,6 +545,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
         "kpi": kpi,
         "notify": notify_doc,
         "webhooks": webhooks_doc,
+        "retention": retention,
     }
     policy = Policy(
         name=name,
@@ -546,6 +563,7 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
         kpi=kpi,
         notify=notify,
         webhooks=webhooks,
+        retention_days=retention["personal_data_days"],
         version=version,
     )
     return normalized, policy
