@@ -267,3 +267,15 @@ def demo_contract(**changes):
             target = target[name]
         target[key] = value
     return document
+
+
+@pytest.fixture
+def local_receiver(monkeypatch):
+    """A webhook receiver on loopback (test_webhooks.Receiver), with webhooks to loopback allowed."""
+    from test_webhooks import Receiver  # it imports this module
+
+    from chalicelib.aws import webhooks
+    monkeypatch.setenv(webhooks.ALLOW_LOCAL_VARIABLE, "1")
+    found = Receiver()
+    yield found
+    found.close()

@@ -17,11 +17,10 @@ import pytest
 import time_machine
 from botocore.exceptions import ClientError
 from chalice.test import Client
-from test_webhooks import ALL_EVENTS, SECRET, Receiver
+from test_webhooks import ALL_EVENTS, SECRET
 
 from app import app
 from chalicelib import erasures, settings
-from chalicelib.aws import webhooks
 from chalicelib.aws.tables import MODELS, NotificationModel
 from chalicelib.core.personal_data import requester_key
 from chalicelib.logs import JsonFormatter
@@ -125,17 +124,9 @@ def clock():
 
 
 @pytest.fixture
-def receiver(monkeypatch):
-    monkeypatch.setenv(webhooks.ALLOW_LOCAL_VARIABLE, "1")
-    found = Receiver()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def acme(admin, clock, receiver):
+def acme(admin, clock, local_receiver):
     document = demo_contract(**{"notify.customer_reports": ["boss@customer.example"]})
-    document["webhooks"] = [{"url": receiver.url, "events": ALL_EVENTS, "secret": SECRET}]
+    document["webhooks"] = [{"url": local_receiver.url, "events": ALL_EVENTS, "secret": SECRET}]
     return contract_with_tokens(admin, document)
 
 
@@ -159,7 +150,7 @@ def reports(admin, agent):
 
 
 def test_after_an_erasure_no_table_index_or_log_line_holds_the_requesters_data_and_reports_read_the_same(
-        acme, clock, mailbox, log_lines, receiver):
+        acme, clock, mailbox, log_lines, local_receiver):
     admin, agent, _ = acme
     # Two requests of the requester (one created under an Idempotency-Key, whose record keeps the
     # answer), in two spellings of the address; and another requester's.
@@ -232,9 +223,9 @@ def test_after_an_erasure_no_table_index_or_log_line_holds_the_requesters_data_a
     assert not any(SUBJECT in m.get_body(("plain",)).get_content() for m in mailbox.messages()[sent_before:])
 
     # Webhook deliveries carry ids, event types and times: those about the erased requests too.
-    about = {json.loads(d["body"])["request_id"] for d in receiver.deliveries}
+    about = {json.loads(d["body"])["request_id"] for d in local_receiver.deliveries}
     assert {first, second} <= about
-    assert not any(secret.lower() in d["body"].decode("utf-8").lower() for d in receiver.deliveries
+    assert not any(secret.lower() in d["body"].decode("utf-8").lower() for d in local_receiver.deliveries
                    for secret in SECRETS)
 
     stored = everything_stored()

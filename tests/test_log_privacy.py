@@ -20,11 +20,10 @@ from test_customer_reports import nightly
 from test_run_local import run_local
 from test_scanner import scan_at
 from test_ses_events import publish, script
-from test_webhooks import Receiver, hook
+from test_webhooks import hook
 
 from app import app
 from chalicelib import logs, requests
-from chalicelib.aws import webhooks
 from chalicelib.aws.tables import NotificationModel
 from conftest import contract_with_tokens, local
 from infra.generate import NOTIFICATION_BLOCKED_PATTERN, UNHANDLED_EXCEPTION_PATTERN
@@ -88,19 +87,11 @@ def captured(monkeypatch, caplog, capsys):
 
 
 @pytest.fixture
-def receiver(monkeypatch):
-    monkeypatch.setenv(webhooks.ALLOW_LOCAL_VARIABLE, "1")
-    found = Receiver()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def tenant(admin, receiver, clock):
+def tenant(admin, local_receiver, clock):
     """A contract fed by Amazon Connect and posting every event to a webhook from the test's start on (a
     webhook gets what happens after it was added): (admin, agent, client)."""
     document = copy.deepcopy(CONNECT_CONTRACT)
-    document["webhooks"] = [hook(receiver.url)]
+    document["webhooks"] = [hook(local_receiver.url)]
     document["notify"]["customer_reports"] = [ADDRESS]
     return contract_with_tokens(admin, document)
 
@@ -117,7 +108,7 @@ def fail_ses_send(monkeypatch, message):
 
 
 def test_a_requests_whole_life_is_logged_without_the_requesters_address_name_or_subject(
-        tenant, mailbox, clock, receiver, captured):
+        tenant, mailbox, clock, local_receiver, captured):
     _, agent, _ = tenant
     status, body = agent.post("/requests", REQUEST)
     assert status == 201, body
@@ -142,7 +133,7 @@ def test_a_requests_whole_life_is_logged_without_the_requesters_address_name_or_
 
     assert captured.leaks() == []
     # Every path did log: the test searched real lines, not an empty log.
-    assert mailbox.to(ADDRESS) and receiver.events()[:1] == ["received"]
+    assert mailbox.to(ADDRESS) and local_receiver.events()[:1] == ["received"]
     for logger, message in [("sla_clock.notify", "notification sent"), ("sla_clock.webhooks", "webhook delivered"),
                             ("sla_clock.scanner", "scan finished"), ("sla_clock.ses_feedback", "ses bounce recorded"),
                             ("sla_clock.ses_feedback", "ses complaint recorded"),

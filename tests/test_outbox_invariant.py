@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from chalice.test import Client
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
@@ -35,13 +34,13 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.ses.models import ses_backends
+from test_outbox_stateful import open_acme
 from test_webhooks import Receiver
 
-from app import app
 from chalicelib.aws import outbox, webhooks
 from chalicelib.aws.tables import ContractModel, NotificationModel
 from chalicelib.core.webhook_rules import delivery_id
-from conftest import ADMIN_TOKEN, DEMO_CONTRACT, SENDER, JsonClient, _empty_tables
+from conftest import DEMO_CONTRACT, SENDER, _empty_tables
 
 SH = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 23, 9, 30, tzinfo=SH)
@@ -120,10 +119,7 @@ class OutboxInvariant(RuleBasedStateMachine):
                         mock.patch.dict(os.environ, {webhooks.ALLOW_LOCAL_VARIABLE: "1"})]
         for patch in self.patches:
             patch.start()
-        self.chalice = Client(app)
-        self.chalice.__enter__()
-        self.admin = JsonClient(self.chalice.http, ADMIN_TOKEN)
-        assert self.admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
+        self.chalice, self.admin = open_acme()
         self.requests = []
 
     def teardown(self):

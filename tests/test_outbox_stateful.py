@@ -35,6 +35,16 @@ MAX_OUTAGE = timedelta(hours=12)
 MAX_BACKOFF = outbox.MAX_BACKOFF
 
 
+
+def open_acme():
+    """The app's test client, entered (the caller exits it), with the demo contract put as acme:
+    (client, admin client)."""
+    chalice = Client(app)
+    chalice.__enter__()
+    admin = JsonClient(chalice.http, ADMIN_TOKEN)
+    assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
+    return chalice, admin
+
 class OutboxMachine(RuleBasedStateMachine):
     @initialize()
     def start(self):
@@ -55,10 +65,7 @@ class OutboxMachine(RuleBasedStateMachine):
         self.patch.start()
         tables.create_all()
         boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
-        self.chalice = Client(app)
-        self.chalice.__enter__()
-        self.admin = JsonClient(self.chalice.http, ADMIN_TOKEN)
-        assert self.admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
+        self.chalice, self.admin = open_acme()
         self.requests = []
 
     def teardown(self):
