@@ -1,11 +1,13 @@
 """Test setup: fake AWS credentials and the table prefix, moto for every AWS call, and a thin JSON
 client over `chalice.test.Client`."""
+import contextlib
 import copy
 import email
 import email.policy
 import functools
 import json
 import os
+import socket
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -279,3 +281,13 @@ def local_receiver(monkeypatch):
     found = Receiver()
     yield found
     found.close()
+
+
+@contextlib.contextmanager
+def refusing_port():
+    """A loopback port that refuses every connection at once: bound and never listening, and held so
+    for the whole block, so no other test process can take it up meanwhile (a port found free and
+    given back could be listening elsewhere a moment later, and then hang or answer)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]

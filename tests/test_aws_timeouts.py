@@ -20,7 +20,7 @@ from chalicelib.aws.tables import NotificationModel
 from chalicelib.budget import Budget
 from chalicelib.core.emails import Rendered
 from chalicelib.core.policy import parse_contract
-from conftest import DEMO_CONTRACT
+from conftest import DEMO_CONTRACT, refusing_port
 
 API_LIMIT = 15.0  # seconds the API has to answer in, whatever SES or SSM do
 REQUEST = {"contract_id": "acme", "priority": "high", "channel": "portal", "subject": "系统无法登录",
@@ -40,10 +40,8 @@ def silent():
 @pytest.fixture
 def refused():
     """The URL of a loopback port nothing listens on: a connection is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    with refusing_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

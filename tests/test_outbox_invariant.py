@@ -29,18 +29,18 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import initialize, rule
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.ses.models import ses_backends
-from test_outbox_stateful import open_acme
+from test_outbox_stateful import RequestTraffic, open_acme
 from test_webhooks import Receiver
 
 from chalicelib.aws import outbox, webhooks
 from chalicelib.aws.tables import ContractModel, NotificationModel
 from chalicelib.core.webhook_rules import delivery_id
-from conftest import DEMO_CONTRACT, SENDER, _empty_tables
+from conftest import DEMO_CONTRACT, SENDER, _empty_tables, refusing_port
 
 SH = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 23, 9, 30, tzinfo=SH)
@@ -68,13 +68,7 @@ def _marks_sent(operation, params):
     return operation == "UpdateItem" and {"S": "sent"} in params.get("ExpressionAttributeValues", {}).values()
 
 
-def _closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class OutboxInvariant(RuleBasedStateMachine):
+class OutboxInvariant(RequestTraffic):
     @initialize()
     def start(self):
         self.ses_faults, self.mark_faults, self.encoding_faults = [], 0, 0
@@ -84,7 +78,8 @@ class OutboxInvariant(RuleBasedStateMachine):
         dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables.update(copy.deepcopy(_empty_tables()))
         ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].verify_email_identity(SENDER)
         self.receiver = Receiver()
-        self.refused_port = _closed_port()
+        self.refusing = refusing_port()
+        self.refused_port = self.refusing.__enter__()
         self.traveller = time_machine.travel(START, tick=False)
         self.clock = self.traveller.start()
         machine = self
@@ -133,6 +128,7 @@ class OutboxInvariant(RuleBasedStateMachine):
                 patch.stop()
             self.traveller.stop()
             self.receiver.close()
+            self.refusing.__exit__(None, None, None)
             self.aws.stop()
 
     @property
@@ -148,21 +144,6 @@ class OutboxInvariant(RuleBasedStateMachine):
                 "unsendable": f"http://127.0.0.1:{port}/x{n}?q=\ud800"}[kind]
 
     # --- what happens -----------------------------------------------------------------------------
-
-    @rule(priority=st.sampled_from(["urgent", "high"]))
-    def receive(self, priority):
-        status, body = self.admin.post("/requests", {
-            "contract_id": "acme", "priority": priority, "channel": "portal", "subject": "故障",
-            "requester": {"email": "zhang@customer.example"}})
-        assert status == 201, body
-        self.requests.append(body["request_id"])
-
-    @precondition(lambda self: self.requests)
-    @rule(which=st.integers(0, 10), kind=st.sampled_from(EVENTS))
-    def post_event(self, which, kind):
-        request_id = self.requests[which % len(self.requests)]
-        status, body = self.admin.post(f"/requests/{request_id}/events", {"type": kind})
-        assert status in (200, 409), body
 
     @rule(provider=st.sampled_from([0, 1, 3, 30]), admins=st.sampled_from([0, 1, 30]),
           language=st.sampled_from(["zh-CN", "en"]),

@@ -45,7 +45,27 @@ def open_acme():
     assert admin.put("/contracts/acme", DEMO_CONTRACT)[0] == 201
     return chalice, admin
 
-class OutboxMachine(RuleBasedStateMachine):
+class RequestTraffic(RuleBasedStateMachine):
+    """Requests received and events posted through the API (`self.admin`), their ids in `self.requests`:
+    the traffic both outbox machines drive."""
+
+    @rule(priority=st.sampled_from(["urgent", "high", "medium"]))
+    def receive(self, priority):
+        status, body = self.admin.post("/requests", {
+            "contract_id": "acme", "priority": priority, "channel": "portal", "subject": "故障",
+            "requester": {"email": "zhang@customer.example"}})
+        assert status == 201, body
+        self.requests.append(body["request_id"])
+
+    @precondition(lambda self: self.requests)
+    @rule(which=st.integers(0, 10), kind=st.sampled_from(EVENTS))
+    def post_event(self, which, kind):
+        request_id = self.requests[which % len(self.requests)]
+        status, body = self.admin.post(f"/requests/{request_id}/events", {"type": kind})
+        assert status in (200, 409), body
+
+
+class OutboxMachine(RequestTraffic):
     @initialize()
     def start(self):
         self.ses_down = False
@@ -88,21 +108,6 @@ class OutboxMachine(RuleBasedStateMachine):
         event = self.chalice.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                       resources=[], region="us-east-1")
         return self.chalice.lambda_.invoke("scan_deadlines", event).payload
-
-    @rule(priority=st.sampled_from(["urgent", "high", "medium"]))
-    def receive(self, priority):
-        status, body = self.admin.post("/requests", {
-            "contract_id": "acme", "priority": priority, "channel": "portal", "subject": "故障",
-            "requester": {"email": "zhang@customer.example"}})
-        assert status == 201, body
-        self.requests.append(body["request_id"])
-
-    @precondition(lambda self: self.requests)
-    @rule(which=st.integers(0, 10), kind=st.sampled_from(EVENTS))
-    def post_event(self, which, kind):
-        request_id = self.requests[which % len(self.requests)]
-        status, body = self.admin.post(f"/requests/{request_id}/events", {"type": kind})
-        assert status in (200, 409), body
 
     @rule(minutes=st.sampled_from([1, 7, 25, 50, 95, 240, 600, 1500]))
     def time_passes(self, minutes):
