@@ -35,7 +35,7 @@ import factories
 from botocore.client import BaseClient
 from moto.core.botocore_stubber import BotocoreStubber
 
-from chalicelib import contracts, scanner
+from chalicelib import contracts, evaluation, scanner
 from chalicelib.aws import outbox, records
 from chalicelib.budget import Budget
 
@@ -99,7 +99,7 @@ class LambdaContext:
 
 def fill(size):
     contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = records.policy_of(records.latest_record("bench"))
+    policy = evaluation.policy_of(records.latest_record("bench"))
     spread = timedelta(minutes=10) / size
     factories.insert([factories.due_breach(policy, "bench", NOW - timedelta(minutes=10) + n * spread)
                       for n in range(size)])

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import common  # first: it sets the environment the table models read at import
 from pynamodb.connection.base import Connection
 
-from chalicelib import contracts, interactions, reporting
+from chalicelib import contracts, evaluation, interactions, reporting
 from chalicelib.aws import records
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -90,7 +90,7 @@ def main():
     results, ingested, ingest_s = [], 0, 0.0
     with common.fresh_account():
         contracts.put_contract(common.ADMIN, "bench", CONTRACT, NOW)
-        policy = records.policy_of(records.latest_record("bench"))
+        policy = evaluation.policy_of(records.latest_record("bench"))
         for total in args.totals:
             if ingested == 0:
                 items = [interaction(rng, n, DAY) for n in range(args.day)]

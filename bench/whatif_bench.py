@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 import common  # first: it sets the environment the table models read at import
 import factories
 
-from chalicelib import contracts, simulations
-from chalicelib.aws import records, store
+from chalicelib import contracts, evaluation, simulations
+from chalicelib.aws import store
 from chalicelib.core.tally import month_bounds
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -70,7 +70,7 @@ def timeline(rng, priority, received):
 
 def fill(size):
     contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = records.policy_of(store.latest_contract("bench"))
+    policy = evaluation.policy_of(store.latest_contract("bench"))
     start, end = month_bounds(MONTH, SH)
     seconds = int((end - start).total_seconds())
     rng = random.Random(size)

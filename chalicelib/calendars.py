@@ -12,8 +12,8 @@ import logging
 import re
 from datetime import date, timedelta
 
-from chalicelib import contracts
-from chalicelib.aws import outbox, records, store
+from chalicelib import contracts, evaluation
+from chalicelib.aws import outbox, store
 from chalicelib.core.calendar import ESTIMATED, is_supported_country, package_schedule, parse_date, schedule_status
 from chalicelib.core.documents import calendar_days_document, calendar_year_document
 from chalicelib.core.emails import render_calendar_notice
@@ -83,7 +83,7 @@ def delete_year(principal, country, year, now):
 
 def _reevaluate_contracts_of(country, now):
     for contract_id, record in _latest_contracts():
-        if records.country_of(record) == country:
+        if evaluation.country_of(record) == country:
             contracts.schedule_reevaluation(contract_id, now)
 
 
@@ -119,7 +119,7 @@ def _span(params, today, default_last_year, max_days):
 
 def contract_calendar(principal, contract_id, params, now):
     """GET /contracts/{id}/calendar?from&to: every day, at most 366 (default: this year)."""
-    policy = records.policy_of(contracts.latest_contract_of(principal, contract_id))
+    policy = evaluation.policy_of(contracts.latest_contract_of(principal, contract_id))
     today = now.astimezone(policy.calendar.tz).date()
     first, last = _span(params or {}, today, 0, MAX_DAYS)
     return calendar_days_document(policy.calendar, first, last)
@@ -128,7 +128,7 @@ def contract_calendar(principal, contract_id, params, now):
 def contract_calendar_ics(principal, contract_id, params, now):
     """GET /contracts/{id}/calendar.ics?from&to: holidays on working weekdays and make-up working days
     as all-day events (default: this year and next, what a subscribed calendar should show)."""
-    policy = records.policy_of(contracts.latest_contract_of(principal, contract_id))
+    policy = evaluation.policy_of(contracts.latest_contract_of(principal, contract_id))
     today = now.astimezone(policy.calendar.tz).date()
     first, last = _span(params or {}, today, 1, MAX_ICS_DAYS)
     return contract_ics(policy.calendar, contract_id, policy.name, policy.notify.language, first, last, now)
@@ -161,8 +161,8 @@ def send_year_notices(now):
 
 
 def _year_notice(record, memo, now):
-    country = records.country_of(record)
-    policy = records.policy_of(record, memo)
+    country = evaluation.country_of(record)
+    policy = evaluation.policy_of(record, memo)
     if country is None or not policy.notify.admins:
         return False
     today = now.astimezone(policy.calendar.tz).date()

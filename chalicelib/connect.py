@@ -34,8 +34,8 @@ import json
 import logging
 from collections import Counter
 
-from chalicelib import interactions
-from chalicelib.aws import metrics, records, store
+from chalicelib import evaluation, interactions
+from chalicelib.aws import metrics, store
 from chalicelib.core.customer_contacts import CHANNELS, Leg, newer
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import instant, text
@@ -116,7 +116,7 @@ def queue_directory(queue_ids):
     memo, policies = {}, {}
     for contract_id in sorted(set(claims.values())):
         record = store.latest_contract(contract_id)
-        policies[contract_id] = records.policy_of(record, memo) if record is not None else None
+        policies[contract_id] = evaluation.policy_of(record, memo) if record is not None else None
     return {queue_id: (contract_id, policies[contract_id]) for queue_id, contract_id in claims.items()
             if policies[contract_id] is not None and queue_id in policies[contract_id].amazon_connect_queues}
 

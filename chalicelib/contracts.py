@@ -2,6 +2,7 @@
 background re-evaluation of open requests after a change. `now` is always an argument."""
 import json
 
+from chalicelib import evaluation
 from chalicelib.aws import records, store, webhooks
 from chalicelib.core.clock import Event, RequestFacts, evaluate
 from chalicelib.core.documents import contract_document, preview_document
@@ -20,7 +21,7 @@ def latest_contract_of(principal, contract_id):
 
 def _contract_document(principal, record, now):
     """The stored document, with the status of this year's and next year's holiday schedule."""
-    calendar = records.policy_of(record).calendar
+    calendar = evaluation.policy_of(record).calendar
     year = now.astimezone(calendar.tz).year
     return contract_document(record, {str(y): calendar.year_status(y) for y in (year, year + 1)},
                              for_client=principal.is_client)
@@ -127,17 +128,17 @@ def schedule_reevaluation(contract_id, now):
 def reevaluate_page(job, now):
     """One page of a re-evaluation job: refresh each open request's cached fields under the latest
     version and make it due at once when something already came due. Returns (requests, finished)."""
-    policy = records.policy_of(records.latest_record(job.subject))
+    policy = evaluation.policy_of(records.latest_record(job.subject))
     items, next_key = store.open_requests_page(job.subject, job.cursor)
     for item in items:
-        state = records.state_of(item, policy, now)
-        store.refresh_cache(item, records.cache_after_write(item, policy, state, now))
+        state = evaluation.state_of(item, policy, now)
+        store.refresh_cache(item, evaluation.cache_after_write(item, policy, state, now))
     return len(items), store.advance_job(job, next_key)
 
 
 def preview(principal, contract_id, body, now):
     """POST /contracts/{id}/preview: the deadlines a request would get, checked like one; nothing stored."""
-    policy = records.policy_of(latest_contract_of(principal, contract_id))
+    policy = evaluation.policy_of(latest_contract_of(principal, contract_id))
     new = parse_preview(body, policy, principal.role, now)
     facts = RequestFacts(priority=new.priority, designated=new.channel is None or policy.is_designated(new.channel),
                          received_at=new.received_at, category=new.category)

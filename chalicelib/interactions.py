@@ -3,8 +3,8 @@ center's feed): validated whole, then stored so that a re-sent id replaces its r
 contact records come as the legs of customer contacts (`store_contact_legs`)."""
 from collections import Counter
 
-from chalicelib import contracts
-from chalicelib.aws import records, store
+from chalicelib import contracts, evaluation
+from chalicelib.aws import store
 from chalicelib.core.customer_contacts import CHANNELS, customer_interaction, newer
 from chalicelib.core.intake import INTERACTION_RETENTION, parse_interactions
 
@@ -14,7 +14,7 @@ MAX_BODY = 256 * 1024  # 500 interactions with long ids and offsets fit in about
 def post_interactions(principal, contract_id, body, now):
     """POST /contracts/{id}/interactions: every item is checked before any is stored (a refused batch
     stores nothing). `accepted` counts the items stored, `replaced` those that replaced a record."""
-    policy = records.policy_of(contracts.latest_contract_of(principal, contract_id))
+    policy = evaluation.policy_of(contracts.latest_contract_of(principal, contract_id))
     interactions = parse_interactions(body, policy, now)
     return store_batch(contract_id, interactions)
 

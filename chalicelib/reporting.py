@@ -3,8 +3,8 @@ import logging
 import time
 from datetime import date, datetime, timedelta
 
-from chalicelib import contracts, erasures
-from chalicelib.aws import metrics, outbox, records, store
+from chalicelib import contracts, erasures, evaluation
+from chalicelib.aws import metrics, outbox, store
 from chalicelib.core import fields, service_level
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.clock import RESOLVED
@@ -101,7 +101,7 @@ class Outcome:
             record = store.latest_contract(contract_id)
             if record is None:
                 raise ValidationError("contract_id", f"no contract {contract_id!r}")
-            policy = records.policy_of(record, self.calendars)
+            policy = evaluation.policy_of(record, self.calendars)
             day = self.day or previous_day(policy, self.started_at)
             self.tallies.append(tally_contract_day(contract_id, policy, day, now))
             if self.day is None:  # the scheduled run, not a back-fill of a given date
@@ -125,7 +125,7 @@ class Outcome:
 
 def tally_contract_day(contract_id, policy, day, now):
     """Tally one local day of one contract, store it, re-apply the month's cap, email the admins.
-    Resolved requests count with the outcome they were resolved with (records.state_of)."""
+    Resolved requests count with the outcome they were resolved with (evaluation.state_of)."""
     started = time.perf_counter()
     tz = policy.calendar.tz
     start, end = day_bounds(day, tz)
@@ -134,8 +134,8 @@ def tally_contract_day(contract_id, policy, day, now):
         read += 1
         if item.received_at >= end:
             continue
-        request_policy = policy if item.status != RESOLVED else records.resolved_policy(item, pinned, policy)
-        state = records.state_of(item, request_policy, now)
+        request_policy = policy if item.status != RESOLVED else evaluation.resolved_policy(item, pinned, policy)
+        state = evaluation.state_of(item, request_policy, now)
         evaluated.append(Evaluated(item.request_id, item.received_at, state, request_policy.penalties, item.category))
     tally = tally_day(day, tz, evaluated)
     if policy.interactions:  # a contract without channels reads no interactions
@@ -250,7 +250,7 @@ def backfill(principal, contract_id, body, now):
     body = require_object(body, "body")
     reject_unknown(body, ("date",))
     record = contracts.latest_contract_of(principal, contract_id)
-    policy = records.policy_of(record)
+    policy = evaluation.policy_of(record)
     day = parse_date(body.get("date"), "date")
     if day > now.astimezone(policy.calendar.tz).date():
         raise ValidationError("date", "must not lie in the future")
@@ -264,7 +264,7 @@ def report(principal, contract_id, params, now):
     params = params or {}
     reject_unknown(params, ("month", "format"))
     record = contracts.latest_contract_of(principal, contract_id)
-    policy = records.policy_of(record)
+    policy = evaluation.policy_of(record)
     month = fields.month(params.get("month"), "month")
     kind = params.get("format", "json")
     if kind not in ("json", "csv"):
@@ -313,4 +313,4 @@ def list_outages(principal, contract_id):
 
 
 def _timezone_of(record):
-    return records.policy_of(record).calendar.tz
+    return evaluation.policy_of(record).calendar.tz

@@ -5,6 +5,7 @@ import json
 import uuid
 from datetime import timedelta
 
+from chalicelib import evaluation
 from chalicelib.aws import metrics, outbox, records, store, webhooks
 from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED, STATUSES, Event
@@ -40,8 +41,8 @@ def _visible_request(principal, request_id):
 
 def get_request(principal, request_id, now):
     item = _visible_request(principal, request_id)
-    policy = records.policy_for(item)
-    state = records.state_of(item, policy, now)
+    policy = evaluation.policy_for(item)
+    state = evaluation.state_of(item, policy, now)
     return _single_document(principal, item, state, policy, _events_page(item))
 
 
@@ -78,7 +79,7 @@ def list_notifications(principal, request_id, params):
     start = page_start(params, store.decode_notifications_cursor, request_id)
     item = _visible_request(principal, request_id)
     notifications, notifications_next = _notifications_page(item.request_id, start, limit)
-    tz = records.policy_for(item).calendar.tz
+    tz = evaluation.policy_for(item).calendar.tz
     return {"items": [notification_document(entry, tz) for entry in notifications], "next": notifications_next}
 
 
@@ -99,7 +100,7 @@ def list_events(principal, request_id, params):
     before = page_start(params, store.decode_events_cursor, request_id)
     item = _visible_request(principal, request_id)
     events, events_next = _events_page(item, before, limit)
-    tz = records.policy_for(item).calendar.tz
+    tz = evaluation.policy_for(item).calendar.tz
     erased = item.personal_data_erased_at is not None
     return {"items": [event_document(event, tz, erased) for event in events], "next": events_next}
 
@@ -141,14 +142,15 @@ def _create_request(principal, body, now, idempotency=None):
     contract_id = check_contract_id(contract_id_of(body))
     principal.require_contract(contract_id)
     record = records.latest_record(contract_id)
-    policy = records.policy_of(record)
+    policy = evaluation.policy_of(record)
     new = parse_new_request(body, policy, principal.role, now)
     request_id = "req_" + uuid.uuid4().hex
     received = Event(seq=1, type="received", at=new.received_at)
     event = records.event_record(request_id, received, principal.token_id, None)
-    item = records.new_request_record(request_id, contract_id, new, policy, event, principal.token_id)
-    state = records.state_of(item, policy, now)
-    for name, value in records.cache_after_write(item, policy, state, now, written_for=new.received_at).items():
+    designated = policy.is_designated(new.channel)
+    item = records.new_request_record(request_id, contract_id, new, designated, event, principal.token_id)
+    state = evaluation.state_of(item, policy, now)
+    for name, value in evaluation.cache_after_write(item, policy, state, now, written_for=new.received_at).items():
         setattr(item, name, value)
     entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state, now), policy, now),
                *webhooks.entries(item, policy, "received", "received", new.received_at, now)]
@@ -165,7 +167,10 @@ def post_event(principal, request_id, body, now):
     def append():
         item = _visible_request(principal, request_id)
         reopening = body.get("type") == "reopen"
-        policy = records.policy_of(records.latest_record(item.contract_id)) if reopening else records.policy_for(item)
+        if reopening:
+            policy = evaluation.policy_of(records.latest_record(item.contract_id))
+        else:
+            policy = evaluation.policy_for(item)
         events = records.clock_events(item)
         if len(events) >= MAX_EVENTS:
             raise ConflictError(f"the request has {MAX_EVENTS:,} events, the most one request keeps; open a new one")
@@ -174,8 +179,8 @@ def post_event(principal, request_id, body, now):
                       priority=new.priority, score=new.score, channel=new.channel)
         # A reopen under a version that dropped the request's priority or category keeps the targets
         # it was resolved under: it never runs without a clock, whoever reopens it.
-        kept = records.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
-        state = records.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
+        kept = evaluation.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
+        state = evaluation.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
         # Once a request's personal data is erased, no note is kept on it either.
         note = new.note if item.personal_data_erased_at is None else None
         model = records.event_record(item.request_id, event, principal.token_id, note)
@@ -183,7 +188,7 @@ def post_event(principal, request_id, body, now):
         entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
         if event.type == "resolve":
             entries += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)
-        cache = records.cache_after_write(item, policy, state, now, written_for=new.at) | kept
+        cache = evaluation.cache_after_write(item, policy, state, now, written_for=new.at) | kept
         store.append_event(item, model, cache, entries)
         _deliver(entries, now)
         return _single_document(principal, item, state, policy, _events_page(item), written=entries)
@@ -234,7 +239,7 @@ def list_requests(principal, params, now):
     if "due_within" in params and sort != "due":
         raise ValidationError("due_within", "works with sort=due only")
     memo = {}
-    latest = records.policy_of(records.latest_record(contract_id), memo)
+    latest = evaluation.policy_of(records.latest_record(contract_id), memo)
     priority = params.get("priority")
     if priority is not None and priority not in latest.priorities:
         raise ValidationError("priority", f"must be one of the contract's priorities: {', '.join(latest.priorities)}")
@@ -246,8 +251,8 @@ def list_requests(principal, params, now):
         request's last evaluation; the clock's answer now decides."""
         if status is not None and item.status != status:
             return None
-        policy = latest if item.status != RESOLVED else records.policy_for(item, memo)
-        state = records.state_of(item, policy, now)
+        policy = latest if item.status != RESOLVED else evaluation.policy_for(item, memo)
+        state = evaluation.state_of(item, policy, now)
         if breached is not None and state.breached != breached:
             return None
         if priority is not None and state.priority != priority:

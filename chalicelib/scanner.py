@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from chalicelib import contracts
+from chalicelib import contracts, evaluation
 from chalicelib.aws import metrics, outbox, records, store, timeouts, webhooks
 from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
 from chalicelib.budget import Budget
@@ -115,7 +115,7 @@ class _Scan:
         if first:
             self.report.count("items_read")
             try:
-                policy.set_result(records.policy_of(records.latest_record(contract_id), self.calendars))
+                policy.set_result(evaluation.policy_of(records.latest_record(contract_id), self.calendars))
             except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
                 policy.set_exception(exc)
         return policy.result()
@@ -124,7 +124,7 @@ class _Scan:
         """The latest version for open requests (the index holds only those), the pinned one once resolved."""
         if item.status == RESOLVED:
             self.report.count("items_read")
-            return records.policy_for(item)
+            return evaluation.policy_for(item)
         return self.latest_policy(item.contract_id)
 
 
@@ -313,7 +313,7 @@ def _visit(work, request_id, item, lease):
     if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
         return []  # an event or another scanner moved it meanwhile
     policy = work.latest_policy(item.contract_id)
-    state = records.state_of(item, policy, now)
+    state = evaluation.state_of(item, policy, now)
     report.count("due")
     since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
     created = []
@@ -328,7 +328,7 @@ def _visit(work, request_id, item, lease):
                     work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
                                      Metric=notification.metric)
     report.count("created", len(created))
-    store.refresh_cache(item, records.cache_fields(item, state, checked_until=now))
+    store.refresh_cache(item, evaluation.cache_fields(item, state, checked_until=now))
     return created
 
 
@@ -396,7 +396,7 @@ def _current(work, request_id, key):
     if item is None:
         return None
     policy = work.policy_for(item)
-    state = records.state_of(item, policy, work.now)
+    state = evaluation.state_of(item, policy, work.now)
     notification = alerts.current_notification(policy, item, state, key, work.now)
     return (notification, policy) if notification is not None else None
 

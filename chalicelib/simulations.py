@@ -7,7 +7,7 @@ stored and nothing is sent: the candidate is checked like a PUT but never saved.
 import json
 from dataclasses import replace
 
-from chalicelib import contracts
+from chalicelib import contracts, evaluation
 from chalicelib.aws import records, store, webhooks
 from chalicelib.core import fields
 from chalicelib.core.clock import RESOLVED, evaluate_replayed
@@ -33,7 +33,7 @@ def simulate(principal, contract_id, body, now):
     require(missing(body, ("contract", "month"), null=True),
             {"contract": CONTRACT_REQUIRED, "month": fields.MONTH_REQUIRED})
     memo = {}  # one read of the country's published schedules for both policies
-    latest = records.policy_of(record, memo)
+    latest = evaluation.policy_of(record, memo)
     tz = latest.calendar.tz
     month = fields.month(body.get("month"), "month")
     start, end = month_bounds(month, tz)
@@ -59,10 +59,10 @@ def replay(items, latest, candidate, month, at, priorities=None):
         if count > MAX_REQUESTS:
             raise ValidationError("month", _too_many(month, priorities))
         request_id, received_at = item.request_id, item.received_at
-        facts, events = records.facts_of(item), records.clock_events(item)
+        facts, events = evaluation.facts_of(item), records.clock_events(item)
         timeline = replay_timeline(facts, events)  # one replay serves both sides
-        policy = latest if item.status != RESOLVED else records.resolved_policy(item, pinned, latest)
-        current_side.requests.append(Evaluated(request_id, received_at, records.state_of(
+        policy = latest if item.status != RESOLVED else evaluation.resolved_policy(item, pinned, latest)
+        current_side.requests.append(Evaluated(request_id, received_at, evaluation.state_of(
             item, policy, at, events, timeline), policy.penalties, facts.category))
         candidate_side.requests.append(Evaluated(request_id, received_at, evaluate_replayed(
             candidate, facts, timeline, at), candidate.penalties, facts.category))
@@ -79,7 +79,7 @@ def candidate_policy(document, now, memo=None):
         raise ValidationError.several([("contract" if field == "contract" else f"contract.{field}", message)
                                        for field, message in exc.problems]) from None
     # Parsed again in its stored form with the published schedules, as every reader of a version is.
-    overrides = records.country_overrides(normalized["calendar"].get("holidays"), memo)
+    overrides = evaluation.country_overrides(normalized["calendar"].get("holidays"), memo)
     return parse_contract(json.loads(json.dumps(normalized)), overrides=dict(overrides))[1]
 
 

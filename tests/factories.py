@@ -7,6 +7,7 @@ from itertools import accumulate
 
 import aws_limits
 
+from chalicelib import evaluation
 from chalicelib.aws import records
 from chalicelib.aws.tables import EventModel, RequestModel, listing_key
 from chalicelib.core.clock import evaluate
@@ -26,8 +27,8 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
         timeline=[{"seq": seq, "type": kind, "at": at}
                   for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
     )
-    state = evaluate(policy, records.facts_of(item), records.clock_events(item), now)
-    for name, value in records.cache_fields(item, state).items():
+    state = evaluate(policy, evaluation.facts_of(item), records.clock_events(item), now)
+    for name, value in evaluation.cache_fields(item, state).items():
         setattr(item, name, value)
     return item
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalicelib import contracts, requests
+from chalicelib import contracts, evaluation, requests
 from chalicelib.aws import records
 from chalicelib.aws.tables import RequestModel
 from chalicelib.core.errors import ValidationError
@@ -314,7 +314,7 @@ class RequestReads:
 def history(size, resolved, breached=0):
     """`size` requests on acme, received a minute apart before Monday 10:00; the oldest `resolved` are
     resolved, the newest `breached` are late (urgent, no response), the rest answered on time."""
-    policy = records.policy_of(records.latest_record("acme"))
+    policy = evaluation.policy_of(records.latest_record("acme"))
     items = []
     for n in range(size):
         received = MONDAY_10 - timedelta(minutes=size - n)

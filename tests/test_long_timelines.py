@@ -8,8 +8,8 @@ import pytest
 import time_machine
 from botocore.client import BaseClient
 
-from chalicelib import requests
-from chalicelib.aws import records, store
+from chalicelib import evaluation, requests
+from chalicelib.aws import store
 from chalicelib.aws.tables import EventModel, RequestModel
 from chalicelib.aws.timeline_codec import pack, unpack
 from conftest import DEMO_CONTRACT
@@ -28,7 +28,7 @@ def at_monday_10():
 
 def long_request(size):
     """A request of acme with `size` events, the last a minute before Monday 10:00."""
-    policy = records.policy_of(store.latest_contract("acme"))
+    policy = evaluation.policy_of(store.latest_contract("acme"))
     return factories.long_request(policy, "acme", size, MONDAY_10 - timedelta(minutes=1)).request_id
 
 

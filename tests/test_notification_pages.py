@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 from test_frozen_outcomes import at, scan
 from test_long_timelines import Calls, all_pages
 
-from chalicelib.aws import outbox, records, store
+from chalicelib import evaluation
+from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import NotificationModel
 from chalicelib.core.documents import notification_document
 from chalicelib.core.emails import Rendered
@@ -146,7 +147,7 @@ def test_a_cursor_of_another_request_and_bad_limits_are_refused(acme, clock):
 def add_entries(request_id, count, start):
     """`count` outbox entries of the request, two a second from `start` on (so pairs share their
     creation instant), written through the outbox module as the scanner writes them."""
-    policy = records.policy_of(store.latest_contract("acme"))
+    policy = evaluation.policy_of(store.latest_contract("acme"))
     rendered = Rendered(subject="提醒", text="进度更新已逾期" * 40, html="<p>进度更新已逾期</p>" * 40)
     with NotificationModel.batch_write() as batch:
         for n in range(count):

@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from moto import mock_aws
 
 from app import app
-from chalicelib import scanner
+from chalicelib import evaluation, scanner
 from chalicelib.aws import outbox, records, store, tables
 from chalicelib.aws.tables import NotificationModel
 from chalicelib.core.clock import evaluate
@@ -157,8 +157,8 @@ class OutboxMachine(RequestTraffic):
             sent.setdefault(request_id, set()).add(key)
         for request_id in self.requests:
             item = store.get_request(request_id)
-            policy = records.policy_for(item)
-            state = evaluate(policy, records.facts_of(item), records.clock_events(item), now)
+            policy = evaluation.policy_for(item)
+            state = evaluate(policy, evaluation.facts_of(item), records.clock_events(item), now)
             entries = {e.key: e for e in NotificationModel.query(request_id)}
             assert all(e.status in ("sent", "superseded") for e in entries.values()), {
                 k: e.status for k, e in entries.items()}

@@ -16,8 +16,8 @@ import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from chalicelib import pacing, scanner
-from chalicelib.aws import outbox, records, store
+from chalicelib import evaluation, pacing, scanner
+from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import CalendarOverrideModel, ContractModel, NotificationModel, RequestModel
 from chalicelib.budget import Budget
 from chalicelib.pacing import TokenBucket
@@ -82,7 +82,7 @@ def _notification_of(params):
 
 @pytest.fixture
 def policy(acme):
-    return records.policy_of(store.latest_contract("acme"))
+    return evaluation.policy_of(store.latest_contract("acme"))
 
 
 def breaches(policy, count, first_deadline=NOW - timedelta(minutes=8)):
@@ -525,7 +525,7 @@ def test_workers_read_different_contracts_at_once_and_each_contract_once_per_sca
     contract_ids = [f"tenant{n}" for n in range(4)]
     for contract_id in contract_ids:
         assert admin.put(f"/contracts/{contract_id}", DEMO_CONTRACT)[0] == 201
-        policy = records.policy_of(store.latest_contract(contract_id))
+        policy = evaluation.policy_of(store.latest_contract(contract_id))
         factories.insert([factories.due_breach(policy, contract_id, NOW - timedelta(minutes=5 + n)) for n in range(3)])
     reads, together = Counter(), threading.Barrier(2, timeout=10)
     original = BaseClient._make_api_call

@@ -11,8 +11,8 @@ from chalice.test import Client
 from pynamodb.connection.base import Connection
 
 from app import app
-from chalicelib import scanner
-from chalicelib.aws import outbox, records, store
+from chalicelib import evaluation, scanner
+from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import NotificationModel, RequestModel, shard_of
 from conftest import DEMO_CONTRACT, SENDER, local
 
@@ -215,7 +215,7 @@ def test_a_resolved_request_leaves_the_scanner_index(acme, mailbox, clock):
 
 
 def test_the_scan_reads_only_due_requests_whatever_the_table_holds(acme, mailbox, clock, monkeypatch):
-    policy = records.policy_of(store.latest_contract("acme"))
+    policy = evaluation.policy_of(store.latest_contract("acme"))
     now = local(23, 10)
     factories.insert([factories.request_item(policy, "acme", "low", now, now) for _ in range(297)])  # check at 14:00
     urgent = [factories.request_item(policy, "acme", "urgent", now, now) for _ in range(3)]  # check at 10:15

@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 # The same request and scan helpers as the scanner's everyday tests.
 from test_scanner import PROVIDER, create, local, scan_at
 
-from chalicelib import scanner
-from chalicelib.aws import records, store
+from chalicelib import evaluation, scanner
+from chalicelib.aws import store
 from chalicelib.aws.tables import ContractModel, NotificationModel, RequestModel
 from chalicelib.budget import Budget
 from conftest import DEMO_CONTRACT
@@ -230,7 +230,7 @@ def test_a_contract_change_costs_the_same_however_many_requests_are_open(acme, c
     aws_calls.reset()
     assert admin.put("/contracts/acme", looser)[0] == 200
     calls_with_none_open = len(aws_calls.calls)
-    policy = records.policy_of(store.latest_contract("acme"))
+    policy = evaluation.policy_of(store.latest_contract("acme"))
     now = local(23, 10)
     factories.insert([factories.request_item(policy, "acme", "high", now, now) for _ in range(200)])
     aws_calls.reset()

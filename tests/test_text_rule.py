@@ -14,7 +14,8 @@ import factories
 import pytest
 import time_machine
 
-from chalicelib.aws import outbox, records, store
+from chalicelib import evaluation
+from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import ContractModel, NotificationModel, RequestModel
 from chalicelib.core import fields
 from chalicelib.core.emails import Rendered
@@ -225,7 +226,7 @@ def test_a_contract_stored_with_a_lone_surrogate_and_escape_in_its_name_still_ta
 def test_a_request_stored_with_control_characters_in_its_subject_gets_emails_with_a_clean_subject(
         acme, clock, mailbox):
     _, agent, _ = acme
-    policy = records.policy_of(store.latest_contract("acme"))
+    policy = evaluation.policy_of(store.latest_contract("acme"))
     now = datetime.now(UTC)
     item = factories.request_item(policy, "acme", "high", now - timedelta(minutes=5), now)
     item.subject = "登录\x1b[2J失败\x00\u2028Bcc: x@evil.example"

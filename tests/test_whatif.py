@@ -423,6 +423,7 @@ class _Reads:
 def test_evaluating_a_request_reads_only_what_the_month_query_projects(acme, clock):
     """The month's query returns only store.EVALUATION_ATTRIBUTES: an attribute the evaluation reads
     beyond them would read as null there, and the what-if would evaluate another request."""
+    from chalicelib import evaluation
     from chalicelib.aws import records, store
 
     admin, agent, _ = acme
@@ -437,11 +438,11 @@ def test_evaluating_a_request_reads_only_what_the_month_query_projects(acme, clo
     kept = categorized(agent, None, "vip", local(26, 10), [("resolve", local(26, 12))])
     assert admin.put("/contracts/acme", terms)[0] == 200
     assert agent.post(f"/requests/{kept}/events", {"type": "reopen"})[0] == 200  # keeps vip's targets
-    latest = records.policy_of(records.latest_record("acme"))
+    latest = evaluation.policy_of(records.latest_record("acme"))
     read = set()
     for request_id in [*ids, kept]:
         item = _Reads(store.get_request(request_id), read)
-        policy = latest if item.status != "resolved" else records.resolved_policy(item, {}, latest)
-        records.state_of(item, policy, local(30, 12))
+        policy = latest if item.status != "resolved" else evaluation.resolved_policy(item, {}, latest)
+        evaluation.state_of(item, policy, local(30, 12))
     assert read <= set(store.EVALUATION_ATTRIBUTES)
     assert {"category", "kept_targets", "priority", "timeline", "frozen_state"} <= read

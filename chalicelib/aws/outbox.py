@@ -53,8 +53,14 @@ from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, Query
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
 from chalicelib.aws.tables import CONNECTIONS, NotificationModel, RecipientFeedbackAttribute, shard_of, write
-from chalicelib.core.alerts import REPORT_URGENCY, nobody_to_tell
-from chalicelib.core.emails import CUSTOMER_KINDS, MAX_RECIPIENTS, Rendered, distinct_addresses
+from chalicelib.core.emails import (
+    CUSTOMER_KINDS,
+    MAX_RECIPIENTS,
+    REPORT_URGENCY,
+    Rendered,
+    distinct_addresses,
+    nobody_to_tell,
+)
 from chalicelib.core.feedback import Feedback, record
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery

@@ -49,9 +49,9 @@ from chalicelib.aws.tables import (
     utc_key,
     write,
 )
-from chalicelib.core.clock import RESOLVED
 from chalicelib.core.customer_contacts import Leg
 from chalicelib.core.errors import ConflictError, CursorError
+from chalicelib.core.facts import RESOLVED
 from chalicelib.core.service_level import Interaction
 from chalicelib.logs import log_event
 
@@ -723,7 +723,7 @@ def _received_between(start, end):
     return RequestModel.listed_at.between(listing_key(start), listing_key(end))
 
 
-# What evaluating a stored request reads (records.state_of, facts_of, clock_events, pinned versions):
+# What evaluating a stored request reads (evaluation.state_of, facts_of, clock_events, pinned versions):
 # an attribute left out reads as null, so the request would be evaluated as another one (a category's
 # targets lost). tests/test_whatif.py checks the evaluation reads nothing else.
 EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "category", "kept_targets", "designated",

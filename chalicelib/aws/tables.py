@@ -394,7 +394,7 @@ class NotificationModel(Model):
     feedback_changes = NumberAttribute(null=True)
     pending_shard = UnicodeAttribute(null=True)
     retry_at = NumberAttribute(null=True)
-    urgency = NumberAttribute(default=4)  # alerts.URGENCY: breaches 0 first, reports 4 last
+    urgency = NumberAttribute(default=4)  # emails.URGENCY: breaches 0 first, reports 4 last
     due_at = NumberAttribute(null=True)  # epoch seconds of the deadline it names: earlier goes first
     expires_at = TTLAttribute()
 

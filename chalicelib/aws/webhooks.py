@@ -24,9 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import settings
 from chalicelib.aws import metrics, outbox, parameters
-from chalicelib.core.alerts import CUSTOMER_URGENCY
 from chalicelib.core.documents import iso
-from chalicelib.core.emails import Rendered
+from chalicelib.core.emails import CUSTOMER_URGENCY, Rendered
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.webhook_rules import (
     MASK,

@@ -4,8 +4,8 @@ SLA state at `now`. Each carries a dedupe key unique within its request: the out
 from dataclasses import dataclass
 from datetime import timedelta
 
-from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
-from chalicelib.core.emails import distinct_addresses, format_minutes, render
+from chalicelib.core.emails import CUSTOMER_URGENCY, URGENCY, distinct_addresses, format_minutes, render
+from chalicelib.core.facts import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 
 CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
 # A customer notice about a moment longer ago than this when it is posted is history being imported:
@@ -114,13 +114,6 @@ def _provider_context(policy, request, state, metric, deadline, remaining, **ext
     } | extra
 
 
-# Which notifications go first when a scan cannot send everything at once: breach alerts, then the
-# reminders and customer mail, then warnings (and within a rank, the earlier deadline).
-URGENCY = {"breach": 0, "progress_reminder": 1, "warning": 3}
-CUSTOMER_URGENCY = 2
-REPORT_URGENCY = 4
-
-
 def due_notifications(policy, request, state, now, since=None):
     """Provider warnings, breach alerts and progress reminders that came due in (since, now]; every
     milestone up to `now` when `since` is None (a request never checked, or re-checked after a change).
@@ -190,19 +183,6 @@ def current_notification(policy, request, state, key, now):
 
 def _escalation(policy):
     return tuple(distinct_addresses(tuple(policy.notify.provider) + tuple(policy.notify.admins)))
-
-
-# Where each provider alert's addresses come from, for the reason one that has none left is not sent.
-ADDRESSED_TO = {"warning": ("notify.provider",), "progress_reminder": ("notify.provider",),
-                "breach": ("notify.provider", "notify.admins")}
-
-
-def nobody_to_tell(kind):
-    """Why an email of `kind` that has no recipients (its contract's lists were emptied) is not sent."""
-    lists = ADDRESSED_TO.get(kind)
-    if not lists:
-        return "no recipients"
-    return f"no recipients: {' and '.join(lists)} {'are' if len(lists) > 1 else 'is'} empty"
 
 
 def _running_toward_deadline(metric, cycle, now):

@@ -15,39 +15,14 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.core.errors import ConflictError
+from chalicelib.core.facts import AWAITING_CUSTOMER, FIRST_RESPONSE, OPEN, PROGRESS_UPDATE, RESOLUTION, RESOLVED
+from chalicelib.core.facts import EVENT_TYPES as EVENT_TYPES  # the clock's inputs, importable with it
+from chalicelib.core.facts import STATUSES as STATUSES
+from chalicelib.core.facts import Event as Event
+from chalicelib.core.facts import RequestFacts as RequestFacts
 
-EVENT_TYPES = (
-    "received", "respond", "progress", "await_customer", "customer_reply", "reprioritize",
-    "register", "resolve", "reopen", "rate",
-)
-OPEN, AWAITING_CUSTOMER, RESOLVED = "open", "awaiting_customer", "resolved"
-STATUSES = (OPEN, AWAITING_CUSTOMER, RESOLVED)
-FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION = "first_response", "progress_update", "resolution"
 US_PER_MINUTE = 60_000_000
 DAY_US = 24 * 60 * US_PER_MINUTE
-
-
-@dataclass(frozen=True)
-class Event:
-    """What the clock needs of an event; authors and notes live in the event record, not here."""
-
-    seq: int
-    type: str
-    at: datetime
-    priority: str | None = None
-    score: int | None = None
-    channel: str | None = None
-
-
-@dataclass(frozen=True)
-class RequestFacts:
-    """What the request was created with; everything after that is in its events."""
-
-    priority: str
-    designated: bool  # received on a designated channel: the clock starts at once
-    received_at: datetime
-    category: str | None = None  # its targets replace the priority's (Policy.targets)
-    kept: object = None  # policy.KeptTargets: the targets a reopen kept, for a contract that dropped them
 
 
 @dataclass

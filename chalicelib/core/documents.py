@@ -2,7 +2,7 @@
 import math
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.core.clock import PROGRESS_UPDATE
+from chalicelib.core.facts import PROGRESS_UPDATE
 from chalicelib.core.webhook_rules import MASK
 
 

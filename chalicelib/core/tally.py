@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from chalicelib.core import service_level
-from chalicelib.core.clock import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 from chalicelib.core.documents import money
+from chalicelib.core.facts import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 
 METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)
 DECIDED_METRICS = (FIRST_RESPONSE, RESOLUTION)
