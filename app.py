@@ -210,8 +210,8 @@ def nightly_tally_continue(event):
 def ses_events(event):
     """SES's delivery, bounce and complaint events of the emails sent through the stage's configuration
     set (topic named by SLA_SES_EVENTS_TOPIC when the app is packaged), recorded on their notification."""
-    sns_message_id = event.to_dict()["Records"][0]["Sns"].get("MessageId")  # for the logs: never the content
-    return {"outcome": ses_feedback.handle(event.message, datetime.now(UTC), sns_message_id)}
+    [outcome] = ses_feedback.consume(event.to_dict()["Records"], datetime.now(UTC))  # SNS sends one message
+    return {"outcome": outcome}
 
 
 @app.on_kinesis_record(stream=CONTACT_RECORD_STREAM, batch_size=100, starting_position="LATEST")
