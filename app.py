@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from chalice import Chalice, Cron, Rate, Response
 
 from chalicelib import (
+    batches,
     calendars,
     connect,
     contracts,
@@ -220,7 +221,7 @@ def connect_contact_records(event):
     Lambda with the records to retry (the mapping reports batch item failures); the raw records go
     to the use case, which decodes each on its own (chalice's KinesisRecord raises on bad base64)."""
     _, failed = connect.consume(event.to_dict()["Records"], datetime.now(UTC))
-    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+    return batches.partial_failure(failed)
 
 
 def _seconds_left(event):

@@ -5,7 +5,8 @@ Each record is read on its own. One that cannot be read will never read better, 
 not retried: it is logged with its ids and its place in the batch, never its content (which holds
 phone numbers and addresses), and the batch's count of them goes to the `MalformedEvents` metric,
 with the consumer as its `Source`. What the consumer then does with the records it could read (one
-write per contract, a partial batch failure) is its own business.
+write per contract, say) is its own business; the records it could not store go back to Lambda in
+`partial_failure`'s answer.
 """
 import logging
 
@@ -34,3 +35,9 @@ def read_each(records, read, *, source, logger, message, ids, explained=(Unreada
     if unreadable:
         metrics.emit("MalformedEvents", unreadable, Source=source)
     return readable, unreadable
+
+
+def partial_failure(item_identifiers):
+    """Lambda's answer for a batch of a mapping with ReportBatchItemFailures: the records to deliver again
+    (a Kinesis or DynamoDB stream's sequence numbers, an SQS queue's message ids); none: all done."""
+    return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in item_identifiers]}
