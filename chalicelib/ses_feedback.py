@@ -18,10 +18,10 @@ carry the same `mail`, `delivery`, `bounce` and `complaint` objects.
   customer cannot be notified of anything until someone reaches them another way.
 
 Unreadable input (not JSON, nested too deep, a field of another shape than SES writes) is logged with
-the SNS message id, counted in the `MalformedEvents` metric and dropped (batches.read_each, as for the
-Connect stream): retrying cannot fix it. A
-DynamoDB or SES failure raises, so Lambda retries the event, which the once-only writes make safe;
-what still fails after Lambda's retries goes to the function's on-failure queue (docs/deploy.md).
+the SNS message id, counted in the `MalformedEvents` metric and dropped, as batches.read_each does for
+the Connect stream too: retrying cannot fix it. A DynamoDB or SES failure raises, so Lambda retries
+the event, which the once-only writes make safe; what still fails after Lambda's retries goes to the
+function's on-failure queue (docs/deploy.md).
 """
 import json
 import logging
