@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from chalice import Chalice, Cron, Rate, Response
 
 from chalicelib import (
+    batches,
     calendars,
     connect,
     contracts,
@@ -210,8 +211,8 @@ def nightly_tally_continue(event):
 def ses_events(event):
     """SES's delivery, bounce and complaint events of the emails sent through the stage's configuration
     set (topic named by SLA_SES_EVENTS_TOPIC when the app is packaged), recorded on their notification."""
-    sns_message_id = event.to_dict()["Records"][0]["Sns"].get("MessageId")  # for the logs: never the content
-    return {"outcome": ses_feedback.handle(event.message, datetime.now(UTC), sns_message_id)}
+    [outcome] = ses_feedback.consume(event.to_dict()["Records"], datetime.now(UTC))  # SNS sends one message
+    return {"outcome": outcome}
 
 
 @app.on_kinesis_record(stream=CONTACT_RECORD_STREAM, batch_size=100, starting_position="LATEST")
@@ -220,7 +221,7 @@ def connect_contact_records(event):
     Lambda with the records to retry (the mapping reports batch item failures); the raw records go
     to the use case, which decodes each on its own (chalice's KinesisRecord raises on bad base64)."""
     _, failed = connect.consume(event.to_dict()["Records"], datetime.now(UTC))
-    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+    return batches.partial_failure(failed)
 
 
 def _seconds_left(event):

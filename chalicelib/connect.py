@@ -20,14 +20,16 @@ channel (the others are counted `unmapped` and skipped).
 What cannot be used is counted and skipped, never raised: the shard must not stop on a record that
 will never read better (unknown queues, contacts that never reached a queue, unmapped channels,
 malformed records: not base64, not JSON, nested too deep, a field of another shape; those are logged
-with their sequence number, never their content, and counted in the `MalformedEvents` metric).
+with their sequence number, never their content, and counted in the `MalformedEvents` metric, as
+batches.read_each does for every consumer).
 
 A failure to store a contract's legs (DynamoDB throttling, say) is reported as a partial batch
 failure: the sequence numbers of that contract's records go back to Lambda (the event source mapping
 has `ReportBatchItemFailures`), which checkpoints before the lowest of them and retries from there, so
 the records stored before it are not read again. Storing a record again changes nothing.
 Powertools' batch processor is not used: it handles one record at a time, and this consumer needs the
-whole batch to keep the latest copy of a contact and to write each contract's records together.
+whole batch to keep the latest copy of a contact and to write each contract's records together
+(docs/architecture.md, "Event-source batches").
 """
 import base64
 import json
@@ -35,7 +37,8 @@ import logging
 from collections import Counter
 
 from chalicelib import evaluation, interactions
-from chalicelib.aws import metrics, store
+from chalicelib.aws import store
+from chalicelib.batches import Unreadable, read_each
 from chalicelib.core.customer_contacts import CHANNELS, Leg, newer
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import instant, text
@@ -48,7 +51,7 @@ COUNTS = ("records", "stored", "replaced", "duplicates", "contacts", "unknown_qu
           "malformed", "failed")
 
 
-class Malformed(Exception):
+class Malformed(Unreadable):
     """A contact record this consumer cannot read."""
 
 
@@ -153,22 +156,17 @@ def consume(event_records, now):
     contacts (customer contacts counted again); unknown_queue, unmapped, skipped, malformed and
     failed. `failed` lists the sequence numbers of the records whose contract could not be stored,
     lowest first."""
-    counts, unknown = Counter(records=len(event_records)), Counter()
+    readable, malformed = read_each(
+        event_records, lambda record: contact_leg(read_record(record), now), source="connect_contact_records",
+        logger=logger, message="contact record skipped: malformed",
+        ids=lambda record: {"sequence_number": sequence_number(record)}, explained=(Malformed, ValidationError))
+    counts, unknown = Counter(records=len(event_records), malformed=malformed), Counter()
     legs = []  # (sequence number, queue id, customer contact id, Leg)
-    for position, record in enumerate(event_records):
-        sequence = sequence_number(record)
-        try:
-            found = contact_leg(read_record(record), now)
-        except (Malformed, ValidationError) as exc:
-            _malformed(counts, sequence, position, exc.message if isinstance(exc, ValidationError) else str(exc))
-            continue
-        except Exception as exc:  # noqa: BLE001 - reading is pure: a retry would fail the same way forever
-            _malformed(counts, sequence, position, f"unreadable ({type(exc).__name__})")
-            continue
+    for position, found in readable:
         if found is None:
             counts["skipped"] += 1
         else:
-            legs.append((sequence, *found))
+            legs.append((sequence_number(event_records[position]), *found))
     directory = queue_directory({queue_id for _, queue_id, _, _ in legs})
     by_contract = {}  # contract id -> {customer contact id: {ContactId: Leg}}
     sequences = {}  # contract id -> sequence numbers of its records
@@ -201,8 +199,6 @@ def consume(event_records, now):
     counts["failed"] = len(failed)
     result = {key: counts[key] for key in COUNTS}
     log_event(logger, "contact records consumed", **result, unknown_queues=sorted(unknown)[:20])
-    if counts["malformed"]:
-        metrics.emit("MalformedEvents", counts["malformed"], Source="connect_contact_records")
     return result, sorted(failed, key=int)
 
 
@@ -211,10 +207,3 @@ def _described(exc):
     cause = getattr(exc, "cause_response_code", None)
     return f"{type(exc).__name__}: {exc}{f' ({cause})' if cause else ''}"[:500]
 
-
-def _malformed(counts, sequence, position, why):
-    """Count and log a record that cannot be used: its sequence number (or its place in the batch when
-    it has none) and why, never what it holds."""
-    counts["malformed"] += 1
-    log_event(logger, "contact record skipped: malformed", level=logging.WARNING, sequence_number=sequence,
-              position=position, error=why[:500])

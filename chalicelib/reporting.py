@@ -13,7 +13,16 @@ from chalicelib.core.emails import render_customer_report, render_daily_tally
 from chalicelib.core.errors import ValidationError
 from chalicelib.core.fields import FIRST_YEAR, instant, missing, reject_unknown, require, require_object, text
 from chalicelib.core.intake import EARLIEST
-from chalicelib.core.tally import Evaluated, apply_cap, day_bounds, month_bounds, month_report, report_csv, tally_day
+from chalicelib.core.tally import (
+    Evaluated,
+    apply_cap,
+    day_bounds,
+    month_bounds,
+    month_report,
+    month_totals,
+    report_csv,
+    tally_day,
+)
 from chalicelib.logs import log_event, pseudonym
 
 # A run stops starting contracts after RUN_BUDGET_S, or earlier when the invocation has less time:
@@ -183,13 +192,7 @@ def _email_admins(contract_id, policy, tally, today, month, now):
         "date": tally.date,
         "currency": policy.penalties.currency,
         "day": {**tally.as_dict(), "penalties": today.penalties},
-        "month": {
-            key: sum(t.tally[key] for t in to_date) for key in ("received", "responded", "resolved")
-        } | {
-            "breaches": {metric: sum(sum(t.tally["breaches"].get(metric, {}).values()) for t in to_date)
-                         for metric in ("first_response", "progress_update", "resolution")},
-            "penalties": sum(t.penalties for t in to_date),
-        },
+        "month": month_totals(_stored_tallies(to_date)),
         "interactions": _channel_lines(policy, tally.interactions,
                                        service_level.merge(t.tally.get("interactions", {}) for t in to_date)),
     })
@@ -278,8 +281,12 @@ def month_document(contract_id, policy, month):
     tallies = store.tallies_of_month(contract_id, f"{month[0]:04d}-{month[1]:02d}-")
     outages = [(datetime.fromisoformat(o.start), datetime.fromisoformat(o.end)) for o in store.outages_of(contract_id)]
     counts = store.count_received_between(contract_id, *month_bounds(month, policy.calendar.tz))
-    return month_report(contract_id, month, policy, [{"tally": t.tally, "penalties": t.penalties} for t in tallies],
-                        outages, counts)
+    return month_report(contract_id, month, policy, _stored_tallies(tallies), outages, counts)
+
+
+def _stored_tallies(items):
+    """Stored tally items as the core's reports read them."""
+    return [{"tally": t.tally, "penalties": t.penalties} for t in items]
 
 
 def record_outage(principal, contract_id, body, now):

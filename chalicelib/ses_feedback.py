@@ -18,9 +18,10 @@ carry the same `mail`, `delivery`, `bounce` and `complaint` objects.
   customer cannot be notified of anything until someone reaches them another way.
 
 Unreadable input (not JSON, nested too deep, a field of another shape than SES writes) is logged with
-the SNS message id, counted in the `MalformedEvents` metric and dropped: retrying cannot fix it. A
-DynamoDB or SES failure raises, so Lambda retries the event, which the once-only writes make safe;
-what still fails after Lambda's retries goes to the function's on-failure queue (docs/deploy.md).
+the SNS message id, counted in the `MalformedEvents` metric and dropped, as batches.read_each does for
+the Connect stream too: retrying cannot fix it. A DynamoDB or SES failure raises, so Lambda retries
+the event, which the once-only writes make safe; what still fails after Lambda's retries goes to the
+function's on-failure queue (docs/deploy.md).
 """
 import json
 import logging
@@ -29,6 +30,7 @@ from datetime import datetime
 
 from chalicelib import evaluation
 from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.batches import Unreadable, read_each
 from chalicelib.core.alerts import local_time
 from chalicelib.core.emails import render_requester_bounce
 from chalicelib.core.feedback import MAX_DIAGNOSTIC
@@ -50,38 +52,38 @@ class SesEvent:
 
 
 def parse(message, now):
-    """The SesEvent in an SNS message (a JSON string), None for another type of event. ValueError when
-    it is no SES event at all, or one whose fields have other shapes than SES writes. `now` stands in
-    for a missing or unreadable timestamp."""
+    """The SesEvent in an SNS message (a JSON string), None for another type of event. Unreadable (a
+    ValueError) when it is no SES event at all, or one whose fields have other shapes than SES writes.
+    `now` stands in for a missing or unreadable timestamp."""
     try:
         document = json.loads(message)
     except (TypeError, ValueError):
-        raise ValueError("the SNS message is not JSON") from None
+        raise Unreadable("the SNS message is not JSON") from None
     except RecursionError:
-        raise ValueError("the SNS message is JSON nested too deep to read") from None
+        raise Unreadable("the SNS message is JSON nested too deep to read") from None
     if not isinstance(document, dict):
-        raise ValueError("the SNS message is not a JSON object")
+        raise Unreadable("the SNS message is not a JSON object")
     kind = document.get("eventType") or document.get("notificationType")
     if not isinstance(kind, str):
-        raise ValueError("neither eventType nor notificationType")
+        raise Unreadable("neither eventType nor notificationType")
     if kind not in RECORDED:
         return None
     mail = document.get("mail")
     message_id = mail.get("messageId") if isinstance(mail, dict) else None
     if not isinstance(message_id, str) or not message_id:
-        raise ValueError("no mail.messageId")
+        raise Unreadable("no mail.messageId")
     name = RECORDED[kind]
     detail = document.get(name)
     if detail is None:
         detail = {}
     if not isinstance(detail, dict):
-        raise ValueError(f"{name} is not an object")
+        raise Unreadable(f"{name} is not an object")
     listed = detail.get({"Delivery": "recipients", "Bounce": "bouncedRecipients",
                          "Complaint": "complainedRecipients"}[kind])
     if listed is None:
         listed = []
     if not isinstance(listed, list):
-        raise ValueError(f"the recipients of {name} are not a list")
+        raise Unreadable(f"the recipients of {name} are not a list")
     if kind == "Delivery":
         reported = [(address, "") for address in listed]
     else:
@@ -104,18 +106,29 @@ def _instant(value, now):
     return moment if moment.tzinfo is not None else now
 
 
-def handle(message, now, sns_message_id=None):
-    """Record one SNS message. Returns what became of it: "recorded", "repeated" (already recorded),
-    "unknown" (no notification has that message id), "ignored" (another event type) or "unreadable"
-    (logged with the SNS message id, never its content, which holds addresses, and counted)."""
-    try:
-        event = parse(message, now)
-    except Exception as exc:  # noqa: BLE001 - parsing is pure: a retry would fail the same way forever
-        why = str(exc) if isinstance(exc, ValueError) else f"unreadable ({type(exc).__name__})"
-        log_event(logger, "ses event unreadable", level=logging.WARNING, error=why,
-                  sns_message_id=sns_message_id, length=len(message) if isinstance(message, str) else None)
-        metrics.emit("MalformedEvents", Source="ses_events")
-        return "unreadable"
+def consume(sns_records, now):
+    """Record the SNS messages of a Lambda event (SNS invokes the function with one). Returns what
+    became of each, in order: "recorded", "repeated" (already recorded), "unknown" (no notification
+    has that message id), "ignored" (another event type) or "unreadable" (logged with the SNS message
+    id, never its content, which holds addresses, and counted)."""
+    readable, _ = read_each(sns_records, lambda record: parse(record["Sns"]["Message"], now), source="ses_events",
+                            logger=logger, message="ses event unreadable", ids=_sns_ids)
+    outcomes = ["unreadable"] * len(sns_records)
+    for position, event in readable:
+        outcomes[position] = _record(event, now)
+    return outcomes
+
+
+def _sns_ids(record):
+    """What the log may say of an SNS record: its message id and the message's length."""
+    sns = record.get("Sns") if isinstance(record, dict) else None
+    sns = sns if isinstance(sns, dict) else {}
+    message = sns.get("Message")
+    return {"sns_message_id": sns.get("MessageId"), "length": len(message) if isinstance(message, str) else None}
+
+
+def _record(event, now):
+    """Record one SES event (None: another type of event) on its notification."""
     if event is None:
         return "ignored"
     entry = outbox.by_message_id(event.message_id)

@@ -41,6 +41,7 @@ from wcwidth import wcswidth
 
 from chalicelib.core.alerts import IMPORT_SETTLES
 from chalicelib.core.emails import ljust_columns
+from chalicelib.core.facts import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("SLA_RUN_STATE") or ROOT / ".run" / "local.json")  # written by `make run`
@@ -80,7 +81,6 @@ DAYS = [date(2026, 9, 28) + timedelta(days=n) for n in range(12)]  # 28 Sep – 
 WHAT_IF_MONTH = "2026-10"
 WHAT_IF = {("priorities", "high", "first_response"): "1h", ("priorities", "medium", "first_response"): "2h",
            ("penalties", "monthly_cap"): 1000}
-METRICS = ("first_response", "progress_update", "resolution")
 SUBJECT_COLUMNS = max(wcswidth(subject) for _, _, _, subject, _, _ in WEEK)  # a Chinese character takes two
 
 

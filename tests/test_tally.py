@@ -316,3 +316,22 @@ def test_previous_day_is_local():
             tz = SH
 
     assert reporting.previous_day(Policy, datetime(2026, 11, 23, 16, 5, tzinfo=ZoneInfo("UTC"))) == date(2026, 11, 23)
+
+
+def test_the_admins_daily_email_shows_the_month_to_date_the_monthly_report_adds_up(acme, mailbox, clock):
+    admin, agent, _ = acme
+    request(agent, "high", local(23, 10), [("respond", local(23, 14))])  # first response 2 h late
+    request(agent, "high", local(24, 10), [("respond", local(24, 10, 30)), ("resolve", local(24, 11))])
+    request(agent, "medium", local(24, 10))  # open, its first response late by the 24th's evening
+    tally(admin, "2026-11-23")
+    tally(admin, "2026-11-24")
+    report = admin.get("/contracts/acme/reports?month=2026-11")[1]
+    [email] = [m for m in mailbox.to(ADMINS) if "|daily_tally|2026-11-24" in str(m["X-SLA-Notification"])]
+    rows = [[part.strip() for part in line.split("  ") if part.strip()]
+            for line in email.get_body(("plain",)).get_content().splitlines()]
+    month_column = [row[2] for row in rows if len(row) == 3][1:]  # each row: label, that day, month to date
+    assert month_column == [str(value) for value in (
+        report["requests"]["received"], report["requests"]["responded"], report["requests"]["resolved"],
+        *(report["breaches"][metric] for metric in ("first_response", "progress_update", "resolution")),
+        report["penalties"]["total"])]
+    assert report["requests"]["received"] == 3 and report["breaches"]["first_response"] == 2

@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from wcwidth import wcswidth
 
+from chalicelib.core.facts import METRICS, PROGRESS_UPDATE
 from chalicelib.core.fields import one_line, printable
 
 REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
@@ -82,7 +83,7 @@ def render(kind, language, context):
         metric_label = words["metric"].get(values["metric"], values["metric"])
         labels["metric_label"] = metric_label
         cycle = values.get("cycle", "")
-        if values["metric"] == "progress_update" and cycle:
+        if values["metric"] == PROGRESS_UPDATE and cycle:
             labels["metric_detail"] = phrases["cycle"].format(metric=metric_label, cycle=cycle)
         else:
             labels["metric_detail"] = metric_label
@@ -247,7 +248,7 @@ def render_daily_tally(language, context):
     day_breaches = {metric: sum(by_priority.values()) for metric, by_priority in day["breaches"].items()}
     rows = [(labels[key], day[key], month[key]) for key in ("received", "responded", "resolved")]
     rows += [(labels[metric], day_breaches.get(metric, 0), month["breaches"].get(metric, 0))
-             for metric in ("first_response", "progress_update", "resolution")]
+             for metric in METRICS]
     rows.append((labels["penalties"].format(currency=context["currency"]), _number(day["penalties"]),
                  _number(month["penalties"])))
     for channel, line in context.get("interactions", {}).items():

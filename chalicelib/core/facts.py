@@ -11,6 +11,7 @@ EVENT_TYPES = (
 OPEN, AWAITING_CUSTOMER, RESOLVED = "open", "awaiting_customer", "resolved"
 STATUSES = (OPEN, AWAITING_CUSTOMER, RESOLVED)
 FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION = "first_response", "progress_update", "resolution"
+METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)  # in the order reports and emails list them
 
 
 @dataclass(frozen=True)

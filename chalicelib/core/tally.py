@@ -23,9 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from chalicelib.core import service_level
 from chalicelib.core.documents import money
-from chalicelib.core.facts import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
+from chalicelib.core.facts import FIRST_RESPONSE, METRICS, PROGRESS_UPDATE, RESOLUTION
 
-METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)
 DECIDED_METRICS = (FIRST_RESPONSE, RESOLUTION)
 GOOD_RATING = 4
 CSV_COLUMNS = ("date", "received", "responded", "resolved", "breaches", "penalties", "penalties_before_cap")
@@ -238,79 +237,102 @@ def outage_minutes(outages, start, end):
     return total
 
 
+def month_totals(tallies):
+    """What stored tallies (dicts with "tally" and "penalties") add up to, for a month or a month to
+    date: requests received, responded and resolved, breaches per metric, and the penalties after the
+    monthly cap ("penalties") and before it ("penalties_raw")."""
+    days = [t["tally"] for t in tallies]
+    return {
+        "received": sum(d["received"] for d in days),
+        "responded": sum(d["responded"] for d in days),
+        "resolved": sum(d["resolved"] for d in days),
+        "breaches": {metric: sum(sum(d["breaches"].get(metric, {}).values()) for d in days) for metric in METRICS},
+        "penalties": sum(t["penalties"] for t in tallies),
+        "penalties_raw": sum(d["penalties_raw"] for d in days),
+    }
+
+
 def month_report(contract_id, month, policy, tallies, outages, received_resolved):
     """The monthly report from the month's stored tallies (dicts with "tally" and "penalties"), outages,
     and `received_resolved`: (requests received in the month, how many of them are resolved now).
 
     Resolution rate is the share of the month's requests that are resolved, so requests carried
     over from the month before do not push it above 1."""
-    tz = policy.calendar.tz
-    start, end = month_bounds(month, tz)
     days = [t["tally"] for t in tallies]
-    received = sum(d["received"] for d in days)
-    resolved = sum(d["resolved"] for d in days)
-    ratings = sum(d["ratings"] for d in days)
-    breaches = {metric: sum(sum(d["breaches"].get(metric, {}).values()) for d in days) for metric in METRICS}
-    decided = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    totals = month_totals(tallies)
+    # Every category and channel of the contract, and any an older version had that still has counts this month.
+    categories = sorted(set(policy.categories) | {name for d in days for name in d.get("by_category", {})})
+    month_channels = service_level.merge(d.get("interactions", {}) for d in days)
+    channels = sorted(set(policy.interactions) | set(month_channels))
+    return {
+        "contract_id": contract_id,
+        "month": f"{month[0]:04d}-{month[1]:02d}",
+        "currency": policy.penalties.currency,
+        "requests": {key: totals[key] for key in ("received", "responded", "resolved")},
+        "breaches": totals["breaches"],
+        "on_time_rate": _on_time_rates(days),
+        "penalties": {"total": money(totals["penalties"]), "capped": totals["penalties"] < totals["penalties_raw"]},
+        "kpi": _kpis(policy, month_bounds(month, policy.calendar.tz), outages, days, received_resolved,
+                     month_channels),
+        "interactions": {channel: service_level.summary(_of_channel(month_channels, channel)) for channel in channels},
+        "by_category": {
+            name: {"received": sum(_of_category(d, name)["received"] for d in days),
+                   "breaches": {metric: sum(_of_category(d, name)["breaches"].get(metric, 0) for d in days)
+                                for metric in METRICS}}
+            for name in categories
+        },
+        "days": [_report_day(t, categories, channels) for t in tallies],
+    }
+
+
+def _of_category(day, name):
+    return day.get("by_category", {}).get(name, {"received": 0, "breaches": {}})
+
+
+def _of_channel(counts, channel):
+    return counts.get(channel) or service_level.empty()
+
+
+def _on_time_rates(days):
+    """priority -> metric -> the share decided on time, of the metrics decided at all this month."""
+    decided = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # priority -> metric -> [on time, decided]
     for d in days:
         for priority, by_metric in d["decided"].items():
             for metric, counts in by_metric.items():
                 decided[priority][metric][0] += counts["on_time"]
                 decided[priority][metric][1] += counts["on_time"] + counts["late"]
-    raw_total = sum(d["penalties_raw"] for d in days)
-    total = sum(t["penalties"] for t in tallies)
-    # Every category of the contract, and any an older version had that still has counts this month.
-    categories = sorted(set(policy.categories) | {name for d in days for name in d.get("by_category", {})})
+    return {priority: {metric: _rate(on_time, all_, 2) for metric, (on_time, all_) in by_metric.items() if all_}
+            for priority, by_metric in sorted(decided.items())}
 
-    def of_category(day, name):
-        return day.get("by_category", {}).get(name, {"received": 0, "breaches": {}})
 
-    # Every channel of the contract, and any an older version had that still has counts this month.
-    month_channels = service_level.merge(d.get("interactions", {}) for d in days)
-    channels = sorted(set(policy.interactions) | set(month_channels))
-
-    def of_channel(counts, channel):
-        return counts.get(channel) or service_level.empty()
-
+def _kpis(policy, bounds, outages, days, received_resolved, month_channels):
+    """Each KPI of the contract: the month's actual value against its target."""
+    start, end = bounds
     month_minutes = (end - start).total_seconds() / 60
+    ratings = sum(d["ratings"] for d in days)
     return {
-        "contract_id": contract_id,
-        "month": f"{month[0]:04d}-{month[1]:02d}",
-        "currency": policy.penalties.currency,
-        "requests": {"received": received, "responded": sum(d["responded"] for d in days), "resolved": resolved},
-        "breaches": breaches,
-        "on_time_rate": {
-            priority: {metric: _rate(on_time, all_, 2) for metric, (on_time, all_) in by_metric.items() if all_}
-            for priority, by_metric in sorted(decided.items())
-        },
-        "penalties": {"total": money(total), "capped": total < raw_total},
-        "kpi": {
-            "availability": _kpi(round(1 - outage_minutes(outages, start, end) / month_minutes, 4),
-                                 policy.kpi["availability"]),
-            "satisfaction": _kpi(_rate(sum(d["good_ratings"] for d in days), ratings), policy.kpi["satisfaction"]),
-            "resolution_rate": _kpi(_rate(received_resolved[1], received_resolved[0]), policy.kpi["resolution_rate"]),
-            "service_level": {
-                channel: _kpi(service_level.service_level(of_channel(month_channels, channel)), rule.target)
-                for channel, rule in sorted(policy.interactions.items())},
-        },
-        "interactions": {channel: service_level.summary(of_channel(month_channels, channel)) for channel in channels},
-        "by_category": {
-            name: {"received": sum(of_category(d, name)["received"] for d in days),
-                   "breaches": {metric: sum(of_category(d, name)["breaches"].get(metric, 0) for d in days)
-                                for metric in METRICS}}
-            for name in categories
-        },
-        "days": [
-            {"date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
-             "breaches": sum(sum(v.values()) for v in d["breaches"].values()), "penalties": money(t["penalties"]),
-             "penalties_before_cap": money(d["penalties_raw"]),
-             "by_category": {name: {"received": of_category(d, name)["received"],
-                                    "breaches": sum(of_category(d, name)["breaches"].values())}
-                             for name in categories},
-             "interactions": {channel: service_level.day_columns(of_channel(d.get("interactions", {}), channel))
-                              for channel in channels}}
-            for t, d in zip(tallies, days, strict=True)
-        ],
+        "availability": _kpi(round(1 - outage_minutes(outages, start, end) / month_minutes, 4),
+                             policy.kpi["availability"]),
+        "satisfaction": _kpi(_rate(sum(d["good_ratings"] for d in days), ratings), policy.kpi["satisfaction"]),
+        "resolution_rate": _kpi(_rate(received_resolved[1], received_resolved[0]), policy.kpi["resolution_rate"]),
+        "service_level": {
+            channel: _kpi(service_level.service_level(_of_channel(month_channels, channel)), rule.target)
+            for channel, rule in sorted(policy.interactions.items())},
+    }
+
+
+def _report_day(stored, categories, channels):
+    """One day's row of the report (and of its CSV): totals, then per category and per channel."""
+    d = stored["tally"]
+    return {
+        "date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
+        "breaches": sum(sum(v.values()) for v in d["breaches"].values()), "penalties": money(stored["penalties"]),
+        "penalties_before_cap": money(d["penalties_raw"]),
+        "by_category": {name: {"received": _of_category(d, name)["received"],
+                               "breaches": sum(_of_category(d, name)["breaches"].values())}
+                        for name in categories},
+        "interactions": {channel: service_level.day_columns(_of_channel(d.get("interactions", {}), channel))
+                         for channel in channels},
     }
 
 
