@@ -48,11 +48,18 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, QueryError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, QueryError
 
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
-from chalicelib.aws.tables import CONNECTIONS, NotificationModel, RecipientFeedbackAttribute, shard_of, write
+from chalicelib.aws.tables import (
+    CONNECTIONS,
+    NotificationModel,
+    RecipientFeedbackAttribute,
+    shard_of,
+    write,
+    written_if_it_holds,
+)
 from chalicelib.core.emails import (
     CUSTOMER_KINDS,
     MAX_RECIPIENTS,
@@ -174,13 +181,7 @@ def enqueue(entry, leased=False):
     which saves the claim's round trip; release() gives the lease back if it goes unsent."""
     if leased:
         entry.lease_until = (entry.created_at + LEASE).timestamp()
-    try:
-        entry.save(condition=NotificationModel.key.does_not_exist())
-        return True
-    except PutError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
+    return written_if_it_holds(lambda: entry.save(condition=NotificationModel.key.does_not_exist()))
 
 
 def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
@@ -273,9 +274,9 @@ def claim(entry, now, read=False):
     condition = (NotificationModel.status == "pending") & lease_free
     lease_until = (now + LEASE).timestamp()
     if read:
-        return _written_if_it_holds(
+        return written_if_it_holds(
             lambda: entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=condition))
-    return _written_if_it_holds(lambda: write(entry, {"lease_until": lease_until}, condition=condition))
+    return written_if_it_holds(lambda: write(entry, {"lease_until": lease_until}, condition=condition))
 
 
 def release(entry):
@@ -283,18 +284,7 @@ def release(entry):
     scan may send it at once rather than after the lease. True when released; False when it is no
     longer pending under that lease."""
     held = (NotificationModel.status == "pending") & (NotificationModel.lease_until == entry.lease_until)
-    return _written_if_it_holds(lambda: write(entry, {"lease_until": None}, condition=held))
-
-
-def _written_if_it_holds(conditional_write):
-    """Run a conditional update: True when written, False when its condition did not hold."""
-    try:
-        conditional_write()
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return written_if_it_holds(lambda: write(entry, {"lease_until": None}, condition=held))
 
 
 def mark_sent(entry, attempts, now, more=None):
@@ -482,7 +472,7 @@ def erase(entry, changes, now):
     if changes.get("status") == SUPERSEDED:
         fields.update(status=SUPERSEDED, superseded_at=now, lease_until=None, pending_shard=None, retry_at=None)
         condition = NotificationModel.status == "pending"
-    return _written_if_it_holds(lambda: write(entry, fields, condition=condition))
+    return written_if_it_holds(lambda: write(entry, fields, condition=condition))
 
 
 def is_webhook(entry):
@@ -599,7 +589,7 @@ def record_feedback(entry, kind, at, reported, bounce_type=None):
         fields["feedback_changes"] = int(changes or 0) + 1
         unchanged = (NotificationModel.feedback_changes.does_not_exist() if changes is None
                      else NotificationModel.feedback_changes == changes)
-        if _written_if_it_holds(functools.partial(write, entry, fields, condition=unchanged)):
+        if written_if_it_holds(functools.partial(write, entry, fields, condition=unchanged)):
             return summary, after, True
         entry.refresh(consistent_read=True)
     raise RuntimeError(f"the SES feedback of {entry.request_id}|{entry.key} changed under {FEEDBACK_TRIES} "

@@ -18,6 +18,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -611,3 +612,22 @@ def write(item, fields, condition=None):
     for name, value in fields.items():
         setattr(item, name, value)
     item.update_local_version_attribute()
+
+
+def condition_failed(exc):
+    """Whether a write (or a transaction) was refused because its condition did not hold: someone else
+    wrote first. Any other error is a fault of its own."""
+    if isinstance(exc, TransactWriteError):
+        return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or ())
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def written_if_it_holds(conditional_write):
+    """Run a conditional put, update or delete: True when written, False when its condition did not hold."""
+    try:
+        conditional_write()
+    except (PutError, UpdateError, DeleteError) as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
