@@ -392,15 +392,3 @@ URGENCY = {"breach": 0, "progress_reminder": 1, "warning": 3}
 CUSTOMER_URGENCY = 2
 REPORT_URGENCY = 4
 
-
-# Where each provider alert's addresses come from, for the reason one that has none left is not sent.
-ADDRESSED_TO = {"warning": ("notify.provider",), "progress_reminder": ("notify.provider",),
-                "breach": ("notify.provider", "notify.admins")}
-
-
-def nobody_to_tell(kind):
-    """Why an email of `kind` that has no recipients (its contract's lists were emptied) is not sent."""
-    lists = ADDRESSED_TO.get(kind)
-    if not lists:
-        return "no recipients"
-    return f"no recipients: {' and '.join(lists)} {'are' if len(lists) > 1 else 'is'} empty"
