@@ -472,7 +472,7 @@ def deliver_quietly(attempts, now):
 
 
 def pending_due(now, shards):
-    """Keys (with urgency and deadline) of pending notifications whose retry time has come."""
+    """Keys (with urgency, deadline and kind) of pending notifications whose retry time has come."""
     for shard in shards:
         yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
 

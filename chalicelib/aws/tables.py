@@ -304,11 +304,12 @@ class IdempotencyModel(Model):
 
 class PendingNotifications(GlobalSecondaryIndex):
     """Sparse: only notifications still to be sent carry `pending_shard`. Projects what the scanner
-    orders a backlog by (urgency, then deadline) before it reads any of them."""
+    decides on before it claims any of them: the order of a backlog (urgency, then deadline) and
+    each one's kind (a provider alert is re-checked against its request first)."""
 
     class Meta:
         index_name = "pending"
-        projection = IncludeProjection(["urgency", "due_at"])
+        projection = IncludeProjection(["urgency", "due_at", "kind"])
 
     pending_shard = UnicodeAttribute(hash_key=True)
     retry_at = NumberAttribute(range_key=True)
