@@ -82,7 +82,8 @@ def clock():
 
 class Calls:
     """The DynamoDB and SES calls made, as (operation, table), at the botocore boundary; `fail(operation,
-    table)` returns an error to raise instead, `rows(items)` changes what a query of the pending index answers."""
+    table, index)` returns an error to raise instead, `rows(items)` changes what a query of the pending
+    index answers."""
 
     def __init__(self, monkeypatch):
         self.made, self.fail, self.rows = [], None, None
@@ -91,7 +92,7 @@ class Calls:
         def patched(client, operation, params):
             table = params.get("TableName", "").rpartition("-")[2]
             self.made.append((operation, table))
-            error = self.fail(operation, table) if self.fail else None
+            error = self.fail(operation, table, params.get("IndexName")) if self.fail else None
             if error is not None:
                 raise error
             answer = original(client, operation, params)
@@ -107,7 +108,7 @@ def calls(monkeypatch):
     return Calls(monkeypatch)
 
 
-def ses_down(operation, table):
+def ses_down(operation, table, index):
     if operation == "SendRawEmail":
         return ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"},
                             "ResponseMetadata": {"HTTPStatusCode": 503}}, "SendRawEmail")
@@ -171,7 +172,7 @@ def test_an_alert_indexed_before_the_index_told_its_kind_is_rechecked_once_its_c
 def test_a_recheck_that_fails_before_the_claim_is_recorded_as_the_claimed_attempt_s_failure(acme, clock, calls):
     request_id = reminder_waiting_for_ses(acme, clock, calls)
     before = {e.key: e for e in NotificationModel.query(request_id)}
-    calls.fail = lambda operation, table: ClientError(
+    calls.fail = lambda operation, table, index: ClientError(
         {"Error": {"Code": "InternalServerError", "Message": "try again"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
         "GetItem") if (operation, table) == ("GetItem", "requests") else None
     scan_at(clock, local(23, 15, 10))
@@ -181,3 +182,30 @@ def test_a_recheck_that_fails_before_the_claim_is_recorded_as_the_claimed_attemp
         assert after[key].status == "pending" and after[key].attempts == before[key].attempts + 1
         assert "InternalServerError" in after[key].last_error and after[key].lease_until is None
         assert after[key].retry_at > local(23, 15, 10).timestamp()
+
+
+def backfilling_pending_index(operation, table, index):
+    if operation == "Query" and index == "pending":
+        return ClientError({"Error": {"Code": "ValidationException",
+                                      "Message": "Cannot read from backfilling global secondary index: pending"}},
+                           operation)
+    return None
+
+
+def test_while_the_pending_index_is_rebuilt_retries_wait_and_new_alerts_still_go(acme, clock, calls, mailbox,
+                                                                                  caplog):
+    """A stage upgraded to a new projection of the pending index: DynamoDB refuses to read it until its
+    backfill ends, and the scan goes on without the retries meanwhile."""
+    request_id = reminder_waiting_for_ses(acme, clock, calls)
+    later_id = create(acme[1])  # received at 15:05: its acknowledgement is sent by the API
+    calls.fail = backfilling_pending_index
+    with caplog.at_level("WARNING", logger="sla_clock.notify"):
+        report = scan_at(clock, local(24, 10))  # the new request's first response lapsed overnight
+    assert report["errors"] == 0 and "pending index not readable yet, retries wait" in caplog.messages
+    assert NotificationModel.get(later_id, "breach|first_response|0").status == "sent"
+    assert "breach|first_response|0" in mailbox.keys()
+    statuses = {e.key: e.status for e in NotificationModel.query(request_id)}
+    assert statuses["breach|progress_update|1"] == "pending"  # found again once the index serves reads
+    calls.fail = None
+    scan_at(clock, local(24, 10, 1))
+    assert NotificationModel.get(request_id, "breach|progress_update|1").status == "sent"

@@ -472,9 +472,19 @@ def deliver_quietly(attempts, now):
 
 
 def pending_due(now, shards):
-    """Keys (with urgency, deadline and kind) of pending notifications whose retry time has come."""
-    for shard in shards:
-        yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
+    """Keys (with urgency, deadline and kind) of pending notifications whose retry time has come.
+
+    While DynamoDB builds the index (a stage upgraded to a new projection of it) it refuses to read
+    it: no retry is found meanwhile. They wait, pending, for a scan after the backfill; what a scan
+    creates is still sent."""
+    try:
+        for shard in shards:
+            yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
+    except QueryError as exc:
+        if not _index_not_readable(exc):
+            raise
+        log_event(logger, "pending index not readable yet, retries wait", level=logging.WARNING,
+                  error=exc.cause_response_message)
 
 
 def keys_only(request_id, key):
@@ -504,9 +514,7 @@ def newest_of_request(request_id, limit, start_key=None):
                                                               last_evaluated_key=start_key)
         return [NotificationModel.from_raw_data(raw) for raw in next(results.page_iter)["Items"]]
     except QueryError as exc:
-        message = exc.cause_response_message or ""
-        if exc.cause_response_code != "ValidationException" or not any(
-                phrase in message for phrase in ("backfilling global secondary index", "specified index")):
+        if not _index_not_readable(exc):
             raise
         log_event(logger, "notifications index not readable yet, reading every entry", level=logging.WARNING,
                   request_id=request_id, error=exc.cause_response_message)
@@ -515,6 +523,14 @@ def newest_of_request(request_id, limit, start_key=None):
         after = (start_key["created_at"]["S"], start_key["key"]["S"])
         newest = [entry for entry in newest if _index_position(entry) < after]
     return newest[:limit]
+
+
+def _index_not_readable(exc):
+    """Whether a Query failed because DynamoDB does not serve the index yet: it is being built (CloudFormation
+    does not wait for the backfill) or does not exist yet."""
+    message = exc.cause_response_message or ""
+    return exc.cause_response_code == "ValidationException" and any(
+        phrase in message for phrase in ("backfilling global secondary index", "specified index"))
 
 
 def _index_position(entry):
