@@ -389,25 +389,21 @@ def _send_email(work, candidate, entry, slot, retried, claimed):
     """Claim and send one email. One created by this scan a moment ago goes as it was rendered; a
     retried provider alert is re-checked against its request's current state (delivery.rechecked)
     and superseded when it no longer holds, else sent as it reads now (deadline, time left,
-    addresses). The pending index says a retry's kind, so the re-check is made from the index row
-    before the claim; an entry indexed before the index said it is re-checked once its claim read it."""
+    addresses). The pending index gives a retry's kind, so the re-check is made from its index row
+    before the claim; a row without the kind (written before the index carried it) is re-checked
+    once its claim has read the entry."""
     now = work.now
     recheck = retried and delivery.rechecked(candidate.kind)
     current, error = _rechecked(work, candidate) if recheck else (None, None)
     if not claimed and not outbox.claim(entry, now, read=retried):
         return "busy"
-    if retried and not recheck and delivery.rechecked(entry.kind):  # indexed before its row said the kind
+    if retried and not recheck and delivery.rechecked(entry.kind):
         recheck, (current, error) = True, _rechecked(work, entry)
-    stored = outbox.stored_email(entry)
     if recheck and error is None and current is None:
         return outbox.superseded(entry, now)
+    stored = outbox.stored_email(entry)
     try:
-        if error is not None:
-            raise error
-        if recheck:
-            notification, policy = current
-            stored |= {"recipients": notification.recipients, "rendered": notification.rendered(policy.notify.language)}
-        attempt = delivery.email(now=now, **stored)
+        attempt = delivery.email(now=now, **(stored | _as_it_reads_now(current, error)))
     except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
         return outbox.unprepared(entry, delivery.attempt(stored["created_at"], stored["attempts"], now), exc, now)
     return outbox.deliver(entry, now, attempt, slot)
@@ -420,6 +416,17 @@ def _rechecked(work, entry):
         return _current(work, entry.request_id, entry.key), None
     except Exception as exc:  # noqa: BLE001 - recorded as the attempt's failure once claimed
         return None, exc
+
+
+def _as_it_reads_now(current, error):
+    """The recipients and rendering of a re-checked alert as it reads now (nothing for mail sent as
+    stored); the re-check's error is raised here, to be recorded as the attempt's."""
+    if error is not None:
+        raise error
+    if current is None:
+        return {}
+    notification, policy = current
+    return {"recipients": notification.recipients, "rendered": notification.rendered(policy.notify.language)}
 
 
 def _send_webhook(work, entry, retried, claimed):
