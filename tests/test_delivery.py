@@ -209,3 +209,24 @@ def test_while_the_pending_index_is_rebuilt_retries_wait_and_new_alerts_still_go
     calls.fail = None
     scan_at(clock, local(24, 10, 1))
     assert NotificationModel.get(request_id, "breach|progress_update|1").status == "sent"
+
+
+def test_a_process_that_read_the_table_before_the_index_was_created_again_lets_retries_wait(monkeypatch, caplog):
+    """PynamoDB reads a table's description once per process, and refuses a query of an index missing
+    from it before asking DynamoDB."""
+    def described_without_the_index(*args, **kwargs):
+        raise ValueError("Table sla-dev-outbox has no index: pending")
+
+    monkeypatch.setattr(NotificationModel.pending, "query", described_without_the_index)
+    with caplog.at_level("WARNING", logger="sla_clock.notify"):
+        assert list(outbox.pending_due(CREATED, scanner.SHARDS)) == []
+    assert "pending index not readable yet, retries wait" in caplog.messages
+
+
+def test_any_other_error_reading_the_pending_index_is_not_hidden(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("an unrelated bug")
+
+    monkeypatch.setattr(NotificationModel.pending, "query", broken)
+    with pytest.raises(ValueError, match="an unrelated bug"):
+        list(outbox.pending_due(CREATED, scanner.SHARDS))

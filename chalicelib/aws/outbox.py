@@ -474,17 +474,16 @@ def deliver_quietly(attempts, now):
 def pending_due(now, shards):
     """Keys (with urgency, deadline and kind) of pending notifications whose retry time has come.
 
-    While DynamoDB builds the index (a stage upgraded to a new projection of it) it refuses to read
-    it: no retry is found meanwhile. They wait, pending, for a scan after the backfill; what a scan
-    creates is still sent."""
+    While the index is replaced (a stage upgraded to a new projection of it: deleted, created, then
+    backfilled) DynamoDB refuses to read it: no retry is found meanwhile. They wait, pending, for a
+    scan after the backfill; what a scan creates is still sent."""
     try:
         for shard in shards:
             yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
-    except QueryError as exc:
+    except (QueryError, ValueError) as exc:
         if not _index_not_readable(exc):
             raise
-        log_event(logger, "pending index not readable yet, retries wait", level=logging.WARNING,
-                  error=exc.cause_response_message)
+        log_event(logger, "pending index not readable yet, retries wait", level=logging.WARNING, error=str(exc))
 
 
 def keys_only(request_id, key):
@@ -527,7 +526,10 @@ def newest_of_request(request_id, limit, start_key=None):
 
 def _index_not_readable(exc):
     """Whether a Query failed because DynamoDB does not serve the index yet: it is being built (CloudFormation
-    does not wait for the backfill) or does not exist yet."""
+    does not wait for the backfill) or does not exist yet (DynamoDB says so, or PynamoDB, from the table's
+    description it read when the process started)."""
+    if isinstance(exc, ValueError):
+        return "has no index" in str(exc)
     message = exc.cause_response_message or ""
     return exc.cause_response_code == "ValidationException" and any(
         phrase in message for phrase in ("backfilling global secondary index", "specified index"))
