@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from chalicelib import contracts, evaluation
 from chalicelib.aws import outbox, store
+from chalicelib.core import delivery
 from chalicelib.core.calendar import ESTIMATED, is_supported_country, package_schedule, parse_date, schedule_status
 from chalicelib.core.documents import calendar_days_document, calendar_year_document
 from chalicelib.core.emails import render_calendar_notice
@@ -182,5 +183,5 @@ def _year_notice(record, memo, now):
                              policy.notify.admins, rendered, policy, now)
     if not outbox.enqueue(entry):
         return False
-    outbox.deliver_quietly([entry], now)
+    outbox.deliver_quietly([(entry, delivery.email(now=now, **outbox.stored_email(entry)))], now)
     return True

@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta
 
 from chalicelib import contracts, erasures, evaluation
 from chalicelib.aws import metrics, outbox, store
-from chalicelib.core import fields, service_level
+from chalicelib.core import delivery, fields, service_level
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.clock import RESOLVED
 from chalicelib.core.documents import outage_document
@@ -199,7 +199,7 @@ def _email_admins(contract_id, policy, tally, today, month, now):
     entry = outbox.new_entry(f"contract#{contract_id}", contract_id, f"daily_tally|{tally.date}", "daily_tally",
                              policy.notify.admins, rendered, policy, now)
     if outbox.enqueue(entry):
-        outbox.deliver_quietly([entry], now)
+        outbox.deliver_quietly([(entry, delivery.email(now=now, **outbox.stored_email(entry)))], now)
 
 
 def _channel_lines(policy, day, month):
@@ -239,7 +239,7 @@ def send_customer_report(contract_id, policy, day, now):
                              policy, now, attachments=[csv_file])
     if not outbox.enqueue(entry):
         return False
-    outbox.deliver_quietly([entry], now)
+    outbox.deliver_quietly([(entry, delivery.email(now=now, **outbox.stored_email(entry)))], now)
     log_event(logger, "customer report queued", contract_id=contract_id, month=document["month"],
               to_hashes=[pseudonym(address) for address in policy.notify.customer_reports])
     return True

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from chalicelib import evaluation
 from chalicelib.aws import metrics, outbox, records, store, webhooks
-from chalicelib.core import alerts
+from chalicelib.core import alerts, delivery
 from chalicelib.core.clock import RESOLVED, STATUSES, Event
 from chalicelib.core.documents import event_document, notification_document, request_document
 from chalicelib.core.durations import parse_duration
@@ -202,7 +202,8 @@ def _deliver(entries, now):
     for entry in entries:
         if entry.status == outbox.SKIPPED:
             metrics.emit("NotificationsSkipped", contract_id=entry.contract_id, Reason=entry.reason)
-    outbox.deliver_quietly([entry for entry in entries if entry.status != outbox.SKIPPED], now)
+    outbox.deliver_quietly([(entry, delivery.email(now=now, **outbox.stored_email(entry))) for entry in entries
+                            if entry.status != outbox.SKIPPED and not outbox.is_webhook(entry)], now)
 
 
 def _bool_param(params, name):

@@ -49,9 +49,8 @@ from chalicelib import contracts, evaluation
 from chalicelib.aws import metrics, outbox, records, store, timeouts, webhooks
 from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
 from chalicelib.budget import Budget
-from chalicelib.core import alerts
+from chalicelib.core import alerts, delivery
 from chalicelib.core.clock import RESOLVED
-from chalicelib.core.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
 from chalicelib.pacing import TokenBucket
 
@@ -374,18 +373,73 @@ def _send(work, ticket):
     candidate, slot = ticket
     entry = work.fresh.get((candidate.request_id, candidate.key))
     retried = entry is None
-    if retried:  # a retry, read by its claim and re-checked
+    if retried:  # a retry, read by its claim
         work.report.count("items_read")
         entry = outbox.keys_only(candidate.request_id, candidate.key)
     claimed = not retried and entry.lease_until is not None  # created under this scan's lease
     if outbox.is_webhook(entry):
-        outcome = webhooks.deliver(entry, work.now, lambda e: _webhook_target(work, e, retried), work.secrets,
-                                   read=retried, claimed=claimed)
-    else:  # created by this scan a moment ago: sent as it was rendered
-        prepare = (lambda e: _current_email(work, e)) if retried else None
-        outcome = outbox.deliver(entry, work.now, prepare, slot, read=retried, claimed=claimed)
+        outcome = _send_webhook(work, entry, retried, claimed)
+    else:
+        outcome = _send_email(work, candidate, entry, slot, retried, claimed)
     work.report.count(outcome)
     work.metrics.delivery(entry, outcome)
+
+
+def _send_email(work, candidate, entry, slot, retried, claimed):
+    """Claim and send one email. One created by this scan a moment ago goes as it was rendered; a
+    retried provider alert is re-checked against its request's current state (delivery.rechecked)
+    and superseded when it no longer holds, else sent as it reads now (deadline, time left,
+    addresses). The pending index gives a retry's kind, so the re-check is made from its index row
+    before the claim; a row without the kind (written before the index carried it) is re-checked
+    once its claim has read the entry."""
+    now = work.now
+    recheck = retried and delivery.rechecked(candidate.kind)
+    current, error = _rechecked(work, candidate) if recheck else (None, None)
+    if not claimed and not outbox.claim(entry, now, read=retried):
+        return "busy"
+    if retried and not recheck and delivery.rechecked(entry.kind):
+        recheck, (current, error) = True, _rechecked(work, entry)
+    if recheck and error is None and current is None:
+        return outbox.superseded(entry, now)
+    stored = outbox.stored_email(entry)
+    try:
+        attempt = delivery.email(now=now, **(stored | _as_it_reads_now(current, error)))
+    except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
+        return outbox.unprepared(entry, delivery.attempt(stored["created_at"], stored["attempts"], now), exc, now)
+    return outbox.deliver(entry, now, attempt, slot)
+
+
+def _rechecked(work, entry):
+    """The re-check of a retried provider alert: (what _current found, None), or (None, the exception
+    it raised), which the claimed attempt records as its failure."""
+    try:
+        return _current(work, entry.request_id, entry.key), None
+    except Exception as exc:  # noqa: BLE001 - recorded as the attempt's failure once claimed
+        return None, exc
+
+
+def _as_it_reads_now(current, error):
+    """The recipients and rendering of a re-checked alert as it reads now (nothing for mail sent as
+    stored); the re-check's error is raised here, to be recorded as the attempt's."""
+    if error is not None:
+        raise error
+    if current is None:
+        return {}
+    notification, policy = current
+    return {"recipients": notification.recipients, "rendered": notification.rendered(policy.notify.language)}
+
+
+def _send_webhook(work, entry, retried, claimed):
+    """Claim and try one webhook delivery: superseded when the contract no longer lists its webhook
+    for the event, or (a retried provider alert) the alert no longer holds."""
+    if not claimed and not outbox.claim(entry, work.now, read=retried):
+        return "busy"
+    attempt = delivery.attempt(entry.created_at, entry.attempts, work.now)
+    try:
+        hook = _webhook_target(work, entry, retried)
+    except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
+        return webhooks.unprepared(entry, attempt, exc, work.now)
+    return webhooks.deliver(entry, work.now, attempt, hook, work.secrets)
 
 
 def _current(work, request_id, key):
@@ -401,25 +455,13 @@ def _current(work, request_id, key):
     return (notification, policy) if notification is not None else None
 
 
-def _current_email(work, entry):
-    """A retried provider alert email as it reads now, or None when it no longer holds; other mail
-    as stored."""
-    if entry.kind not in PROVIDER_KINDS:
-        return entry.recipients, outbox.rendering(entry)
-    current = _current(work, entry.request_id, entry.key)
-    if current is None:
-        return None
-    notification, policy = current
-    return notification.recipients, notification.rendered(policy.notify.language)
-
-
 def _webhook_target(work, entry, retried):
     """The webhook a delivery goes to: the contract's latest version must still list it for the
     event (its secret is the one stored now), and a retried provider alert must still hold."""
     hook = webhooks.subscribed(work.latest_policy(entry.contract_id), entry)
     if hook is None:
         return None
-    if retried and webhooks.event_of(entry) in PROVIDER_KINDS and _current(
+    if retried and delivery.rechecked(webhooks.event_of(entry)) and _current(
             work, entry.request_id, webhooks.alert_key_of(entry)) is None:
         return None
     return hook

@@ -31,6 +31,7 @@ from datetime import datetime
 from chalicelib import evaluation
 from chalicelib.aws import metrics, outbox, records, store
 from chalicelib.batches import Unreadable, read_each
+from chalicelib.core import delivery
 from chalicelib.core.alerts import local_time
 from chalicelib.core.emails import render_requester_bounce
 from chalicelib.core.feedback import MAX_DIAGNOSTIC
@@ -172,4 +173,4 @@ def _tell_admins_of_requester_bounce(entry, event, now):
     alert = outbox.new_entry(item.request_id, item.contract_id, REQUESTER_BOUNCE_KEY, "requester_bounce",
                              policy.notify.admins, rendered, policy, now)
     if outbox.enqueue(alert):
-        outbox.deliver_quietly([alert], now)
+        outbox.deliver_quietly([(alert, delivery.email(now=now, **outbox.stored_email(alert)))], now)

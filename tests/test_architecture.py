@@ -57,12 +57,16 @@ def test_the_code_as_it_stands_keeps_every_layer_contract(tree):
      ["chalicelib.aws is not allowed to import chalicelib.core.policy"]),
     ("chalicelib/aws/outbox.py", "from chalicelib.core import alerts",
      ["chalicelib.aws is not allowed to import chalicelib.core.alerts"]),
+    # ... or deciding who is told, what is re-checked, when to retry and when to give up.
+    ("chalicelib/aws/outbox.py", "from chalicelib.core.delivery import retry_delay",
+     ["chalicelib.aws is not allowed to import chalicelib.core.delivery"]),
     # A data module the store reads growing a rule: the store reaches it through that module.
     ("chalicelib/core/documents.py", "from chalicelib.core.tally import tally_day",
      ["chalicelib.aws is not allowed to import chalicelib.core.tally",
       "chalicelib.core.documents -> chalicelib.core.tally"]),
 ], ids=["core-imports-boto3", "store-imports-a-use-case", "store-imports-the-clock",
-        "store-parses-a-contract", "store-imports-the-alerts", "store-reaches-the-tally-through-a-data-module"])
+        "store-parses-a-contract", "store-imports-the-alerts", "outbox-asks-the-delivery-rules",
+        "store-reaches-the-tally-through-a-data-module"])
 def test_an_import_across_the_layers_fails_the_lint_naming_it(tree, module, line, reported):
     plant(tree, module, f"{line}  # noqa: E402, F401")
     result = lint_imports(tree)

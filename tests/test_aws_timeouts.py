@@ -18,6 +18,7 @@ from chalicelib import scanner
 from chalicelib.aws import outbox, parameters, store, tables, timeouts
 from chalicelib.aws.tables import NotificationModel
 from chalicelib.budget import Budget
+from chalicelib.core import delivery
 from chalicelib.core.emails import Rendered
 from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT, refusing_port
@@ -133,7 +134,7 @@ def test_post_requests_answers_201_within_15_s_when_ses_never_answers_and_the_ac
     now = datetime.now(UTC)
     assert entry.status == "pending" and int(entry.attempts) == 1 and "ReadTimeoutError" in entry.last_error
     assert entry.lease_until is None  # given back at once: the next scan may take it
-    assert entry.retry_at <= (now + outbox.FIRST_RETRY).timestamp()
+    assert entry.retry_at <= (now + delivery.FIRST_RETRY).timestamp()
     assert mailbox.messages() == []
 
 
@@ -184,14 +185,15 @@ def test_a_scan_with_less_budget_than_one_send_sends_nothing_and_returns_at_once
 def test_the_api_tries_no_second_email_once_one_was_not_sent(aws, clock, refused, ses_at, monkeypatch):
     sends = []
     original = outbox.deliver
-    monkeypatch.setattr(outbox, "deliver", lambda entry, now: sends.append(entry.key) or original(entry, now))
+    monkeypatch.setattr(outbox, "deliver", lambda entry, *args: sends.append(entry.key) or original(entry, *args))
     ses_at(refused)
     entries = [outbox.new_entry("req_x", "acme", key, "respond", ["a@customer.example"],
                                 Rendered("s", "t", "<p>h</p>"), _policy(), datetime.now(UTC))
                for key in ("one", "two")]
     for entry in entries:
         outbox.enqueue(entry)
-    outbox.deliver_quietly(entries, datetime.now(UTC))
+    now = datetime.now(UTC)
+    outbox.deliver_quietly([(entry, delivery.email(now=now, **outbox.stored_email(entry))) for entry in entries], now)
     assert sends == ["one"]
     assert [NotificationModel.get("req_x", key).status for key in ("one", "two")] == ["pending", "pending"]
 

@@ -10,7 +10,7 @@ from test_scanner import ADMIN, PROVIDER, REQUEST, REQUESTER, scan_at
 
 from chalicelib.aws import outbox
 from chalicelib.aws.tables import NotificationModel
-from chalicelib.core import alerts
+from chalicelib.core import alerts, delivery
 from chalicelib.core.clock import Event, RequestFacts, evaluate
 from chalicelib.core.policy import parse_contract
 from conftest import DEMO_CONTRACT, SH, local
@@ -94,7 +94,7 @@ def test_the_provider_gets_one_catch_up_alert_per_metric_and_the_customer_nothin
     assert {key: (stored[key].status, stored[key].reason) for key in CUSTOMER_KEYS} == {
         key: ("skipped", "backdated") for key in CUSTOMER_KEYS}
     assert all(stored[key].pending_shard is None and stored[key].retry_at is None for key in CUSTOMER_KEYS)
-    assert outbox.deliver(stored["acknowledgement"], local(24, 10, 6)) == "busy"  # no sender can claim one
+    assert not outbox.claim(stored["acknowledgement"], local(24, 10, 6))  # no sender can claim one
 
 
 def test_only_the_notices_about_the_past_are_skipped_a_recent_one_is_sent(acme, mailbox, clock):
@@ -138,7 +138,7 @@ class _Request:
 ])
 def test_a_customer_notice_about_a_moment_more_than_an_hour_before_it_is_posted_is_skipped(ago, reason):
     now = local(23, 10)
-    assert alerts.skip_reason(now - ago, now) == reason
+    assert delivery.skip_reason(now - ago, now) == reason
     request = _Request(now - ago)
     facts = RequestFacts("high", True, request.received_at)
     events = [Event(1, "received", request.received_at), Event(2, "respond", now - ago)]

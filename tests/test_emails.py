@@ -1,5 +1,6 @@
 """Notification emails (see docs/clock.md): every kind in zh-CN and en carries the request id, the priority,
 the deadline and the remaining time; values are escaped in HTML. (The MIME message: test_outbox_messages.py.)"""
+import hashlib
 import re
 import string
 import tomllib
@@ -507,3 +508,76 @@ def test_tables_with_header_cells_are_data_tables_whose_headers_name_their_scope
                 assert cell.get("scope") in ("row", "col"), (name, cell)
                 seen += 1
     assert seen > 100
+
+
+# What each renderer gives today for fixed contexts, pinned by digest: a change of layout, wording or
+# escaping in any of them (a refactoring of how they assemble subject, text and HTML) shows here.
+RENDERING_PINS = {
+    "zh-CN": {
+        "acknowledgement": "5745fe6515bdcfb9",
+        "acknowledgement+": "dd765a75f890e9be",
+        "respond": "8a9dbf66c41a76bf",
+        "respond+": "79d1b8faa3eb070c",
+        "progress": "eeeca47b4111d801",
+        "progress+": "ef0f9637675a48c5",
+        "resolve": "50bc6baaf3c2a676",
+        "resolve+": "7ba69a9d4307a165",
+        "await_customer": "82f1bb9b4d9cffb5",
+        "await_customer+": "853b02bfe1a67ab5",
+        "warning": "58fdd7daf72e9087",
+        "warning+": "df67868e5c340d67",
+        "breach": "40b5e93b6710023c",
+        "breach+": "9526eaeb9c68d50d",
+        "progress_reminder": "c40abb8772663f72",
+        "progress_reminder+": "d5517b2e8df15afe",
+        "daily_tally": "b5f686e9b16c529b",
+        "customer_report": "2cdf6628343459b1",
+        "calendar_notice": "b61d13ebef43b784",
+        "requester_bounce": "8dc7c2873659a81e",
+    },
+    "en": {
+        "acknowledgement": "76479d9c9786edf7",
+        "acknowledgement+": "4c39fd72b95cb5d9",
+        "respond": "48ffe7ea98581dd3",
+        "respond+": "ef4992bc7914b3fd",
+        "progress": "a09c72b824663da7",
+        "progress+": "0c7c866e5454e6d0",
+        "resolve": "0c564517995b337e",
+        "resolve+": "b9e820e79205ee7a",
+        "await_customer": "d9971b7cfb88e3a2",
+        "await_customer+": "199d365b72c05a6d",
+        "warning": "e56b13c70bd92e11",
+        "warning+": "19fb77927c600d92",
+        "breach": "9451d54c4534ec30",
+        "breach+": "343cbabfe5cc5f29",
+        "progress_reminder": "36baeb8015bcaf6c",
+        "progress_reminder+": "26886a072532f252",
+        "daily_tally": "a5a9a50effa63f01",
+        "customer_report": "ede5d681f202b544",
+        "calendar_notice": "f8fb8afe6d744cf8",
+        "requester_bounce": "3eaf6b3dbbcc3f2e",
+    },
+}
+
+
+def _every_renderer(language):
+    for kind in KINDS:
+        yield kind, render(kind, language, context(kind, language))
+        yield f"{kind}+", render(kind, language, context(kind, language, provisional=True, note="", missed="3",
+                                                          requester_name=""))
+    yield "daily_tally", emails.render_daily_tally(language, TALLY_CONTEXT)
+    yield "customer_report", emails.render_customer_report(language, REPORT_CONTEXT)
+    yield "calendar_notice", emails.render_calendar_notice(language, {
+        "contract_name": "Acme <运维>", "contract_id": "acme", "country": "CN", "year": "2027",
+        "call": "curl -X PUT 'https://x/calendars/CN/2027' -d @<file>"})
+    yield "requester_bounce", emails.render_requester_bounce(language, {
+        "contract_name": "Acme", "contract_id": "acme", "request_id": "req_1", "subject": "Login & <fails>",
+        "requester_name": "Zhang", "address": "z@example.com", "notification": "respond",
+        "bounced_at": "2026-02-13 16:30", "diagnostic": "550 no such user"})
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_renderer_gives_byte_for_byte_what_it_gave_when_pinned(language):
+    digests = {name: hashlib.sha256("\x00".join((r.subject, r.text, r.html)).encode()).hexdigest()[:16]
+               for name, r in _every_renderer(language)}
+    assert digests == RENDERING_PINS[language]

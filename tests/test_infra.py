@@ -26,6 +26,7 @@ from pynamodb.models import Model
 from chalicelib import logs, settings
 from chalicelib.aws import metrics, outbox, tables
 from chalicelib.aws.tables import NotificationModel
+from chalicelib.core import delivery
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, JsonClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -410,7 +411,8 @@ def test_the_template_tables_deployed_by_cloudformation_run_the_app(template):
             written = []
             metrics.use_writer(written.append)
             try:
-                outbox.deliver_quietly([entry], datetime.now(UTC) + outbox.GIVE_UP_AFTER)
+                late = datetime.now(UTC) + delivery.GIVE_UP_AFTER
+                outbox.deliver_quietly([(entry, delivery.email(now=late, **outbox.stored_email(entry)))], late)
             finally:
                 metrics.use_writer(None)
             assert NotificationModel.get(request_id, "acknowledgement").status == "failed"

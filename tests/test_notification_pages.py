@@ -15,6 +15,7 @@ from test_long_timelines import Calls, all_pages
 from chalicelib import evaluation
 from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import NotificationModel
+from chalicelib.core import delivery
 from chalicelib.core.documents import notification_document
 from chalicelib.core.emails import Rendered
 from conftest import DEMO_CONTRACT, SH, contract_with_tokens, demo_contract
@@ -198,7 +199,9 @@ def test_the_index_holds_every_field_a_notification_shows(acme, clock):
                            bounce_type="Permanent")
     complained = entries["reminder|progress_update|00002"]
     outbox.record_feedback(complained, "Complaint", RECEIVED, [(complained.recipients[0], "")])
-    outbox.not_sent(entries["reminder|progress_update|00003"], 3, "MessageRejected: no", outbox.REJECTED, RECEIVED)
+    rejected = entries["reminder|progress_update|00003"]
+    third = delivery.attempt(rejected.created_at, 2, RECEIVED)
+    outbox.not_sent(rejected, third, "MessageRejected: no", outbox.REJECTED, RECEIVED)
     expected = [notification_document(entry, SH)
                 for entry in sorted(outbox.of_request(request_id), key=lambda e: (e.created_at, e.key))]
     assert agent.get(f"/requests/{request_id}")[1]["notifications"] == expected

@@ -18,7 +18,7 @@ from test_webhooks import Receiver, contract, hook, webhook_entries
 from app import app
 from chalicelib.aws import metrics, outbox, webhooks
 from chalicelib.aws.tables import ContractModel, NotificationModel
-from chalicelib.core import alerts
+from chalicelib.core import alerts, delivery
 from conftest import DEMO_CONTRACT
 
 BREACH = "breach|first_response|0"  # of an urgent request received at 10:00: due 10:30
@@ -202,8 +202,8 @@ def test_an_exception_while_rendering_a_retry_is_a_failed_attempt_retried_then_f
     created = entry.created_at
     scan_at(clock, created + timedelta(hours=23, minutes=59))  # (the tries between change nothing)
     entry = NotificationModel.get(request_id, BREACH)
-    assert entry.status == "pending" and entry.retry_at == (created + outbox.GIVE_UP_AFTER).timestamp()
-    report = scan_at(clock, created + outbox.GIVE_UP_AFTER)  # the last try comes at 24 h, not later
+    assert entry.status == "pending" and entry.retry_at == (created + delivery.GIVE_UP_AFTER).timestamp()
+    report = scan_at(clock, created + delivery.GIVE_UP_AFTER)  # the last try comes at 24 h, not later
     entry = NotificationModel.get(request_id, BREACH)
     assert (entry.status, entry.attempts, entry.last_error) == ("failed", 4, "KeyError: 'deadline'")
     assert report["failed"] == 1 and mailbox.keys().count(BREACH) == 0

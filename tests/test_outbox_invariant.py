@@ -39,6 +39,7 @@ from test_webhooks import Receiver
 
 from chalicelib.aws import outbox, webhooks
 from chalicelib.aws.tables import ContractModel, NotificationModel
+from chalicelib.core import delivery
 from chalicelib.core.webhook_rules import delivery_id
 from conftest import DEMO_CONTRACT, SENDER, _empty_tables, refusing_port
 
@@ -209,7 +210,7 @@ class OutboxInvariant(RequestTraffic):
                 accepted = self.accepted[(entry.request_id, entry.key)]
             assert accepted <= 1, f"{entry.request_id}|{entry.key} accepted {accepted} times"
             assert (entry.status == "sent") == (accepted == 1), (entry.key, entry.status, accepted)
-            if entry.created_at + outbox.GIVE_UP_AFTER <= scanned_at:
+            if entry.created_at + delivery.GIVE_UP_AFTER <= scanned_at:
                 assert entry.status in ENDED, (entry.key, entry.status, entry.created_at, entry.last_error)
             if entry.status == "failed":
                 assert entry.last_error, entry.key
@@ -218,7 +219,7 @@ class OutboxInvariant(RequestTraffic):
         """No more faults; one scan 24 hours after the newest entry ends every entry there is."""
         self.ses_faults, self.mark_faults, self.encoding_faults, self.receiver.statuses = [], 0, 0, []
         newest = max((entry.created_at for entry in NotificationModel.scan()), default=self.now)
-        self.clock.move_to(max(self.now, newest + outbox.GIVE_UP_AFTER))
+        self.clock.move_to(max(self.now, newest + delivery.GIVE_UP_AFTER))
         report = self.scan()
         assert report["errors"] == 0, report
         self.check(self.now)

@@ -13,6 +13,7 @@ from test_emails import context
 
 from chalicelib.aws import outbox
 from chalicelib.aws.outbox import build_message
+from chalicelib.core import delivery
 from chalicelib.core.emails import Rendered, render
 from chalicelib.core.policy import Notify
 from conftest import SENDER
@@ -81,7 +82,7 @@ def sent_contract_mail(monkeypatch, tmp_path, ses=None):
     entry = outbox.new_entry("contract#acme", "acme", "daily_tally|2026-11-23", "daily_tally",
                              ["ops@provider.example"], rendered, policy, NOW)
     assert outbox.enqueue(entry)
-    assert outbox.deliver(entry, NOW) == "sent"
+    assert outbox.claim(entry, NOW) and outbox.deliver(entry, NOW, stored_attempt(entry)) == "sent"
     [path] = (tmp_path / "outbox").iterdir()
     return entry, path
 
@@ -121,5 +122,11 @@ def test_nothing_is_kept_without_sla_eml_dir(aws, monkeypatch, tmp_path):
     policy = SimpleNamespace(notify=Notify(sender=SENDER))
     entry = outbox.new_entry("req_1", "acme", "acknowledgement", "acknowledgement", ["a@customer.example"],
                              Rendered("s", "t", "<p>t</p>"), policy, NOW)
-    assert outbox.enqueue(entry) and outbox.deliver(entry, NOW) == "sent"
+    assert outbox.enqueue(entry) and outbox.claim(entry, NOW)
+    assert outbox.deliver(entry, NOW, stored_attempt(entry)) == "sent"
     assert not list(tmp_path.iterdir())
+
+
+def stored_attempt(entry):
+    """The first try at an entry as it is stored: what the use cases hand outbox.deliver."""
+    return delivery.email(now=NOW, **outbox.stored_email(entry))

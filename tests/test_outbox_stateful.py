@@ -23,6 +23,7 @@ from app import app
 from chalicelib import evaluation, scanner
 from chalicelib.aws import outbox, records, store, tables
 from chalicelib.aws.tables import NotificationModel
+from chalicelib.core import delivery
 from chalicelib.core.clock import evaluate
 from conftest import ADMIN_TOKEN, DEMO_CONTRACT, SENDER, JsonClient, Mailbox
 
@@ -32,7 +33,7 @@ EVENTS = ("respond", "progress", "await_customer", "customer_reply", "resolve", 
 _original_call = BaseClient._make_api_call
 # An SES outage this long is still retried to the end (24 h); a longer one rightly fails notifications.
 MAX_OUTAGE = timedelta(hours=12)
-MAX_BACKOFF = outbox.MAX_BACKOFF
+MAX_BACKOFF = delivery.MAX_BACKOFF
 
 
 

@@ -20,6 +20,7 @@ from chalicelib import evaluation, pacing, scanner
 from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import CalendarOverrideModel, ContractModel, NotificationModel, RequestModel
 from chalicelib.budget import Budget
+from chalicelib.core import delivery
 from chalicelib.pacing import TokenBucket
 from conftest import DEMO_CONTRACT
 
@@ -233,7 +234,7 @@ def test_a_throttle_halves_the_rate_for_the_rest_of_the_scan_and_the_throttled_m
     request_id, key = refused.split("|", 1)
     entry = NotificationModel.get(request_id, key)
     assert entry.status == "pending" and entry.attempts == 1 and "Throttling" in entry.last_error
-    assert entry.retry_at == (NOW + outbox.FIRST_RETRY).timestamp()
+    assert entry.retry_at == (NOW + delivery.FIRST_RETRY).timestamp()
     assert report.sent == 19 and report.pending == 1 and report.failed == 0
 
     report = scanner.scan(NOW + timedelta(minutes=1))
@@ -489,7 +490,7 @@ def test_a_retry_is_claimed_and_read_in_one_conditional_update(policy, mailbox, 
     ses.throttle(*range(1, 6))
     assert scanner.scan(NOW).pending == 5
     calls = Calls(monkeypatch)
-    report = scanner.scan(NOW + outbox.FIRST_RETRY)
+    report = scanner.scan(NOW + delivery.FIRST_RETRY)
     assert report.sent == 5 and Counter(ses.keys()) == Counter(expected)
     table = NotificationModel.Meta.table_name
     assert calls.per_item(table) == {"UpdateItem": 10}  # no read of its own: the claim answers with the item

@@ -3,19 +3,21 @@
 1. `outbox_entry` turns a due Notification into an outbox item; the caller creates it with a
    conditional put (in the API's own write transaction, or `enqueue` for the scanner), so a
    notification exists once however many scanners find it.
-2. `deliver` claims a short lease with a conditional update (only one sender at a time; for a retry
-   known only by its keys, the same update reads it), lets the caller re-check that the
-   notification still tells the truth (else it is `superseded`, not sent), sends through SES, then
+2. `claim` takes a short lease with a conditional update (only one sender at a time; for a retry
+   known only by its keys, the same update reads it). The caller then decides, with the delivery
+   rules of chalicelib/core/delivery.py, whether the notification still tells the truth (else it is
+   recorded `superseded`, not sent) and what this try is (`delivery.Attempt`: the addresses and
+   rendering to send, when to retry it, whether it is the last); `deliver` sends it through SES and
    marks it sent. Its writes ask for nothing back (`tables.write`).
 3. Every claimed attempt ends in a record. An SES error is classified (`classify`): a rejection of
    the message itself fails at once, with its reason; anything else (throttling, 5xx, timeouts,
    network, and the configuration errors an operator can fix, which are also logged at ERROR for
-   the alarm) is retried with growing backoff, capped at 15 minutes, until 24 hours after the
-   notification was created, then marked failed. So is anything else that raises while the email is
-   prepared, rendered, encoded or sent (UNEXPECTED, logged at ERROR with its trace): no entry stays
-   pending, retried every scan for ever. An email with no recipient left (the contract's lists were
-   emptied since it was created) or more than SES takes in one message (50, `recipients_refusal`)
-   fails at once, its reason recorded, where the failed-notification alarm shows it.
+   the alarm) is retried when the attempt says (growing backoff until 24 hours after the
+   notification was created), then marked failed. So is anything else that raises while the email is
+   prepared, rendered, encoded or sent (UNEXPECTED, logged at ERROR with its trace; `unprepared` for
+   what raised while the caller prepared it): no entry stays pending, retried every scan for ever. An
+   email the attempt refuses (no recipient left, or more than SES takes in one message) fails at
+   once, its reason recorded, where the failed-notification alarm shows it.
 4. Sent means sent once: once SES accepted, the mark is what `mark_sent` retries, never the send.
    The only window for a duplicate is a crash (or a table refusing writes for longer than
    RECORD_PATIENCE) between SES accepting and the mark: the lease then expires and a later scan
@@ -29,7 +31,7 @@
    `deliver` waits for the send slot it is given, and reports a throttle to it.
 
 An entry ends as `sent`, `failed` (with its `last_error`), `superseded`, or is created `skipped` (with its
-`reason`, never sent); only `pending` is retried, and never past 24 hours after its creation.
+`reason`, never sent); only `pending` is retried, and never past the last try its attempts allow.
 
 Threads: one SES client per process (`ses()`), created before a scan starts its workers; botocore
 clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
@@ -48,28 +50,25 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, QueryError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, QueryError
 
 from chalicelib import settings
 from chalicelib.aws import metrics, timeouts
-from chalicelib.aws.tables import CONNECTIONS, NotificationModel, RecipientFeedbackAttribute, shard_of, write
-from chalicelib.core.emails import (
-    CUSTOMER_KINDS,
-    MAX_RECIPIENTS,
-    REPORT_URGENCY,
-    Rendered,
-    distinct_addresses,
-    nobody_to_tell,
+from chalicelib.aws.tables import (
+    CONNECTIONS,
+    NotificationModel,
+    RecipientFeedbackAttribute,
+    shard_of,
+    write,
+    written_if_it_holds,
 )
+from chalicelib.core.emails import CUSTOMER_KINDS, REPORT_URGENCY, Rendered
 from chalicelib.core.feedback import Feedback, record
 from chalicelib.core.fields import one_line
 from chalicelib.core.webhook_rules import is_delivery
 from chalicelib.logs import log_event, pseudonym
 
 LEASE = timedelta(minutes=2)
-FIRST_RETRY = timedelta(seconds=30)
-MAX_BACKOFF = timedelta(minutes=15)
-GIVE_UP_AFTER = timedelta(hours=24)
 RECORD_PATIENCE = 5.0  # seconds the record of an accepted send is retried (mark_sent)
 FIRST_RECORD_PAUSE = 0.05  # seconds before its first retry; each pause doubles the last
 RETENTION = timedelta(days=400)  # a year of history for reports, then DynamoDB TTL removes it
@@ -174,49 +173,28 @@ def enqueue(entry, leased=False):
     which saves the claim's round trip; release() gives the lease back if it goes unsent."""
     if leased:
         entry.lease_until = (entry.created_at + LEASE).timestamp()
-    try:
-        entry.save(condition=NotificationModel.key.does_not_exist())
-        return True
-    except PutError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
+    return written_if_it_holds(lambda: entry.save(condition=NotificationModel.key.does_not_exist()))
 
 
-def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
-    """Try to send one pending entry. Returns "sent", "pending" (will retry), "failed", "superseded"
-    or "busy" (another sender holds it, or it is done).
+def deliver(entry, now, attempt, slot=None):
+    """Send one claimed entry as `attempt` (a core.delivery.Attempt: the addresses and rendering to
+    send now, and what its failure records) says. Returns "sent", "pending" (will retry) or "failed".
 
-    `prepare(entry)`, when given, re-checks the notification under the lease and returns what to
-    send now, (recipients, emails.Rendered) with the current deadline and addresses, or None when it
-    no longer holds. Without it the stored rendering is sent as it is.
     `slot` (a pacing.Slot), when given: waited for right before calling SES, told of a throttle.
-    `read`: `entry` holds only its keys (a retry found in the pending index); the lease's conditional
-    update answers with the stored item, so claiming it reads it too.
-    `claimed`: the caller holds the lease already (it created the entry leased).
-
-    Once claimed, every outcome is recorded: whatever raises while preparing, rendering, encoding or
-    sending is a failed attempt (`not_sent`), so no entry stays pending past its 24 hours.
+    Every outcome is recorded: whatever raises while encoding or sending is a failed attempt
+    (`not_sent`), so no entry stays pending past its last try.
     """
-    if not claimed and not claim(entry, now, read):
-        return "busy"
-    attempts = int(entry.attempts) + 1
     try:
-        current = prepare(entry) if prepare is not None else (entry.recipients, rendering(entry))
-        if current is not None:
-            refreshed = _refresh(entry, *current)
-            refusal = recipients_refusal(entry)
-            message = None if refusal else build_message(
-                entry.sender, entry.recipients, rendering(entry),
-                headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments,
-                sender_name=entry.sender_name, reply_to=entry.reply_to)
-            raw = None if refusal else message.as_bytes()
+        refreshed = _refresh(entry, attempt)
+        message = None if attempt.refusal else build_message(
+            entry.sender, entry.recipients, attempt.rendered,
+            headers={"X-SLA-Notification": f"{entry.request_id}|{entry.key}"}, attachments=entry.attachments,
+            sender_name=entry.sender_name, reply_to=entry.reply_to)
+        raw = None if attempt.refusal else message.as_bytes()
     except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
-        return not_sent(entry, attempts, describe(exc), _class_of_unexpected(exc), now, exc)
-    if current is None:
-        return superseded(entry, now)
-    if refusal:
-        return not_sent(entry, attempts, refusal, REJECTED, now)
+        return unprepared(entry, attempt, exc, now)
+    if attempt.refusal:
+        return not_sent(entry, attempt, attempt.refusal, REJECTED, now)
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
     configuration_set = settings.current().ses_configuration_set
     if slot is not None:
@@ -229,21 +207,22 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
     except (ClientError, BotoCoreError) as exc:
         if slot is not None and is_rate_throttle(exc):
             slot.throttled()
-        return not_sent(entry, attempts, describe(exc), classify(exc), now)
+        return not_sent(entry, attempt, describe(exc), classify(exc), now)
     except Exception as exc:  # noqa: BLE001 - no answer from SES: retried, as a timeout would be
-        return not_sent(entry, attempts, describe(exc), UNEXPECTED, now, exc)
-    mark_sent(entry, attempts, now, {"message_id": answer.get("MessageId"), **refreshed})
+        return not_sent(entry, attempt, describe(exc), UNEXPECTED, now, exc)
+    mark_sent(entry, attempt.number, now, {"message_id": answer.get("MessageId"), **refreshed})
     copy = _keep_copy(entry, message, now, answer.get("MessageId"))
     # Pseudonyms of the recipients, never their addresses, and never the subject (it may name people).
     log_event(logger, "notification sent", request_id=entry.request_id, key=entry.key, kind=entry.kind,
-              to_hashes=[pseudonym(address) for address in entry.recipients], attempts=attempts, eml=copy)
+              to_hashes=[pseudonym(address) for address in entry.recipients], attempts=attempt.number, eml=copy)
     return "sent"
 
 
-def _refresh(entry, recipients, rendered):
-    """Set on `entry` what is to be sent now (each address once); returns the attributes that changed,
-    which the mark of a sent entry stores."""
-    now_reads = {"recipients": distinct_addresses(recipients), "subject": rendered.subject, "text": rendered.text,
+def _refresh(entry, attempt):
+    """Set on `entry` what `attempt` sends; returns the attributes that changed, which the mark of a
+    sent entry stores."""
+    rendered = attempt.rendered
+    now_reads = {"recipients": list(attempt.recipients), "subject": rendered.subject, "text": rendered.text,
                  "html": rendered.html}
     refreshed = {name: value for name, value in now_reads.items() if getattr(entry, name) != value}
     for name, value in refreshed.items():
@@ -251,17 +230,11 @@ def _refresh(entry, recipients, rendered):
     return refreshed
 
 
-def recipients_refusal(entry):
-    """Why the entry's email cannot go to its recipients (none left, or more than SES takes in one
-    message), or None. The contract is checked when it is stored; these are what an older version or
-    an edit since the entry was created can still leave."""
-    count = len(entry.recipients or ())
-    if count == 0:
-        return nobody_to_tell(entry.kind)
-    if count > MAX_RECIPIENTS:
-        return (f"{count} recipients, more than the {MAX_RECIPIENTS} SES takes in one message: the contract's "
-                "notify lists need shortening")
-    return None
+def stored_email(entry):
+    """What a claimed entry holds to send, as core.delivery.email takes it: kind, recipients, rendering,
+    creation time and the tries made so far."""
+    return {"kind": entry.kind, "recipients": tuple(entry.recipients or ()), "rendered": rendering(entry),
+            "created_at": entry.created_at, "attempts": int(entry.attempts)}
 
 
 def claim(entry, now, read=False):
@@ -273,9 +246,9 @@ def claim(entry, now, read=False):
     condition = (NotificationModel.status == "pending") & lease_free
     lease_until = (now + LEASE).timestamp()
     if read:
-        return _written_if_it_holds(
+        return written_if_it_holds(
             lambda: entry.update(actions=[NotificationModel.lease_until.set(lease_until)], condition=condition))
-    return _written_if_it_holds(lambda: write(entry, {"lease_until": lease_until}, condition=condition))
+    return written_if_it_holds(lambda: write(entry, {"lease_until": lease_until}, condition=condition))
 
 
 def release(entry):
@@ -283,18 +256,7 @@ def release(entry):
     scan may send it at once rather than after the lease. True when released; False when it is no
     longer pending under that lease."""
     held = (NotificationModel.status == "pending") & (NotificationModel.lease_until == entry.lease_until)
-    return _written_if_it_holds(lambda: write(entry, {"lease_until": None}, condition=held))
-
-
-def _written_if_it_holds(conditional_write):
-    """Run a conditional update: True when written, False when its condition did not hold."""
-    try:
-        conditional_write()
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return written_if_it_holds(lambda: write(entry, {"lease_until": None}, condition=held))
 
 
 def mark_sent(entry, attempts, now, more=None):
@@ -424,35 +386,32 @@ def classify(exc):
     return OPERATOR
 
 
-def retry_delay(attempts):
-    """Backoff after `attempts` failed tries: 30 s, 1 min, 2 min, … capped at 15 min."""
-    return min(MAX_BACKOFF, FIRST_RETRY * 2 ** min(attempts - 1, 16))
-
-
 def describe(exc):
     """An exception as an entry's last_error shows it: its type and message."""
     return f"{type(exc).__name__}: {exc}"
 
 
-def _class_of_unexpected(exc):
-    """What an exception raised while preparing an email (not by SES) is: an AWS call that failed
-    (reading the request or the contract) is retried quietly; anything else is UNEXPECTED."""
-    return TRANSIENT if isinstance(exc, (ClientError, BotoCoreError, PynamoDBException)) else UNEXPECTED
+def unprepared(entry, attempt, exc, now):
+    """A claimed email's attempt raised `exc` before SES was called (while its request or contract was
+    read, or it was rendered or encoded): an AWS call that failed is retried quietly; anything else is
+    UNEXPECTED. Returns "pending" or "failed", as not_sent."""
+    kind = TRANSIENT if isinstance(exc, (ClientError, BotoCoreError, PynamoDBException)) else UNEXPECTED
+    return not_sent(entry, attempt, describe(exc), kind, now, exc)
 
 
-def not_sent(entry, attempts, error, kind, now, exc=None):
-    """A claimed entry was not accepted (`error`, classified as TRANSIENT, OPERATOR, UNEXPECTED or
-    REJECTED): retried with backoff, or failed once rejected or 24 hours old. The last retry comes
-    24 hours after its creation at the latest, so it ends then. `exc`: the exception, whose trace an
-    UNEXPECTED error logs. Returns "pending" or "failed"."""
+def not_sent(entry, attempt, error, kind, now, exc=None):
+    """A claimed entry's `attempt` (core.delivery.Attempt) was not accepted (`error`, classified as
+    TRANSIENT, OPERATOR, UNEXPECTED or REJECTED): retried when the attempt says, or failed once rejected
+    or when it was the last. `exc`: the exception, whose trace an UNEXPECTED error logs. Returns
+    "pending" or "failed"."""
     error = error[:1000]
-    give_up_at = entry.created_at + GIVE_UP_AFTER
-    final = kind == REJECTED or now >= give_up_at
+    attempts = attempt.number
+    final = kind == REJECTED or attempt.retry_at is None
     fields = {"attempts": attempts, "last_error": error, "lease_until": None}
     if final:
         fields.update(status="failed", pending_shard=None, retry_at=None)
     else:
-        fields["retry_at"] = min(now + retry_delay(attempts), give_up_at).timestamp()
+        fields["retry_at"] = attempt.retry_at.timestamp()
     write(entry, fields)
     trace = {}
     if final:
@@ -482,7 +441,7 @@ def erase(entry, changes, now):
     if changes.get("status") == SUPERSEDED:
         fields.update(status=SUPERSEDED, superseded_at=now, lease_until=None, pending_shard=None, retry_at=None)
         condition = NotificationModel.status == "pending"
-    return _written_if_it_holds(lambda: write(entry, fields, condition=condition))
+    return written_if_it_holds(lambda: write(entry, fields, condition=condition))
 
 
 def is_webhook(entry):
@@ -490,19 +449,18 @@ def is_webhook(entry):
     return is_delivery(entry.key)
 
 
-def deliver_quietly(entries, now):
-    """Deliver emails right after an API write. Never raises: the notification stays pending for the
-    scanner. Webhook deliveries are left to the scanner: a slow receiver must not slow the API.
+def deliver_quietly(attempts, now):
+    """Deliver emails right after an API write: `attempts` is [(entry, core.delivery.Attempt)], each
+    claimed here and sent as its attempt says. Never raises: the notification stays pending for the
+    scanner. Webhook deliveries are the scanner's: a slow receiver must not slow the API.
 
     The API waits for SES at most timeouts.SES.worst seconds (one attempt, then the entry's lease is
     given back with its retry time). Once one email was not sent the others are not tried: SES is
     failing, and each try would make the caller wait again. They wait, pending, for the scan."""
     collector = metrics.Collector()
-    for entry in entries:
-        if is_webhook(entry):
-            continue
+    for entry, attempt in attempts:
         try:
-            outcome = deliver(entry, now)
+            outcome = deliver(entry, now, attempt) if claim(entry, now) else "busy"
         except Exception as exc:  # noqa: BLE001 - the API call must not fail because mail did
             log_event(logger, "notification delivery deferred", level=logging.WARNING,
                       request_id=entry.request_id, key=entry.key, error=f"{type(exc).__name__}: {exc}")
@@ -514,9 +472,18 @@ def deliver_quietly(entries, now):
 
 
 def pending_due(now, shards):
-    """Keys (with urgency and deadline) of pending notifications whose retry time has come."""
-    for shard in shards:
-        yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
+    """Keys (with urgency, deadline and kind) of pending notifications whose retry time has come.
+
+    While the index is replaced (a stage upgraded to a new projection of it: deleted, created, then
+    backfilled) DynamoDB refuses to read it: no retry is found meanwhile. They wait, pending, for a
+    scan after the backfill; what a scan creates is still sent."""
+    try:
+        for shard in shards:
+            yield from NotificationModel.pending.query(shard, NotificationModel.retry_at <= now.timestamp())
+    except (QueryError, ValueError) as exc:
+        if not _index_not_readable(exc):
+            raise
+        log_event(logger, "pending index not readable yet, retries wait", level=logging.WARNING, error=str(exc))
 
 
 def keys_only(request_id, key):
@@ -546,9 +513,7 @@ def newest_of_request(request_id, limit, start_key=None):
                                                               last_evaluated_key=start_key)
         return [NotificationModel.from_raw_data(raw) for raw in next(results.page_iter)["Items"]]
     except QueryError as exc:
-        message = exc.cause_response_message or ""
-        if exc.cause_response_code != "ValidationException" or not any(
-                phrase in message for phrase in ("backfilling global secondary index", "specified index")):
+        if not _index_not_readable(exc):
             raise
         log_event(logger, "notifications index not readable yet, reading every entry", level=logging.WARNING,
                   request_id=request_id, error=exc.cause_response_message)
@@ -557,6 +522,17 @@ def newest_of_request(request_id, limit, start_key=None):
         after = (start_key["created_at"]["S"], start_key["key"]["S"])
         newest = [entry for entry in newest if _index_position(entry) < after]
     return newest[:limit]
+
+
+def _index_not_readable(exc):
+    """Whether a Query failed because DynamoDB does not serve the index yet: it is being built (CloudFormation
+    does not wait for the backfill) or does not exist yet (DynamoDB says so, or PynamoDB, from the table's
+    description it read when the process started)."""
+    if isinstance(exc, ValueError):
+        return "has no index" in str(exc)
+    message = exc.cause_response_message or ""
+    return exc.cause_response_code == "ValidationException" and any(
+        phrase in message for phrase in ("backfilling global secondary index", "specified index"))
 
 
 def _index_position(entry):
@@ -599,7 +575,7 @@ def record_feedback(entry, kind, at, reported, bounce_type=None):
         fields["feedback_changes"] = int(changes or 0) + 1
         unchanged = (NotificationModel.feedback_changes.does_not_exist() if changes is None
                      else NotificationModel.feedback_changes == changes)
-        if _written_if_it_holds(functools.partial(write, entry, fields, condition=unchanged)):
+        if written_if_it_holds(functools.partial(write, entry, fields, condition=unchanged)):
             return summary, after, True
         entry.refresh(consistent_read=True)
     raise RuntimeError(f"the SES feedback of {entry.request_id}|{entry.key} changed under {FEEDBACK_TRIES} "

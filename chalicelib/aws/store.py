@@ -15,7 +15,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
@@ -40,6 +40,7 @@ from chalicelib.aws.tables import (
     TallyModel,
     TallyRunModel,
     TokenModel,
+    condition_failed,
     connect,
     customer_contact_key,
     interaction_bucket,
@@ -48,6 +49,7 @@ from chalicelib.aws.tables import (
     status_key,
     utc_key,
     write,
+    written_if_it_holds,
 )
 from chalicelib.core.customer_contacts import Leg
 from chalicelib.core.errors import ConflictError, CursorError
@@ -63,12 +65,6 @@ NUMBER = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")  # epoch seconds, as the ke
 
 class StaleWrite(Exception):
     """Someone else wrote the item first; reload and try again."""
-
-
-def _condition_failed(exc):
-    if isinstance(exc, TransactWriteError):
-        return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
-    return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
 def retrying(write, what):
@@ -89,7 +85,7 @@ def _stale_when_beaten():
     try:
         yield
     except (PutError, UpdateError, DeleteError, TransactWriteError) as exc:
-        if _condition_failed(exc) or exc.cause_response_code == "TransactionConflictException":
+        if condition_failed(exc) or exc.cause_response_code == "TransactionConflictException":
             raise StaleWrite() from exc
         raise
 
@@ -150,24 +146,16 @@ def queue_claims(queue_ids):
 
 def claim_queue(queue_id, contract_id):
     """Claim a queue no contract claims; False when one does."""
-    try:
-        ConnectQueueModel(queue_id, contract_id=contract_id).save(condition=ConnectQueueModel.queue_id.does_not_exist())
-    except PutError as exc:
-        if _condition_failed(exc):
-            return False
-        raise
-    return True
+    return written_if_it_holds(lambda: ConnectQueueModel(queue_id, contract_id=contract_id).save(
+        condition=ConnectQueueModel.queue_id.does_not_exist()))
 
 
 def release_queues(contract_id, queue_ids):
     """Remove the claims of `contract_id` on queues its latest version dropped (a claim another contract
     took meanwhile stays)."""
     for queue_id in sorted(queue_ids):
-        try:
-            ConnectQueueModel(queue_id).delete(condition=ConnectQueueModel.contract_id == contract_id)
-        except DeleteError as exc:
-            if not _condition_failed(exc):
-                raise
+        written_if_it_holds(partial(ConnectQueueModel(queue_id).delete,
+                                    condition=ConnectQueueModel.contract_id == contract_id))
 
 
 # --- calendar overrides --------------------------------------------------------------------------
@@ -272,11 +260,7 @@ def refresh_cache(request, cache):
     changed = {name: value for name, value in cache.items() if getattr(request, name) != value}
     if not changed:
         return
-    try:
-        write(request, changed)
-    except UpdateError as exc:  # a failed version condition: someone else wrote it meanwhile
-        if not _condition_failed(exc):
-            raise
+    written_if_it_holds(lambda: write(request, changed))  # a failed version condition: someone else wrote meanwhile
 
 
 def compact_event(event):
@@ -534,7 +518,7 @@ def stamp_token_use(record, now, every):
     try:
         record.update(actions=[TokenModel.last_used_at.set(now)], condition=stale)
     except UpdateError as exc:
-        if not _condition_failed(exc):
+        if not condition_failed(exc):
             log_event(logger, "token use not recorded", level=logging.WARNING, token_id=record.token_id,
                       error=f"{type(exc).__name__}: {exc}")
 
@@ -619,12 +603,8 @@ def forget_first_answer(key, request_id):
     """Remove the first answer an Idempotency-Key's record keeps for `request_id` (it holds the request
     document): a retry with the key then gets the request as it reads now. Nothing when the record
     expired, or names another request."""
-    try:
-        IdempotencyModel(key).update(actions=[IdempotencyModel.response_body.remove()],
-                                     condition=IdempotencyModel.request_id == request_id)
-    except UpdateError as exc:
-        if not _condition_failed(exc):
-            raise
+    written_if_it_holds(lambda: IdempotencyModel(key).update(actions=[IdempotencyModel.response_body.remove()],
+                                                             condition=IdempotencyModel.request_id == request_id))
 
 
 def update_request_fields(request, fields):
@@ -677,17 +657,13 @@ def advance_job(job, cursor):
     """Record where the job's next page starts, or finish it when `cursor` is None. Returns True
     when the job is finished (or was restarted by a newer change, which owns it now)."""
     same_generation = JobModel.generation == job.generation
-    try:
-        if cursor is None:
-            job.delete(condition=same_generation)
-            return True
-        job.update(actions=[JobModel.cursor.set(cursor)], condition=same_generation)
-        job.cursor = cursor
-        return False
-    except (DeleteError, UpdateError) as exc:
-        if _condition_failed(exc):
-            return True
-        raise
+    if cursor is None:
+        written_if_it_holds(lambda: job.delete(condition=same_generation))
+        return True
+    if not written_if_it_holds(lambda: job.update(actions=[JobModel.cursor.set(cursor)], condition=same_generation)):
+        return True
+    job.cursor = cursor
+    return False
 
 
 # --- tallies and outages -------------------------------------------------------------------------

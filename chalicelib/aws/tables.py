@@ -18,6 +18,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -303,11 +304,12 @@ class IdempotencyModel(Model):
 
 class PendingNotifications(GlobalSecondaryIndex):
     """Sparse: only notifications still to be sent carry `pending_shard`. Projects what the scanner
-    orders a backlog by (urgency, then deadline) before it reads any of them."""
+    decides on before it claims any of them: the order of a backlog (urgency, then deadline) and
+    each one's kind (a provider alert is re-checked against its request first)."""
 
     class Meta:
         index_name = "pending"
-        projection = IncludeProjection(["urgency", "due_at"])
+        projection = IncludeProjection(["urgency", "due_at", "kind"])
 
     pending_shard = UnicodeAttribute(hash_key=True)
     retry_at = NumberAttribute(range_key=True)
@@ -611,3 +613,22 @@ def write(item, fields, condition=None):
     for name, value in fields.items():
         setattr(item, name, value)
     item.update_local_version_attribute()
+
+
+def condition_failed(exc):
+    """Whether a write (or a transaction) was refused because its condition did not hold: someone else
+    wrote first. Any other error is a fault of its own."""
+    if isinstance(exc, TransactWriteError):
+        return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or ())
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def written_if_it_holds(conditional_write):
+    """Run a conditional put, update or delete: True when written, False when its condition did not hold."""
+    try:
+        conditional_write()
+    except (PutError, UpdateError, DeleteError) as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True

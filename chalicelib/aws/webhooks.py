@@ -150,30 +150,30 @@ def subscribed(policy, entry):
 # --- one attempt -----------------------------------------------------------------------------------
 
 
-def deliver(entry, now, target, secrets, read=False, claimed=False):
-    """Try one pending delivery. `target(entry)` is the webhook to POST it to (policy.Webhook), or None
-    when it no longer applies (then it is superseded, not sent); `secrets(ref)` the secret of a ref.
-    `read`: `entry` holds only its keys; the claim reads the rest. `claimed`: the caller holds the
-    lease already (it created the entry leased).
-    Returns "sent", "pending", "failed", "superseded" or "busy", as outbox.deliver."""
-    if not claimed and not outbox.claim(entry, now, read):
-        return "busy"
-    attempts = int(entry.attempts) + 1
-    try:
-        hook = target(entry)
-        status = None if hook is None else _post_signed(entry, hook, secrets, now)
-    except (DeliveryError, ValidationError, OSError, ClientError, BotoCoreError) as exc:
-        return outbox.not_sent(entry, attempts, outbox.describe(exc), outbox.TRANSIENT, now)
-    except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
-        return outbox.not_sent(entry, attempts, outbox.describe(exc), outbox.UNEXPECTED, now, exc)
+def deliver(entry, now, attempt, hook, secrets):
+    """Try one claimed delivery as `attempt` (core.delivery.Attempt) says: POST it to `hook` (its
+    policy.Webhook), or record it superseded when `hook` is None (it no longer applies); `secrets(ref)`
+    the secret of a ref. Returns "sent", "pending", "failed" or "superseded", as outbox.deliver."""
     if hook is None:
         return outbox.superseded(entry, now)
+    try:
+        status = _post_signed(entry, hook, secrets, now)
+    except Exception as exc:  # noqa: BLE001 - a failed attempt like any other: retried, then failed, never stuck
+        return unprepared(entry, attempt, exc, now)
     if not 200 <= status < 300:
-        return outbox.not_sent(entry, attempts, f"HTTP {status} from the receiver", outbox.TRANSIENT, now)
-    outbox.mark_sent(entry, attempts, now)
+        return outbox.not_sent(entry, attempt, f"HTTP {status} from the receiver", outbox.TRANSIENT, now)
+    outbox.mark_sent(entry, attempt.number, now)
     log_event(logger, "webhook delivered", request_id=entry.request_id, key=entry.key, url=hook.url, status=status,
-              attempts=attempts)
+              attempts=attempt.number)
     return "sent"
+
+
+def unprepared(entry, attempt, exc, now):
+    """A claimed delivery's `attempt` raised `exc` (finding its webhook, reading its secret, posting):
+    no answer, a refused address or an AWS error is retried quietly; anything else is UNEXPECTED."""
+    expected = (DeliveryError, ValidationError, OSError, ClientError, BotoCoreError)
+    kind = outbox.TRANSIENT if isinstance(exc, expected) else outbox.UNEXPECTED
+    return outbox.not_sent(entry, attempt, outbox.describe(exc), kind, now, None if kind == outbox.TRANSIENT else exc)
 
 
 def _post_signed(entry, hook, secrets, now):

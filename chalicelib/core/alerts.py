@@ -4,15 +4,11 @@ SLA state at `now`. Each carries a dedupe key unique within its request: the out
 from dataclasses import dataclass
 from datetime import timedelta
 
-from chalicelib.core.emails import CUSTOMER_URGENCY, URGENCY, distinct_addresses, format_minutes, render
+from chalicelib.core.delivery import addressees, skip_reason
+from chalicelib.core.emails import CUSTOMER_URGENCY, URGENCY, format_minutes, render
 from chalicelib.core.facts import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 
 CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
-# A customer notice about a moment longer ago than this when it is posted is history being imported:
-# written to the customer now, it would promise a deadline long gone and tell of a reply they had
-# weeks ago. It is recorded as skipped (reason BACKDATED), never sent.
-NOTICE_HORIZON = timedelta(hours=1)
-BACKDATED = "backdated"
 # A write about a moment longer ago than this is an import of history (a backdated request or event).
 IMPORT_AGE = timedelta(minutes=1)
 # An import posts a request and then its events one call at a time: the scanner looks only once the
@@ -30,7 +26,7 @@ class Notification:
     cycle: int | None = None
     due_at: object = None  # the deadline named (a datetime): earlier deadlines are sent first
     at: object = None  # provider alerts: when it happened (the breach, the threshold passed, the lapse)
-    skipped: str | None = None  # why it is recorded but never sent (BACKDATED); None: it is sent
+    skipped: str | None = None  # why it is recorded but never sent (delivery.BACKDATED); None: it is sent
 
     @property
     def urgency(self):
@@ -76,12 +72,6 @@ def _customer_context(policy, request, state, note):
         "provisional": bool(commitment and commitment.due_at and commitment.provisional),
         "note": note or "",
     }
-
-
-def skip_reason(about, now):
-    """Why a customer notice about the moment `about`, posted at `now`, is not sent: BACKDATED when
-    `about` lies more than NOTICE_HORIZON before `now`; None when it is sent."""
-    return BACKDATED if now - about > NOTICE_HORIZON else None
 
 
 def acknowledgement(policy, request, state, now):
@@ -181,10 +171,6 @@ def current_notification(policy, request, state, key, now):
     raise ValueError(f"not a provider alert key: {key!r}")
 
 
-def _escalation(policy):
-    return tuple(distinct_addresses(tuple(policy.notify.provider) + tuple(policy.notify.admins)))
-
-
 def _running_toward_deadline(metric, cycle, now):
     """A warning or reminder is worth sending only while its cycle still runs toward a known deadline:
     not once met or lapsed, and not while paused (the deadline then depends on the customer)."""
@@ -199,8 +185,8 @@ def _warning(policy, request, state, milestone, now):
     context = _provider_context(policy, request, state, milestone.metric, metric.due_at, metric.remaining_minutes,
                                 threshold=f"{milestone.threshold:.0%}", cycle=str(milestone.cycle))
     key = f"warning|{milestone.metric}|{milestone.cycle}|{milestone.threshold}"
-    return Notification(key, "warning", tuple(policy.notify.provider), context, milestone.metric, milestone.cycle,
-                        metric.due_at, milestone.at)
+    return Notification(key, "warning", addressees("warning", policy.notify), context, milestone.metric,
+                        milestone.cycle, metric.due_at, milestone.at)
 
 
 def _breach(policy, request, state, milestone):
@@ -209,8 +195,8 @@ def _breach(policy, request, state, milestone):
     context = _provider_context(policy, request, state, name, milestone.at, metric.remaining_minutes,
                                 cycle=str(cycle) if name == PROGRESS_UPDATE else "",
                                 missed=str(metric.misses) if name == PROGRESS_UPDATE else "")
-    return Notification(f"breach|{name}|{cycle}", "breach", _escalation(policy), context, name, cycle, milestone.at,
-                        milestone.at)
+    return Notification(f"breach|{name}|{cycle}", "breach", addressees("breach", policy.notify), context, name, cycle,
+                        milestone.at, milestone.at)
 
 
 def _reminder(policy, request, state, lapse, now):
@@ -220,5 +206,6 @@ def _reminder(policy, request, state, lapse, now):
         return None
     context = _provider_context(policy, request, state, PROGRESS_UPDATE, metric.due_at, metric.remaining_minutes,
                                 cycle=str(metric.cycle))
-    return Notification(f"progress_reminder|{lapse.cycle}", "progress_reminder", tuple(policy.notify.provider),
-                        context, PROGRESS_UPDATE, metric.cycle, metric.due_at, lapse.at)
+    return Notification(f"progress_reminder|{lapse.cycle}", "progress_reminder",
+                        addressees("progress_reminder", policy.notify), context, PROGRESS_UPDATE, metric.cycle,
+                        metric.due_at, lapse.at)

@@ -90,15 +90,24 @@ def render(kind, language, context):
     labels["requester_display"] = values["requester_name"] or phrases["nobody"]
 
     text = values | labels | _derived(kind, words, values, provisional, escape=False)
-    markup = {key: html.escape(value) for key, value in (values | labels).items()}
-    markup |= _derived(kind, words, values, provisional, escape=True)
+    markup = _escaped(values | labels) | _derived(kind, words, values, provisional, escape=True)
     subject_values = {key: one_line(value) for key, value in (values | labels).items()}
+    return _assemble(kind, language, text, markup, subject_values)
 
+
+def _assemble(kind, language, values, markup, subject_values=None):
+    """An email of `kind` from its three templates: the subject (on one line) and the text filled with
+    `values` (the subject with `subject_values` when given), the HTML with `markup` (escaped already)
+    inside the shared layout."""
     return Rendered(
-        subject=one_line(_template(language, kind, "subject.txt").substitute(subject_values)),
-        text=_template(language, kind, "txt").substitute(text),
+        subject=one_line(_template(language, kind, "subject.txt").substitute(subject_values or values)),
+        text=_template(language, kind, "txt").substitute(values),
         html=_html(language, kind, markup),
     )
+
+
+def _escaped(values):
+    return {key: html.escape(value) for key, value in values.items()}
 
 
 def distinct_addresses(addresses):
@@ -271,13 +280,9 @@ def render_daily_tally(language, context):
     header = f"{ljust_columns(labels['item'], width)}  {_right(labels['day'], 8)}  {_right(labels['month'], 8)}"
     html_rows = "\n".join(_TALLY_ROW_HTML.format(label=html.escape(label), day=html.escape(str(d)),
                                                  month=html.escape(str(m))) for label, d, m in rows)
-    markup = {key: html.escape(value) for key, value in values.items()}
-    return Rendered(
-        subject=one_line(_template(language, "daily_tally", "subject.txt").substitute(values)),
-        text=_template(language, "daily_tally", "txt").substitute(values, rows=f"{header}\n{text_rows}"),
-        html=_html(language, "daily_tally", markup | {"rows": html_rows, "day_heading": html.escape(labels["day"]),
-                                                        "month_heading": html.escape(labels["month"])}),
-    )
+    return _assemble("daily_tally", language, values | {"rows": f"{header}\n{text_rows}"},
+                     _escaped(values) | {"rows": html_rows, "day_heading": html.escape(labels["day"]),
+                                         "month_heading": html.escape(labels["month"])}, values)
 
 
 def _columns(text):
@@ -321,17 +326,7 @@ def render_calendar_notice(language, context):
     _check_language(language)
     values = {key: _string(context[key]) for key in ("contract_name", "contract_id", "country", "year", "call")}
     values["contract_name"] = one_line(values["contract_name"])
-    return _render_values("calendar_notice", language, values)
-
-
-def _render_values(kind, language, values):
-    """Subject, text and HTML of a kind whose templates take only plain values (escaped for HTML here)."""
-    markup = {key: html.escape(value) for key, value in values.items()}
-    return Rendered(
-        subject=one_line(_template(language, kind, "subject.txt").substitute(values)),
-        text=_template(language, kind, "txt").substitute(values),
-        html=_html(language, kind, markup),
-    )
+    return _assemble("calendar_notice", language, values, _escaped(values))
 
 
 def render_requester_bounce(language, context):
@@ -349,7 +344,7 @@ def render_requester_bounce(language, context):
     words = _phrases(language)
     values["notification"] = words["notification"].get(values["notification"], values["notification"])
     values["diagnostic"] = values["diagnostic"] or words["phrase"]["nobody"]
-    return _render_values("requester_bounce", language, values)
+    return _assemble("requester_bounce", language, values, _escaped(values))
 
 
 _REPORT_ROW_HTML = (_ROW_LABEL_HTML +
@@ -388,13 +383,8 @@ def render_customer_report(language, context):
     text_rows = "\n".join(f"{ljust_columns(label, width)}  {_right(value, 12)}" for label, value in rows)
     html_rows = "\n".join(_REPORT_ROW_HTML.format(label=html.escape(label), value=html.escape(str(value)))
                           for label, value in rows)
-    markup = {key: html.escape(value) for key, value in values.items()}
-    return Rendered(
-        subject=one_line(_template(language, "customer_report", "subject.txt").substitute(values)),
-        text=_template(language, "customer_report", "txt").substitute(values, rows=text_rows),
-        html=_html(language, "customer_report", markup | {"rows": html_rows,
-                                                          "value_heading": html.escape(labels["value"])}),
-    )
+    return _assemble("customer_report", language, values | {"rows": text_rows},
+                     _escaped(values) | {"rows": html_rows, "value_heading": html.escape(labels["value"])}, values)
 
 
 # Which notifications go first when a scan cannot send everything at once: breach alerts, then the
@@ -403,15 +393,3 @@ URGENCY = {"breach": 0, "progress_reminder": 1, "warning": 3}
 CUSTOMER_URGENCY = 2
 REPORT_URGENCY = 4
 
-
-# Where each provider alert's addresses come from, for the reason one that has none left is not sent.
-ADDRESSED_TO = {"warning": ("notify.provider",), "progress_reminder": ("notify.provider",),
-                "breach": ("notify.provider", "notify.admins")}
-
-
-def nobody_to_tell(kind):
-    """Why an email of `kind` that has no recipients (its contract's lists were emptied) is not sent."""
-    lists = ADDRESSED_TO.get(kind)
-    if not lists:
-        return "no recipients"
-    return f"no recipients: {' and '.join(lists)} {'are' if len(lists) > 1 else 'is'} empty"
