@@ -4,12 +4,13 @@ Every error is a ValidationError naming the field; nothing is stored unless the 
 """
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.errors import ForbiddenError, ValidationError
 from chalicelib.core.fields import (
-    channel_name,
-    email_address,
     instant,
     missing,
     reject_unknown,
@@ -17,20 +18,24 @@ from chalicelib.core.fields import (
     require_object,
     text,
 )
+from chalicelib.core.schemas import (  # noqa: F401 - the limits are read here too (docs tests)
+    MAX_DESCRIPTION,
+    MAX_NOTE,
+    MAX_SUBJECT,
+    Channel,
+    Document,
+    Instant,
+    PreviewInput,
+    RequestInput,
+    Says,
+    Text,
+    check,
+)
 from chalicelib.core.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
-MAX_SUBJECT = 200
-MAX_DESCRIPTION = 20000
-MAX_NOTE = 4000
-MAX_NAME = 200
-REQUEST_KEYS = ("contract_id", "priority", "category", "channel", "subject", "description", "requester",
-                "received_at")
-REQUIRED_REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "requester")
-PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
 SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
-EVENT_KEYS = ("type", "at", "note", "priority", "score", "channel")
 POSTABLE_EVENTS = (
     "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
     "reopen", "rate",
@@ -46,14 +51,31 @@ BACKDATING_ROLES = ("agent", "admin")
 EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "register"}
 
 
-def _backdated(body, key, role, now, not_before=None):
-    """`received_at` / `at`: only agents and admins may set it; never in the future, nor before
-    `not_before` (an aware datetime, named in the message in its own timezone)."""
-    if body.get(key) is None:
+class EventInput(Document):
+    """A POST /requests/{id}/events body. (Declared here, after the event types it names.)"""
+
+    type: Literal[POSTABLE_EVENTS] = Field(description="The event; a token's role decides which it may post")
+    at: Instant | None = Field(None, description="Agent and admin tokens only; not in the future, not before the "
+                                                 "previous event (default: now)")
+    note: Text(MAX_NOTE, min_len=0, multiline=True) | None = Field(
+        None, description="Any text; tab and line breaks allowed")
+    priority: str | None = Field(None, description="reprioritize only (required there): one of the contract's "
+                                                   "priorities")
+    score: Annotated[int | None, Says(int_type="must be a whole number from 1 to 5",
+                                      greater_than_equal="must be a whole number from 1 to 5",
+                                      less_than_equal="must be a whole number from 1 to 5")] = \
+        Field(None, ge=1, le=5, description="rate only (required there): 1 (bad) to 5 (excellent)")
+    channel: Channel | None = Field(None, description="register only: the designated channel it is registered on")
+
+
+def _backdated(value, key, role, now, not_before=None):
+    """`value` of `received_at` / `at`: only agents and admins may set it; never in the future, nor
+    before `not_before` (an aware datetime, named in the message in its own timezone). None: `now`."""
+    if value is None:
         return now
     if role not in BACKDATING_ROLES:
         raise ValidationError(key, "only agent or admin tokens may set it")
-    at = instant(body[key], key)
+    at = instant(value, key)
     if at < EARLIEST:
         raise ValidationError(key, f"must not precede {EARLIEST.date().isoformat()}")
     if at > now:
@@ -92,43 +114,23 @@ class NewRequest:
     category: str | None = None
 
 
-def _request_shape(body):
-    """A POST /requests body is an object of known keys with every required one: else a 400 naming
-    every missing field at once (`requester.email` too, when `requester` is an object)."""
-    require_object(body, "body")
-    reject_unknown(body, REQUEST_KEYS)
-    requester = body.get("requester")
-    require(missing(body, REQUIRED_REQUEST_KEYS)
-            + (missing(requester, ("email",), "requester") if isinstance(requester, dict) else []))
-
-
 def contract_id_of(body):
-    """The contract a POST /requests body names, once the body has its shape (_request_shape)."""
-    _request_shape(body)
-    return text(body["contract_id"], "contract_id", 64)
+    """The contract a POST /requests body names, once the body is valid (schemas.RequestInput)."""
+    return check(RequestInput, body).contract_id
 
 
 def parse_new_request(body, policy, role, now):
     """A POST /requests body, checked against the contract's policy."""
-    _request_shape(body)
-    priority = _priority(body["priority"], policy)
-    requester = require_object(body["requester"], "requester")
-    reject_unknown(requester, ("name", "email"), "requester")
-    clean_requester = {"email": email_address(requester["email"], "requester.email")}
-    if requester.get("name") is not None:
-        clean_requester["name"] = text(requester["name"], "requester.name", MAX_NAME)
-    description = body.get("description")
-    if description is not None:
-        description = text(description, "description", MAX_DESCRIPTION, min_len=0, multiline=True)
+    request = check(RequestInput, body)
     return NewRequest(
-        contract_id=contract_id_of(body),
-        priority=priority,
-        channel=channel_name(body["channel"], "channel"),
-        subject=text(body["subject"], "subject", MAX_SUBJECT),
-        description=description,
-        requester=clean_requester,
-        received_at=_backdated(body, "received_at", role, now),
-        category=_category(body.get("category"), policy),
+        contract_id=request.contract_id,
+        priority=_priority(request.priority, policy),
+        channel=request.channel,
+        subject=request.subject,
+        description=request.description,
+        requester=request.requester.model_dump(exclude_none=True),
+        received_at=_backdated(request.received_at, "received_at", role, now),
+        category=_category(request.category, policy),
     )
 
 
@@ -143,15 +145,10 @@ class Preview:
 def parse_preview(body, policy, role, now):
     """A POST /contracts/{id}/preview body: the fields of a request that decide its deadlines, checked
     as a request's are."""
-    require_object(body, "body")
-    reject_unknown(body, PREVIEW_KEYS)
-    if "priority" not in body:
-        raise ValidationError("priority", "is required")
-    priority = _priority(body["priority"], policy)
-    category = _category(body.get("category"), policy)
-    channel = channel_name(body["channel"], "channel") if body.get("channel") is not None else None
-    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel,
-                   category=category)
+    preview = check(PreviewInput, body)
+    return Preview(priority=_priority(preview.priority, policy),
+                   received_at=_backdated(preview.received_at, "received_at", role, now),
+                   channel=preview.channel, category=_category(preview.category, policy))
 
 
 @dataclass(frozen=True)
@@ -166,35 +163,27 @@ class NewEvent:
 
 def parse_event(body, policy, role, now, last_at):
     """A POST /requests/{id}/events body. `last_at`: time of the request's latest event."""
-    require_object(body, "body")
-    reject_unknown(body, EVENT_KEYS)
-    kind = body.get("type")
-    if kind is None:
-        raise ValidationError("type", "is required")
-    if kind not in POSTABLE_EVENTS:
-        raise ValidationError("type", f"must be one of {', '.join(POSTABLE_EVENTS)}")
-    if kind not in EVENTS_BY_ROLE[role]:
-        raise ForbiddenError(f"a {role} token may not post {kind} events")
+    event = check(EventInput, body)
+    if event.type not in EVENTS_BY_ROLE[role]:
+        raise ForbiddenError(f"a {role} token may not post {event.type} events")
     for key, only_for in EVENT_ONLY_KEYS.items():
-        if body.get(key) is not None and kind != only_for:
+        if getattr(event, key) is not None and event.type != only_for:
             raise ValidationError(key, f"only allowed on {only_for} events")
     fields = {}
-    if kind == "reprioritize":
-        fields["priority"] = _priority(body.get("priority"), policy)
-    if kind == "rate":
-        score = body.get("score")
-        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+    if event.type == "reprioritize":
+        fields["priority"] = _priority(event.priority, policy)
+    if event.type == "rate":
+        if event.score is None:
             raise ValidationError("score", "must be a whole number from 1 to 5")
-        fields["score"] = score
-    if kind == "register" and body.get("channel") is not None:
-        channel = channel_name(body["channel"], "channel")
-        if not policy.is_designated(channel):
-            raise ValidationError("channel", f"{channel!r} is not a designated channel of the contract")
-        fields["channel"] = channel
-    if body.get("note") is not None:
-        fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0, multiline=True)
+        fields["score"] = event.score
+    if event.type == "register" and event.channel is not None:
+        if not policy.is_designated(event.channel):
+            raise ValidationError("channel", f"{event.channel!r} is not a designated channel of the contract")
+        fields["channel"] = event.channel
+    if event.note is not None:
+        fields["note"] = event.note
     not_before = last_at.astimezone(policy.calendar.tz) if last_at is not None else None
-    return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=not_before), **fields)
+    return NewEvent(type=event.type, at=_backdated(event.at, "at", role, now, not_before=not_before), **fields)
 
 
 MAX_INTERACTIONS = 500  # per call: a feed's batch, well inside the API's body limit

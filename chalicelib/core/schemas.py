@@ -162,7 +162,9 @@ def _distinct(what):
 
 
 class CalendarConfig(Document):
-    """The business calendar: the values' own rules are BusinessCalendar.from_config's."""
+    """Working days and hours (docs/contract.md#calendar)."""
+
+    # Each value's own rules (ordered periods, dates, a known country) are BusinessCalendar.from_config's.
 
     holidays: str | None = Field(CALENDAR_DEFAULTS["holidays"],
                                  description="A country code of the holidays package, or null")
