@@ -10,6 +10,7 @@ names one. The event-type enums come from the event types the API takes. A doc t
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def main():
     stale = []
     for path, text in outputs().items():
         if path.read_text("utf-8") != text:
-            stale.append(path.relative_to(ROOT))
+            stale.append(os.path.relpath(path, ROOT))
             if not parser.parse_args().check:
                 path.write_text(text, "utf-8")
     if stale and parser.parse_args().check:
