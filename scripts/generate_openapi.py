@@ -6,7 +6,7 @@ the schemas of the request bodies appended, generated from the pydantic models t
 (chalicelib/core/schemas.py, EventInput in core/intake.py) and adapted to OpenAPI 3.1: no titles,
 `type: [string, "null"]` for a nullable value, a reference to a hand-written component where a model
 names one. The event-type enums come from the event types the API takes. A doc table sits between
-`<!-- fields: Model -->` and `<!-- end fields -->` and lists the model's fields.
+`<!-- fields: Model style -->` and `<!-- end fields -->` and lists the model's fields.
 """
 import argparse
 import json
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,37 +78,49 @@ def _shown(value):
     return f"`{json.dumps(value, ensure_ascii=False)}`"
 
 
-def table(model, text):
-    """The Markdown table of `model`'s fields: name, meaning, default, example. A field with a section of
-    its own in `text` (a heading "## `field`") links to it."""
-    rows = ["| field | meaning | default | example |", "| --- | --- | --- | --- |"]
-    properties = model.model_json_schema(ref_template=schemas.REF)["properties"]
+def field_table(model, word, text):
+    """Name, meaning, default and example of each field. One with a section of its own in `text` (a
+    heading "## `field`") links to it."""
+    rows = [f"| {word} | meaning | default | example |", "| --- | --- | --- | --- |"]
     for name, info in model.model_fields.items():
-        meaning = info.description or ""
+        meaning, examples = info.description, ", ".join(_shown(example) for example in info.examples or ())
         if f"## `{name}`" in text:
             meaning += f", see [below](#{name})"
-        schema = properties[name]
-        if info.is_required():
-            default = "required"
-        else:
-            default = schema.get("x-default") or _shown(info.get_default(call_default_factory=True))
-            default = default if not isinstance(default, str) or "`" in default or default == "required" \
-                else default
-        examples = ", ".join(_shown(example) for example in schema.get("examples", ()))
+            examples = examples or "see below"
+        default = "required" if info.is_required() else (
+            (info.json_schema_extra or {}).get("x-default") or _shown(info.get_default(call_default_factory=True)))
         rows.append(f"| `{name}` | {meaning} | {default} | {examples} |")
-    return "\n".join(rows)
+    return rows
+
+
+def rules_table(model, prefix=""):
+    """Each field's rule: required or optional, then its description; an object's fields in its place."""
+    rows = [] if prefix else ["| field | rule |", "| --- | --- |"]
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            rows += rules_table(info.annotation, f"{prefix}{name}.")
+        else:
+            need = "required" if info.is_required() else "optional"
+            rows.append(f"| `{prefix}{name}` | {need}; {info.description} |")
+    return rows
+
+
+MODELS_BY_NAME = {model.__name__: model for model in (*MODELS, schemas.PriorityTargets, schemas.ChannelRule)}
 
 
 def document_text(path):
-    """`path` with each generated table rewritten."""
+    """`path` with each generated table rewritten: `<!-- fields: Model style -->`, style `field` or `key`
+    (the first column's title) for a contract's keys, `rules` for a request body's fields."""
     text = path.read_text("utf-8")
     out, rest = [], text
     while TABLE_START in rest:
         before, _, rest = rest.partition(TABLE_START)
-        name, _, rest = rest.partition(" -->\n")
+        marker, _, rest = rest.partition(" -->\n")
         _, _, rest = rest.partition(TABLE_END)
-        model = getattr(schemas, name, None) or {"EventInput": EventInput}[name]
-        out.append(f"{before}{TABLE_START}{name} -->\n{table(model, text)}\n{TABLE_END}")
+        name, style = marker.split()
+        model = MODELS_BY_NAME[name]
+        rows = rules_table(model) if style == "rules" else field_table(model, style, text)
+        out.append(f"{before}{TABLE_START}{marker} -->\n" + "\n".join(rows) + f"\n{TABLE_END}")
     return "".join(out) + rest
 
 

@@ -126,4 +126,4 @@ def test_the_spec_components_of_the_bodies_come_from_the_models():
     assert list(contract["properties"]) == list(schemas.ContractInput.model_fields)
     assert contract["required"] == ["name", "priorities"] and contract["additionalProperties"] is False
     assert components["RequestInput"]["properties"]["requester"] == {
-        "$ref": "#/components/schemas/Requester", "description": "The customer who asked"}
+        "$ref": "#/components/schemas/Requester", "description": "the customer who asked"}

@@ -54,18 +54,20 @@ EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "regi
 class EventInput(Document):
     """A POST /requests/{id}/events body. (Declared here, after the event types it names.)"""
 
-    type: Literal[POSTABLE_EVENTS] = Field(description="The event; a token's role decides which it may post")
-    at: Instant | None = Field(None, description="Agent and admin tokens only; not in the future, not before the "
-                                                 "previous event (default: now)")
-    note: Text(MAX_NOTE, min_len=0, multiline=True) | None = Field(
-        None, description="Any text; tab and line breaks allowed")
-    priority: str | None = Field(None, description="reprioritize only (required there): one of the contract's "
+    type: Literal[POSTABLE_EVENTS] = Field(description=(
+        "one of the event types below, allowed for the token's role (`403` otherwise)"))
+    at: Instant | None = Field(None, description=(
+        "defaults to now; only agent and admin tokens may set it; not in the future, not before the previous event"))
+    note: Text(MAX_NOTE, min_len=0, multiline=True) | None = Field(None, description=(
+        f"up to {MAX_NOTE:,} characters, tab and line breaks allowed; included in the customer's email"))
+    priority: str | None = Field(None, description="`reprioritize` only, required there: one of the contract's "
                                                    "priorities")
     score: Annotated[int | None, Says(int_type="must be a whole number from 1 to 5",
                                       greater_than_equal="must be a whole number from 1 to 5",
                                       less_than_equal="must be a whole number from 1 to 5")] = \
-        Field(None, ge=1, le=5, description="rate only (required there): 1 (bad) to 5 (excellent)")
-    channel: Channel | None = Field(None, description="register only: the designated channel it is registered on")
+        Field(None, ge=1, le=5, description="`rate` only, required there: a whole number 1–5")
+    channel: Channel | None = Field(None, description=(
+        "`register` only: the designated channel the request is recorded on"))
 
 
 def _backdated(value, key, role, now, not_before=None):

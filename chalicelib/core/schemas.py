@@ -184,6 +184,9 @@ class CalendarConfig(Document):
         Field(default_factory=dict, description="Other working periods on the given dates")
 
 
+ABSENT = {"x-default": "none: the metric is absent"}  # the default the docs show in words (see the generator)
+
+
 class CategoryTargets(Document):
     """The targets a category (a complaint) replaces; at least one."""
 
@@ -191,9 +194,13 @@ class CategoryTargets(Document):
 
     OMIT_NONE = ("first_response", "resolution", "progress_every")
 
-    first_response: Duration | None = Field(None, description="Time to the first response")
-    resolution: Duration | None = Field(None, description="Time to resolution")
-    progress_every: Duration | None = Field(None, description="Longest gap between progress updates")
+    first_response: Duration | None = Field(None, description="target of the first response, from the clock start",
+                                            examples=["2h"])
+    resolution: Duration | None = Field(None, description="target of the resolution, from `resolution_from`",
+                                        examples=["8h", "5wd"], json_schema_extra=ABSENT)
+    progress_every: Duration | None = Field(
+        None, description="after the first response, a progress update is due this often", examples=["4h"],
+        json_schema_extra=ABSENT)
 
     @model_validator(mode="after")
     def _sets_one(self):
@@ -209,20 +216,28 @@ class CategoryTargets(Document):
 class PriorityTargets(CategoryTargets):
     model_config = ConfigDict(json_schema_extra=None)
 
-    first_response: Duration = Field(description="Time to the first response")
-    clock: Literal[CLOCKS] = Field("business", description="business: the calendar's working time; 24x7: wall-clock")
+    first_response: Duration = Field(description="target of the first response, from the clock start",
+                                     examples=["2h"])
+    clock: Literal[CLOCKS] = Field("business", description=(
+        '`"business"` counts only working time; `"24x7"` counts wall-clock time (and ignores the off-hours rule)'),
+        examples=["24x7"])
 
 
 class ChannelRule(Document):
     OMIT_UNSET = ("callbacks",)  # written back only when given: versions from before it read unchanged
 
-    answer_within: AnswerWithin = Field(description="The answer-time target: seconds, minutes or hours, at most 24h")
-    target: Number(ge=0, le=1) = Field(description="The share to answer within it")
-    hours: Literal[INTERACTION_HOURS] = Field("business", description="Which interactions count: offered in "
-                                              "working time (business) or all (24x7)")
-    callbacks: Literal[INTERACTION_CALLBACKS] = Field(
-        "exclude", description='queued callbacks (Amazon Connect): "exclude" (the default) counts them apart in '
-                               '`callbacks`, "count" also measures them, waiting from the first enqueue')
+    answer_within: AnswerWithin = Field(description=(
+        "the answer-time promise: a duration in `s`, `m` or `h`, at most `24h` (no `wd`)"), examples=["60s"])
+    target: Number(ge=0, le=1) = Field(description=(
+        "the share of interactions answered within it that the month must reach (0 to 1)"), examples=[0.9])
+    hours: Literal[INTERACTION_HOURS] = Field("business", description=(
+        'when the promise holds: `"business"`, the calendar\'s working periods (a lunch break excluded), or '
+        '`"24x7"`'), examples=["24x7"])
+    callbacks: Literal[INTERACTION_CALLBACKS] = Field("exclude", description=(
+        "queued callbacks from Amazon Connect (the customer asked to be called back rather than wait): "
+        '`"exclude"` leaves them out of the service level and counts them apart (`callbacks` in reports); '
+        '`"count"` measures them too, from the customer\'s first enqueue to the agent on the callback (never '
+        "answered: abandoned)"), examples=["count"])
 
 
 class AmazonConnect(Document):
@@ -326,38 +341,62 @@ def _sorted_set(found):
     return sorted(set(found)) if found is not None else None
 
 
+def _shown_default(words):
+    """A default the docs' tables show in `words` (the spec leaves it out)."""
+    return {"x-default": words}
+
+
 class ContractInput(Document):
     """A contract document; docs/contract.md explains every field and its default."""
 
-    name: Text(MAX_NAME) = Field(description="Shown in every email")
-    timezone: Annotated[str, Says(string_type="must be an IANA timezone name such as Asia/Shanghai")] = \
-        Field(DEFAULT_TIMEZONE, description="An IANA timezone name, e.g. Asia/Shanghai")
-    calendar: Annotated[CalendarConfig, Says(model_type="must be an object")] = \
-        Field(default_factory=CalendarConfig, description="Working days and hours")
+    name: Text(MAX_NAME) = Field(description=(
+        "the agreement's name, shown in emails and reports; 1–200 characters"), examples=["XX系统技术支持"])
+    timezone: Annotated[str, Says(string_type="must be an IANA timezone name such as Asia/Shanghai")] = Field(
+        DEFAULT_TIMEZONE, description=("IANA timezone of the calendar; every timestamp the API returns for this "
+                                       "contract's requests is expressed in it"), examples=["Europe/Berlin"])
+    calendar: Annotated[CalendarConfig, Says(model_type="must be an object")] = Field(
+        default_factory=CalendarConfig, description="working days and hours",
+        json_schema_extra=_shown_default("the PRC calendar, 09:00–12:00 and 13:00–17:00"))
     designated_channels: Annotated[list[Channel] | None, AfterValidator(_sorted_set),
-                                   Says(list_type="must be a list of channel names")] = \
-        Field(None, description="Channels whose requests start the clock on receipt; null: every channel")
-    off_hours_first_response: Duration | None = Field(
-        None, description="First-response target of a request received outside working time")
+                                   Says(list_type="must be a list of channel names")] = Field(
+        None, description=("channels on which receipt starts the clock at once; a request on any other channel "
+                           "waits for a `register` event"), examples=[["portal", "email", "hotline"]],
+        json_schema_extra=_shown_default("`null`: every channel is designated"))
+    off_hours_first_response: Duration | None = Field(None, description=(
+        "a duration: a request whose clock starts outside working hours has its first response due this long after "
+        "the next working period opens, if that is sooner than the priority's target"), examples=["1h"],
+        json_schema_extra=_shown_default("`null`: no off-hours rule"))
     warn_at: Annotated[list[Number(gt=0, lt=1)], _distinct("must not repeat a fraction"), AfterValidator(sorted),
-                       Says(list_type="must be a list of fractions between 0 and 1")] \
-        = Field(default_factory=lambda: [0.5, 0.8], json_schema_extra={"uniqueItems": True},
-                description="Warn when these fractions of a target have elapsed")
-    resolution_from: Literal[RESOLUTION_FROM] = Field("received", description="Where the resolution clock starts")
+                       Says(list_type="must be a list of fractions between 0 and 1")] = Field(
+        default_factory=lambda: [0.5, 0.8], examples=[[0.75]], json_schema_extra={"uniqueItems": True},
+        description=("fractions of each running target at which the provider is warned; each strictly between 0 "
+                     "and 1, no repeats (stored sorted)"))
+    resolution_from: Literal[RESOLUTION_FROM] = Field("received", examples=["first_response"], description=(
+        'where the resolution target is counted from: `"received"` (the clock start) or `"first_response"`'))
     priorities: Annotated[dict[PriorityName, PriorityTargets], Says(too_short="must define at least one priority")] \
-        = Field(min_length=1, description="The targets of each priority")
+        = Field(min_length=1, description="the targets of each priority; at least one")
     categories: dict[CategoryName, CategoryTargets] = Field(
-        default_factory=dict, description="Targets that replace the priority's for a category of requests")
+        default_factory=dict, description="request categories whose targets replace the priority's",
+        examples=[{"complaint": {"resolution": "2wd"}}], json_schema_extra=_shown_default("`{}`: none"))
     interactions: dict[ChannelName, ChannelRule] = Field(
-        default_factory=dict, description="Answer-time clauses per interaction channel (phone, chat)")
-    amazon_connect: AmazonConnect | None = Field(None, description="Amazon Connect queues that feed interactions")
-    penalties: Penalties = Field(default_factory=Penalties, description="Money owed per breach")
-    kpi: Kpi = Field(default_factory=Kpi, description="Monthly targets")
-    notify: Notify = Field(default_factory=Notify, description="Who gets which email")
+        default_factory=dict, description="answer-time clauses of phone and chat channels",
+        examples=[{"phone": {"answer_within": "60s", "target": 0.9}}], json_schema_extra=_shown_default("`{}`: none"))
+    amazon_connect: AmazonConnect | None = Field(None, description=(
+        "the Amazon Connect queues whose contact records are this contract's calls and chats"),
+        examples=[{"queue_ids": ["4c1e2f3a-…"]}], json_schema_extra=_shown_default("`null`: none"))
+    penalties: Penalties = Field(default_factory=Penalties, description="money owed for lateness",
+                                 json_schema_extra=_shown_default("no penalties, currency CNY"))
+    kpi: Kpi = Field(default_factory=Kpi, description="monthly KPI targets",
+                     json_schema_extra=_shown_default("0.995 / 0.9 / 0.95"))
+    notify: Notify = Field(default_factory=Notify, description="email settings",
+                           json_schema_extra=_shown_default("no provider or admin mail, `zh-CN`"))
     webhooks: Annotated[list[Webhook], Says(list_type="must be a list of {url, events, secret}",
-                                            too_long=f"at most {MAX_WEBHOOKS} webhooks per contract")] = \
-        Field(default_factory=list, max_length=MAX_WEBHOOKS, description="Where the contract's events are POSTed")
-    retention: Retention = Field(default_factory=Retention, description="How long personal data is kept")
+                                            too_long=f"at most {MAX_WEBHOOKS} webhooks per contract")] = Field(
+        default_factory=list, max_length=MAX_WEBHOOKS, description="signed HTTPS callbacks of the contract's events",
+        json_schema_extra=_shown_default("`[]`: none"))
+    retention: Retention = Field(default_factory=Retention, description=(
+        "how long the personal data of resolved requests is kept"), examples=[{"personal_data_days": 365}],
+        json_schema_extra=_shown_default('`{"personal_data_days": null}`: kept'))
 
 
 class StoredContract(ContractInput):
@@ -367,22 +406,25 @@ class StoredContract(ContractInput):
 
 
 class Requester(Document):
-    email: Email = Field(description="Where the customer's emails go")
-    name: Text(MAX_NAME) | None = Field(None, description="How the emails greet them")
+    email: Email = Field(description="a deliverable address (the requester's emails go there)")
+    name: Text(MAX_NAME) | None = Field(None, description="1–200 characters on one line")
 
 
 class RequestInput(Document):
-    contract_id: Text(MAX_CONTRACT_ID) = Field(description="The contract the request comes under")
+    contract_id: Text(MAX_CONTRACT_ID) = Field(description=(
+        "an existing contract, the token's own (`403` otherwise, `404` when there is none)"))
     priority: Annotated[str, Says(string_type="must be one of the contract's priorities")] = \
-        Field(description="One of the contract's priorities")
-    category: str | None = Field(None, description="One of the contract's categories, or null")
-    channel: Channel = Field(description="Designated or not (a non-designated one waits for register)")
-    subject: Text(MAX_SUBJECT) = Field(description="One line")
-    description: Text(MAX_DESCRIPTION, min_len=0, multiline=True) | None = Field(
-        None, description="Any text; tab and line breaks allowed")
-    requester: Requester = Field(description="The customer who asked")
-    received_at: Instant | None = Field(
-        None, description="Agent and admin tokens only; not in the future (default: now)")
+        Field(description="one of the contract's priorities")
+    category: str | None = Field(None, description=(
+        "one of the contract's `categories` (`400` naming `category` otherwise, also when the contract has none)"))
+    channel: Channel = Field(description=(
+        "1–64 characters on one line, designated or not (a non-designated one waits for `register`)"))
+    subject: Text(MAX_SUBJECT) = Field(description="1–200 characters on one line")
+    description: Text(MAX_DESCRIPTION, min_len=0, multiline=True) | None = Field(None, description=(
+        f"up to {MAX_DESCRIPTION:,} characters (code points, after trimming); may hold tab and line breaks"))
+    requester: Requester = Field(description="the customer who asked")
+    received_at: Instant | None = Field(None, description=(
+        "defaults to now; only agent and admin tokens may set it; not in the future, not before 2000-01-01"))
 
 
 class PreviewInput(Document):
