@@ -6,17 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainValidator, WithJsonSchema
 
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.errors import ForbiddenError, ValidationError
 from chalicelib.core.fields import (
     instant,
-    missing,
-    reject_unknown,
-    require,
-    require_object,
-    text,
 )
 from chalicelib.core.schemas import (  # noqa: F401 - the limits are read here too (docs tests)
     MAX_DESCRIPTION,
@@ -34,7 +29,6 @@ from chalicelib.core.schemas import (  # noqa: F401 - the limits are read here t
 from chalicelib.core.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
-SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
 POSTABLE_EVENTS = (
     "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
@@ -190,67 +184,84 @@ def parse_event(body, policy, role, now, last_at):
 
 MAX_INTERACTIONS = 500  # per call: a feed's batch, well inside the API's body limit
 MAX_INTERACTION_ID = 128
-INTERACTION_KEYS = ("id", "channel", "offered_at", "answered_at", "abandoned_at")
-REQUIRED_INTERACTION_KEYS = ("id", "channel", "offered_at")
 # Interactions are kept this long (DynamoDB's TTL removes them after): an older one could not be kept.
 INTERACTION_RETENTION = timedelta(days=400)
 
 
+def _required_instant(value):
+    if value is None:
+        raise ValidationError("", "is required")
+    return instant(value, "")
+
+
+# An ISO-8601 timestamp with an offset, read as an aware datetime.
+Moment = Annotated[str, PlainValidator(_required_instant), WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class InteractionInput(Document):
+    """A call or chat: answered, abandoned, or neither (still waiting when sent, or ended otherwise: it
+    counts as offered only)."""
+
+    id: Text(MAX_INTERACTION_ID) = Field(description=(
+        "1–128 characters, once per batch. A later batch with the same id **replaces** the record (feeds "
+        "deliver at least once)"))
+    channel: Annotated[str, Says(string_type="must be one of the contract's channels")] = Field(
+        description="one of the contract's `interactions` channels")
+    offered_at: Moment = Field(description=(
+        f"when the interaction reached the queue; not in the future, not older than {INTERACTION_RETENTION.days} "
+        "days (how long interactions are kept)"))
+    answered_at: Moment | None = Field(None, description=(
+        "when an agent took it; not before `offered_at`, not in the future"))
+    abandoned_at: Moment | None = Field(None, description=(
+        "when the customer gave up; same rules. An interaction is answered or abandoned, not both; with neither "
+        "it counts as offered only"))
+
+
+class InteractionsInput(Document):
+    items: Annotated[list[InteractionInput], Says(
+        list_type=f"is required: a list of 1 to {MAX_INTERACTIONS} interactions",
+        too_short=f"is required: a list of 1 to {MAX_INTERACTIONS} interactions",
+        too_long=lambda ctx: f"holds {ctx['actual_length']} interactions; send at most {MAX_INTERACTIONS} per call",
+    )] = Field(min_length=1, max_length=MAX_INTERACTIONS, description=f"1 to {MAX_INTERACTIONS} interactions")
+
+
 def parse_interactions(body, policy, now):
     """A POST /contracts/{id}/interactions body: {"items": [...]}, every item checked before anything is
-    stored; an error names the item, e.g. `items[3].answered_at`."""
-    require_object(body, "body")
-    reject_unknown(body, ("items",))
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise ValidationError("items", "is required: a list of 1 to 500 interactions")
-    if len(items) > MAX_INTERACTIONS:
-        raise ValidationError("items", f"holds {len(items)} interactions; send at most {MAX_INTERACTIONS} per call")
+    stored; the 400 names each wrong field of each item, e.g. `items[3].answered_at`."""
+    items = check(InteractionsInput, body).items
     if not policy.interactions:
         raise ValidationError("items", "the contract defines no interaction channels (its `interactions` key)")
-    require([path for i, item in enumerate(items) if isinstance(item, dict)
-             for path in missing(item, REQUIRED_INTERACTION_KEYS, f"items[{i}]", null=True)])
-    parsed, seen = [], {}
+    problems, seen = [], {}
     for i, item in enumerate(items):
-        interaction = parse_interaction(item, f"items[{i}]", policy, now)
-        if interaction.id in seen:
-            raise ValidationError(f"items[{i}].id", f"repeats items[{seen[interaction.id]}].id: send each id once")
-        seen[interaction.id] = i
-        parsed.append(interaction)
-    return parsed
+        where = f"items[{i}]"
+        problems += [(f"{where}.{key}", message) for key, message in _interaction_problems(item, policy, now)]
+        if item.id in seen:
+            problems.append((f"{where}.id", f"repeats items[{seen[item.id]}].id: send each id once"))
+        seen.setdefault(item.id, i)
+    if problems:
+        raise ValidationError.several(problems)
+    return [Interaction(id=item.id, channel=item.channel, offered_at=item.offered_at,
+                        answered_at=item.answered_at, abandoned_at=item.abandoned_at) for item in items]
 
 
-def parse_interaction(item, where, policy, now):
-    """One interaction: an id, a channel of the contract, when it was offered, and when it was answered
-    or abandoned (neither: still waiting when sent, or ended otherwise; it counts as offered only)."""
-    require_object(item, where)
-    reject_unknown(item, INTERACTION_KEYS, where)
-    require(missing(item, REQUIRED_INTERACTION_KEYS, where, null=True))
-    interaction_id = text(item["id"], f"{where}.id", MAX_INTERACTION_ID)
-    channel = item["channel"]
-    if not isinstance(channel, str) or channel not in policy.interactions:
-        raise ValidationError(f"{where}.channel", f"must be one of the contract's channels: "
-                                                 f"{', '.join(policy.interactions)}")
-    offered = _interaction_time(item, "offered_at", where, now)
-    if offered < now - INTERACTION_RETENTION:
-        raise ValidationError(f"{where}.offered_at", f"is older than the {INTERACTION_RETENTION.days} days "
-                                                     "interactions are kept")
-    ends = {key: _interaction_time(item, key, where, now) for key in ("answered_at", "abandoned_at")
-            if item.get(key) is not None}
-    if len(ends) == 2:
-        raise ValidationError(f"{where}.abandoned_at", "an interaction is answered or abandoned, not both")
-    for key, at in ends.items():
-        if at < offered:
-            raise ValidationError(f"{where}.{key}", "must not precede offered_at")
-    return Interaction(id=interaction_id, channel=channel, offered_at=offered,
-                       answered_at=ends.get("answered_at"), abandoned_at=ends.get("abandoned_at"))
-
-
-def _interaction_time(item, key, where, now):
-    at = instant(item[key], f"{where}.{key}")
-    if at > now:
-        raise ValidationError(f"{where}.{key}", "must not lie in the future")
-    return at
+def _interaction_problems(item, policy, now):
+    """(field, message) of each rule one interaction breaks: a channel of the contract, offered within
+    INTERACTION_RETENTION, nothing in the future, ended (answered or abandoned, not both) after it was
+    offered."""
+    if item.channel not in policy.interactions:
+        yield "channel", f"must be one of the contract's channels: {', '.join(policy.interactions)}"
+    moments = {key: at for key in ("offered_at", "answered_at", "abandoned_at")
+               if (at := getattr(item, key)) is not None}
+    for key, at in moments.items():
+        if at > now:
+            yield key, "must not lie in the future"
+    if item.offered_at < now - INTERACTION_RETENTION:
+        yield "offered_at", f"is older than the {INTERACTION_RETENTION.days} days interactions are kept"
+    if item.answered_at is not None and item.abandoned_at is not None:
+        yield "abandoned_at", "an interaction is answered or abandoned, not both"
+    for key in ("answered_at", "abandoned_at"):
+        if key in moments and moments[key] < item.offered_at:
+            yield key, "must not precede offered_at"
 
 
 @dataclass(frozen=True)
@@ -260,14 +271,24 @@ class YearSchedule:
     source: str
 
 
-def _dates_of_year(value, name, year):
-    if not isinstance(value, list):
-        raise ValidationError(name, f"must be a list of dates YYYY-MM-DD in {year}")
+# A "YYYY-MM-DD" date, read as a date.
+Day = Annotated[str, PlainValidator(lambda value: parse_date(value, "")),
+                WithJsonSchema({"type": "string", "format": "date"})]
+Days = Annotated[list[Day], Says(list_type="must be a list of dates YYYY-MM-DD")]
+
+
+class CalendarYearInput(Document):
+    holidays: Days = Field(description="Days off, all in the year")
+    workdays: Days = Field(description="Make-up working days, none also a holiday")
+    source: Text(MAX_SOURCE) = Field(description="Where the schedule was published")
+
+
+def _dates_of_year(days, name, year):
+    """{day: the index it is first listed at}; each of `year`."""
     found = {}
-    for i, item in enumerate(value):
-        day = parse_date(item, f"{name}[{i}]")
+    for i, day in enumerate(days):
         if day.year != year:
-            raise ValidationError(f"{name}[{i}]", f"{item} is not in {year}")
+            raise ValidationError(f"{name}[{i}]", f"{day} is not in {year}")
         found.setdefault(day, i)
     return found
 
@@ -275,12 +296,10 @@ def _dates_of_year(value, name, year):
 def parse_year_schedule(body, year):
     """A PUT /calendars/{country}/{year} body: the year's official days off (`holidays`), make-up working
     days (`workdays`) and where they were published (`source`)."""
-    require_object(body, "body")
-    reject_unknown(body, SCHEDULE_KEYS)
-    require(missing(body, SCHEDULE_KEYS))
-    holidays = _dates_of_year(body["holidays"], "holidays", year)
-    workdays = _dates_of_year(body["workdays"], "workdays", year)
+    schedule = check(CalendarYearInput, body)
+    holidays = _dates_of_year(schedule.holidays, "holidays", year)
+    workdays = _dates_of_year(schedule.workdays, "workdays", year)
     for day, i in sorted(workdays.items(), key=lambda pair: pair[1]):
         if day in holidays:
             raise ValidationError(f"workdays[{i}]", f"{day} is also listed in holidays: a day is one or the other")
-    return YearSchedule(tuple(sorted(holidays)), tuple(sorted(workdays)), text(body["source"], "source", MAX_SOURCE))
+    return YearSchedule(tuple(sorted(holidays)), tuple(sorted(workdays)), schedule.source)

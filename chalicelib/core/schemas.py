@@ -57,7 +57,8 @@ DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.
 
 class Says:
     """Annotated metadata of a field: the message of a problem of `kind` (a pydantic error type) at
-    the field itself, where the generic one (`MESSAGES`) would say less."""
+    the field itself, where the generic one (`MESSAGES`) would say less; or a function of the error's
+    context (its `actual_length`...) that returns it."""
 
     def __init__(self, **by_kind):
         self.by_kind = by_kind
@@ -453,7 +454,8 @@ MESSAGES = {
 def _message(error, says):
     kind, ctx = error["type"], error.get("ctx") or {}
     if says is not None and kind in says.by_kind:
-        return says.by_kind[kind]
+        said = says.by_kind[kind]
+        return said(ctx) if callable(said) else said
     if kind in MESSAGES:
         return MESSAGES[kind]
     if kind == "value_error" and isinstance(ctx.get("error"), ValidationError):
@@ -506,5 +508,7 @@ def check(model, document, name="body"):
     try:
         return model.model_validate(document)
     except PydanticError as exc:
-        problems = [(_path(e["loc"], name) + _below(e), _message(e, _says(model, e["loc"]))) for e in exc.errors()]
+        # Unknown keys first: a misspelt key is the likeliest cause of the "is required" beside it.
+        errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+        problems = [(_path(e["loc"], name) + _below(e), _message(e, _says(model, e["loc"]))) for e in errors]
         raise ValidationError.several(list(dict.fromkeys(problems))) from None
