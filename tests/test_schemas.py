@@ -127,3 +127,24 @@ def test_the_spec_components_of_the_bodies_come_from_the_models():
     assert contract["required"] == ["name", "priorities"] and contract["additionalProperties"] is False
     assert components["RequestInput"]["properties"]["requester"] == {
         "$ref": "#/components/schemas/Requester", "description": "the customer who asked"}
+
+
+def test_the_400_example_of_api_md_is_what_the_api_answers(admin):
+    text = (ROOT / "docs" / "api.md").read_text("utf-8")
+    shown = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+    document = demo_contract()
+    document["priorities"]["high"]["clock"] = "24/7"
+    document["notify"] = {**document.get("notify", {}), "provider": ["ops@provider.example", "ops"]}
+    assert admin.put("/contracts/demo", document) == (400, shown)
+
+
+def test_a_batch_names_every_rule_each_of_its_items_breaks(acme, clock):
+    admin, agent, _ = acme
+    assert admin.put("/contracts/acme", demo_contract(interactions={"phone": {"answer_within": "60s",
+                                                                               "target": 0.9}}))[0] == 200
+    items = [{"id": "c-1", "channel": "fax", "offered_at": "2026-11-23T09:00:00+08:00"},
+             {"id": "c-1", "channel": "phone", "offered_at": "2026-11-23T09:00:00+08:00",
+              "answered_at": "2026-11-23T08:00:00+08:00"}]
+    status, body = agent.post("/contracts/acme/interactions", {"items": items})
+    assert status == 400 and [error["Field"] for error in body["Errors"]] == [
+        "items[0].channel", "items[1].answered_at", "items[1].id"]
