@@ -1,5 +1,6 @@
 """The documents the API accepts, declared once as pydantic models: the contract (PUT /contracts/{id})
-and the bodies of a new request, an event and a preview.
+and the bodies of a new request and a preview (core/intake.py declares the event, interaction and
+calendar-year bodies beside the event types they name).
 
 Each model is the shape of its document: the keys, which are required, their types (strict: "5" is no
 number, 1 is no string), the field-level rules (a duration, an e-mail address, one line of text of at
@@ -28,6 +29,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticError
 
 from chalicelib.core.calendar import DEFAULT_CONFIG as CALENDAR_DEFAULTS
+from chalicelib.core.calendar import DEFAULT_TIMEZONE
 from chalicelib.core.durations import parse_duration
 from chalicelib.core.emails import LANGUAGES, distinct_addresses
 from chalicelib.core.errors import ValidationError
@@ -51,7 +53,6 @@ CLOCKS = ("business", "24x7")
 RESOLUTION_FROM = ("received", "first_response")
 INTERACTION_HOURS = ("business", "24x7")
 INTERACTION_CALLBACKS = ("exclude", "count")
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_KPI = {"availability": 0.995, "satisfaction": 0.9, "resolution_rate": 0.95}
 
 
@@ -133,11 +134,15 @@ Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"
 
 
 class Document(BaseModel):
-    """A JSON object of these keys only, each of its declared type (no coercion). Its normalized form
-    (`model_dump(mode="json")`) leaves out the keys of OMIT_NONE that are null, those of OMIT_EMPTY that
-    are empty and those of OMIT_UNSET the document did not give."""
+    """A JSON object of these keys only, each of its declared type (no coercion)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class Sparse(Document):
+    """A document whose normalized form (`model_dump(mode="json")`) leaves out the keys of OMIT_NONE
+    that are null, those of OMIT_EMPTY that are empty and those of OMIT_UNSET it was not given."""
+
     OMIT_NONE: ClassVar[tuple] = ()
     OMIT_EMPTY: ClassVar[tuple] = ()
     OMIT_UNSET: ClassVar[tuple] = ()
@@ -188,7 +193,7 @@ class CalendarConfig(Document):
 ABSENT = {"x-default": "none: the metric is absent"}  # the default the docs show in words (see the generator)
 
 
-class CategoryTargets(Document):
+class CategoryTargets(Sparse):
     """The targets a category (a complaint) replaces; at least one."""
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
@@ -224,7 +229,7 @@ class PriorityTargets(CategoryTargets):
         examples=["24x7"])
 
 
-class ChannelRule(Document):
+class ChannelRule(Sparse):
     OMIT_UNSET = ("callbacks",)  # written back only when given: versions from before it read unchanged
 
     answer_within: AnswerWithin = Field(description=(
@@ -279,7 +284,7 @@ class Webhook(Document):
                     "stored secret of the same url.")
 
 
-class StoredWebhook(Webhook):
+class StoredWebhook(Webhook, Sparse):
     """A webhook as a stored version keeps it: its secret is named (`secret_ref`), and it says since when
     it gets each event (`subscribed_at`); a version stored before either has neither."""
 
@@ -291,7 +296,7 @@ class StoredWebhook(Webhook):
     subscribed_at: dict[str, str] = Field(default_factory=dict)
 
 
-class Penalties(Document):
+class Penalties(Sparse):
     OMIT_NONE = ("late_first_response", "late_progress", "late_resolution_per_day", "monthly_cap")
 
     currency: Annotated[str, Says(string_type="must be a three-letter ISO 4217 code such as CNY",
