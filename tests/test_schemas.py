@@ -148,3 +148,22 @@ def test_a_batch_names_every_rule_each_of_its_items_breaks(acme, clock):
     status, body = agent.post("/contracts/acme/interactions", {"items": items})
     assert status == 400 and [error["Field"] for error in body["Errors"]] == [
         "items[0].channel", "items[1].answered_at", "items[1].id"]
+
+
+def test_a_contract_breaking_several_rules_across_fields_is_told_each(admin):
+    document = demo_contract()
+    document["priorities"]["high"]["resolution"] = "401wd"
+    document["off_hours_first_response"] = "401wd"
+    document["notify"] = {**document["notify"], "customer_reports": [f"c{i}@customer.example" for i in range(51)]}
+    status, body = admin.put("/contracts/acme", document)
+    assert status == 400 and [error["Field"] for error in body["Errors"]] == [
+        "priorities.high.resolution", "off_hours_first_response", "notify.customer_reports"]
+
+
+def test_a_request_is_told_every_rule_of_the_contract_and_role_it_breaks(acme):
+    _, _, client = acme
+    status, body = client.post("/requests", {"contract_id": "acme", "priority": "p9", "category": "x",
+                                             "channel": "portal", "subject": "s",
+                                             "requester": {"email": "a@customer.example"},
+                                             "received_at": "2026-11-23T09:00:00+08:00"})
+    assert status == 400 and [error["Field"] for error in body["Errors"]] == ["priority", "category", "received_at"]

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PlainValidator, WithJsonSchema
 
 from chalicelib.core.calendar import parse_date
-from chalicelib.core.errors import ForbiddenError, ValidationError
+from chalicelib.core.errors import ForbiddenError, Problems, ValidationError
 from chalicelib.core.fields import (
     instant,
 )
@@ -118,15 +118,20 @@ def contract_id_of(body):
 def parse_new_request(body, policy, role, now):
     """A POST /requests body, checked against the contract's policy."""
     request = check(RequestInput, body)
+    problems = Problems()
+    priority = problems.run(_priority, request.priority, policy)
+    category = problems.run(_category, request.category, policy)
+    received_at = problems.run(_backdated, request.received_at, "received_at", role, now)
+    problems.raise_any()
     return NewRequest(
         contract_id=request.contract_id,
-        priority=_priority(request.priority, policy),
+        priority=priority,
         channel=request.channel,
         subject=request.subject,
         description=request.description,
         requester=request.requester.model_dump(exclude_none=True),
-        received_at=_backdated(request.received_at, "received_at", role, now),
-        category=_category(request.category, policy),
+        received_at=received_at,
+        category=category,
     )
 
 
@@ -142,9 +147,12 @@ def parse_preview(body, policy, role, now):
     """A POST /contracts/{id}/preview body: the fields of a request that decide its deadlines, checked
     as a request's are."""
     preview = check(PreviewInput, body)
-    return Preview(priority=_priority(preview.priority, policy),
-                   received_at=_backdated(preview.received_at, "received_at", role, now),
-                   channel=preview.channel, category=_category(preview.category, policy))
+    problems = Problems()
+    priority = problems.run(_priority, preview.priority, policy)
+    category = problems.run(_category, preview.category, policy)
+    received_at = problems.run(_backdated, preview.received_at, "received_at", role, now)
+    problems.raise_any()
+    return Preview(priority=priority, received_at=received_at, channel=preview.channel, category=category)
 
 
 @dataclass(frozen=True)
@@ -162,24 +170,26 @@ def parse_event(body, policy, role, now, last_at):
     event = check(EventInput, body)
     if event.type not in EVENTS_BY_ROLE[role]:
         raise ForbiddenError(f"a {role} token may not post {event.type} events")
-    for key, only_for in EVENT_ONLY_KEYS.items():
-        if getattr(event, key) is not None and event.type != only_for:
-            raise ValidationError(key, f"only allowed on {only_for} events")
+    problems = Problems()
+    problems += [(key, f"only allowed on {only_for} events") for key, only_for in EVENT_ONLY_KEYS.items()
+                 if getattr(event, key) is not None and event.type != only_for]
     fields = {}
     if event.type == "reprioritize":
-        fields["priority"] = _priority(event.priority, policy)
+        fields["priority"] = problems.run(_priority, event.priority, policy)
     if event.type == "rate":
         if event.score is None:
-            raise ValidationError("score", "must be a whole number from 1 to 5")
+            problems.append(("score", "must be a whole number from 1 to 5"))
         fields["score"] = event.score
     if event.type == "register" and event.channel is not None:
         if not policy.is_designated(event.channel):
-            raise ValidationError("channel", f"{event.channel!r} is not a designated channel of the contract")
+            problems.append(("channel", f"{event.channel!r} is not a designated channel of the contract"))
         fields["channel"] = event.channel
     if event.note is not None:
         fields["note"] = event.note
     not_before = last_at.astimezone(policy.calendar.tz) if last_at is not None else None
-    return NewEvent(type=event.type, at=_backdated(event.at, "at", role, now, not_before=not_before), **fields)
+    at = problems.run(_backdated, event.at, "at", role, now, not_before)
+    problems.raise_any()
+    return NewEvent(type=event.type, at=at, **fields)
 
 
 MAX_INTERACTIONS = 500  # per call: a feed's batch, well inside the API's body limit
@@ -231,15 +241,14 @@ def parse_interactions(body, policy, now):
     items = check(InteractionsInput, body).items
     if not policy.interactions:
         raise ValidationError("items", "the contract defines no interaction channels (its `interactions` key)")
-    problems, seen = [], {}
+    problems, seen = Problems(), {}
     for i, item in enumerate(items):
         where = f"items[{i}]"
         problems += [(f"{where}.{key}", message) for key, message in _interaction_problems(item, policy, now)]
         if item.id in seen:
             problems.append((f"{where}.id", f"repeats items[{seen[item.id]}].id: send each id once"))
         seen.setdefault(item.id, i)
-    if problems:
-        raise ValidationError.several(problems)
+    problems.raise_any()
     return [Interaction(id=item.id, channel=item.channel, offered_at=item.offered_at,
                         answered_at=item.answered_at, abandoned_at=item.abandoned_at) for item in items]
 

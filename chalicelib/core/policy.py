@@ -10,7 +10,7 @@ from datetime import datetime
 from chalicelib.core.calendar import BusinessCalendar
 from chalicelib.core.durations import Duration, parse_duration
 from chalicelib.core.emails import MAX_RECIPIENTS, distinct_addresses
-from chalicelib.core.errors import ConflictError, ValidationError
+from chalicelib.core.errors import ConflictError, Problems, ValidationError
 from chalicelib.core.schemas import (  # noqa: F401 - the limits are read here too (connect.py, tests)
     MAX_QUEUE_ID,
     MAX_QUEUES,
@@ -189,7 +189,7 @@ def _targets_document(durations):
     return {k: str(durations[k]) for k in TARGETS if durations.get(k) is not None}
 
 
-def _check_lengths(contract, business_day_minutes):
+def _check_lengths(contract, business_day_minutes, problems):
     """A submitted contract's durations are at most MAX_WORKING_DAYS working days of their clock. A
     category target may run on any priority's clock, so it is held to the shortest working day among
     them."""
@@ -198,30 +198,31 @@ def _check_lengths(contract, business_day_minutes):
 
     for key, spec in contract.priorities.items():
         for target, duration in spec.durations().items():
-            _check_length(duration, f"priorities.{key}.{target}", day_minutes(spec.clock))
+            problems.run(_check_length, duration, f"priorities.{key}.{target}", day_minutes(spec.clock))
     shortest = min(day_minutes(spec.clock) for spec in contract.priorities.values())
     for key, spec in contract.categories.items():
         for target, duration in spec.durations().items():
-            _check_length(duration, f"categories.{key}.{target}", shortest)
+            problems.run(_check_length, duration, f"categories.{key}.{target}", shortest)
     if contract.off_hours_first_response is not None:
-        _check_length(contract.off_hours_first_response, "off_hours_first_response", business_day_minutes)
+        problems.run(_check_length, contract.off_hours_first_response, "off_hours_first_response",
+                     business_day_minutes)
 
 
-def _check_notify(notify):
+def _check_notify(notify, problems):
     """A submitted contract keeps every email within SES's recipients per message: a breach alert goes
     to provider and admins at once, the monthly report to customer_reports. Stored versions are read as
     they were accepted; the outbox fails the email of an older one that exceeds it, with the reason."""
     escalation = distinct_addresses(notify.provider + notify.admins)
     if len(escalation) > MAX_RECIPIENTS:
-        raise ValidationError("notify", f"provider and admins name {len(escalation)} different addresses, and a "
-                                        f"breach alert goes to all of them in one email: at most {MAX_RECIPIENTS} "
-                                        "(SES's limit per message); use a distribution list")
+        problems.append(("notify", f"provider and admins name {len(escalation)} different addresses, and a "
+                                   f"breach alert goes to all of them in one email: at most {MAX_RECIPIENTS} "
+                                   "(SES's limit per message); use a distribution list"))
     if len(notify.customer_reports) > MAX_RECIPIENTS:
-        raise ValidationError("notify.customer_reports", f"at most {MAX_RECIPIENTS} addresses (SES's limit per "
-                                                         f"message), not {len(notify.customer_reports)}")
+        problems.append(("notify.customer_reports", f"at most {MAX_RECIPIENTS} addresses (SES's limit per "
+                                                    f"message), not {len(notify.customer_reports)}"))
 
 
-def _checked_webhooks(webhooks, submitted, allow_local):
+def _checked_webhooks(webhooks, submitted, allow_local, problems):
     """The webhooks, each URL once. A submitted document's URLs must pass the destination rules
     (`allow_local`: loopback too) and are kept as they will be sent; a stored one's passed them when it
     was submitted, and names its secret (`secret_ref`, or a `secret` written before they were stored)."""
@@ -229,10 +230,10 @@ def _checked_webhooks(webhooks, submitted, allow_local):
     for i, hook in enumerate(webhooks):
         where = f"webhooks[{i}]"
         if not submitted and hook.secret is None and hook.secret_ref is None:
-            raise ValidationError(f"{where}.secret", "is required")
-        url = check_url(hook.url, f"{where}.url", allow_local) if submitted else hook.url
-        if url in urls:
-            raise ValidationError(f"{where}.url", "is listed twice")
+            problems.append((f"{where}.secret", "is required"))
+        url = problems.run(check_url, hook.url, f"{where}.url", allow_local) if submitted else hook.url
+        if url is not None and url in urls:
+            problems.append((f"{where}.url", "is listed twice"))
         urls.add(url)
         checked.append(hook.model_copy(update={"url": url}))
     return checked
@@ -274,16 +275,16 @@ def _policy(contract, calendar, version):
     )
 
 
-def _check_submitted(contract, calendar, admitted_at):
+def _check_submitted(contract, calendar, admitted_at, problems):
     """The rules a contract being PUT meets besides its schema: working time in every 60-day window of
     the years around `admitted_at`, durations within MAX_WORKING_DAYS working days, at most MAX_QUEUES
     Connect queues, and every email within SES's recipients per message."""
-    calendar.require_working_time(admitted_at.astimezone(calendar.tz).date())
-    _check_lengths(contract, calendar.regular_day_minutes)
+    problems.run(calendar.require_working_time, admitted_at.astimezone(calendar.tz).date())
+    _check_lengths(contract, calendar.regular_day_minutes, problems)
     queues = contract.amazon_connect.queue_ids if contract.amazon_connect else ()
     if len(queues) > MAX_QUEUES:
-        raise ValidationError("amazon_connect.queue_ids", f"lists {len(queues)} queues; at most {MAX_QUEUES}")
-    _check_notify(contract.notify)
+        problems.append(("amazon_connect.queue_ids", f"lists {len(queues)} queues; at most {MAX_QUEUES}"))
+    _check_notify(contract.notify, problems)
 
 
 def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local_webhooks=False):
@@ -304,8 +305,10 @@ def parse_contract(doc, version=0, admitted_at=None, overrides=None, allow_local
     contract = check(ContractInput if submitted else StoredContract, doc, "contract")
     calendar_doc = contract.calendar.model_dump(mode="json")
     calendar = BusinessCalendar.from_config(calendar_doc, timezone=contract.timezone, overrides=overrides)
+    problems = Problems()  # every rule below is checked, and one 400 names each one broken
     if submitted:
-        _check_submitted(contract, calendar, admitted_at)
+        _check_submitted(contract, calendar, admitted_at, problems)
     contract = contract.model_copy(update={
-        "webhooks": _checked_webhooks(contract.webhooks, submitted, allow_local_webhooks)})
+        "webhooks": _checked_webhooks(contract.webhooks, submitted, allow_local_webhooks, problems)})
+    problems.raise_any()
     return contract.model_dump(mode="json"), _policy(contract, calendar, version)
