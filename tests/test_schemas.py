@@ -79,6 +79,7 @@ def test_a_whole_amount_stays_whole_in_the_stored_document():
     document, policy = parse_contract(demo_contract(penalties={"late_first_response": 200, "late_progress": 12.5}))
     assert json.dumps(document["penalties"]) == '{"currency": "CNY", "late_first_response": 200, "late_progress": 12.5}'
     assert policy.penalties.late_first_response == 200
+    assert (policy.penalties.late_resolution_per_day, policy.penalties.monthly_cap) == (0, None)  # unset: the defaults
 
 
 def test_an_event_score_of_another_type_is_refused_naming_score(acme):

@@ -264,7 +264,7 @@ def _policy(contract, calendar, version):
         off_hours_first_response=contract.off_hours_first_response,
         warn_at=tuple(contract.warn_at),
         resolution_from=contract.resolution_from,
-        penalties=Penalties(**dict(contract.penalties)),
+        penalties=Penalties(**{key: value for key, value in contract.penalties if value is not None}),
         kpi=contract.kpi.model_dump(),
         notify=Notify(notify.sender, tuple(notify.provider), tuple(notify.admins), notify.language,
                       tuple(notify.customer_reports), sender_name=notify.sender_name or contract.name,
