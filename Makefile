@@ -18,7 +18,7 @@ STAGES  = $(shell $(PYTHON) -c 'import json; print(*json.load(open(".chalice/con
 # chalice package needs a region to resolve the Lambda runtime; it never calls AWS.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test pytest demo bench install clean infra package lint
+.PHONY: run test pytest demo bench install clean infra openapi package lint
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench: $(STAMP)
 # infra/resources.yaml is generated from chalicelib/aws/tables.py, .chalice/config.json and app.py.
 infra: $(STAMP)
 	$(PY) infra/generate.py
+
+# chalicelib/openapi.yaml is generated: scripts/openapi_source.yaml (written by hand) and the schemas of the
+# request bodies from their pydantic models (chalicelib/core/schemas.py); the docs' field tables too.
+openapi: $(STAMP)
+	$(PY) scripts/generate_openapi.py
 
 # build/: deployment.zip (Lambda wheels for python3.11 from PyPI) and sam.yaml, the SAM template with
 # infra/resources.yaml merged in, tied to $(STAGE) (Stage defaults to it; a CloudFormation rule refuses others).

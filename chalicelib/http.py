@@ -55,8 +55,13 @@ def json_response(body, status=200):
     return Response(body=render_json(body), status_code=status, headers={"Content-Type": JSON_CONTENT_TYPE})
 
 
-def error_response(code, message):
-    return json_response({"Code": code, "Message": message}, STATUS.get(code, 500))
+def error_response(code, message, problems=()):
+    """{"Code", "Message"}; a 400 for a document's fields also lists them, up to
+    ValidationError.MAX_NAMED: "Errors": [{"Field", "Message"}] (the message names them too)."""
+    body = {"Code": code, "Message": message}
+    if problems:
+        body["Errors"] = [{"Field": field, "Message": text} for field, text in problems[:ValidationError.MAX_NAMED]]
+    return json_response(body, STATUS.get(code, 500))
 
 
 def _depth_exceeds(document, limit):
@@ -173,6 +178,8 @@ class Api:
                 if principal.role not in roles:
                     raise ForbiddenError(f"this needs a token with role {' or '.join(roles)}")
             result = view(Call(request, principal, now, consumed), **params)
+        except ValidationError as exc:
+            return error_response(exc.code, exc.message, exc.problems)
         except SlaError as exc:
             return error_response(exc.code, exc.message)
         except AWS_FAULTS as exc:

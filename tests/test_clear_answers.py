@@ -20,7 +20,8 @@ def test_a_request_missing_several_fields_is_told_each_by_its_path(acme):
 def test_a_single_missing_field_keeps_its_one_line_message(acme):
     _, agent, _ = acme
     body = {"contract_id": "acme", "priority": "high", "channel": "portal", "requester": {"email": "a@b.example"}}
-    assert agent.post("/requests", body) == (400, {"Code": "BadRequestError", "Message": "subject: is required"})
+    assert agent.post("/requests", body) == (400, {"Code": "BadRequestError", "Message": "subject: is required",
+                                                   "Errors": [{"Field": "subject", "Message": "is required"}]})
     assert agent.post("/contracts/acme/simulations", {"month": "2026-10"})[1]["Message"] == (
         "contract: is required: the full contract document to replay the month under")
 
@@ -79,8 +80,9 @@ def test_a_batch_of_interactions_names_every_missing_field_of_every_item(acme, c
 ])
 def test_a_wrong_month_is_called_wrong_not_missing(acme, clock, month, message):
     _, agent, _ = acme
-    assert agent.get(f"/contracts/acme/reports?month={month}") == (400, {"Code": "BadRequestError",
-                                                                         "Message": message})
+    field, _, said = message.partition(": ")
+    assert agent.get(f"/contracts/acme/reports?month={month}") == (400, {
+        "Code": "BadRequestError", "Message": message, "Errors": [{"Field": field, "Message": said}]})
     body = {"contract": demo_contract(), "month": month}
     assert agent.post("/contracts/acme/simulations", body)[1]["Message"] == message
 

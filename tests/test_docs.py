@@ -180,6 +180,7 @@ API_MD = ROOT / "docs" / "api.md"
 # Every ```json block of docs/api.md, in order: the heading it sits under, and what it is an example of
 # (a request body, or an answer with its status) for an operation of the spec, at a concrete path.
 API_EXAMPLES = [
+    ("Conventions", ("answer", "PUT", "/contracts/demo", 400)),
     ("`GET /contracts/{contract_id}/reports", ("answer", "GET", "/contracts/demo/reports", 200)),
     ("`POST /contracts/{contract_id}/interactions`", ("body", "POST", "/contracts/demo/interactions")),
     ("`GET /contracts/{contract_id}/calendar?", ("answer", "GET", "/contracts/demo/calendar", 200)),

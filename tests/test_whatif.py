@@ -163,7 +163,8 @@ def test_a_bad_candidate_is_refused_as_a_put_refuses_it_naming_the_field_inside_
     put_status, refused = admin.put("/contracts/acme", document)
     status, body = simulate(agent, document)
     assert put_status == status == 400
-    assert body == {"Code": "BadRequestError", "Message": f"contract.{refused['Message']}"}
+    assert body == {"Code": "BadRequestError", "Message": f"contract.{refused['Message']}",
+                    "Errors": [{"Field": f"contract.{e['Field']}", "Message": e["Message"]} for e in refused["Errors"]]}
     assert body["Message"].startswith(f"contract.{field}")
 
 

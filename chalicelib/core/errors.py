@@ -38,6 +38,23 @@ class ValidationError(SlaError, ValueError):
         return error
 
 
+class Problems(list):
+    """Collects the (field, message) of every check that fails, each check run on its own, so that one
+    ValidationError names them all (`raise_any`)."""
+
+    def run(self, check, *args):
+        """check(*args), or None when it raises a ValidationError, whose problems are kept."""
+        try:
+            return check(*args)
+        except ValidationError as exc:
+            self.extend(exc.problems)
+            return None
+
+    def raise_any(self):
+        if self:
+            raise ValidationError.several(list(self))
+
+
 class ConflictError(SlaError):
     """The request is valid but impossible in the current state (respond twice, resolve a resolved...)."""
 

@@ -162,10 +162,6 @@ def email_address(value, name):
     return validated.ascii_email
 
 
-def channel_name(value, name):
-    return text(value, name, MAX_CHANNEL)
-
-
 def instant(value, name):
     """An ISO-8601 timestamp with a UTC offset."""
     if not isinstance(value, str):

@@ -4,33 +4,32 @@ Every error is a ValidationError naming the field; nothing is stored unless the 
 """
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field, PlainValidator, WithJsonSchema
 
 from chalicelib.core.calendar import parse_date
-from chalicelib.core.errors import ForbiddenError, ValidationError
+from chalicelib.core.errors import ForbiddenError, Problems, ValidationError
 from chalicelib.core.fields import (
-    channel_name,
-    email_address,
     instant,
-    missing,
-    reject_unknown,
-    require,
-    require_object,
-    text,
+)
+from chalicelib.core.schemas import (  # noqa: F401 - the limits are read here too (docs tests)
+    MAX_DESCRIPTION,
+    MAX_NOTE,
+    MAX_SUBJECT,
+    Channel,
+    Document,
+    Instant,
+    PreviewInput,
+    RequestInput,
+    Says,
+    Text,
+    check,
 )
 from chalicelib.core.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
-MAX_SUBJECT = 200
-MAX_DESCRIPTION = 20000
-MAX_NOTE = 4000
-MAX_NAME = 200
-REQUEST_KEYS = ("contract_id", "priority", "category", "channel", "subject", "description", "requester",
-                "received_at")
-REQUIRED_REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "requester")
-PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
-SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
-EVENT_KEYS = ("type", "at", "note", "priority", "score", "channel")
 POSTABLE_EVENTS = (
     "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
     "reopen", "rate",
@@ -46,14 +45,33 @@ BACKDATING_ROLES = ("agent", "admin")
 EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "register"}
 
 
-def _backdated(body, key, role, now, not_before=None):
-    """`received_at` / `at`: only agents and admins may set it; never in the future, nor before
-    `not_before` (an aware datetime, named in the message in its own timezone)."""
-    if body.get(key) is None:
+class EventInput(Document):
+    """A POST /requests/{id}/events body. (Declared here, after the event types it names.)"""
+
+    type: Literal[POSTABLE_EVENTS] = Field(description=(
+        "one of the event types below, allowed for the token's role (`403` otherwise)"))
+    at: Instant | None = Field(None, description=(
+        "defaults to now; only agent and admin tokens may set it; not in the future, not before the previous event"))
+    note: Text(MAX_NOTE, min_len=0, multiline=True) | None = Field(None, description=(
+        f"up to {MAX_NOTE:,} characters, tab and line breaks allowed; included in the customer's email"))
+    priority: str | None = Field(None, description="`reprioritize` only, required there: one of the contract's "
+                                                   "priorities")
+    score: Annotated[int | None, Says(int_type="must be a whole number from 1 to 5",
+                                      greater_than_equal="must be a whole number from 1 to 5",
+                                      less_than_equal="must be a whole number from 1 to 5")] = \
+        Field(None, ge=1, le=5, description="`rate` only, required there: a whole number 1–5")
+    channel: Channel | None = Field(None, description=(
+        "`register` only: the designated channel the request is recorded on"))
+
+
+def _backdated(value, key, role, now, not_before=None):
+    """`value` of `received_at` / `at`: only agents and admins may set it; never in the future, nor
+    before `not_before` (an aware datetime, named in the message in its own timezone). None: `now`."""
+    if value is None:
         return now
     if role not in BACKDATING_ROLES:
         raise ValidationError(key, "only agent or admin tokens may set it")
-    at = instant(body[key], key)
+    at = instant(value, key)
     if at < EARLIEST:
         raise ValidationError(key, f"must not precede {EARLIEST.date().isoformat()}")
     if at > now:
@@ -92,43 +110,28 @@ class NewRequest:
     category: str | None = None
 
 
-def _request_shape(body):
-    """A POST /requests body is an object of known keys with every required one: else a 400 naming
-    every missing field at once (`requester.email` too, when `requester` is an object)."""
-    require_object(body, "body")
-    reject_unknown(body, REQUEST_KEYS)
-    requester = body.get("requester")
-    require(missing(body, REQUIRED_REQUEST_KEYS)
-            + (missing(requester, ("email",), "requester") if isinstance(requester, dict) else []))
-
-
 def contract_id_of(body):
-    """The contract a POST /requests body names, once the body has its shape (_request_shape)."""
-    _request_shape(body)
-    return text(body["contract_id"], "contract_id", 64)
+    """The contract a POST /requests body names, once the body is valid (schemas.RequestInput)."""
+    return check(RequestInput, body).contract_id
 
 
 def parse_new_request(body, policy, role, now):
     """A POST /requests body, checked against the contract's policy."""
-    _request_shape(body)
-    priority = _priority(body["priority"], policy)
-    requester = require_object(body["requester"], "requester")
-    reject_unknown(requester, ("name", "email"), "requester")
-    clean_requester = {"email": email_address(requester["email"], "requester.email")}
-    if requester.get("name") is not None:
-        clean_requester["name"] = text(requester["name"], "requester.name", MAX_NAME)
-    description = body.get("description")
-    if description is not None:
-        description = text(description, "description", MAX_DESCRIPTION, min_len=0, multiline=True)
+    request = check(RequestInput, body)
+    problems = Problems()
+    priority = problems.run(_priority, request.priority, policy)
+    category = problems.run(_category, request.category, policy)
+    received_at = problems.run(_backdated, request.received_at, "received_at", role, now)
+    problems.raise_any()
     return NewRequest(
-        contract_id=contract_id_of(body),
+        contract_id=request.contract_id,
         priority=priority,
-        channel=channel_name(body["channel"], "channel"),
-        subject=text(body["subject"], "subject", MAX_SUBJECT),
-        description=description,
-        requester=clean_requester,
-        received_at=_backdated(body, "received_at", role, now),
-        category=_category(body.get("category"), policy),
+        channel=request.channel,
+        subject=request.subject,
+        description=request.description,
+        requester=request.requester.model_dump(exclude_none=True),
+        received_at=received_at,
+        category=category,
     )
 
 
@@ -143,15 +146,13 @@ class Preview:
 def parse_preview(body, policy, role, now):
     """A POST /contracts/{id}/preview body: the fields of a request that decide its deadlines, checked
     as a request's are."""
-    require_object(body, "body")
-    reject_unknown(body, PREVIEW_KEYS)
-    if "priority" not in body:
-        raise ValidationError("priority", "is required")
-    priority = _priority(body["priority"], policy)
-    category = _category(body.get("category"), policy)
-    channel = channel_name(body["channel"], "channel") if body.get("channel") is not None else None
-    return Preview(priority=priority, received_at=_backdated(body, "received_at", role, now), channel=channel,
-                   category=category)
+    preview = check(PreviewInput, body)
+    problems = Problems()
+    priority = problems.run(_priority, preview.priority, policy)
+    category = problems.run(_category, preview.category, policy)
+    received_at = problems.run(_backdated, preview.received_at, "received_at", role, now)
+    problems.raise_any()
+    return Preview(priority=priority, received_at=received_at, channel=preview.channel, category=category)
 
 
 @dataclass(frozen=True)
@@ -166,100 +167,110 @@ class NewEvent:
 
 def parse_event(body, policy, role, now, last_at):
     """A POST /requests/{id}/events body. `last_at`: time of the request's latest event."""
-    require_object(body, "body")
-    reject_unknown(body, EVENT_KEYS)
-    kind = body.get("type")
-    if kind is None:
-        raise ValidationError("type", "is required")
-    if kind not in POSTABLE_EVENTS:
-        raise ValidationError("type", f"must be one of {', '.join(POSTABLE_EVENTS)}")
-    if kind not in EVENTS_BY_ROLE[role]:
-        raise ForbiddenError(f"a {role} token may not post {kind} events")
-    for key, only_for in EVENT_ONLY_KEYS.items():
-        if body.get(key) is not None and kind != only_for:
-            raise ValidationError(key, f"only allowed on {only_for} events")
+    event = check(EventInput, body)
+    if event.type not in EVENTS_BY_ROLE[role]:
+        raise ForbiddenError(f"a {role} token may not post {event.type} events")
+    problems = Problems()
+    problems += [(key, f"only allowed on {only_for} events") for key, only_for in EVENT_ONLY_KEYS.items()
+                 if getattr(event, key) is not None and event.type != only_for]
     fields = {}
-    if kind == "reprioritize":
-        fields["priority"] = _priority(body.get("priority"), policy)
-    if kind == "rate":
-        score = body.get("score")
-        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
-            raise ValidationError("score", "must be a whole number from 1 to 5")
-        fields["score"] = score
-    if kind == "register" and body.get("channel") is not None:
-        channel = channel_name(body["channel"], "channel")
-        if not policy.is_designated(channel):
-            raise ValidationError("channel", f"{channel!r} is not a designated channel of the contract")
-        fields["channel"] = channel
-    if body.get("note") is not None:
-        fields["note"] = text(body["note"], "note", MAX_NOTE, min_len=0, multiline=True)
+    if event.type == "reprioritize":
+        fields["priority"] = problems.run(_priority, event.priority, policy)
+    if event.type == "rate":
+        if event.score is None:
+            problems.append(("score", "must be a whole number from 1 to 5"))
+        fields["score"] = event.score
+    if event.type == "register" and event.channel is not None:
+        if not policy.is_designated(event.channel):
+            problems.append(("channel", f"{event.channel!r} is not a designated channel of the contract"))
+        fields["channel"] = event.channel
+    if event.note is not None:
+        fields["note"] = event.note
     not_before = last_at.astimezone(policy.calendar.tz) if last_at is not None else None
-    return NewEvent(type=kind, at=_backdated(body, "at", role, now, not_before=not_before), **fields)
+    at = problems.run(_backdated, event.at, "at", role, now, not_before)
+    problems.raise_any()
+    return NewEvent(type=event.type, at=at, **fields)
 
 
 MAX_INTERACTIONS = 500  # per call: a feed's batch, well inside the API's body limit
 MAX_INTERACTION_ID = 128
-INTERACTION_KEYS = ("id", "channel", "offered_at", "answered_at", "abandoned_at")
-REQUIRED_INTERACTION_KEYS = ("id", "channel", "offered_at")
 # Interactions are kept this long (DynamoDB's TTL removes them after): an older one could not be kept.
 INTERACTION_RETENTION = timedelta(days=400)
 
 
+def _required_instant(value):
+    if value is None:
+        raise ValidationError("", "is required")
+    return instant(value, "")
+
+
+# An ISO-8601 timestamp with an offset, read as an aware datetime.
+Moment = Annotated[str, PlainValidator(_required_instant), WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class InteractionInput(Document):
+    """A call or chat: answered, abandoned, or neither (still waiting when sent, or ended otherwise: it
+    counts as offered only)."""
+
+    id: Text(MAX_INTERACTION_ID) = Field(description=(
+        "1–128 characters, once per batch. A later batch with the same id **replaces** the record (feeds "
+        "deliver at least once)"))
+    channel: Annotated[str, Says(string_type="must be one of the contract's channels")] = Field(
+        description="one of the contract's `interactions` channels")
+    offered_at: Moment = Field(description=(
+        f"when the interaction reached the queue; not in the future, not older than {INTERACTION_RETENTION.days} "
+        "days (how long interactions are kept)"))
+    answered_at: Moment | None = Field(None, description=(
+        "when an agent took it; not before `offered_at`, not in the future"))
+    abandoned_at: Moment | None = Field(None, description=(
+        "when the customer gave up; same rules. An interaction is answered or abandoned, not both; with neither "
+        "it counts as offered only"))
+
+
+class InteractionsInput(Document):
+    items: Annotated[list[InteractionInput], Says(
+        list_type=f"is required: a list of 1 to {MAX_INTERACTIONS} interactions",
+        too_short=f"is required: a list of 1 to {MAX_INTERACTIONS} interactions",
+        too_long=lambda ctx: f"holds {ctx['actual_length']} interactions; send at most {MAX_INTERACTIONS} per call",
+    )] = Field(min_length=1, max_length=MAX_INTERACTIONS, description=f"1 to {MAX_INTERACTIONS} interactions")
+
+
 def parse_interactions(body, policy, now):
     """A POST /contracts/{id}/interactions body: {"items": [...]}, every item checked before anything is
-    stored; an error names the item, e.g. `items[3].answered_at`."""
-    require_object(body, "body")
-    reject_unknown(body, ("items",))
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise ValidationError("items", "is required: a list of 1 to 500 interactions")
-    if len(items) > MAX_INTERACTIONS:
-        raise ValidationError("items", f"holds {len(items)} interactions; send at most {MAX_INTERACTIONS} per call")
+    stored; the 400 names each wrong field of each item, e.g. `items[3].answered_at`."""
+    items = check(InteractionsInput, body).items
     if not policy.interactions:
         raise ValidationError("items", "the contract defines no interaction channels (its `interactions` key)")
-    require([path for i, item in enumerate(items) if isinstance(item, dict)
-             for path in missing(item, REQUIRED_INTERACTION_KEYS, f"items[{i}]", null=True)])
-    parsed, seen = [], {}
+    problems, seen = Problems(), {}
     for i, item in enumerate(items):
-        interaction = parse_interaction(item, f"items[{i}]", policy, now)
-        if interaction.id in seen:
-            raise ValidationError(f"items[{i}].id", f"repeats items[{seen[interaction.id]}].id: send each id once")
-        seen[interaction.id] = i
-        parsed.append(interaction)
-    return parsed
+        where = f"items[{i}]"
+        problems += [(f"{where}.{key}", message) for key, message in _interaction_problems(item, policy, now)]
+        if item.id in seen:
+            problems.append((f"{where}.id", f"repeats items[{seen[item.id]}].id: send each id once"))
+        seen.setdefault(item.id, i)
+    problems.raise_any()
+    return [Interaction(id=item.id, channel=item.channel, offered_at=item.offered_at,
+                        answered_at=item.answered_at, abandoned_at=item.abandoned_at) for item in items]
 
 
-def parse_interaction(item, where, policy, now):
-    """One interaction: an id, a channel of the contract, when it was offered, and when it was answered
-    or abandoned (neither: still waiting when sent, or ended otherwise; it counts as offered only)."""
-    require_object(item, where)
-    reject_unknown(item, INTERACTION_KEYS, where)
-    require(missing(item, REQUIRED_INTERACTION_KEYS, where, null=True))
-    interaction_id = text(item["id"], f"{where}.id", MAX_INTERACTION_ID)
-    channel = item["channel"]
-    if not isinstance(channel, str) or channel not in policy.interactions:
-        raise ValidationError(f"{where}.channel", f"must be one of the contract's channels: "
-                                                 f"{', '.join(policy.interactions)}")
-    offered = _interaction_time(item, "offered_at", where, now)
-    if offered < now - INTERACTION_RETENTION:
-        raise ValidationError(f"{where}.offered_at", f"is older than the {INTERACTION_RETENTION.days} days "
-                                                     "interactions are kept")
-    ends = {key: _interaction_time(item, key, where, now) for key in ("answered_at", "abandoned_at")
-            if item.get(key) is not None}
-    if len(ends) == 2:
-        raise ValidationError(f"{where}.abandoned_at", "an interaction is answered or abandoned, not both")
-    for key, at in ends.items():
-        if at < offered:
-            raise ValidationError(f"{where}.{key}", "must not precede offered_at")
-    return Interaction(id=interaction_id, channel=channel, offered_at=offered,
-                       answered_at=ends.get("answered_at"), abandoned_at=ends.get("abandoned_at"))
-
-
-def _interaction_time(item, key, where, now):
-    at = instant(item[key], f"{where}.{key}")
-    if at > now:
-        raise ValidationError(f"{where}.{key}", "must not lie in the future")
-    return at
+def _interaction_problems(item, policy, now):
+    """(field, message) of each rule one interaction breaks: a channel of the contract, offered within
+    INTERACTION_RETENTION, nothing in the future, ended (answered or abandoned, not both) after it was
+    offered."""
+    if item.channel not in policy.interactions:
+        yield "channel", f"must be one of the contract's channels: {', '.join(policy.interactions)}"
+    moments = {key: at for key in ("offered_at", "answered_at", "abandoned_at")
+               if (at := getattr(item, key)) is not None}
+    for key, at in moments.items():
+        if at > now:
+            yield key, "must not lie in the future"
+    if item.offered_at < now - INTERACTION_RETENTION:
+        yield "offered_at", f"is older than the {INTERACTION_RETENTION.days} days interactions are kept"
+    if item.answered_at is not None and item.abandoned_at is not None:
+        yield "abandoned_at", "an interaction is answered or abandoned, not both"
+    for key in ("answered_at", "abandoned_at"):
+        if key in moments and moments[key] < item.offered_at:
+            yield key, "must not precede offered_at"
 
 
 @dataclass(frozen=True)
@@ -269,14 +280,24 @@ class YearSchedule:
     source: str
 
 
-def _dates_of_year(value, name, year):
-    if not isinstance(value, list):
-        raise ValidationError(name, f"must be a list of dates YYYY-MM-DD in {year}")
+# A "YYYY-MM-DD" date, read as a date.
+Day = Annotated[str, PlainValidator(lambda value: parse_date(value, "")),
+                WithJsonSchema({"type": "string", "format": "date"})]
+Days = Annotated[list[Day], Says(list_type="must be a list of dates YYYY-MM-DD")]
+
+
+class CalendarYearInput(Document):
+    holidays: Days = Field(description="Days off, all in the year")
+    workdays: Days = Field(description="Make-up working days, none also a holiday")
+    source: Text(MAX_SOURCE) = Field(description="Where the schedule was published")
+
+
+def _dates_of_year(days, name, year):
+    """{day: the index it is first listed at}; each of `year`."""
     found = {}
-    for i, item in enumerate(value):
-        day = parse_date(item, f"{name}[{i}]")
+    for i, day in enumerate(days):
         if day.year != year:
-            raise ValidationError(f"{name}[{i}]", f"{item} is not in {year}")
+            raise ValidationError(f"{name}[{i}]", f"{day} is not in {year}")
         found.setdefault(day, i)
     return found
 
@@ -284,12 +305,10 @@ def _dates_of_year(value, name, year):
 def parse_year_schedule(body, year):
     """A PUT /calendars/{country}/{year} body: the year's official days off (`holidays`), make-up working
     days (`workdays`) and where they were published (`source`)."""
-    require_object(body, "body")
-    reject_unknown(body, SCHEDULE_KEYS)
-    require(missing(body, SCHEDULE_KEYS))
-    holidays = _dates_of_year(body["holidays"], "holidays", year)
-    workdays = _dates_of_year(body["workdays"], "workdays", year)
+    schedule = check(CalendarYearInput, body)
+    holidays = _dates_of_year(schedule.holidays, "holidays", year)
+    workdays = _dates_of_year(schedule.workdays, "workdays", year)
     for day, i in sorted(workdays.items(), key=lambda pair: pair[1]):
         if day in holidays:
             raise ValidationError(f"workdays[{i}]", f"{day} is also listed in holidays: a day is one or the other")
-    return YearSchedule(tuple(sorted(holidays)), tuple(sorted(workdays)), text(body["source"], "source", MAX_SOURCE))
+    return YearSchedule(tuple(sorted(holidays)), tuple(sorted(workdays)), schedule.source)
