@@ -5,6 +5,7 @@ Every error is a ValidationError naming the field; nothing is stored unless the 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from chalicelib.core import events
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.errors import ForbiddenError, ValidationError
 from chalicelib.core.fields import (
@@ -30,20 +31,12 @@ REQUIRED_REQUEST_KEYS = ("contract_id", "priority", "channel", "subject", "reque
 PREVIEW_KEYS = ("priority", "received_at", "channel", "category")
 SCHEDULE_KEYS = ("holidays", "workdays", "source")
 MAX_SOURCE = 500
-EVENT_KEYS = ("type", "at", "note", "priority", "score", "channel")
-POSTABLE_EVENTS = (
-    "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
-    "reopen", "rate",
-)
-# What each role may post: customers (through client systems) reply, reopen and rate; agents run
-# the request; admins may do everything.
-EVENTS_BY_ROLE = {
-    "client": frozenset({"customer_reply", "reopen", "rate"}),
-    "agent": frozenset(POSTABLE_EVENTS) - {"rate"},
-    "admin": frozenset(POSTABLE_EVENTS),
-}
+# The event types, who may post each and the keys each carries are declared in core/events.py.
+EVENT_KEYS = events.POSTED_KEYS + tuple(events.DETAIL_OWNER)
+POSTABLE_EVENTS = events.POSTABLE
+EVENTS_BY_ROLE = events.BY_ROLE
 BACKDATING_ROLES = ("agent", "admin")
-EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "register"}
+EVENT_ONLY_KEYS = events.DETAIL_OWNER  # a detail key -> the one event type that carries it
 
 
 def _backdated(body, key, role, now, not_before=None):
