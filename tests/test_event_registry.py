@@ -58,6 +58,7 @@ def test_intake_takes_its_types_roles_and_keys_from_the_registry():
     assert intake.EVENTS_BY_ROLE["client"] == {"customer_reply", "reopen", "rate"}
     assert intake.EVENTS_BY_ROLE["agent"] == set(events.POSTABLE) - {"rate"}
     assert dict(intake.EVENT_ONLY_KEYS) == {d.name: name for name, t in TYPES.items() for d in t.details}
+    assert len(intake.EVENT_ONLY_KEYS) == sum(len(t.details) for t in TYPES.values()), "a detail has one type"
     assert dict(intake.EVENT_ONLY_KEYS) == {"priority": "reprioritize", "score": "rate", "channel": "register"}
     assert set(intake.EVENT_KEYS) == {"type", "at", "note"} | set(intake.EVENT_ONLY_KEYS)
 

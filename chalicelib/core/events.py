@@ -91,7 +91,6 @@ class Details:
     (EventType.details) that are set. Stored with the event's record; the clock's part of them
     (`for_clock`) goes into the request's timeline and its facts.Event too."""
 
-    type: str
     values: MappingProxyType
 
     @classmethod
@@ -99,7 +98,7 @@ class Details:
         """The details of an event of type `type_name`, read from `source`'s attributes (a parsed event
         body): those its type declares, when set."""
         found = {d.name: getattr(source, d.name, None) for d in TYPES[type_name].details}
-        return cls(type_name, MappingProxyType({name: value for name, value in found.items() if value is not None}))
+        return cls(MappingProxyType({name: value for name, value in found.items() if value is not None}))
 
     @property
     def for_clock(self):
