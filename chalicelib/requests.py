@@ -12,6 +12,7 @@ from chalicelib.core.clock import RESOLVED, STATUSES, Event
 from chalicelib.core.documents import event_document, notification_document, request_document
 from chalicelib.core.durations import parse_duration
 from chalicelib.core.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.core.events import TYPES, Details
 from chalicelib.core.fields import (
     check_contract_id,
     page_limit,
@@ -153,7 +154,7 @@ def _create_request(principal, body, now, idempotency=None):
     for name, value in evaluation.cache_after_write(item, policy, state, now, written_for=new.received_at).items():
         setattr(item, name, value)
     entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state, now), policy, now),
-               *webhooks.entries(item, policy, "received", "received", new.received_at, now)]
+               *webhooks.entries(item, policy, TYPES["received"].webhook, "received", new.received_at, now)]
     store.create_request(item, event, entries, now, idempotency)
     metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
     _deliver(entries, now)
@@ -175,19 +176,20 @@ def post_event(principal, request_id, body, now):
         if len(events) >= MAX_EVENTS:
             raise ConflictError(f"the request has {MAX_EVENTS:,} events, the most one request keeps; open a new one")
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
-        event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at,
-                      priority=new.priority, score=new.score, channel=new.channel)
+        details = Details.of(new.type, new)
+        event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at, **details.for_clock)
         # A reopen under a version that dropped the request's priority or category keeps the targets
         # it was resolved under: it never runs without a clock, whoever reopens it.
         kept = evaluation.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
         state = evaluation.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
         # Once a request's personal data is erased, no note is kept on it either.
         note = new.note if item.personal_data_erased_at is None else None
-        model = records.event_record(item.request_id, event, principal.token_id, note)
-        notice = alerts.customer_notice(policy, item, state, event, note, now)
+        model = records.event_record(item.request_id, event, principal.token_id, note, details)
+        notice = alerts.event_notice(policy, item, state, event, note, now)
         entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
-        if event.type == "resolve":
-            entries += webhooks.entries(item, policy, "resolved", f"resolved|{event.seq}", event.at, now)
+        announced = TYPES[event.type].webhook
+        if announced is not None:
+            entries += webhooks.entries(item, policy, announced, f"{announced}|{event.seq}", event.at, now)
         cache = evaluation.cache_after_write(item, policy, state, now, written_for=new.at) | kept
         store.append_event(item, model, cache, entries)
         _deliver(entries, now)

@@ -144,7 +144,7 @@ def test_a_customer_notice_about_a_moment_more_than_an_hour_before_it_is_posted_
     events = [Event(1, "received", request.received_at), Event(2, "respond", now - ago)]
     state = evaluate(POLICY, facts, events, now)
     assert alerts.acknowledgement(POLICY, request, state, now).skipped == reason
-    notice = alerts.customer_notice(POLICY, request, state, events[1], "已收到", now)
+    notice = alerts.event_notice(POLICY, request, state, events[1], "已收到", now)
     assert (notice.key, notice.kind, notice.skipped) == ("event|2", "respond", reason)
 
 
@@ -155,7 +155,7 @@ def test_the_rule_looks_at_the_moment_the_notice_is_about_not_at_the_request():
     events = [Event(1, "received", request.received_at), Event(2, "respond", now)]
     state = evaluate(POLICY, RequestFacts("high", True, request.received_at), events, now)
     assert alerts.acknowledgement(POLICY, request, state, now).skipped == "backdated"
-    assert alerts.customer_notice(POLICY, request, state, events[1], "", now).skipped is None
+    assert alerts.event_notice(POLICY, request, state, events[1], "", now).skipped is None
 
 
 def test_an_import_is_looked_at_once_its_writes_settle_a_live_write_at_once():

@@ -16,7 +16,8 @@ from chalicelib.core import emails
 from chalicelib.core.emails import KINDS, LANGUAGES, REQUIRED_KEYS, Rendered, format_minutes, render
 from chalicelib.core.policy import EXAMPLE_PRIORITIES
 
-REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
+# In the order their event types are declared (chalicelib/core/events.py).
+REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "await_customer", "resolve")
 PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
 TAGS = {
     "zh-CN": {"acknowledgement": "[已受理]", "respond": "[已回复]", "progress": "[处理进展]", "resolve": "[已解决]",

@@ -6,6 +6,7 @@ from datetime import date
 from chalicelib.aws import store
 from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
 from chalicelib.core.errors import NotFoundError
+from chalicelib.core.events import CLOCK_DETAILS
 from chalicelib.core.facts import RESOLVED, Event
 from chalicelib.core.personal_data import requester_key
 
@@ -27,10 +28,7 @@ def latest_record(contract_id):
 
 def clock_events(item):
     return [
-        Event(
-            seq=e["seq"], type=e["type"], at=e["at"],
-            priority=e.get("priority"), score=e.get("score"), channel=e.get("channel"),
-        )
+        Event(seq=e["seq"], type=e["type"], at=e["at"], **{name: e[name] for name in CLOCK_DETAILS if name in e})
         for e in item.timeline
     ]
 
@@ -57,11 +55,11 @@ def cached_attributes(item, cached):
     }
 
 
-def event_record(request_id, event, by, note):
-    """The stored form of one event of a request (its own item: who posted it, and the note)."""
-    details = {k: v for k, v in (("priority", event.priority), ("score", event.score), ("channel", event.channel))
-               if v is not None}
-    return EventModel(request_id, event.seq, type=event.type, at=event.at, by=by, note=note, details=details or None)
+def event_record(request_id, event, by, note, details=None):
+    """The stored form of one event of a request (its own item: who posted it, the note, and its
+    `details`, an events.Details)."""
+    return EventModel(request_id, event.seq, type=event.type, at=event.at, by=by, note=note,
+                      details=details.stored() if details is not None else None)
 
 
 def new_request_record(request_id, contract_id, new, designated, received_event, created_by):

@@ -53,6 +53,7 @@ from chalicelib.aws.tables import (
 )
 from chalicelib.core.customer_contacts import Leg
 from chalicelib.core.errors import ConflictError, CursorError
+from chalicelib.core.events import CLOCK_DETAILS
 from chalicelib.core.facts import RESOLVED
 from chalicelib.core.service_level import Interaction
 from chalicelib.logs import log_event
@@ -266,7 +267,7 @@ def refresh_cache(request, cache):
 def compact_event(event):
     """The clock-relevant part of an event, kept inside the request item."""
     entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC)}
-    entry.update(event.details or {})
+    entry.update((name, value) for name, value in (event.details or {}).items() if name in CLOCK_DETAILS)
     return entry
 
 

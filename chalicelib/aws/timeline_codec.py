@@ -16,11 +16,11 @@ from itertools import accumulate
 from pynamodb.attributes import Attribute
 from pynamodb.constants import BINARY
 
+from chalicelib.core import events
+
 FORMAT = 1  # first byte of the stored value; a new layout takes a new number
-# Stored codes: append new event types, never reorder.
-TYPE_CODES = ("received", "respond", "progress", "await_customer", "customer_reply", "reprioritize",
-              "register", "resolve", "reopen", "rate")
-OPTIONAL = ("priority", "score", "channel")
+TYPE_CODES = events.BY_CODE  # each type's stored code is declared with it, never renumbered
+OPTIONAL = events.CLOCK_DETAILS  # the details the clock reads; the others stay in the event's record
 _CODE_OF = {name: code for code, name in enumerate(TYPE_CODES)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chalicelib.core.delivery import addressees, skip_reason
-from chalicelib.core.emails import CUSTOMER_URGENCY, URGENCY, format_minutes, render
+from chalicelib.core.emails import CUSTOMER_URGENCY, URGENCY, distinct_addresses, format_minutes, render
+from chalicelib.core.events import ADMINS, PROVIDER, REQUESTER, TYPES
 from chalicelib.core.facts import FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION
 
-CUSTOMER_EVENTS = ("respond", "progress", "resolve", "await_customer")
 # A write about a moment longer ago than this is an import of history (a backdated request or event).
 IMPORT_AGE = timedelta(minutes=1)
 # An import posts a request and then its events one call at a time: the scanner looks only once the
@@ -77,19 +77,29 @@ def _customer_context(policy, request, state, note):
 def acknowledgement(policy, request, state, now):
     """The requester's receipt for an accepted request (skipped when it was received long before `now`)."""
     context = _customer_context(policy, request, state, "")
-    return Notification("acknowledgement", "acknowledgement", (request.requester["email"],), context,
+    return Notification("acknowledgement", TYPES["received"].email, (request.requester["email"],), context,
                         skipped=skip_reason(request.received_at, now))
 
 
-def customer_notice(policy, request, state, event, note, now):
-    """The requester's notice of a respond / progress / resolve / await_customer `event` (a clock
-    Event), or None; skipped when the event happened long before `now`. None too once the request's
-    personal data is erased: there is no one left to write to."""
-    if event.type not in CUSTOMER_EVENTS or request.requester is None:
+def event_notice(policy, request, state, event, note, now):
+    """The email a posted `event` (a clock Event) sends, as its type declares (core/events.py), or None.
+    One written to the requester is skipped when the event happened long before `now`, and is not
+    written once the request's personal data is erased: there is no one left to write to."""
+    declared = TYPES[event.type]
+    email_to = tuple(who for who in declared.email_to if who != REQUESTER or request.requester is not None)
+    if declared.email is None or not email_to:
         return None
     context = _customer_context(policy, request, state, note)
-    return Notification(f"event|{event.seq}", event.type, (request.requester["email"],), context,
-                        skipped=skip_reason(event.at, now))
+    return Notification(f"event|{event.seq}", declared.email, _addresses(policy, request, email_to), context,
+                        skipped=skip_reason(event.at, now) if REQUESTER in email_to else None)
+
+
+def _addresses(policy, request, email_to):
+    """The addresses of `email_to` (events.REQUESTER, PROVIDER, ADMINS), each mailbox once."""
+    lists = {PROVIDER: tuple(policy.notify.provider), ADMINS: tuple(policy.notify.admins)}
+    found = [address for who in email_to
+             for address in ((request.requester["email"],) if who == REQUESTER else lists[who])]
+    return tuple(distinct_addresses(found))
 
 
 def _provider_context(policy, request, state, metric, deadline, remaining, **extra):

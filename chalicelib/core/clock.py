@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.core.errors import ConflictError
+from chalicelib.core.events import WITHOUT_CLOCK_EFFECT
 from chalicelib.core.facts import AWAITING_CUSTOMER, FIRST_RESPONSE, OPEN, PROGRESS_UPDATE, RESOLUTION, RESOLVED
 from chalicelib.core.facts import EVENT_TYPES as EVENT_TYPES  # the clock's inputs, importable with it
 from chalicelib.core.facts import STATUSES as STATUSES
@@ -80,7 +81,7 @@ def _apply(t, event):
     kind, at = event.type, _utc(event.at)
     if t.last_at is not None and at < t.last_at:
         _conflict(event, f"its time {event.at.isoformat()} precedes the previous event")
-    if kind == "received":
+    if kind in WITHOUT_CLOCK_EFFECT:  # received: its effect is in the request's facts
         pass
     elif kind == "register":
         if t.clock_start is not None:

@@ -7,7 +7,7 @@ keeps the records and leases and talks to SES, and decides none of this.
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from chalicelib.core.emails import MAX_RECIPIENTS, PROVIDER_KINDS, Rendered, distinct_addresses
+from chalicelib.core.emails import MAX_RECIPIENTS, RECHECKED_KINDS, Rendered, distinct_addresses
 
 # Where each provider alert's addresses come from: its recipients, and the reason one with none left
 # (the contract's lists were emptied since it was created) is not sent.
@@ -53,7 +53,7 @@ def rechecked(kind):
     against its request's state before it goes: a provider alert may no longer hold (the deadline was
     met, the cycle moved on), and then it is superseded, never sent. Customer mail and reports tell of
     what happened: they go as they were written."""
-    return kind in PROVIDER_KINDS
+    return kind in RECHECKED_KINDS
 
 
 def retry_delay(attempts):

@@ -19,25 +19,26 @@ from types import MappingProxyType
 
 from wcwidth import wcswidth
 
+from chalicelib.core import events
 from chalicelib.core.facts import METRICS, PROGRESS_UPDATE
 from chalicelib.core.fields import one_line, printable
 
-REQUESTER_KINDS = ("acknowledgement", "respond", "progress", "resolve", "await_customer")
-PROVIDER_KINDS = ("warning", "breach", "progress_reminder")
-KINDS = REQUESTER_KINDS + PROVIDER_KINDS
+# The kinds of a request's emails: those its events send (declared with each event type in
+# core/events.py), and the SLA alerts the scanner sends (warnings and progress reminders to
+# notify.provider, breaches to notify.provider and notify.admins).
+EVENT_KINDS = events.EMAIL_KINDS
+ALERT_KINDS = ("warning", "breach", "progress_reminder")
+KINDS = EVENT_KINDS + ALERT_KINDS
 # Emails written to the customer: they carry the contract's notify.reply_to, where the customer's answers
 # belong. The provider's and admins' alerts and reports do not: a reply to one is for the sender.
-CUSTOMER_KINDS = REQUESTER_KINDS + ("customer_report",)
+CUSTOMER_KINDS = events.REQUESTER_EMAIL_KINDS + ("customer_report",)
 LANGUAGES = ("zh-CN", "en")  # one folder each under templates/ (tests/test_emails.py checks they agree)
 MAX_RECIPIENTS = 50  # addresses one email may go to: SES refuses a message with more (To, Cc and Bcc together)
 
 _COMMON = ("contract_name", "request_id", "subject", "priority", "requester_name")
-REQUIRED_KEYS = MappingProxyType({
+_EVENT_NOTICE = _COMMON + ("received_at", "deadline", "remaining", "note")
+REQUIRED_KEYS = MappingProxyType({kind: _EVENT_NOTICE for kind in EVENT_KINDS} | {
     "acknowledgement": _COMMON + ("received_at", "first_response_due", "deadline", "remaining", "note"),
-    "respond": _COMMON + ("received_at", "deadline", "remaining", "note"),
-    "progress": _COMMON + ("received_at", "deadline", "remaining", "note"),
-    "resolve": _COMMON + ("received_at", "deadline", "remaining", "note"),
-    "await_customer": _COMMON + ("received_at", "deadline", "remaining", "note"),
     "warning": _COMMON + ("metric", "deadline", "remaining", "threshold"),
     "breach": _COMMON + ("metric", "deadline", "remaining"),
     "progress_reminder": _COMMON + ("deadline", "remaining", "cycle"),
@@ -166,7 +167,7 @@ def _derived(kind, words, values, provisional, escape):
                                                             text=html.escape(phrases["provisional"]))
     else:
         found["provisional_line"] = phrases["provisional"] + "\n"
-    if kind in REQUESTER_KINDS:
+    if kind in EVENT_KINDS:
         note = values["note"].strip("\r\n")
         heading = words["note_heading"][kind]
         if not note.strip():
@@ -203,7 +204,7 @@ _TABLE_STYLES = {
 
 
 # Facts-table rows that several kinds show alike, kept once per language (templates/<lang>/<name>.html).
-_PARTIALS = {"customer_facts": REQUESTER_KINDS, "provider_facts": PROVIDER_KINDS}
+_PARTIALS = {"customer_facts": EVENT_KINDS, "provider_facts": ALERT_KINDS}
 
 
 def _html(language, kind, markup):
@@ -393,3 +394,7 @@ URGENCY = {"breach": 0, "progress_reminder": 1, "warning": 3}
 CUSTOMER_URGENCY = 2
 REPORT_URGENCY = 4
 
+# The alerts a retry renders anew from the request as it reads then (alerts.current_notification),
+# never as stored: one that no longer holds is not sent, and one of an erased request reads erased.
+# Every other email is sent as it was rendered when it was created.
+RECHECKED_KINDS = ALERT_KINDS

@@ -4,10 +4,9 @@ from these; the rules that produce them live in clock, policy, alerts and evalua
 from dataclasses import dataclass
 from datetime import datetime
 
-EVENT_TYPES = (
-    "received", "respond", "progress", "await_customer", "customer_reply", "reprioritize",
-    "register", "resolve", "reopen", "rate",
-)
+from chalicelib.core import events
+
+EVENT_TYPES = events.NAMES
 OPEN, AWAITING_CUSTOMER, RESOLVED = "open", "awaiting_customer", "resolved"
 STATUSES = (OPEN, AWAITING_CUSTOMER, RESOLVED)
 FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION = "first_response", "progress_update", "resolution"
@@ -16,7 +15,8 @@ METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)  # in the order reports 
 
 @dataclass(frozen=True)
 class Event:
-    """What the clock needs of an event; authors and notes live in the event record, not here."""
+    """What the clock needs of an event: its type, time and the details the clock reads
+    (events.CLOCK_DETAILS); authors, notes and other details live in the event record, not here."""
 
     seq: int
     type: str

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema
 
+from chalicelib.core import events
 from chalicelib.core.calendar import parse_date
 from chalicelib.core.errors import ForbiddenError, Problems, ValidationError
 from chalicelib.core.fields import (
@@ -30,19 +31,11 @@ from chalicelib.core.service_level import Interaction
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older history is a typo, not a backfill
 MAX_SOURCE = 500
-POSTABLE_EVENTS = (
-    "respond", "progress", "await_customer", "customer_reply", "reprioritize", "register", "resolve",
-    "reopen", "rate",
-)
-# What each role may post: customers (through client systems) reply, reopen and rate; agents run
-# the request; admins may do everything.
-EVENTS_BY_ROLE = {
-    "client": frozenset({"customer_reply", "reopen", "rate"}),
-    "agent": frozenset(POSTABLE_EVENTS) - {"rate"},
-    "admin": frozenset(POSTABLE_EVENTS),
-}
+# The event types, who may post each and the keys each carries are declared in core/events.py.
+POSTABLE_EVENTS = events.POSTABLE
+EVENTS_BY_ROLE = events.BY_ROLE
 BACKDATING_ROLES = ("agent", "admin")
-EVENT_ONLY_KEYS = {"priority": "reprioritize", "score": "rate", "channel": "register"}
+EVENT_ONLY_KEYS = events.DETAIL_OWNER  # a detail key -> the one event type that carries it
 
 
 class EventInput(Document):

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from chalicelib.core.emails import PROVIDER_KINDS
+from chalicelib.core.emails import RECHECKED_KINDS
 
 ERASED = "[erased]"  # stands where an address was quoted in text that is otherwise kept
 REQUEST_FIELDS = ("subject", "description", "requester")  # null once erased
@@ -60,7 +60,7 @@ def notification_erasure(entry, address):
     stored = [FeedbackKept(f.address, f.diagnostic) for f in entry.recipients_feedback or ()]
     if feedback != stored:
         changes["feedback"] = feedback
-    if entry.status == "pending" and not (entry.kind in PROVIDER_KINDS and recipients):
+    if entry.status == "pending" and not (entry.kind in RECHECKED_KINDS and recipients):
         changes["status"] = "superseded"
     if all(getattr(entry, name) == value for name, value in changes.items() if name not in ("feedback", "status")) \
             and "feedback" not in changes and "status" not in changes:
