@@ -126,7 +126,8 @@ def test_the_alerts_rendered_anew_on_retry_are_the_ones_the_alerts_can_rebuild()
 def test_the_specs_event_type_enums_are_the_registrys():
     schemas = openapi.document()["components"]["schemas"]
     assert tuple(schemas["EventInput"]["properties"]["type"]["enum"]) == events.POSTABLE
-    assert tuple(schemas["Event"]["properties"]["type"]["enum"]) == events.NAMES
+    assert schemas["Event"]["properties"]["type"] == {"$ref": "#/components/schemas/EventType"}
+    assert tuple(schemas["EventType"]["enum"]) == events.NAMES
     detail_keys = set(events.DETAIL_OWNER)
     assert detail_keys <= set(schemas["EventInput"]["properties"]) and detail_keys <= set(
         schemas["Event"]["properties"])
