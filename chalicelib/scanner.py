@@ -1,6 +1,8 @@
 """scan_deadlines: send what has come due, then move each request's next check.
 
-One scan, within its time budget:
+One scan takes a share of the work (chalicelib/shards.py: with K scans a minute, its group's shards
+of the due and pending indexes, its contracts' re-evaluation jobs, its share of the send rate; the
+whole of each by default) and, within its time budget:
 1. Re-evaluation jobs (a contract or its holiday data changed): a page at a time, each open request
    of the contract gets its cached fields from the new version, so the scan below sees it.
 2. Due requests, earliest check first, read a few at a time (one BatchGetItem per half the workers,
@@ -41,21 +43,22 @@ import logging
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from chalicelib import contracts, evaluation
 from chalicelib.aws import metrics, outbox, records, store, timeouts, webhooks
-from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
+from chalicelib.aws.tables import CONNECTIONS
 from chalicelib.budget import Budget
 from chalicelib.core import alerts
 from chalicelib.core.clock import RESOLVED
 from chalicelib.core.emails import PROVIDER_KINDS
 from chalicelib.logs import log_event
 from chalicelib.pacing import TokenBucket
+from chalicelib.shards import WHOLE
 
-SHARDS = [str(n) for n in range(DUE_SHARDS)]
+SHARDS = WHOLE.due_shards  # every shard of the due and pending indexes
 SCAN_SECONDS = 55.0  # of each minute: a scan starts every minute; its function times out at 70 s
 REEVALUATION_SHARE = 0.5  # of the budget, at most: due requests and retries are never starved by it
 DUE_SHARE = 0.6  # of what is left after re-evaluation: sending always keeps the rest
@@ -78,6 +81,7 @@ class ScanReport:
     busy: int = 0  # another scanner held the lease, or already sent
     errors: int = 0  # requests or notifications that could not be handled (logged at ERROR)
     left_over: bool = False  # the budget ran out with work left for the next scan
+    shards: list = field(default_factory=list)  # the due index's shards this scan took
     items_read: int = 0
     duration_ms: float = 0.0
 
@@ -95,8 +99,9 @@ class ScanReport:
 class _Scan:
     """What one scan shares between its items: the report, contracts read once, fresh states."""
 
-    def __init__(self, now, workers):
-        self.now, self.workers, self.report = now, workers, ScanReport()
+    def __init__(self, now, workers, share):
+        self.now, self.workers, self.share = now, workers, share
+        self.report = ScanReport(shards=share.due_shards)
         self.contracts = {}  # contract_id -> Future of its latest policy (or of the error reading it)
         self.calendars = {}  # country -> published schedules: read by the first workers to need them
         self._contracts_lock = threading.Lock()
@@ -128,13 +133,14 @@ class _Scan:
         return self.latest_policy(item.contract_id)
 
 
-def scan(now, budget=None, workers=WORKERS, pace=None):
-    """One scan at `now` within `budget`; sends paced by `pace` (a TokenBucket; by default at the SES
-    account's maximum send rate, read once per scan that has something to send)."""
+def scan(now, budget=None, workers=WORKERS, pace=None, share=WHOLE):
+    """One scan of `share` (shards.Share: by default everything) at `now` within `budget`; sends paced
+    by `pace` (a TokenBucket; by default at the share's part of the SES account's maximum send rate,
+    read once per scan that has something to send)."""
     started = time.perf_counter()
     budget = budget or Budget(SCAN_SECONDS)
-    work = _Scan(now, workers)
-    lag = _lag_seconds(now, work.report)
+    work = _Scan(now, workers, share)
+    lag = _lag_seconds(work)
     outbox.ses()  # the shared clients exist before any worker thread needs one
     store.connect_for_scan()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
@@ -148,11 +154,12 @@ def scan(now, budget=None, workers=WORKERS, pace=None):
     return report
 
 
-def _lag_seconds(now, report):
-    """How far behind the scanner is as it starts: now - the earliest next check that has come (0 when
-    none has). One key read per shard of the due index."""
-    oldest = [at for at in (store.oldest_due(shard, now) for shard in SHARDS) if at is not None]
-    report.count("items_read", len(oldest))
+def _lag_seconds(work):
+    """How far behind the scanner is on its shards as it starts: now - the earliest next check that has
+    come (0 when none has). One key read per shard of the due index."""
+    now = work.now
+    oldest = [at for at in (store.oldest_due(shard, now) for shard in work.share.due_shards) if at is not None]
+    work.report.count("items_read", len(oldest))
     return round(max(0.0, now.timestamp() - min(oldest)), 3) if oldest else 0.0
 
 
@@ -179,11 +186,11 @@ def _visit_and_send(pool, work, budget, pace):
     before the budget ends. A request or notification that raises is counted and
     logged; the others go on.
     """
-    retries = list(outbox.pending_due(work.now, SHARDS))  # all of them, before a visit creates more
+    retries = list(outbox.pending_due(work.now, work.share.due_shards))  # all of them, before a visit creates more
     work.report.count("items_read", len(retries))
     ready = _Ready()
     ready.extend(retries)
-    due = _due_requests(work.now, work.report)
+    due = _due_requests(work)
     visit_budget = budget.share(DUE_SHARE)
     visits, sends, reads = {}, {}, {}  # in flight: future -> the due key, ticket or keys it handles
     fetched = collections.deque()  # due requests read, not yet visited: (key, request)
@@ -210,7 +217,7 @@ def _visit_and_send(pool, work, budget, pace):
                 unsent.append(entry)  # no send slot left in this scan: the next one sends it
                 continue
             else:
-                pace = pace or _send_slots(budget)
+                pace = pace or _send_slots(budget, work.share)
                 slot = pace.reserve() if pace is not None else None
                 if slot is None:
                     work.report.left_over, emailing = True, False
@@ -250,13 +257,14 @@ def _visit_and_send(pool, work, budget, pace):
                 _settle(sends.pop(future), future, work, "notification")
 
 
-def _send_slots(budget):
-    """The scan's send slots, paced to the account's rate. A slot opens only while a send that takes
-    as long as an SES call can (timeouts.SES.worst: SES not answering) still ends within the budget.
-    None when not even asking SES for the rate would."""
+def _send_slots(budget, share):
+    """The scan's send slots, paced to its share of the account's rate. A slot opens only while a send
+    that takes as long as an SES call can (timeouts.SES.worst: SES not answering) still ends within the
+    budget. None when not even asking SES for the rate would."""
     if not budget.fits(timeouts.SES.worst):
         return None
-    return TokenBucket(outbox.max_send_rate(), until=budget.ending_early(timeouts.SES.worst))
+    rate = outbox.max_send_rate()
+    return TokenBucket(share.send_rate(rate), until=budget.ending_early(timeouts.SES.worst), grid=share.grid(rate))
 
 
 def _release(pool, work, entries):
@@ -279,14 +287,14 @@ def _settle(item, future, work, what):
         return None
 
 
-def _due_requests(now, report):
-    """Keys of due requests from every shard, earliest next check first (each shard's query is sorted)."""
+def _due_requests(work):
+    """Keys of due requests from the scan's shards, earliest next check first (each shard's query is sorted)."""
     def shard(name):
-        for key in store.requests_due(name, now):
-            report.count("items_read")
+        for key in store.requests_due(name, work.now):
+            work.report.count("items_read")
             yield key
 
-    return heapq.merge(*(shard(name) for name in SHARDS), key=lambda key: key.next_check_at)
+    return heapq.merge(*(shard(name) for name in work.share.due_shards), key=lambda key: key.next_check_at)
 
 
 def _read_due(work, keys):
@@ -426,9 +434,11 @@ def _webhook_target(work, entry, retried):
 
 
 def _reevaluate(work, budget):
-    """Drain re-evaluation jobs a page at a time while the budget lasts."""
+    """Drain the share's re-evaluation jobs a page at a time while the budget lasts."""
     for job in store.pending_jobs():
         work.report.count("items_read")
+        if not work.share.takes_job(job.subject):
+            continue
         while not budget.spent:
             try:
                 page, done = contracts.reevaluate_page(job, work.now)
