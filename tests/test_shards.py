@@ -81,8 +81,8 @@ def test_k_shares_split_the_shards_and_the_jobs_with_nothing_twice_and_nothing_l
 
 def test_the_shares_of_a_rate_never_hold_the_same_instant_and_together_keep_its_spacing():
     fake, rate = FakeTime(), 10.0
-    buckets = [TokenBucket(share.send_rate(rate), clock=fake.clock, sleep=fake.sleep, grid=Grid(rate, share.groups, 2, 0.0))
-               for share in HALVES]
+    buckets = [TokenBucket(share.send_rate(rate), clock=fake.clock, sleep=fake.sleep,
+                           grid=Grid(rate, share.groups, share.of, offset=0.0)) for share in HALVES]
     slots = sorted(bucket.reserve().at for bucket in buckets for _ in range(50))
     assert all(gap == pytest.approx(1 / rate) for gap in (b - a for a, b in zip(slots, slots[1:], strict=False)))
     assert busiest_second(slots) == 10
