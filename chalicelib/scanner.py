@@ -188,73 +188,111 @@ def _visit_and_send(pool, work, budget, pace):
     """
     retries = list(outbox.pending_due(work.now, work.share.due_shards))  # all of them, before a visit creates more
     work.report.count("items_read", len(retries))
-    ready = _Ready()
-    ready.extend(retries)
-    due = _due_requests(work)
-    visit_budget = budget.share(DUE_SHARE)
-    visits, sends, reads = {}, {}, {}  # in flight: future -> the due key, ticket or keys it handles
-    fetched = collections.deque()  # due requests read, not yet visited: (key, request)
-    unsent = []  # created by this scan (under its lease), then left for the next scan
-    most_visits = max(1, work.workers // 2)
-    emailing = True
+    run = _Run(pool, work, budget, pace)
+    run.ready.extend(retries)
+    while run.start_what_can_start():
+        run.settle_the_next_done()
+    _release(pool, work, run.unsent)
 
-    def free():
-        return len(visits) + len(sends) + len(reads) < work.workers
 
-    def slots_idle():
-        """Whether the mail ready now leaves send slots of this scan unused (or none is paced yet)."""
-        return emailing and (pace is None or len(ready) < pace.slots_left())
+_NO_SLOT = object()  # this scan does not send the notification: the next one does
 
-    while True:
-        while ready and free():
-            entry, slot = ready.pop(), None
-            if outbox.is_webhook(entry):  # SES's rate is not a webhook's: the budget bounds it
-                if not budget.fits(WEBHOOK_SECONDS):
-                    work.report.left_over = True
-                    unsent.append(entry)
-                    continue
-            elif not emailing:
-                unsent.append(entry)  # no send slot left in this scan: the next one sends it
-                continue
+
+class _Run:
+    """The scan's work in flight on the pool, handed out by the scan's own thread alone: batch reads of
+    due requests, visits of those read, sends of the ready mail (each future -> the due keys, the due
+    key or the ticket it handles)."""
+
+    def __init__(self, pool, work, budget, pace):
+        self.pool, self.work, self.budget, self.pace = pool, work, budget, pace
+        self.ready = _Ready()
+        self.due = _due_requests(work)  # keys not read yet; None once there is nothing more to read
+        self.visit_budget = budget.share(DUE_SHARE)
+        self.reads, self.visits, self.sends = {}, {}, {}
+        self.fetched = collections.deque()  # due requests read, not yet visited: (key, request)
+        self.unsent = []  # created by this scan (under its lease), then left for the next scan
+        self.most_visits = max(1, work.workers // 2)
+        self.emailing = True  # until no send slot is left in this scan
+
+    def start_what_can_start(self):
+        """Hand free workers sends first, then visits, then the next read. False once nothing is in flight."""
+        self._start_sends()
+        self._stop_visiting_when_the_budget_says()
+        self._start_visits()
+        self._start_a_read()
+        return bool(self.reads or self.visits or self.sends)
+
+    def settle_the_next_done(self):
+        done, _ = wait([*self.reads, *self.visits, *self.sends], return_when=FIRST_COMPLETED)
+        for future in done:
+            if future in self.visits:
+                self.ready.extend(_settle(self.visits.pop(future), future, self.work, "request") or ())
+            elif future in self.reads:
+                self.fetched.extend(_settle(self.reads.pop(future), future, self.work, "batch of due requests") or ())
             else:
-                pace = pace or _send_slots(budget, work.share)
-                slot = pace.reserve() if pace is not None else None
-                if slot is None:
-                    work.report.left_over, emailing = True, False
-                    unsent.append(entry)
-                    continue
+                _settle(self.sends.pop(future), future, self.work, "notification")
+
+    def _free(self):
+        return len(self.reads) + len(self.visits) + len(self.sends) < self.work.workers
+
+    def _slots_idle(self):
+        """Whether the mail ready now leaves send slots of this scan unused (or none is paced yet)."""
+        return self.emailing and (self.pace is None or len(self.ready) < self.pace.slots_left())
+
+    def _start_sends(self):
+        while self.ready and self._free():
+            entry = self.ready.pop()
+            slot = self._slot_for(entry)
+            if slot is _NO_SLOT:
+                self.unsent.append(entry)
+                continue
             ticket = _Ticket(entry, slot)
-            sends[pool.submit(_send, work, ticket)] = ticket
-        # Past their share of the budget, visits go on only while the mail found leaves send slots
-        # idle: the rest of the budget is for sending what they found.
-        if (due is not None or fetched) and (budget.spent or visit_budget.spent and not slots_idle()):
-            work.report.left_over, due = True, None  # still due: the next scan visits them
-            fetched.clear()
-        while fetched and len(visits) < most_visits and free():
+            self.sends[self.pool.submit(_send, self.work, ticket)] = ticket
+
+    def _slot_for(self, entry):
+        """The send slot reserved for `entry` (None for a webhook: SES's rate is not a webhook's, the
+        budget bounds it), or _NO_SLOT when this scan has no time left to send it."""
+        if outbox.is_webhook(entry):
+            if self.budget.fits(WEBHOOK_SECONDS):
+                return None
+            self.work.report.left_over = True
+            return _NO_SLOT
+        if not self.emailing:
+            return _NO_SLOT
+        self.pace = self.pace or _send_slots(self.budget, self.work.share)
+        slot = self.pace.reserve() if self.pace is not None else None
+        if slot is None:
+            self.work.report.left_over, self.emailing = True, False
+            return _NO_SLOT
+        return slot
+
+    def _stop_visiting_when_the_budget_says(self):
+        """Past their share of the budget, visits go on only while the mail found leaves send slots
+        idle: the rest of the budget is for sending what they found. None goes on after the budget."""
+        if self.due is None and not self.fetched:
+            return
+        if self.budget.spent or self.visit_budget.spent and not self._slots_idle():
+            self.work.report.left_over, self.due = True, None  # still due: the next scan visits them
+            self.fetched.clear()
+
+    def _start_visits(self):
+        while self.fetched and len(self.visits) < self.most_visits and self._free():
             # What the visit creates is leased to this scan while the ready mail leaves it a send
             # slot; beyond that it is created free, for the next scan to take as a retry.
-            lease = slots_idle()
-            key, item = fetched.popleft()
-            visits[pool.submit(_visit, work, key.request_id, item, lease)] = key
-        # The next few due requests are read in one call while these are visited: no more ahead
-        # than the visits take, so what a visit sees is as fresh as a read of its own.
-        if due is not None and not reads and len(fetched) < most_visits and free():
-            keys = list(itertools.islice(due, most_visits))
-            if keys:
-                reads[pool.submit(_read_due, work, keys)] = keys
-            else:
-                due = None
-        if not visits and not sends and not reads:
-            _release(pool, work, unsent)
+            lease = self._slots_idle()
+            key, item = self.fetched.popleft()
+            self.visits[self.pool.submit(_visit, self.work, key.request_id, item, lease)] = key
+
+    def _start_a_read(self):
+        """The next few due requests, read in one call while these are visited: no more ahead than the
+        visits take, so what a visit sees is as fresh as a read of its own."""
+        if self.due is None or self.reads or len(self.fetched) >= self.most_visits or not self._free():
             return
-        done, _ = wait([*visits, *sends, *reads], return_when=FIRST_COMPLETED)
-        for future in done:
-            if future in visits:
-                ready.extend(_settle(visits.pop(future), future, work, "request") or ())
-            elif future in reads:
-                fetched.extend(_settle(reads.pop(future), future, work, "batch of due requests") or ())
-            else:
-                _settle(sends.pop(future), future, work, "notification")
+        keys = list(itertools.islice(self.due, self.most_visits))
+        if keys:
+            self.reads[self.pool.submit(_read_due, self.work, keys)] = keys
+        else:
+            self.due = None
 
 
 def _send_slots(budget, share):
