@@ -40,10 +40,11 @@ import logging
 import re
 import time
 from datetime import timedelta
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 
 import boto3
@@ -353,14 +354,15 @@ def build_message(sender, recipients, rendered, headers=None, attachments=(), se
     if not recipients:
         raise ValueError("an email needs at least one recipient")
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = one_line(rendered.subject)  # an entry stored before text was checked, too
+    _put_header(message, "Subject", one_line(rendered.subject))  # an entry stored before text was checked, too
     written_name, address = parseaddr(sender)  # SLA_DEFAULT_SENDER may be written "Name <address>"
-    message["From"] = Address(display_name=one_line(sender_name or written_name), addr_spec=address or sender)
-    message["To"] = ", ".join(recipients)
+    _put_address(message, "From", Address(display_name=one_line(sender_name or written_name),
+                                          addr_spec=address or sender))
+    _put_header(message, "To", ", ".join(recipients), text=False)
     if reply_to:
-        message["Reply-To"] = Address(addr_spec=reply_to)
+        _put_address(message, "Reply-To", Address(addr_spec=reply_to))
     for name, value in (AUTOMATIC | (headers or {})).items():
-        message[name] = str(value)
+        _put_header(message, name, str(value))
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
     for attachment in attachments or ():
@@ -368,6 +370,27 @@ def build_message(sender, recipients, rendered, headers=None, attachments=(), se
         message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
                                filename=attachment["filename"], params={"charset": "utf-8"})
     return message
+
+
+def _put_header(message, name, value, text=True):
+    """Set header `name` as the SMTP policy writes it, without the policy's parse on setting and refold
+    on writing, which cost more than the rest of a message: a short ASCII value as it is, other `text`
+    as RFC 2047 encoded words folded within the line length. What is neither (a long ASCII value, an
+    address list with a name to encode) is left to the policy. A line break is refused, as the policy
+    refuses it (no header injection)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} may not contain a line break")
+    if value.isascii() and len(name) + 2 + len(value) <= SMTP.max_line_length:
+        message.set_raw(name, value)
+    elif text and not value.isascii():
+        message.set_raw(name, Header(value, "utf-8", header_name=name).encode(linesep=SMTP.linesep))
+    else:
+        message[name] = value
+
+
+def _put_address(message, name, address):
+    """An address header (a headerregistry.Address: checked as it is built) with its display name encoded."""
+    _put_header(message, name, formataddr((address.display_name, address.addr_spec), charset="utf-8"))
 
 
 def _cte(body):
