@@ -51,6 +51,13 @@ VARIABLES = {
 }
 
 
+def value(name, environ=None):
+    """One setting (a field of Settings), reading its variable alone: for what runs on every AWS call,
+    where reading all of them would cost more than the call's own work."""
+    environ = os.environ if environ is None else environ
+    return environ.get(VARIABLES[name], "").strip() or getattr(Settings, name)
+
+
 def current(environ=None):
     """The settings in `environ` (default: the process environment). An empty variable counts as unset."""
     environ = os.environ if environ is None else environ

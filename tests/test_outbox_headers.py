@@ -1,7 +1,8 @@
-"""The headers of a message SES sends are written without the email policy's parse-and-refold (the
-costliest part of a message), and read back exactly as given, folded as SMTP wants them."""
+"""The headers and base64 bodies of a message SES sends are written without the email policy's parsing
+(the costliest part of a message), and read back exactly as given, folded as SMTP wants them."""
 import email
 import email.policy
+from email.message import EmailMessage
 
 import pytest
 
@@ -51,3 +52,19 @@ def test_recipients_reply_to_and_our_headers_read_back_as_given():
 def test_a_line_break_in_a_header_is_refused_whatever_its_text(header, value):
     with pytest.raises(ValueError):
         sent("s", headers={header: value})
+
+
+def test_base64_bodies_are_the_bytes_set_content_would_send():
+    rendered = Rendered("主题", "第一行\n第二行\r\n" + "长" * 100 + "\n\n末行", "<p>正文</p>\n" * 30)
+    raw = build_message("sla@provider.example", ["ops@provider.example"], rendered).as_bytes()
+    reference = EmailMessage(policy=email.policy.SMTP)
+    reference.set_content(rendered.text, subtype="plain", charset="utf-8", cte="base64")
+    reference.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="base64")
+    ours, theirs = (email.message_from_bytes(m, policy=email.policy.default) for m in (raw, reference.as_bytes()))
+    assert ours.get_content_type() == theirs.get_content_type() == "multipart/alternative"
+    for mine, expected in zip(ours.iter_parts(), theirs.iter_parts(), strict=True):
+        assert (mine.get_content_type(), mine.get_content_charset(), mine["Content-Transfer-Encoding"]) == (
+            expected.get_content_type(), expected.get_content_charset(), "base64")
+        assert mine.get_payload(decode=True) == expected.get_payload(decode=True)
+        assert mine.get_payload() == expected.get_payload()  # the same lines, too
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78

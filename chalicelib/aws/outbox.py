@@ -35,10 +35,12 @@ Threads: one SES client per process (`ses()`), created before a scan starts its 
 clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
 worker holds its own outbox items.
 """
+import binascii
 import functools
 import logging
 import re
 import time
+import uuid
 from datetime import timedelta
 from email.header import Header
 from email.headerregistry import Address
@@ -46,6 +48,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
+from urllib.parse import urlencode
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -92,7 +95,18 @@ def ses():
         current = settings.current()
         _ses = boto3.client("ses", region_name=current.region, endpoint_url=current.endpoint_url,
                             config=timeouts.SES.config(max_pool_connections=CONNECTIONS))
+        _ses.meta.events.register("before-call.ses.SendRawEmail", _form_encoded_once)
     return _ses
+
+
+def _form_encoded_once(params, **kwargs):
+    """botocore form-encodes a query call's body each time the body is read, to sign it and again to
+    send it: a loop over every character of the raw message's base64. Encoded here once, the same
+    bytes are signed and sent."""
+    body = params.get("body")
+    if isinstance(body, dict):
+        params["body"] = urlencode([tuple(part.encode("utf-8") if isinstance(part, str) else part for part in item)
+                                    for item in body.items()], doseq=True)  # as botocore would encode it
 
 
 def configured_send_rate():
@@ -363,13 +377,31 @@ def build_message(sender, recipients, rendered, headers=None, attachments=(), se
         _put_address(message, "Reply-To", Address(addr_spec=reply_to))
     for name, value in (AUTOMATIC | (headers or {})).items():
         _put_header(message, name, str(value))
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+    if attachments or rendered.text.isascii() or rendered.html.isascii():
+        message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
+        message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+    else:  # the usual notification: both bodies in base64
+        message.set_raw("MIME-Version", "1.0")
+        message.set_raw("Content-Type", f'multipart/alternative; boundary="{"=" * 15}{uuid.uuid4().hex}=="')
+        message.set_payload([_base64_text(rendered.text, "plain"), _base64_text(rendered.html, "html")])
     for attachment in attachments or ():
         maintype, subtype = attachment["content_type"].split("/", 1)
         message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
                                filename=attachment["filename"], params={"charset": "utf-8"})
     return message
+
+
+def _base64_text(body, subtype):
+    """A text/`subtype` UTF-8 part in base64 as EmailMessage.set_content(cte="base64") makes it (CRLF line
+    ends, lines of 76 characters), without its header parsing."""
+    part = EmailMessage(policy=SMTP)
+    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part.set_raw("Content-Transfer-Encoding", "base64")
+    data = b"\r\n".join(body.encode("utf-8").splitlines()) + b"\r\n"
+    step = SMTP.max_line_length // 4 * 3
+    part.set_payload("".join(binascii.b2a_base64(data[at:at + step]).decode("ascii")
+                             for at in range(0, len(data), step)))
+    return part
 
 
 def _put_header(message, name, value, text=True):
