@@ -1,12 +1,14 @@
 """The headers and base64 bodies of a message SES sends are written without the email policy's parsing
 (the costliest part of a message), and read back exactly as given, folded as SMTP wants them."""
+import base64
 import email
 import email.policy
 from email.message import EmailMessage
 
 import pytest
+from botocore.awsrequest import AWSRequest
 
-from chalicelib.aws.outbox import build_message
+from chalicelib.aws.outbox import _form_encoded_once, build_message
 from chalicelib.core.emails import Rendered
 
 LONG_CHINESE = "【SLA 违约】请求 req_0123456789abcdef（优先级：紧急）首次响应已超时，剩余营业时间 0 分钟" * 2
@@ -68,3 +70,14 @@ def test_base64_bodies_are_the_bytes_set_content_would_send():
         assert mine.get_payload(decode=True) == expected.get_payload(decode=True)
         assert mine.get_payload() == expected.get_payload()  # the same lines, too
     assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+
+
+def test_an_ses_call_body_is_form_encoded_once_into_the_text_botocore_would_send():
+    raw = build_message("服务台 <sla@provider.example>", ["张三 <zhang@customer.example>"],
+                        Rendered("主题 a+b=c/d", "正文 ~!@#$%^&*()\n", "<p>正文</p>\n")).as_bytes()
+    body = {"Action": "SendRawEmail", "Version": "2010-12-01", "Source": "sla+ops@provider.example",
+            "Destinations.member.1": "张三 <zhang+x@customer.example>",
+            "RawMessage.Data": base64.b64encode(raw).decode(), "ConfigurationSetName": "sla clock/dev=1"}
+    params = {"body": dict(body)}
+    _form_encoded_once(params)
+    assert params["body"] == AWSRequest(method="POST", url="https://email.example", data=body).prepare().body

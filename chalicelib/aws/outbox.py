@@ -48,7 +48,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -101,12 +101,21 @@ def ses():
 
 def _form_encoded_once(params, **kwargs):
     """botocore form-encodes a query call's body each time the body is read, to sign it and again to
-    send it: a loop over every character of the raw message's base64. Encoded here once, the same
-    bytes are signed and sent."""
+    send it, a Python loop over every character of the raw message's base64 each time. Encoded here
+    once, and the base64 by three replacements, the same text is signed and sent."""
     body = params.get("body")
     if isinstance(body, dict):
-        params["body"] = urlencode([tuple(part.encode("utf-8") if isinstance(part, str) else part for part in item)
-                                    for item in body.items()], doseq=True)  # as botocore would encode it
+        params["body"] = "&".join(f"{quote_plus(key)}={_form_value(value)}" for key, value in body.items())
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]*")
+
+
+def _form_value(value):
+    """`value` as urllib's quote_plus writes it in a form: of base64's alphabet it escapes just these three."""
+    if isinstance(value, str) and _BASE64.fullmatch(value):
+        return value.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return quote_plus(value)
 
 
 def configured_send_rate():
@@ -233,7 +242,7 @@ def deliver(entry, now, prepare=None, slot=None, read=False, claimed=False):
     if refusal:
         return not_sent(entry, attempts, refusal, REJECTED, now)
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
-    configuration_set = settings.current().ses_configuration_set
+    configuration_set = settings.value("ses_configuration_set")
     if slot is not None:
         slot.wait()
     try:
@@ -698,7 +707,7 @@ def _keep_copy(entry, message, now, ses_message_id):
     message sent carries neither: SES replaces both when it accepts a message. The name keeps to letters,
     digits, '-', '_' and '.', which every file system accepts (owner ids hold '#', keys '|').
     """
-    folder = settings.current().eml_dir
+    folder = settings.value("eml_dir")
     if not folder:
         return None
     message["Date"] = format_datetime(now)
