@@ -17,6 +17,7 @@ from chalicelib import (
     requests,
     scanner,
     ses_feedback,
+    shards,
     simulations,
     tokens,
 )
@@ -184,8 +185,11 @@ def revoke_token(call, token_id):
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def scan_deadlines(event):
     """Every minute: warnings, breach alerts and progress reminders that have come due, within a time
-    budget below the function's timeout; what is left goes to the next scan."""
-    return scanner.scan(datetime.now(UTC), Budget(scanner.SCAN_SECONDS, event.context)).as_dict()
+    budget below the function's timeout; what is left goes to the next scan. With SLA_SCAN_SHARDS = K,
+    the scheduled invocation hands K - 1 shard groups to invocations of this function (the event's
+    detail names the group) and scans the first."""
+    share = shards.take(event.to_dict(), event.context.function_name)
+    return scanner.scan(datetime.now(UTC), Budget(scanner.SCAN_SECONDS, event.context), share=share).as_dict()
 
 
 @app.schedule(Cron(5, 16, "*", "*", "?", "*"))

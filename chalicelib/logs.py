@@ -40,7 +40,7 @@ def pseudonym(address):
     whoever may read the logs may read the tables too, and no key means nothing to fetch, rotate or
     lose on the log path. It is a pseudonym, not anonymity: someone holding the logs and a guessed
     address can confirm the guess, which is why the logs are kept no longer than the tables need."""
-    salt = f"sla-clock:{settings.current().stage}:"
+    salt = f"sla-clock:{settings.value('stage')}:"
     digest = hashlib.sha256((salt + str(address).strip().lower()).encode("utf-8", "surrogatepass")).hexdigest()
     return f"addr:{digest[:PSEUDONYM_HEX]}"
 

@@ -11,6 +11,11 @@ holds more slots than the rate; a send may go after its slot, never before. A sl
 past the end of the scan's time budget: what has no slot is left, untouched, to the next scan. A
 throttle all the same (another scan or the API sending at the same time, a lowered quota) halves the
 rate for the rest of the scan.
+
+Sharded scans (chalicelib/shards.py) send at once from several Lambdas. Each gets a share of the
+account's rate on one grid: the account's slots are the instants n/rate of the wall clock, and a
+scan takes only the slots whose n falls to its shard groups (n mod K). The shares never hold the
+same instant, so together they send no faster than one bucket at the full rate would.
 """
 import math
 import threading
@@ -21,13 +26,14 @@ SLOWEST = 1.0  # sends per second a throttle never pushes the rate below (unless
 
 class TokenBucket:
     """Send slots shared by a scan's threads. `until` (a Budget): no slot at or after its end.
-    `clock` and `sleep` are injectable so tests run on a fake clock and never really sleep."""
+    `clock` and `sleep` are injectable so tests run on a fake clock and never really sleep. `grid`
+    (a Grid): slots open only at the instants of this scan's share of the account's rate."""
 
-    def __init__(self, per_second, until=None, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, per_second, until=None, clock=time.monotonic, sleep=time.sleep, grid=None):
         if not per_second > 0:
             raise ValueError(f"a send rate must be positive, not {per_second!r}")
         self._interval = 1.0 / per_second
-        self._until, self._clock, self._sleep = until, clock, sleep
+        self._until, self._clock, self._sleep, self._grid = until, clock, sleep, grid
         self._next = None  # when the next free slot opens (clock time)
         self._slowed_at = None
         self._lock = threading.Lock()  # workers and the scan's dispatcher share the slots
@@ -41,6 +47,8 @@ class TokenBucket:
         with self._lock:
             now = self._clock()
             at = now if self._next is None else max(now, self._next)
+            if self._grid is not None:
+                at = self._grid.first_at_or_after(at)
             if self._until is not None and at - now >= self._until.left():
                 return None
             self._next = at + self._interval
@@ -83,3 +91,22 @@ class Slot:
 
     def throttled(self):
         self._bucket.slow_down()
+
+
+class Grid:
+    """The send instants of one share of an account's rate: n / `per_second` seconds after the epoch on
+    the wall clock (the same in every Lambda, to the milliseconds NTP keeps it), for every n whose
+    remainder mod `of` is in `groups`; shares with disjoint groups never hold the same instant. Given
+    and answered on the bucket's clock, which is `offset` seconds behind the wall clock (by default
+    the monotonic clock's, measured now)."""
+
+    def __init__(self, per_second, groups, of, offset=None):
+        self.per_second, self.groups, self.of = per_second, frozenset(groups), of
+        self.offset = time.time() - time.monotonic() if offset is None else offset
+
+    def first_at_or_after(self, at):
+        # An instant already on the grid stays on it, whatever the float error of its round trip.
+        n = math.ceil((at + self.offset) * self.per_second - 1e-3)
+        while n % self.of not in self.groups:
+            n += 1
+        return n / self.per_second - self.offset

@@ -1,6 +1,8 @@
 """scan_deadlines: send what has come due, then move each request's next check.
 
-One scan, within its time budget:
+One scan takes a share of the work (chalicelib/shards.py: with K scans a minute, its group's shards
+of the due and pending indexes, its contracts' re-evaluation jobs, its share of the send rate; the
+whole of each by default) and, within its time budget:
 1. Re-evaluation jobs (a contract or its holiday data changed): a page at a time, each open request
    of the contract gets its cached fields from the new version, so the scan below sees it.
 2. Due requests, earliest check first, read a few at a time (one BatchGetItem per half the workers,
@@ -41,20 +43,21 @@ import logging
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from chalicelib import contracts, evaluation
 from chalicelib.aws import metrics, outbox, records, store, timeouts, webhooks
-from chalicelib.aws.tables import CONNECTIONS, DUE_SHARDS
+from chalicelib.aws.tables import CONNECTIONS
 from chalicelib.budget import Budget
 from chalicelib.core import alerts, delivery
 from chalicelib.core.clock import RESOLVED
 from chalicelib.logs import log_event
 from chalicelib.pacing import TokenBucket
+from chalicelib.shards import WHOLE
 
-SHARDS = [str(n) for n in range(DUE_SHARDS)]
+SHARDS = WHOLE.due_shards  # every shard of the due and pending indexes
 SCAN_SECONDS = 55.0  # of each minute: a scan starts every minute; its function times out at 70 s
 REEVALUATION_SHARE = 0.5  # of the budget, at most: due requests and retries are never starved by it
 DUE_SHARE = 0.6  # of what is left after re-evaluation: sending always keeps the rest
@@ -77,6 +80,7 @@ class ScanReport:
     busy: int = 0  # another scanner held the lease, or already sent
     errors: int = 0  # requests or notifications that could not be handled (logged at ERROR)
     left_over: bool = False  # the budget ran out with work left for the next scan
+    shards: list = field(default_factory=list)  # the due index's shards this scan took
     items_read: int = 0
     duration_ms: float = 0.0
 
@@ -94,8 +98,9 @@ class ScanReport:
 class _Scan:
     """What one scan shares between its items: the report, contracts read once, fresh states."""
 
-    def __init__(self, now, workers):
-        self.now, self.workers, self.report = now, workers, ScanReport()
+    def __init__(self, now, workers, share):
+        self.now, self.workers, self.share = now, workers, share
+        self.report = ScanReport(shards=share.due_shards)
         self.contracts = {}  # contract_id -> Future of its latest policy (or of the error reading it)
         self.calendars = {}  # country -> published schedules: read by the first workers to need them
         self._contracts_lock = threading.Lock()
@@ -127,13 +132,14 @@ class _Scan:
         return self.latest_policy(item.contract_id)
 
 
-def scan(now, budget=None, workers=WORKERS, pace=None):
-    """One scan at `now` within `budget`; sends paced by `pace` (a TokenBucket; by default at the SES
-    account's maximum send rate, read once per scan that has something to send)."""
+def scan(now, budget=None, workers=WORKERS, pace=None, share=WHOLE):
+    """One scan of `share` (shards.Share: by default everything) at `now` within `budget`; sends paced
+    by `pace` (a TokenBucket; by default at the share's part of the SES account's maximum send rate,
+    read once per scan that has something to send)."""
     started = time.perf_counter()
     budget = budget or Budget(SCAN_SECONDS)
-    work = _Scan(now, workers)
-    lag = _lag_seconds(now, work.report)
+    work = _Scan(now, workers, share)
+    lag = _lag_seconds(work)
     outbox.ses()  # the shared clients exist before any worker thread needs one
     store.connect_for_scan()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
@@ -147,11 +153,12 @@ def scan(now, budget=None, workers=WORKERS, pace=None):
     return report
 
 
-def _lag_seconds(now, report):
-    """How far behind the scanner is as it starts: now - the earliest next check that has come (0 when
-    none has). One key read per shard of the due index."""
-    oldest = [at for at in (store.oldest_due(shard, now) for shard in SHARDS) if at is not None]
-    report.count("items_read", len(oldest))
+def _lag_seconds(work):
+    """How far behind the scanner is on its shards as it starts: now - the earliest next check that has
+    come (0 when none has). One key read per shard of the due index."""
+    now = work.now
+    oldest = [at for at in (store.oldest_due(shard, now) for shard in work.share.due_shards) if at is not None]
+    work.report.count("items_read", len(oldest))
     return round(max(0.0, now.timestamp() - min(oldest)), 3) if oldest else 0.0
 
 
@@ -178,84 +185,123 @@ def _visit_and_send(pool, work, budget, pace):
     before the budget ends. A request or notification that raises is counted and
     logged; the others go on.
     """
-    retries = list(outbox.pending_due(work.now, SHARDS))  # all of them, before a visit creates more
+    retries = list(outbox.pending_due(work.now, work.share.due_shards))  # all of them, before a visit creates more
     work.report.count("items_read", len(retries))
-    ready = _Ready()
-    ready.extend(retries)
-    due = _due_requests(work.now, work.report)
-    visit_budget = budget.share(DUE_SHARE)
-    visits, sends, reads = {}, {}, {}  # in flight: future -> the due key, ticket or keys it handles
-    fetched = collections.deque()  # due requests read, not yet visited: (key, request)
-    unsent = []  # created by this scan (under its lease), then left for the next scan
-    most_visits = max(1, work.workers // 2)
-    emailing = True
+    run = _Run(pool, work, budget, pace)
+    run.ready.extend(retries)
+    while run.start_what_can_start():
+        run.settle_the_next_done()
+    _release(pool, work, run.unsent)
 
-    def free():
-        return len(visits) + len(sends) + len(reads) < work.workers
 
-    def slots_idle():
-        """Whether the mail ready now leaves send slots of this scan unused (or none is paced yet)."""
-        return emailing and (pace is None or len(ready) < pace.slots_left())
+_NO_SLOT = object()  # this scan does not send the notification: the next one does
 
-    while True:
-        while ready and free():
-            entry, slot = ready.pop(), None
-            if outbox.is_webhook(entry):  # SES's rate is not a webhook's: the budget bounds it
-                if not budget.fits(WEBHOOK_SECONDS):
-                    work.report.left_over = True
-                    unsent.append(entry)
-                    continue
-            elif not emailing:
-                unsent.append(entry)  # no send slot left in this scan: the next one sends it
-                continue
+
+class _Run:
+    """The scan's work in flight on the pool, handed out by the scan's own thread alone: batch reads of
+    due requests, visits of those read, sends of the ready mail (each future -> the due keys, the due
+    key or the ticket it handles)."""
+
+    def __init__(self, pool, work, budget, pace):
+        self.pool, self.work, self.budget, self.pace = pool, work, budget, pace
+        self.ready = _Ready()
+        self.due = _due_requests(work)  # keys not read yet; None once there is nothing more to read
+        self.visit_budget = budget.share(DUE_SHARE)
+        self.reads, self.visits, self.sends = {}, {}, {}
+        self.fetched = collections.deque()  # due requests read, not yet visited: (key, request)
+        self.unsent = []  # created by this scan (under its lease), then left for the next scan
+        self.most_visits = max(1, work.workers // 2)
+        self.emailing = True  # until no send slot is left in this scan
+
+    def start_what_can_start(self):
+        """Hand free workers sends first, then visits, then the next read. False once nothing is in flight."""
+        self._start_sends()
+        self._stop_visiting_when_the_budget_says()
+        self._start_visits()
+        self._start_a_read()
+        return bool(self.reads or self.visits or self.sends)
+
+    def settle_the_next_done(self):
+        done, _ = wait([*self.reads, *self.visits, *self.sends], return_when=FIRST_COMPLETED)
+        for future in done:
+            if future in self.visits:
+                self.ready.extend(_settle(self.visits.pop(future), future, self.work, "request") or ())
+            elif future in self.reads:
+                self.fetched.extend(_settle(self.reads.pop(future), future, self.work, "batch of due requests") or ())
             else:
-                pace = pace or _send_slots(budget)
-                slot = pace.reserve() if pace is not None else None
-                if slot is None:
-                    work.report.left_over, emailing = True, False
-                    unsent.append(entry)
-                    continue
+                _settle(self.sends.pop(future), future, self.work, "notification")
+
+    def _free(self):
+        return len(self.reads) + len(self.visits) + len(self.sends) < self.work.workers
+
+    def _slots_idle(self):
+        """Whether the mail ready now leaves send slots of this scan unused (or none is paced yet)."""
+        return self.emailing and (self.pace is None or len(self.ready) < self.pace.slots_left())
+
+    def _start_sends(self):
+        while self.ready and self._free():
+            entry = self.ready.pop()
+            slot = self._slot_for(entry)
+            if slot is _NO_SLOT:
+                self.unsent.append(entry)
+                continue
             ticket = _Ticket(entry, slot)
-            sends[pool.submit(_send, work, ticket)] = ticket
-        # Past their share of the budget, visits go on only while the mail found leaves send slots
-        # idle: the rest of the budget is for sending what they found.
-        if (due is not None or fetched) and (budget.spent or visit_budget.spent and not slots_idle()):
-            work.report.left_over, due = True, None  # still due: the next scan visits them
-            fetched.clear()
-        while fetched and len(visits) < most_visits and free():
+            self.sends[self.pool.submit(_send, self.work, ticket)] = ticket
+
+    def _slot_for(self, entry):
+        """The send slot reserved for `entry` (None for a webhook: SES's rate is not a webhook's, the
+        budget bounds it), or _NO_SLOT when this scan has no time left to send it."""
+        if outbox.is_webhook(entry):
+            if self.budget.fits(WEBHOOK_SECONDS):
+                return None
+            self.work.report.left_over = True
+            return _NO_SLOT
+        if not self.emailing:
+            return _NO_SLOT
+        self.pace = self.pace or _send_slots(self.budget, self.work.share)
+        slot = self.pace.reserve() if self.pace is not None else None
+        if slot is None:
+            self.work.report.left_over, self.emailing = True, False
+            return _NO_SLOT
+        return slot
+
+    def _stop_visiting_when_the_budget_says(self):
+        """Past their share of the budget, visits go on only while the mail found leaves send slots
+        idle: the rest of the budget is for sending what they found. None goes on after the budget."""
+        if self.due is None and not self.fetched:
+            return
+        if self.budget.spent or self.visit_budget.spent and not self._slots_idle():
+            self.work.report.left_over, self.due = True, None  # still due: the next scan visits them
+            self.fetched.clear()
+
+    def _start_visits(self):
+        while self.fetched and len(self.visits) < self.most_visits and self._free():
             # What the visit creates is leased to this scan while the ready mail leaves it a send
             # slot; beyond that it is created free, for the next scan to take as a retry.
-            lease = slots_idle()
-            key, item = fetched.popleft()
-            visits[pool.submit(_visit, work, key.request_id, item, lease)] = key
-        # The next few due requests are read in one call while these are visited: no more ahead
-        # than the visits take, so what a visit sees is as fresh as a read of its own.
-        if due is not None and not reads and len(fetched) < most_visits and free():
-            keys = list(itertools.islice(due, most_visits))
-            if keys:
-                reads[pool.submit(_read_due, work, keys)] = keys
-            else:
-                due = None
-        if not visits and not sends and not reads:
-            _release(pool, work, unsent)
+            lease = self._slots_idle()
+            key, item = self.fetched.popleft()
+            self.visits[self.pool.submit(_visit, self.work, key.request_id, item, lease)] = key
+
+    def _start_a_read(self):
+        """The next few due requests, read in one call while these are visited: no more ahead than the
+        visits take, so what a visit sees is as fresh as a read of its own."""
+        if self.due is None or self.reads or len(self.fetched) >= self.most_visits or not self._free():
             return
-        done, _ = wait([*visits, *sends, *reads], return_when=FIRST_COMPLETED)
-        for future in done:
-            if future in visits:
-                ready.extend(_settle(visits.pop(future), future, work, "request") or ())
-            elif future in reads:
-                fetched.extend(_settle(reads.pop(future), future, work, "batch of due requests") or ())
-            else:
-                _settle(sends.pop(future), future, work, "notification")
+        keys = list(itertools.islice(self.due, self.most_visits))
+        if keys:
+            self.reads[self.pool.submit(_read_due, self.work, keys)] = keys
+        else:
+            self.due = None
 
 
-def _send_slots(budget):
-    """The scan's send slots, paced to the account's rate. A slot opens only while a send that takes
-    as long as an SES call can (timeouts.SES.worst: SES not answering) still ends within the budget.
-    None when not even asking SES for the rate would."""
+def _send_slots(budget, share):
+    """The scan's send slots, paced to its share of the account's rate. A slot opens only while a send
+    that takes as long as an SES call can (timeouts.SES.worst: SES not answering) still ends within the
+    budget. None when not even asking SES for the rate would."""
     if not budget.fits(timeouts.SES.worst):
         return None
-    return TokenBucket(outbox.max_send_rate(), until=budget.ending_early(timeouts.SES.worst))
+    rate = outbox.max_send_rate()
+    return TokenBucket(share.send_rate(rate), until=budget.ending_early(timeouts.SES.worst), grid=share.grid(rate))
 
 
 def _release(pool, work, entries):
@@ -278,14 +324,14 @@ def _settle(item, future, work, what):
         return None
 
 
-def _due_requests(now, report):
-    """Keys of due requests from every shard, earliest next check first (each shard's query is sorted)."""
+def _due_requests(work):
+    """Keys of due requests from the scan's shards, earliest next check first (each shard's query is sorted)."""
     def shard(name):
-        for key in store.requests_due(name, now):
-            report.count("items_read")
+        for key in store.requests_due(name, work.now):
+            work.report.count("items_read")
             yield key
 
-    return heapq.merge(*(shard(name) for name in SHARDS), key=lambda key: key.next_check_at)
+    return heapq.merge(*(shard(name) for name in work.share.due_shards), key=lambda key: key.next_check_at)
 
 
 def _read_due(work, keys):
@@ -468,9 +514,11 @@ def _webhook_target(work, entry, retried):
 
 
 def _reevaluate(work, budget):
-    """Drain re-evaluation jobs a page at a time while the budget lasts."""
+    """Drain the share's re-evaluation jobs a page at a time while the budget lasts."""
     for job in store.pending_jobs():
         work.report.count("items_read")
+        if not work.share.takes_job(job.subject):
+            continue
         while not budget.spent:
             try:
                 page, done = contracts.reevaluate_page(job, work.now)

@@ -27,6 +27,7 @@ class Settings:
     admin_token: str | None = None  # SLA_ADMIN_TOKEN: the bootstrap admin token (dev, tests, make run)
     admin_token_parameter: str | None = None  # SLA_ADMIN_TOKEN_PARAMETER: its SSM SecureString (prod)
     allow_local_webhooks: str | None = None  # SLA_ALLOW_LOCAL_WEBHOOKS: "1" also allows http to loopback
+    scan_shards: str | None = None  # SLA_SCAN_SHARDS: scan invocations a minute, each a share of the work; 1
 
     @property
     def local_webhooks_allowed(self):
@@ -46,7 +47,15 @@ VARIABLES = {
     "admin_token": "SLA_ADMIN_TOKEN",
     "admin_token_parameter": "SLA_ADMIN_TOKEN_PARAMETER",
     "allow_local_webhooks": "SLA_ALLOW_LOCAL_WEBHOOKS",
+    "scan_shards": "SLA_SCAN_SHARDS",
 }
+
+
+def value(name, environ=None):
+    """One setting (a field of Settings), reading its variable alone: for what runs on every AWS call,
+    where reading all of them would cost more than the call's own work."""
+    environ = os.environ if environ is None else environ
+    return environ.get(VARIABLES[name], "").strip() or getattr(Settings, name)
 
 
 def current(environ=None):

@@ -235,7 +235,8 @@ FUNCTION_ACCESS = {
                     "scans": ("contracts", "tokens"), "ses": ("SendRawEmail",),
                     "webhook_secrets": ("PutParameter",), "admin_token": True},
     "scan_deadlines": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"),
-                       "ses": ("SendRawEmail", "GetSendQuota"), "webhook_secrets": ("GetParameter",)},
+                       "ses": ("SendRawEmail", "GetSendQuota"), "webhook_secrets": ("GetParameter",),
+                       "invokes_itself": True},  # hands shard groups to copies of itself (SLA_SCAN_SHARDS)
     "nightly_tally": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"), "scans": ("contracts",),
                       "ses": ("SendRawEmail",)},
     "nightly_tally_continue": {"table_writes": ("PutItem", "UpdateItem", "DeleteItem"), "scans": ("contracts",),
@@ -278,6 +279,10 @@ def function_policy(stage, env, function, logical_id):
     if access.get("admin_token") and env.get("SLA_ADMIN_TOKEN_PARAMETER"):
         statements.append({"Sid": "ReadTheAdminTokenParameter", "Effect": "Allow", "Action": ["ssm:GetParameter"],
                            "Resource": [f"{arn}:ssm:*:*:parameter/{env['SLA_ADMIN_TOKEN_PARAMETER'].lstrip('/')}"]})
+    if access.get("invokes_itself") and _scan_shards(env) > 1:  # with one scan a minute, it never does
+        statements.append({"Sid": "InvokeItselfForItsShardGroups", "Effect": "Allow",
+                           "Action": ["lambda:InvokeFunction"],
+                           "Resource": [f"{arn}:lambda:*:*:function:{APP_NAME}-{stage}-{logical_id}-*"]})
     unscoped = [a for a in UNSCOPED if a.startswith("xray:") or a.partition(":")[2] in access.get("ses", ())]
     statements.append({"Sid": "AccountLevelCallsWithoutAResource", "Effect": "Allow", "Action": unscoped,
                        "Resource": ["*"]})
@@ -288,6 +293,13 @@ def function_policy(stage, env, function, logical_id):
                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                        "Resource": [group, f"{group}:*"]})
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _scan_shards(env):
+    raw = env.get("SLA_SCAN_SHARDS", "1")
+    if not raw.isdigit():
+        raise SystemExit(f".chalice/config.json: SLA_SCAN_SHARDS must be a whole number, not {raw!r}")
+    return int(raw)
 
 
 def policies(config):

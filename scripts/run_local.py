@@ -10,7 +10,8 @@
 4. The API through chalice's local server, in this process, on 127.0.0.1 (`SLA_PORT`, default 8000),
    answering a path no route has as the deployed API does (`LocalRequestHandler`).
 5. A ticker runs every `@app.schedule` function every `SLA_TICK_SECONDS` (default 60): `chalice local`
-   never runs them. A failing run is logged; the next tick runs again.
+   never runs them. A failing run is logged; the next tick runs again. `scan_deadlines` runs once per
+   shard group at once (`SLA_SCAN_SHARDS`, default 2 here), as the deployed scan's hand-offs do.
 6. The metrics the functions would send to CloudWatch (EMF) are printed as one short line each
    ("metrics: SLAClock Stage=local ContractId=demo: RequestsReceived=1") and written in full, one
    JSON document a line, to `SLA_METRICS_FILE` (default .run/metrics.jsonl), named in the banner.
@@ -69,6 +70,7 @@ def prepare_environment(environ, chalice_env):
     environ.setdefault("SLA_METRICS_FILE", str(ROOT / ".run" / "metrics.jsonl"))
     environ.setdefault("SLA_EML_DIR", str(ROOT / "outbox"))  # each run's emails in a subfolder (git-ignored)
     environ.setdefault("SLA_ALLOW_LOCAL_WEBHOOKS", "1")  # webhooks may go to a receiver on this machine
+    environ.setdefault("SLA_SCAN_SHARDS", "2")  # the ticker runs each shard group's scan, as prod does
     for key, value in chalice_env.items():
         environ.setdefault(key, value)
     if environ.get("SLA_ADMIN_TOKEN"):
@@ -138,6 +140,17 @@ def scheduled_event(name, region, now):
     }
 
 
+def invocations(name, event):
+    """The events a scheduled function runs on each time its rule fires: one, but scan_deadlines once
+    per shard group (deployed, the scheduled scan hands the other groups to Lambda; here they run side by
+    side in this process)."""
+    if name != "scan_deadlines":
+        return [event]
+    from chalicelib import shards
+
+    return shards.group_events(event, shards.configured_count())
+
+
 class Ticker(threading.Thread):
     """Every `interval` seconds, invoke each scheduled function of `app` as EventBridge would."""
 
@@ -148,20 +161,36 @@ class Ticker(threading.Thread):
 
     def tick(self):
         """One round over every scheduled function; errors are logged, never raised. Returns failures."""
-        from chalice.local import LambdaContext
-
         failures = 0
         for name, expression in scheduled_functions(self.app):
             started = time.monotonic()
-            try:
-                event = scheduled_event(name, self.region, datetime.now(UTC))
-                self.app.handler_map[name](event, LambdaContext(name, memory_size=128, max_runtime_ms=900_000))
-            except Exception:
-                failures += 1
-                log.exception("ticker: %s (%s) failed", name, expression)
-            else:
+            events = invocations(name, scheduled_event(name, self.region, datetime.now(UTC)))
+            failed = self._run_side_by_side(name, events)
+            for error in failed:
+                log.error("ticker: %s (%s) failed", name, expression, exc_info=error)
+            if not failed:
                 log.info("ticker: ran %s (%s) in %.0f ms", name, expression, (time.monotonic() - started) * 1000)
+            failures += len(failed)
         return failures
+
+    def _run_side_by_side(self, name, events):
+        """Invoke `name` once per event, each in a thread of its own as Lambda would; the exceptions raised."""
+        from chalice.local import LambdaContext
+
+        failed = []
+
+        def invoke(event):
+            try:
+                self.app.handler_map[name](event, LambdaContext(name, memory_size=128, max_runtime_ms=900_000))
+            except Exception as exc:  # noqa: BLE001 - logged by the tick; the next tick runs again
+                failed.append(exc)
+
+        threads = [threading.Thread(target=invoke, args=(event,), name=f"ticker-{name}") for event in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return failed
 
     def run(self):
         while not self.stopped.wait(self.interval):

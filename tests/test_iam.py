@@ -11,6 +11,7 @@ grants was needed by a call of its function. No network, no credentials.
 
 Also here: the bootstrap admin token read from SSM Parameter Store (SecureString), once per process.
 """
+import functools
 import importlib.util
 import json
 import re
@@ -163,8 +164,25 @@ def required_permissions(stage, service, operation, params):
     if service == "ssm" and operation in ("GetParameter", "PutParameter"):
         name = params["Name"].lstrip("/").split(":", 1)[0]  # "name:3" selects a version of parameter "name"
         return [(f"ssm:{operation}", [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}"])]
+    if service == "lambda" and operation == "Invoke":  # a scan handing shard groups to copies of itself
+        return [("lambda:InvokeFunction", [deployed_function_arn(stage, params["FunctionName"])])]
     raise AssertionError(f"the code calls {service}:{operation}, which this test cannot map to IAM yet: add it "
                          "here and to FUNCTION_ACCESS in infra/generate.py")
+
+
+@functools.cache
+def _logical_ids():
+    """{Chalice's function name: its logical id in the packaged template}, as infra/generate.py reads them."""
+    spec = importlib.util.spec_from_file_location("infra_generate", ROOT / "infra" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    return {name: logical_id for name, logical_id, _ in generate._lambda_functions()}
+
+
+def deployed_function_arn(stage, name):
+    """The ARN of function `name` (Chalice's name: what the test client's context calls it) in the stack
+    sla-clock-<stage>: CloudFormation names it <stack>-<logical id>-<suffix>."""
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sla-clock-{stage}-{_logical_ids()[name]}-AbCdEf123456"
 
 
 class Recorder:
@@ -411,10 +429,7 @@ def test_each_function_writes_its_own_logs_only(stage):
     """The runtime's CloudWatch Logs calls for each function of the stack `sla-clock-<stage>` (the name
     the README's "Deploy to AWS" deploys under): CloudFormation names it <stack>-<logical id>-<suffix>,
     and the stack creates its log group."""
-    spec = importlib.util.spec_from_file_location("infra_generate", ROOT / "infra" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    logical_ids = {name: logical_id for name, logical_id, _ in generate._lambda_functions()}
+    logical_ids = _logical_ids()
     assert set(logical_ids) == set(FUNCTIONS)
 
     def stream(logical_id, stage=stage):

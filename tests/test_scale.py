@@ -250,8 +250,8 @@ def test_without_a_configured_rate_each_scan_with_mail_to_send_asks_ses_for_its_
     monkeypatch.setattr(BaseClient, "_make_api_call",
                         lambda client, op, params: calls.append(op) or original(client, op, params))
     rates = []
-    monkeypatch.setattr(scanner, "TokenBucket", lambda per_second, until: rates.append(per_second)
-                        or TokenBucket(per_second, until))
+    monkeypatch.setattr(scanner, "TokenBucket", lambda per_second, until, grid: rates.append(per_second)
+                        or TokenBucket(per_second, until, grid=grid))
     # One send per scan: the first slot is now, so moto's 1 a second costs no waiting.
     factories.insert([factories.due_breach(policy, "acme", NOW - timedelta(minutes=5)),
                       factories.due_breach(policy, "acme", NOW + timedelta(seconds=30))])

@@ -26,7 +26,7 @@ logger = logging.getLogger("sla_clock.metrics")
 
 
 def stage():
-    return settings.current().stage
+    return settings.value("stage")
 
 
 def use_writer(write):

@@ -37,16 +37,20 @@ Threads: one SES client per process (`ses()`), created before a scan starts its 
 clients are thread-safe, so the workers share it. Nothing else here is shared between threads: each
 worker holds its own outbox items.
 """
+import binascii
 import functools
 import logging
 import re
 import time
+import uuid
 from datetime import timedelta
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -90,7 +94,27 @@ def ses():
         current = settings.current()
         _ses = boto3.client("ses", region_name=current.region, endpoint_url=current.endpoint_url,
                             config=timeouts.SES.config(max_pool_connections=CONNECTIONS))
+        _ses.meta.events.register("before-call.ses.SendRawEmail", _form_encoded_once)
     return _ses
+
+
+def _form_encoded_once(params, **kwargs):
+    """botocore form-encodes a query call's body each time the body is read, to sign it and again to
+    send it, a Python loop over every character of the raw message's base64 each time. Encoded here
+    once, and the base64 by three replacements, the same text is signed and sent."""
+    body = params.get("body")
+    if isinstance(body, dict):
+        params["body"] = "&".join(f"{quote_plus(key)}={_form_value(value)}" for key, value in body.items())
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]*")
+
+
+def _form_value(value):
+    """`value` as urllib's quote_plus writes it in a form: of base64's alphabet it escapes just these three."""
+    if isinstance(value, str) and _BASE64.fullmatch(value):
+        return value.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return quote_plus(value)
 
 
 def configured_send_rate():
@@ -196,7 +220,7 @@ def deliver(entry, now, attempt, slot=None):
     if attempt.refusal:
         return not_sent(entry, attempt, attempt.refusal, REJECTED, now)
     # SES publishes delivery, bounce and complaint events of mail sent through the configuration set.
-    configuration_set = settings.current().ses_configuration_set
+    configuration_set = settings.value("ses_configuration_set")
     if slot is not None:
         slot.wait()
     try:
@@ -315,21 +339,61 @@ def build_message(sender, recipients, rendered, headers=None, attachments=(), se
     if not recipients:
         raise ValueError("an email needs at least one recipient")
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = one_line(rendered.subject)  # an entry stored before text was checked, too
+    _put_header(message, "Subject", one_line(rendered.subject))  # an entry stored before text was checked, too
     written_name, address = parseaddr(sender)  # SLA_DEFAULT_SENDER may be written "Name <address>"
-    message["From"] = Address(display_name=one_line(sender_name or written_name), addr_spec=address or sender)
-    message["To"] = ", ".join(recipients)
+    _put_address(message, "From", Address(display_name=one_line(sender_name or written_name),
+                                          addr_spec=address or sender))
+    _put_header(message, "To", ", ".join(recipients), text=False)
     if reply_to:
-        message["Reply-To"] = Address(addr_spec=reply_to)
+        _put_address(message, "Reply-To", Address(addr_spec=reply_to))
     for name, value in (AUTOMATIC | (headers or {})).items():
-        message[name] = str(value)
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+        _put_header(message, name, str(value))
+    if attachments or rendered.text.isascii() or rendered.html.isascii():
+        message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_cte(rendered.text))
+        message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_cte(rendered.html))
+    else:  # the usual notification: both bodies in base64
+        message.set_raw("MIME-Version", "1.0")
+        message.set_raw("Content-Type", f'multipart/alternative; boundary="{"=" * 15}{uuid.uuid4().hex}=="')
+        message.set_payload([_base64_text(rendered.text, "plain"), _base64_text(rendered.html, "html")])
     for attachment in attachments or ():
         maintype, subtype = attachment["content_type"].split("/", 1)
         message.add_attachment(attachment["content"].encode("utf-8"), maintype=maintype, subtype=subtype,
                                filename=attachment["filename"], params={"charset": "utf-8"})
     return message
+
+
+def _base64_text(body, subtype):
+    """A text/`subtype` UTF-8 part in base64 as EmailMessage.set_content(cte="base64") makes it (CRLF line
+    ends, lines of 76 characters), without its header parsing."""
+    part = EmailMessage(policy=SMTP)
+    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part.set_raw("Content-Transfer-Encoding", "base64")
+    data = b"\r\n".join(body.encode("utf-8").splitlines()) + b"\r\n"
+    step = SMTP.max_line_length // 4 * 3
+    part.set_payload("".join(binascii.b2a_base64(data[at:at + step]).decode("ascii")
+                             for at in range(0, len(data), step)))
+    return part
+
+
+def _put_header(message, name, value, text=True):
+    """Set header `name` as the SMTP policy writes it, without the policy's parse on setting and refold
+    on writing, which cost more than the rest of a message: a short ASCII value as it is, other `text`
+    as RFC 2047 encoded words folded within the line length. What is neither (a long ASCII value, an
+    address list with a name to encode) is left to the policy. A line break is refused, as the policy
+    refuses it (no header injection)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} may not contain a line break")
+    if value.isascii() and len(name) + 2 + len(value) <= SMTP.max_line_length:
+        message.set_raw(name, value)
+    elif text and not value.isascii():
+        message.set_raw(name, Header(value, "utf-8", header_name=name).encode(linesep=SMTP.linesep))
+    else:
+        message[name] = value
+
+
+def _put_address(message, name, address):
+    """An address header (a headerregistry.Address: checked as it is built) with its display name encoded."""
+    _put_header(message, name, formataddr((address.display_name, address.addr_spec), charset="utf-8"))
 
 
 def _cte(body):
@@ -619,7 +683,7 @@ def _keep_copy(entry, message, now, ses_message_id):
     message sent carries neither: SES replaces both when it accepts a message. The name keeps to letters,
     digits, '-', '_' and '.', which every file system accepts (owner ids hold '#', keys '|').
     """
-    folder = settings.current().eml_dir
+    folder = settings.value("eml_dir")
     if not folder:
         return None
     message["Date"] = format_datetime(now)

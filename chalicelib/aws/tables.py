@@ -34,15 +34,15 @@ class _SettingsMeta(type):
 
     @property
     def table_name(cls):
-        return settings.current().table_prefix + cls.table
+        return settings.value("table_prefix") + cls.table  # PynamoDB reads it several times a call
 
     @property
     def region(cls):
-        return settings.current().region
+        return settings.value("region")
 
     @property
     def host(cls):
-        return settings.current().endpoint_url
+        return settings.value("endpoint_url")
 
 
 class _Meta(metaclass=_SettingsMeta):

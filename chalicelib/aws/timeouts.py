@@ -9,6 +9,8 @@ under a second, so the limits below fail fast and leave the retrying to whoever 
   read timeout could send a message SES had accepted a second time.
 - SSM: two attempts; Parameter Store throttles bursts of reads (cold starts) and a read is safe to repeat.
 - DynamoDB (PynamoDB's settings and the transactions' connection): three attempts, for its throttles.
+- Lambda (the scan handing shard groups to copies of itself, queued asynchronously): two attempts; a
+  repeated hand-off only runs a second scan of the same shards, which the outbox makes harmless.
 
 A connect timeout of 2 s survives one lost SYN (retransmitted after 1 s). `worst` is what the callers
 plan with: the API's synchronous send and the scan's decision to start a send use it.
@@ -39,3 +41,4 @@ class CallLimits:
 SES = CallLimits(connect=2.0, read=3.0, attempts=1)  # worst 5 s
 SSM = CallLimits(connect=2.0, read=2.0, attempts=2)  # worst 9 s
 DYNAMODB = CallLimits(connect=2.0, read=3.0, attempts=3)  # worst 18 s
+LAMBDA = CallLimits(connect=2.0, read=3.0, attempts=2)  # worst 11 s
