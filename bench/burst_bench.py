@@ -36,7 +36,7 @@ from botocore.client import BaseClient
 from moto.core.botocore_stubber import BotocoreStubber
 
 from chalicelib import contracts, evaluation, scanner
-from chalicelib.aws import outbox, records
+from chalicelib.aws import outbox, store
 from chalicelib.budget import Budget
 
 NOW = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)  # Monday 09:30 in Shanghai
@@ -99,7 +99,7 @@ class LambdaContext:
 
 def fill(size):
     contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = evaluation.policy_of(records.latest_record("bench"))
+    policy = evaluation.policy_of(store.latest_record("bench"))
     spread = timedelta(minutes=10) / size
     factories.insert([factories.due_breach(policy, "bench", NOW - timedelta(minutes=10) + n * spread)
                       for n in range(size)])

@@ -1,42 +1,97 @@
-"""Stored records <-> domain values: request items to the clock's events and from the fields cached
-of their state, new requests and events to their items, published calendar overrides to data, and
-the keys that resume listings. Which rules apply to these values is decided above (chalicelib.evaluation)."""
-from datetime import date
+"""Stored records <-> domain values: request items to StoredRequest (its facts, text, events and cached
+fields) and back, event items to StoredEvent, contract versions to ContractVersion, published calendar
+overrides to data, and the keys that resume listings. Which rules apply to these values is decided
+above (chalicelib.evaluation and the use cases): this module maps and decides nothing."""
+from datetime import UTC, date, datetime
 
-from chalicelib.aws import store
 from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
-from chalicelib.core.errors import NotFoundError
-from chalicelib.core.facts import RESOLVED, Event
+from chalicelib.core.facts import RESOLVED, ContractVersion, Event, StoredEvent, StoredRequest
 from chalicelib.core.personal_data import requester_key
 
+# The attributes a request keeps of its SLA state (cached_attributes), and the listing key: a
+# StoredRequest carries them as read, so a refresh writes only what changed and a listing resumes
+# after the very key it read.
+CACHED = ("checked_until", "status", "current_priority", "contract_version", "breached", "next_check_at",
+          "due_shard", "closed_key", "contract_status", "breached_contract", "next_due_at", "due_contract",
+          "frozen_state")
+_STORED = (*CACHED, "listed_at")
 
-def published_overrides(country):
-    """The published schedules of `country` as ((year, (holidays, workdays)), ...), read now."""
+
+def overrides_of(items):
+    """Published schedules (CalendarOverrideModel items) as ((year, (holidays, workdays)), ...)."""
     return tuple(
         (int(o.year), (frozenset(map(date.fromisoformat, o.holidays)), frozenset(map(date.fromisoformat, o.workdays))))
-        for o in store.calendar_overrides(country)
+        for o in items
     )
 
 
-def latest_record(contract_id):
-    record = store.latest_contract(contract_id)
-    if record is None:
-        raise NotFoundError(f"no contract {contract_id!r}")
-    return record
+def contract_version(item):
+    """The ContractVersion of a stored contract item (None stays None)."""
+    if item is None:
+        return None
+    return ContractVersion(item.contract_id, int(item.version), item.document, item.updated_at, item.updated_by)
 
 
-def clock_events(item):
-    return [
-        Event(
-            seq=e["seq"], type=e["type"], at=e["at"],
-            priority=e.get("priority"), score=e.get("score"), channel=e.get("channel"),
-        )
-        for e in item.timeline
-    ]
+def _instant(epoch_seconds):
+    return datetime.fromtimestamp(epoch_seconds, UTC) if epoch_seconds is not None else None
 
 
-def cached_attributes(item, cached):
-    """The attributes of `item` that hold `cached` (a CachedFields): listing filters and their indexes
+def stored_request(item):
+    """The StoredRequest of a request item (None stays None). An item read with a projection maps too:
+    what it leaves out reads as None."""
+    if item is None:
+        return None
+    return StoredRequest(
+        request_id=item.request_id,
+        contract_id=item.contract_id,
+        priority=item.priority,
+        designated=item.designated,
+        received_at=item.received_at,
+        events=clock_events(item.timeline or ()),
+        category=item.category,
+        channel=item.channel,
+        subject=item.subject,
+        description=item.description,
+        requester=item.requester,
+        created_by=item.created_by,
+        status=item.status,
+        current_priority=item.current_priority,
+        contract_version=int(item.contract_version) if item.contract_version is not None else None,
+        next_check_at=_instant(item.next_check_at),
+        checked_until=_instant(item.checked_until),
+        frozen_state=item.frozen_state,
+        kept_targets=item.kept_targets,
+        personal_data_erased_at=item.personal_data_erased_at,
+        idempotency_key=item.idempotency_key,
+        requester_key=item.requester_key,
+        version=item.version,
+        stored={name: getattr(item, name) for name in _STORED},
+    )
+
+
+def clock_events(timeline):
+    """The clock's Events of a stored timeline (its compact entries)."""
+    return tuple(
+        Event(seq=e["seq"], type=e["type"], at=e["at"],
+              priority=e.get("priority"), score=e.get("score"), channel=e.get("channel"))
+        for e in timeline
+    )
+
+
+def compact_event(event):
+    """The clock-relevant part of an event (a clock Event), kept inside the request item."""
+    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC)}
+    entry.update(_details(event) or {})
+    return entry
+
+
+def _details(event):
+    return {k: v for k, v in (("priority", event.priority), ("score", event.score), ("channel", event.channel))
+            if v is not None} or None
+
+
+def cached_attributes(request, cached):
+    """The attributes of `request` that hold `cached` (a CachedFields): listing filters and their indexes
     (status, breached, the next running deadline of the queue view), and the scanner's sparse index
     (an item leaves the index when it has nothing left to check)."""
     next_check, next_due = cached.next_check_at, cached.next_due_at
@@ -47,61 +102,89 @@ def cached_attributes(item, cached):
         "contract_version": cached.contract_version,
         "breached": cached.breached,
         "next_check_at": next_check.timestamp() if next_check else None,
-        "due_shard": shard_of(item.request_id) if next_check else None,
+        "due_shard": shard_of(request.request_id) if next_check else None,
         "closed_key": utc_key(cached.closed_at) if cached.status == RESOLVED else OPEN_KEY,
-        "contract_status": status_key(item.contract_id, cached.status),
-        "breached_contract": item.contract_id if cached.breached else None,
+        "contract_status": status_key(request.contract_id, cached.status),
+        "breached_contract": request.contract_id if cached.breached else None,
         "next_due_at": next_due.timestamp() if next_due else None,
-        "due_contract": item.contract_id if next_due else None,
+        "due_contract": request.contract_id if next_due else None,
         "frozen_state": cached.frozen_state,
     }
 
 
+def changed_attributes(request, cached):
+    """The attributes of `cached` that differ from what `request` holds as read."""
+    stored = request.stored or {}
+    return {name: value for name, value in cached_attributes(request, cached).items()
+            if name not in stored or stored[name] != value}
+
+
 def event_record(request_id, event, by, note):
     """The stored form of one event of a request (its own item: who posted it, and the note)."""
-    details = {k: v for k, v in (("priority", event.priority), ("score", event.score), ("channel", event.channel))
-               if v is not None}
-    return EventModel(request_id, event.seq, type=event.type, at=event.at, by=by, note=note, details=details or None)
+    return EventModel(request_id, event.seq, type=event.type, at=event.at, by=by, note=note, details=_details(event))
 
 
-def new_request_record(request_id, contract_id, new, designated, received_event, created_by):
-    """The item of a new request (`new`: the parsed body, `designated`: received on a designated
-    channel), its timeline holding `received_event`."""
-    return RequestModel(
-        request_id,
-        contract_id=contract_id,
-        listed_at=listing_key(new.received_at, request_id),
-        priority=new.priority,
-        category=new.category,
-        channel=new.channel,
-        designated=designated,
-        subject=new.subject,
-        description=new.description,
-        requester=new.requester,
+def stored_event(item):
+    return StoredEvent(seq=int(item.seq), type=item.type, at=item.at, by=item.by, note=item.note, details=item.details)
+
+
+def new_request(request_id, contract_id, new, designated, received_event, created_by):
+    """A new request (`new`: the parsed body, `designated`: received on a designated channel), its
+    timeline holding `received_event`; not stored yet, nor evaluated."""
+    return StoredRequest(
+        request_id=request_id, contract_id=contract_id, priority=new.priority, designated=designated,
+        received_at=new.received_at, events=(received_event,), category=new.category, channel=new.channel,
+        subject=new.subject, description=new.description, requester=new.requester, created_by=created_by,
         requester_key=requester_key(contract_id, new.requester["email"]),
-        personal_contract=contract_id,
-        received_at=new.received_at,
-        created_by=created_by,
-        timeline=[store.compact_event(received_event)],
     )
 
 
-def listing_key_of(item):
+def new_request_item(request, cached):
+    """The item of a new request with its cached fields (a CachedFields)."""
+    return RequestModel(
+        request.request_id,
+        contract_id=request.contract_id,
+        listed_at=listing_key(request.received_at, request.request_id),
+        priority=request.priority,
+        category=request.category,
+        channel=request.channel,
+        designated=request.designated,
+        subject=request.subject,
+        description=request.description,
+        requester=request.requester,
+        requester_key=request.requester_key,
+        personal_contract=request.contract_id if request.requester_key else None,
+        received_at=request.received_at,
+        created_by=request.created_by,
+        timeline=[compact_event(event) for event in request.events],
+        **cached_attributes(request, cached),
+    )
+
+
+def request_as_read(request):
+    """The key of `request` with the version it was read at: an update through it fails (a failed
+    condition) when anyone else wrote the request since."""
+    return RequestModel(request.request_id, version=request.version)
+
+
+def listing_key_of(request):
     """The key of a request in the listing index: a listing cursor resumes after it."""
-    return {name: {"S": getattr(item, name)} for name in ("request_id", "contract_id", "listed_at")}
+    return {"request_id": {"S": request.request_id}, "contract_id": {"S": request.contract_id},
+            "listed_at": {"S": request.stored["listed_at"]}}
 
 
-def deadline_key_of(item):
+def deadline_key_of(request):
     """The key of a request in the deadline index: a queue cursor resumes after it."""
-    return {"request_id": {"S": item.request_id}, "due_contract": {"S": item.due_contract},
-            "next_due_at": {"N": RequestModel.next_due_at.serialize(item.next_due_at)}}
+    return {"request_id": {"S": request.request_id}, "due_contract": {"S": request.stored["due_contract"]},
+            "next_due_at": {"N": RequestModel.next_due_at.serialize(request.stored["next_due_at"])}}
 
 
 def without_deadline_key_of(status):
-    """The key of an item in the index requests_without_deadline reads for `status`."""
-    def key_of(item):
-        partition = ("contract_status", item.contract_status) if status else ("contract_id", item.contract_id)
-        return {"request_id": {"S": item.request_id}, partition[0]: {"S": partition[1]},
-                "listed_at": {"S": item.listed_at}}
+    """The key of a request in the index requests_without_deadline reads for `status`."""
+    def key_of(request):
+        partition = ("contract_status", request.stored["contract_status"]) if status \
+            else ("contract_id", request.contract_id)
+        return {"request_id": {"S": request.request_id}, partition[0]: {"S": partition[1]},
+                "listed_at": {"S": request.stored["listed_at"]}}
 
     return key_of

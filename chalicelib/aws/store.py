@@ -21,7 +21,10 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.aws import records
 from chalicelib.aws.tables import (
+    CONNECTIONS,
+    DUE_SHARDS,
     OPEN_KEY,
     TALLY_RUNS,
     CalendarOverrideModel,
@@ -50,11 +53,13 @@ from chalicelib.aws.tables import (
     write,
 )
 from chalicelib.core.customer_contacts import Leg
-from chalicelib.core.errors import ConflictError, CursorError
+from chalicelib.core.errors import ConflictError, CursorError, NotFoundError
 from chalicelib.core.facts import RESOLVED
 from chalicelib.core.service_level import Interaction
 from chalicelib.logs import log_event
 
+# What the scanner sizes itself by: the shards of the due index, the HTTP connections of each client.
+SCAN_SHARDS, SCAN_CONNECTIONS = DUE_SHARDS, CONNECTIONS
 IDEMPOTENCY_TTL = timedelta(hours=24)
 logger = logging.getLogger("sla_clock.store")
 WRITE_ATTEMPTS = 12
@@ -107,13 +112,23 @@ def _connection():
 
 
 def latest_contract(contract_id):
+    """The latest ContractVersion of a contract, or None."""
     items = list(ContractModel.query(contract_id, scan_index_forward=False, limit=1, consistent_read=True))
-    return items[0] if items else None
+    return records.contract_version(items[0]) if items else None
+
+
+def latest_record(contract_id):
+    """The latest ContractVersion of a contract; NotFoundError when it has none."""
+    record = latest_contract(contract_id)
+    if record is None:
+        raise NotFoundError(f"no contract {contract_id!r}")
+    return record
 
 
 def contract_version(contract_id, version):
+    """Version `version` of a contract (a ContractVersion), or None."""
     try:
-        return ContractModel.get(contract_id, version)
+        return records.contract_version(ContractModel.get(contract_id, version))
     except DoesNotExist:
         return None
 
@@ -122,12 +137,12 @@ def save_contract_version(contract_id, version, document, by, now, queues=(), st
     """Write version `version` and claim the Amazon Connect queues it lists, in one transaction;
     StaleWrite if another writer took that number, or a queue, first. A queue is claimed when no
     contract claims it, this one does, or `stale_claims` ({queue id: contract id}) names the contract
-    that still claims it although its latest version no longer lists it."""
+    that still claims it although its latest version no longer lists it. Returns the ContractVersion."""
     record = ContractModel(contract_id, version, document=document, updated_at=now, updated_by=by)
     if not queues:
         with _stale_when_beaten():
             record.save(condition=ContractModel.version.does_not_exist())
-        return record
+        return records.contract_version(record)
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         tx.save(record, condition=ContractModel.version.does_not_exist())
         for queue_id in sorted(queues):
@@ -135,7 +150,7 @@ def save_contract_version(contract_id, version, document, by, now, queues=(), st
             if queue_id in (stale_claims or {}):
                 condition |= ConnectQueueModel.contract_id == stale_claims[queue_id]
             tx.save(ConnectQueueModel(queue_id, contract_id=contract_id), condition=condition)
-    return record
+    return records.contract_version(record)
 
 
 # --- Amazon Connect queues -----------------------------------------------------------------------
@@ -178,6 +193,11 @@ def calendar_overrides(country):
     return list(CalendarOverrideModel.query(country, consistent_read=True))
 
 
+def published_overrides(country):
+    """The published schedules of `country` as ((year, (holidays, workdays)), ...), read now."""
+    return records.overrides_of(calendar_overrides(country))
+
+
 def calendar_override(country, year):
     try:
         return CalendarOverrideModel.get(country, year, consistent_read=True)
@@ -199,13 +219,16 @@ def delete_calendar_override(record):
 # --- requests and events ----------------------------------------------------------------------
 
 
-def create_request(request, received_event, outbox, now, idempotency=None):
-    """Request, first event and the notifications it triggers: all or nothing.
+def create_request(request, cached, outbox, now, idempotency=None):
+    """A new request (a StoredRequest holding its received event) with its cached fields (a
+    CachedFields), its first event and the notifications it triggers: all or nothing.
 
     `idempotency`: (key, fingerprint) of the Idempotency-Key the request is created under. Its record
     names the request and commits with it, unless a live record holds the key already (StaleWrite:
     read it and answer with its request).
     """
+    received_event = records.event_record(request.request_id, request.events[0], request.created_by, None)
+    request = records.new_request_item(request, cached)
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         if idempotency is not None:
             key, fingerprint = idempotency
@@ -220,41 +243,44 @@ def create_request(request, received_event, outbox, now, idempotency=None):
 
 
 def get_request(request_id):
+    """The StoredRequest `request_id`, or None."""
     try:
-        return RequestModel.get(request_id, consistent_read=True)
+        return records.stored_request(RequestModel.get(request_id, consistent_read=True))
     except DoesNotExist:
         return None
 
 
 def get_requests(request_ids):
-    """The requests of `request_ids` that exist, by id: one strongly consistent BatchGetItem per 100
-    ids (PynamoDB retries the keys DynamoDB leaves unprocessed)."""
-    return {item.request_id: item for item in RequestModel.batch_get(request_ids, consistent_read=True)}
+    """The StoredRequests of `request_ids` that exist, by id: one strongly consistent BatchGetItem per
+    100 ids (PynamoDB retries the keys DynamoDB leaves unprocessed)."""
+    return {item.request_id: records.stored_request(item)
+            for item in RequestModel.batch_get(request_ids, consistent_read=True)}
 
 
 def events_before(request_id, before, limit):
     """The newest events of a request with a seq below `before` (None: the newest of all), at most
     `limit` of them and fewer when they pass DynamoDB's 1 MB page, oldest first: exactly one Query,
-    whatever the length of the timeline or the weight of its notes."""
+    whatever the length of the timeline or the weight of its notes. StoredEvents."""
     condition = EventModel.seq < before if before is not None else None
     results = EventModel.query(request_id, condition, scan_index_forward=False, limit=limit, consistent_read=True)
     page = next(results.page_iter)
-    return [EventModel.from_raw_data(raw) for raw in reversed(page["Items"])]
+    return [records.stored_event(EventModel.from_raw_data(raw)) for raw in reversed(page["Items"])]
 
 
-def append_event(request, event, cache, outbox=()):
-    """Append `event` to `request`'s timeline, refresh its cached fields and create the
+def append_event(request, event, by, note, cached, outbox=(), fields=None):
+    """Append `event` (a clock Event posted by `by` with `note`) to `request`'s timeline, refresh its
+    cached fields (a CachedFields) and `fields` ({StoredRequest field: value}), and create the
     notifications the event triggers, atomically.
 
-    `request` is the item as read; its VersionAttribute makes the update fail if anyone else
-    appended meanwhile (StaleWrite), and the event key can be written once only.
+    `request` is the StoredRequest as read: the update fails if anyone else appended meanwhile
+    (StaleWrite: its version changed), and the event key can be written once only.
     """
-    entry = compact_event(event)
-    actions = [RequestModel.timeline.set(request.timeline + [entry])]
-    actions += _cache_actions(cache)
+    timeline = [records.compact_event(e) for e in (*request.events, event)]
+    actions = [RequestModel.timeline.set(timeline)]
+    actions += _cache_actions(records.cached_attributes(request, cached) | (fields or {}))
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
-        tx.update(request, actions=actions)
-        tx.save(event, condition=EventModel.seq.does_not_exist())
+        tx.update(records.request_as_read(request), actions=actions)
+        tx.save(records.event_record(request.request_id, event, by, note), condition=EventModel.seq.does_not_exist())
         for notification in outbox:
             tx.save(notification, condition=NotificationModel.key.does_not_exist())
 
@@ -266,24 +292,18 @@ def _cache_actions(cache):
             for name, value in cache.items()]
 
 
-def refresh_cache(request, cache):
+def refresh_cache(request, cached):
     """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine.
-    Writes only the fields that differ from the item as read (under its version), none when none do."""
-    changed = {name: value for name, value in cache.items() if getattr(request, name) != value}
+    Writes only the fields of `cached` (a CachedFields) that differ from the StoredRequest as read
+    (under its version), none when none do."""
+    changed = records.changed_attributes(request, cached)
     if not changed:
         return
     try:
-        write(request, changed)
+        write(records.request_as_read(request), changed)
     except UpdateError as exc:  # a failed version condition: someone else wrote it meanwhile
         if not _condition_failed(exc):
             raise
-
-
-def compact_event(event):
-    """The clock-relevant part of an event, kept inside the request item."""
-    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC)}
-    entry.update(event.details or {})
-    return entry
 
 
 def connect_for_scan():
@@ -319,7 +339,7 @@ def requests_of_contract(contract_id, start_key=None, page_size=50, status=None,
         start_key = {"request_id": start_key["request_id"], "listed_at": start_key["listed_at"],
                      partition[0]: {"S": partition[1]}}
     result = index.query(partition[1], scan_index_forward=False, limit=page_size, last_evaluated_key=start_key)
-    items = list(result)
+    items = [records.stored_request(item) for item in result]
     last = result.last_evaluated_key
     if last is not None:
         last = {"request_id": last["request_id"], "contract_id": {"S": contract_id}, "listed_at": last["listed_at"]}
@@ -327,10 +347,11 @@ def requests_of_contract(contract_id, start_key=None, page_size=50, status=None,
 
 
 def _one_page(results):
-    """Exactly one DynamoDB page of a request query: (items, last evaluated key or None). A filter
-    then costs one bounded read per call, however few of the items read it keeps."""
+    """Exactly one DynamoDB page of a request query: (StoredRequests, last evaluated key or None). A
+    filter then costs one bounded read per call, however few of the requests read it keeps."""
     page = next(results.page_iter)
-    return [RequestModel.from_raw_data(raw) for raw in page["Items"]], results.page_iter.last_evaluated_key
+    return ([records.stored_request(RequestModel.from_raw_data(raw)) for raw in page["Items"]],
+            results.page_iter.last_evaluated_key)
 
 
 def requests_by_deadline(contract_id, start_key=None, page_size=50, due_by=None):
@@ -356,11 +377,11 @@ def requests_without_deadline(contract_id, start_key=None, page_size=50, status=
 
 
 def open_requests_page(contract_id, start_key=None, page_size=100):
-    """One page of the contract's open requests (full items): (items, last evaluated key or None)."""
+    """One page of the contract's open requests: (StoredRequests, last evaluated key or None)."""
     result = RequestModel.by_contract_closed.query(
         contract_id, RequestModel.closed_key == OPEN_KEY, limit=page_size, last_evaluated_key=start_key
     )
-    items = list(result)
+    items = [records.stored_request(item) for item in result]
     return items, result.last_evaluated_key
 
 
@@ -377,7 +398,7 @@ def an_open_request_in_category(contract_id, categories):
 def _an_open_request(contract_id, condition):
     matches = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key == OPEN_KEY,
                                                     filter_condition=condition)
-    return next(iter(matches), None)
+    return records.stored_request(next(iter(matches), None))
 
 
 def encode_cursor(key):
@@ -606,13 +627,11 @@ def requests_without_personal_keys():
                                                             attributes_to_get=["request_id"]))
 
 
-def events_with_notes(request_id):
-    """The request's events that hold a note (the others are read but not returned)."""
-    return list(EventModel.query(request_id, filter_condition=EventModel.note.exists(), consistent_read=True))
-
-
-def erase_note(event):
-    write(event, {"note": None})
+def erase_notes(request_id):
+    """Remove the note of every event of the request that holds one (the others are read but not
+    written)."""
+    for event in EventModel.query(request_id, filter_condition=EventModel.note.exists(), consistent_read=True):
+        write(event, {"note": None})
 
 
 def forget_first_answer(key, request_id):
@@ -628,9 +647,10 @@ def forget_first_answer(key, request_id):
 
 
 def update_request_fields(request, fields):
-    """Write `fields` on `request` as read (None removes one): StaleWrite when anyone wrote it since."""
+    """Write `fields` ({attribute: value}, None removes one) on the StoredRequest as read: StaleWrite
+    when anyone wrote it since."""
     with _stale_when_beaten():
-        write(request, fields)
+        write(records.request_as_read(request), fields)
 
 
 def save_erasure(contract_id, by, reason, requests, now):
@@ -700,8 +720,9 @@ def contract_ids():
 
 def requests_active_since(contract_id, start):
     """The contract's requests resolved at or after `start`, and every open one: the only ones that
-    can have anything to count on a day beginning at `start`."""
-    return RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
+    can have anything to count on a day beginning at `start`. StoredRequests, read lazily."""
+    found = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
+    return (records.stored_request(item) for item in found)
 
 
 def count_received_between(contract_id, start, end):
@@ -733,10 +754,12 @@ EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "category", "k
 def requests_received_between(contract_id, start, end, priorities=None):
     """The contract's requests received in [start, end), oldest first: one Query of the listing index
     returning only what evaluating them needs. `priorities`: only requests whose current priority is
-    one of them (filtered by DynamoDB, so the others are never sent or parsed)."""
+    one of them (filtered by DynamoDB, so the others are never sent or parsed). StoredRequests, read
+    lazily, holding only what EVALUATION_ATTRIBUTES holds."""
     only = RequestModel.current_priority.is_in(*priorities) if priorities else None
-    return RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
-                                          scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
+    found = RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
+                                           scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
+    return (records.stored_request(item) for item in found)
 
 
 def tallies_of_month(contract_id, month_prefix):
