@@ -164,6 +164,8 @@ def new_request_item(request, cached):
 def request_as_read(request):
     """The key of `request` with the version it was read at: an update through it fails (a failed
     condition) when anyone else wrote the request since."""
+    if request.version is None:  # an item written without one: the write expects none either
+        return RequestModel(request.request_id)
     return RequestModel(request.request_id, version=request.version)
 
 
