@@ -64,10 +64,11 @@ import factories
 from botocore.client import BaseClient
 
 from chalicelib import contracts, evaluation, requests, scanner
-from chalicelib.aws import outbox, store
+from chalicelib.aws import outbox, records, store
 from chalicelib.aws.tables import NotificationModel, RequestModel
 from chalicelib.budget import Budget
 from chalicelib.core.documents import notification_document
+from chalicelib.core.evaluation import cached_fields
 
 # moto answers GetSendQuota with the sandbox's 1 email a second, at which a catch-up's four emails would
 # be paced over 3 s of waiting; a stage configures its real rate, and so does the bench.
@@ -258,10 +259,10 @@ def _resolved_after(days, priority):
         stored = RequestModel.get(item.request_id)
         if refused:  # the item the resolve would have written, measured all the same
             stored.timeline = [*stored.timeline, {"seq": len(stored.timeline) + 1, "type": "resolve", "at": resolved}]
-            state = evaluation.state_of(stored, policy, resolved)
-            for name, value in evaluation.cache_fields(stored, state).items():
+            state = evaluation.state_of(records.stored_request(stored), policy, resolved)
+            for name, value in records.cached_attributes(stored, cached_fields(state)).items():
                 setattr(stored, name, value)
-        state = evaluation.state_of(stored, policy, resolved)
+        state = evaluation.state_of(records.stored_request(stored), policy, resolved)
     return state, stored, cpu, refused
 
 
