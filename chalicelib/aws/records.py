@@ -2,11 +2,94 @@
 fields) and back, event items to StoredEvent, contract versions to ContractVersion, published calendar
 overrides to data, and the keys that resume listings. Which rules apply to these values is decided
 above (chalicelib.evaluation and the use cases): this module maps and decides nothing."""
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
 from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
 from chalicelib.core.facts import RESOLVED, ContractVersion, Event, StoredEvent, StoredRequest
 from chalicelib.core.personal_data import requester_key
+
+
+@dataclass(frozen=True)
+class Token:
+    """A stored API token: the SHA-256 of its secret, never the secret."""
+
+    token_id: str
+    secret_sha256: str
+    role: str
+    contract_id: str | None
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    """What an Idempotency-Key names: the request created under it, and the first answer once built."""
+
+    key: str
+    fingerprint: str
+    request_id: str
+    response_body: dict | None
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CalendarOverride:
+    """A country-year's published holiday schedule (days as YYYY-MM-DD)."""
+
+    country: str
+    year: int
+    holidays: list
+    workdays: list
+    source: str
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """The audit record of an erasure: who, when, why and how many requests."""
+
+    contract_id: str
+    erasure_id: str
+    erased_at: datetime
+    erased_by: str
+    reason: str
+    requests: int
+
+
+@dataclass(frozen=True)
+class DayTally:
+    """A stored day's tally (core.tally's document) and its penalties before and after the month's cap."""
+
+    contract_id: str
+    day: str
+    tally: dict
+    penalties_raw: float
+    penalties: float
+    computed_at: datetime
+
+
+@dataclass
+class Job:
+    """A background job: `cursor` is where its next page starts (store.advance_job moves it on)."""
+
+    kind: str
+    subject: str
+    generation: str
+    cursor: dict | None
+    created_at: datetime
+
+
+def value_of(kind, item):
+    """The value of `kind` (one of the dataclasses above) holding the same-named attributes of `item`
+    (None stays None)."""
+    if item is None:
+        return None
+    return kind(**{f.name: getattr(item, f.name) for f in fields(kind)})
+
 
 # The attributes a request keeps of its SLA state (cached_attributes), and the listing key: a
 # StoredRequest carries them as read, so a refresh writes only what changed and a listing resumes

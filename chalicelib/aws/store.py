@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -199,21 +200,28 @@ def published_overrides(country):
 
 
 def calendar_override(country, year):
+    """The CalendarOverride of `country` and `year`, or None."""
     try:
-        return CalendarOverrideModel.get(country, year, consistent_read=True)
+        found = CalendarOverrideModel.get(country, year, consistent_read=True)
     except DoesNotExist:
         return None
+    return _override(found)
+
+
+def _override(item):
+    return records.CalendarOverride(item.country, int(item.year), list(item.holidays), list(item.workdays),
+                                    item.source, item.updated_at, item.updated_by)
 
 
 def save_calendar_override(country, year, holidays, workdays, source, by, now):
     record = CalendarOverrideModel(country, year, holidays=holidays, workdays=workdays, source=source,
                                    updated_at=now, updated_by=by)
     record.save()
-    return record
+    return _override(record)
 
 
-def delete_calendar_override(record):
-    record.delete()
+def delete_calendar_override(override):
+    CalendarOverrideModel(override.country, override.year).delete()
 
 
 # --- requests and events ----------------------------------------------------------------------
@@ -538,9 +546,9 @@ def decode_notifications_cursor(cursor, request_id):
 
 
 def token(token_id):
-    """The stored token `token_id` (its secret's hash, role, scope, expiry), or None."""
+    """The stored Token `token_id` (its secret's hash, role, scope, expiry), or None."""
     try:
-        return TokenModel.get(token_id, consistent_read=True)
+        return records.value_of(records.Token, TokenModel.get(token_id, consistent_read=True))
     except DoesNotExist:
         return None
 
@@ -553,7 +561,7 @@ def stamp_token_use(record, now, every):
         return
     stale = TokenModel.last_used_at.does_not_exist() | (TokenModel.last_used_at <= now - every)
     try:
-        record.update(actions=[TokenModel.last_used_at.set(now)], condition=stale)
+        write(TokenModel(record.token_id), {"last_used_at": now}, condition=stale)
     except UpdateError as exc:
         if not _condition_failed(exc):
             log_event(logger, "token use not recorded", level=logging.WARNING, token_id=record.token_id,
@@ -561,18 +569,17 @@ def stamp_token_use(record, now, every):
 
 
 def save_token(token_id, secret_sha256, role, contract_id, created_by, now, expires_at):
-    """Store a new token's hash (never the token) and return its record."""
+    """Store a new token's hash (never the token) and return its Token."""
     record = TokenModel(token_id, secret_sha256=secret_sha256, role=role, contract_id=contract_id,
                         created_at=now, created_by=created_by, expires_at=expires_at)
     record.save(condition=TokenModel.token_id.does_not_exist())
-    return record
+    return records.value_of(records.Token, record)
 
 
 def tokens_page(limit, start_key=None):
-    """One page of stored tokens (a Scan of the small tokens table): (records, last key or None)."""
+    """One page of stored tokens (a Scan of the small tokens table): (Tokens, last key or None)."""
     result = TokenModel.scan(limit=limit, last_evaluated_key=start_key)
-    records = list(result)
-    return records, result.last_evaluated_key
+    return [records.value_of(records.Token, item) for item in result], result.last_evaluated_key
 
 
 def delete_token(token_id):
@@ -588,13 +595,13 @@ def delete_token(token_id):
 
 
 def idempotency_record(key, now):
-    """The record of a request created under `key`, or None (never used, or expired: DynamoDB's
+    """The FirstAnswer of a request created under `key`, or None (never used, or expired: DynamoDB's
     TTL deletes late)."""
     try:
         record = IdempotencyModel.get(key, consistent_read=True)
     except DoesNotExist:
         return None
-    return record if record.expires_at > now else None
+    return records.value_of(records.FirstAnswer, record) if record.expires_at > now else None
 
 
 def save_first_answer(key, body):
@@ -657,18 +664,23 @@ def save_erasure(contract_id, by, reason, requests, now):
     record = ErasureModel(contract_id, f"{utc_key(now)}#{uuid.uuid4().hex[:8]}", erased_at=now, erased_by=by,
                           reason=reason, requests=requests)
     record.save()
-    return record
+    return _erasure(record)
+
+
+def _erasure(item):
+    return records.Erasure(item.contract_id, item.erasure_id, item.erased_at, item.erased_by, item.reason,
+                           int(item.requests))
 
 
 ERASURE_KEY = {"contract_id": "S", "erasure_id": "S"}
 
 
 def erasures_page(contract_id, limit, start_key=None):
-    """One page of the contract's erasure records, newest first: (records, last key or None)."""
+    """One page of the contract's erasure records, newest first: (Erasures, last key or None)."""
     result = ErasureModel.query(contract_id, scan_index_forward=False, limit=limit, last_evaluated_key=start_key,
                                 consistent_read=True)
     page = next(result.page_iter)
-    return [ErasureModel.from_raw_data(raw) for raw in page["Items"]], result.page_iter.last_evaluated_key
+    return [_erasure(ErasureModel.from_raw_data(raw)) for raw in page["Items"]], result.page_iter.last_evaluated_key
 
 
 def decode_erasures_cursor(cursor, contract_id):
@@ -690,18 +702,20 @@ def start_job(kind, subject, now):
 
 
 def pending_jobs(kind=REEVALUATE):
-    return list(JobModel.query(kind, consistent_read=True))
+    """The Jobs of `kind` waiting to be drained."""
+    return [records.value_of(records.Job, item) for item in JobModel.query(kind, consistent_read=True)]
 
 
 def advance_job(job, cursor):
-    """Record where the job's next page starts, or finish it when `cursor` is None. Returns True
-    when the job is finished (or was restarted by a newer change, which owns it now)."""
+    """Record where the Job's next page starts (on `job` too), or finish it when `cursor` is None.
+    Returns True when the job is finished (or was restarted by a newer change, which owns it now)."""
     same_generation = JobModel.generation == job.generation
+    stored = JobModel(job.kind, job.subject)
     try:
         if cursor is None:
-            job.delete(condition=same_generation)
+            stored.delete(condition=same_generation)
             return True
-        job.update(actions=[JobModel.cursor.set(cursor)], condition=same_generation)
+        write(stored, {"cursor": cursor}, condition=same_generation)
         job.cursor = cursor
         return False
     except (DeleteError, UpdateError) as exc:
@@ -763,7 +777,9 @@ def requests_received_between(contract_id, start, end, priorities=None):
 
 
 def tallies_of_month(contract_id, month_prefix):
-    return list(TallyModel.query(contract_id, TallyModel.day.startswith(month_prefix), consistent_read=True))
+    """The DayTallies of the contract's days whose date starts with `month_prefix` ("2026-11-")."""
+    return [records.value_of(records.DayTally, item)
+            for item in TallyModel.query(contract_id, TallyModel.day.startswith(month_prefix), consistent_read=True)]
 
 
 def outages_of(contract_id):
@@ -790,9 +806,11 @@ def save_tally(contract_id, tally, now):
                penalties=tally.penalties_raw, computed_at=now).save()
 
 
-def cap_tally(item, allowed):
-    """Set a stored day's penalties to what the month's cap allows."""
-    item.update(actions=[TallyModel.penalties.set(allowed)])
+def cap_tally(tally, allowed):
+    """Set a stored day's penalties (of the DayTally `tally`) to what the month's cap allows; returns
+    the DayTally as it now stands."""
+    write(TallyModel(tally.contract_id, tally.day), {"penalties": allowed})
+    return replace(tally, penalties=allowed)
 
 
 def outages_overlapping(contract_id, start, end):
