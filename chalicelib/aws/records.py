@@ -72,6 +72,43 @@ class DayTally:
     computed_at: datetime
 
 
+@dataclass(frozen=True)
+class Outage:
+    """A recorded service outage: start and end as UTC ISO instants."""
+
+    contract_id: str
+    start: str
+    end: str
+    description: str
+    recorded_at: datetime
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class CustomerContact:
+    """The legs ({ContactId: core.customer_contacts.Leg}) of one Amazon Connect customer contact, where
+    its interaction is stored (a bucket, or None), and the version the store's write checks."""
+
+    customer_contact_id: str
+    legs: dict
+    stored_in: str | None
+    version: int | None
+
+
+@dataclass
+class TallyRun:
+    """Where a nightly run stands (see TallyRunModel); the run moves it on and the store saves it, under
+    `version` (None: not saved yet)."""
+
+    run_id: str
+    started_at: datetime
+    date: str | None
+    after: str | None = None
+    current: str | None = None
+    lease_until: float | None = None
+    version: int | None = None
+
+
 @dataclass
 class Job:
     """A background job: `cursor` is where its next page starts (store.advance_job moves it on)."""

@@ -783,21 +783,23 @@ def tallies_of_month(contract_id, month_prefix):
 
 
 def outages_of(contract_id):
-    return list(OutageModel.query(contract_id, consistent_read=True))
+    """The contract's recorded Outages, by start."""
+    return [records.value_of(records.Outage, item) for item in OutageModel.query(contract_id, consistent_read=True)]
 
 
 def replace_outages(removed, added):
-    """Swap merged outages for their union in one transaction."""
+    """Swap merged Outages for their union in one transaction."""
     with TransactWrite(connection=_connection()) as tx:
         for outage in removed:
-            tx.delete(outage)
-        tx.save(added)
+            tx.delete(OutageModel(outage.contract_id, outage.start))
+        tx.save(OutageModel(added.contract_id, added.start, end=added.end, description=added.description,
+                            recorded_at=added.recorded_at, recorded_by=added.recorded_by))
 
 
 def new_tally_run(started_at, day):
-    """A nightly run starting at `started_at` (of `day`, or each contract's previous local day); not
-    stored until the run saves where it stands."""
-    return TallyRunModel(TALLY_RUNS, utc_key(started_at), started_at=started_at, date=day.isoformat() if day else None)
+    """A nightly TallyRun starting at `started_at` (of `day`, or each contract's previous local day);
+    not stored until the run saves where it stands."""
+    return records.TallyRun(utc_key(started_at), started_at, day.isoformat() if day else None)
 
 
 def save_tally(contract_id, tally, now):
@@ -819,26 +821,35 @@ def outages_overlapping(contract_id, start, end):
 
 
 def new_outage(contract_id, start, end, description, now, by):
-    """An outage record, not yet stored (`replace_outages` stores it in place of those it merges)."""
-    return OutageModel(contract_id, utc_key(start), end=utc_key(end), description=description, recorded_at=now,
-                       recorded_by=by)
+    """An Outage, not yet stored (`replace_outages` stores it in place of those it merges)."""
+    return records.Outage(contract_id, utc_key(start), utc_key(end), description, now, by)
 
 
 def tally_runs():
-    """Nightly runs not finished yet, oldest first (a handful at most)."""
-    return list(TallyRunModel.query(TALLY_RUNS, consistent_read=True))
+    """Nightly TallyRuns not finished yet, oldest first (a handful at most)."""
+    return [records.value_of(records.TallyRun, item) for item in TallyRunModel.query(TALLY_RUNS, consistent_read=True)]
+
+
+def _run_item(run):
+    item = TallyRunModel(TALLY_RUNS, run.run_id, started_at=run.started_at, date=run.date, after=run.after,
+                         current=run.current, lease_until=run.lease_until)
+    if run.version is not None:  # the save and the delete check it (none: never saved)
+        item.version = run.version
+    return item
 
 
 def save_tally_run(run):
-    """StaleWrite if another invocation saved the run since it was read."""
+    """Save where the TallyRun stands; StaleWrite if another invocation saved it since it was read."""
+    item = _run_item(run)
     with _stale_when_beaten():
-        run.save()
+        item.save()
+    run.version = item.version
 
 
 def finish_tally_run(run):
     """The run is done: forget it (StaleWrite if another invocation saved it meanwhile)."""
     with _stale_when_beaten():
-        run.delete()
+        _run_item(run).delete()
 # --- interactions --------------------------------------------------------------------------------
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -895,15 +906,16 @@ def leg_of(contact_id, document):
 
 
 def customer_contacts(contract_id, customer_contact_ids):
-    """{customer contact id: CustomerContactModel} of those the contract has legs of: one strongly
+    """{customer contact id: CustomerContact} of those the contract has legs of: one strongly
     consistent BatchGetItem per 100 ids."""
     keys = [(customer_contact_key(contract_id, i), i) for i in customer_contact_ids]
-    return {item.customer_contact_id: item for item in CustomerContactModel.batch_get(keys, consistent_read=True)}
+    return {item.customer_contact_id: _customer_contact(item)
+            for item in CustomerContactModel.batch_get(keys, consistent_read=True)}
 
 
-def legs_of(record):
-    """{ContactId: Leg} of a stored customer contact."""
-    return {contact_id: leg_of(contact_id, document) for contact_id, document in record.legs.items()}
+def _customer_contact(item):
+    legs = {contact_id: leg_of(contact_id, document) for contact_id, document in item.legs.items()}
+    return records.CustomerContact(item.customer_contact_id, legs, item.stored_in, item.version)
 
 
 CUSTOMER_CONTACTS_PER_TRANSACTION = 25  # 3 writes each at most: inside DynamoDB's 100 per transaction
@@ -911,7 +923,7 @@ CUSTOMER_CONTACTS_PER_TRANSACTION = 25  # 3 writes each at most: inside DynamoDB
 
 def save_customer_contacts(contract_id, changes, retention, now):
     """Store customer contacts: `changes` lists (customer contact id, {ContactId: Leg}, Interaction or
-    None, the CustomerContactModel as read or None). Each contact's legs, its interaction (moved when
+    None, the CustomerContact as read or None). Each contact's legs, its interaction (moved when
     its first enqueue moved to another hour, removed when it is no offered contact any more) commit
     together, 25 contacts a transaction; StaleWrite when another consumer wrote one of them since it
     was read (read again and recompute: nothing is lost, storing the same legs again changes nothing)."""
@@ -920,15 +932,16 @@ def save_customer_contacts(contract_id, changes, retention, now):
         with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
             for customer_contact_id, legs, interaction, record in changes[start:start + size]:
                 bucket = interaction_bucket(contract_id, interaction.offered_at) if interaction else None
-                if record is None:
-                    record = CustomerContactModel(customer_contact_key(contract_id, customer_contact_id),
-                                                  customer_contact_id)
-                elif record.stored_in is not None and record.stored_in != bucket:
+                if record is not None and record.stored_in is not None and record.stored_in != bucket:
                     tx.delete(InteractionModel(record.stored_in, customer_contact_id))
                 earliest = min((leg.enqueued_at or leg.disconnected_at or now for leg in legs.values()), default=now)
-                record.legs = {contact_id: leg_document(leg) for contact_id, leg in sorted(legs.items())}
-                record.stored_in, record.expires_at = bucket, earliest + retention
-                tx.save(record)
+                item = CustomerContactModel(
+                    customer_contact_key(contract_id, customer_contact_id), customer_contact_id,
+                    legs={contact_id: leg_document(leg) for contact_id, leg in sorted(legs.items())},
+                    stored_in=bucket, expires_at=earliest + retention)
+                if record is not None and record.version is not None:  # the save checks it: none, a new one
+                    item.version = record.version
+                tx.save(item)
                 if interaction is not None:
                     tx.save(_interaction_item(bucket, interaction, retention))
 
