@@ -135,6 +135,10 @@ CACHED = ("checked_until", "status", "current_priority", "contract_version", "br
           "due_shard", "closed_key", "contract_status", "breached_contract", "next_due_at", "due_contract",
           "frozen_state")
 _STORED = (*CACHED, "listed_at")
+# The fields of a StoredRequest its item holds under the same name, in the same form.
+_AS_STORED = ("request_id", "contract_id", "priority", "designated", "received_at", "category", "channel", "subject",
+              "description", "requester", "created_by", "status", "current_priority", "frozen_state", "kept_targets",
+              "personal_data_erased_at", "idempotency_key", "requester_key", "version")
 
 
 def overrides_of(items):
@@ -162,29 +166,11 @@ def stored_request(item):
     if item is None:
         return None
     return StoredRequest(
-        request_id=item.request_id,
-        contract_id=item.contract_id,
-        priority=item.priority,
-        designated=item.designated,
-        received_at=item.received_at,
+        **{name: getattr(item, name) for name in _AS_STORED},
         events=clock_events(item.timeline or ()),
-        category=item.category,
-        channel=item.channel,
-        subject=item.subject,
-        description=item.description,
-        requester=item.requester,
-        created_by=item.created_by,
-        status=item.status,
-        current_priority=item.current_priority,
         contract_version=int(item.contract_version) if item.contract_version is not None else None,
         next_check_at=_instant(item.next_check_at),
         checked_until=_instant(item.checked_until),
-        frozen_state=item.frozen_state,
-        kept_targets=item.kept_targets,
-        personal_data_erased_at=item.personal_data_erased_at,
-        idempotency_key=item.idempotency_key,
-        requester_key=item.requester_key,
-        version=item.version,
         stored={name: getattr(item, name) for name in _STORED},
     )
 

@@ -758,9 +758,9 @@ def _received_between(start, end):
     return RequestModel.listed_at.between(listing_key(start), listing_key(end))
 
 
-# What evaluating a stored request reads (evaluation.state_of, facts_of, clock_events, pinned versions):
-# an attribute left out reads as null, so the request would be evaluated as another one (a category's
-# targets lost). tests/test_whatif.py checks the evaluation reads nothing else.
+# What evaluating a StoredRequest needs of its item (evaluation.state_of, facts_of, pinned versions):
+# an attribute left out reads as None, so the request would be evaluated as another one (a category's
+# targets lost). tests/test_whatif.py checks one read this way evaluates like the whole item.
 EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "category", "kept_targets", "designated",
                          "received_at", "timeline", "status", "contract_version", "frozen_state"]
 
