@@ -1,7 +1,9 @@
 """Stored records <-> domain values: request items to StoredRequest (its facts, text, events and cached
 fields) and back, event items to StoredEvent, contract versions to ContractVersion, published calendar
-overrides to data, and the keys that resume listings. Which rules apply to these values is decided
-above (chalicelib.evaluation and the use cases): this module maps and decides nothing."""
+overrides to data, the keys that resume listings, and the plain values of the other records (tokens,
+first answers, overrides, erasures, tallies, outages, runs, customer contacts, jobs). Which rules apply
+to these values is decided above (chalicelib.evaluation and the use cases): this module maps and
+decides nothing."""
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
