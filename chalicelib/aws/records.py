@@ -140,7 +140,7 @@ _STORED = (*CACHED, "listed_at")
 # The fields of a StoredRequest its item holds under the same name, in the same form.
 _AS_STORED = ("request_id", "contract_id", "priority", "designated", "received_at", "category", "channel", "subject",
               "description", "requester", "created_by", "status", "current_priority", "frozen_state", "kept_targets",
-              "personal_data_erased_at", "idempotency_key", "requester_key", "version")
+              "personal_data_erased_at", "idempotency_key", "requester_key")
 
 
 def overrides_of(items):
@@ -167,13 +167,16 @@ def stored_request(item):
     what it leaves out reads as None."""
     if item is None:
         return None
+    values = item.attribute_values  # what each attribute reads (a month's replay maps thousands of items)
+    contract_version = values.get("contract_version")
     return StoredRequest(
-        **{name: getattr(item, name) for name in _AS_STORED},
-        events=clock_events(item.timeline or ()),
-        contract_version=int(item.contract_version) if item.contract_version is not None else None,
-        next_check_at=_instant(item.next_check_at),
-        checked_until=_instant(item.checked_until),
-        stored={name: getattr(item, name) for name in _STORED},
+        **{name: values.get(name) for name in _AS_STORED},
+        events=clock_events(values.get("timeline") or ()),
+        contract_version=int(contract_version) if contract_version is not None else None,
+        next_check_at=_instant(values.get("next_check_at")),
+        checked_until=_instant(values.get("checked_until")),
+        version=item.version,
+        stored={name: values.get(name) for name in _STORED},
     )
 
 
