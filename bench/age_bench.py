@@ -64,10 +64,11 @@ import factories
 from botocore.client import BaseClient
 
 from chalicelib import contracts, evaluation, requests, scanner
-from chalicelib.aws import outbox, records
+from chalicelib.aws import outbox, records, store
 from chalicelib.aws.tables import NotificationModel, RequestModel
 from chalicelib.budget import Budget
 from chalicelib.core.documents import notification_document
+from chalicelib.core.evaluation import cached_fields
 
 # moto answers GetSendQuota with the sandbox's 1 email a second, at which a catch-up's four emails would
 # be paced over 3 s of waiting; a stage configures its real rate, and so does the bench.
@@ -135,7 +136,7 @@ def _event_rounds(size, rounds):
     with common.fresh_account():
         started = time.perf_counter()
         contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-        policy = evaluation.policy_of(records.latest_record("bench"))
+        policy = evaluation.policy_of(store.latest_record("bench"))
         request_id = factories.long_request(policy, "bench", size, NOW).request_id
         build_s = time.perf_counter() - started
         posts, reads = [], []
@@ -196,7 +197,7 @@ def _scan_costs(days):
     steady state). Returns [(counter, wall, report)] of both."""
     with common.fresh_account():
         contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, SCANNED_AT - timedelta(days=days))
-        policy = evaluation.policy_of(records.latest_record("bench"))
+        policy = evaluation.policy_of(store.latest_record("bench"))
         received = SCANNED_AT - timedelta(days=days)
         # Urgent (24x7): first response met, then hourly progress cycles lapse and the resolution breaches
         # within the first day, so every age has the same alerts to catch up on.
@@ -244,7 +245,7 @@ def _resolved_after(days, priority):
     received, resolved = SCANNED_AT - timedelta(days=days, minutes=20), SCANNED_AT
     with common.fresh_account():
         contracts.put_contract(common.ADMIN, "bench", document, received - timedelta(days=1))
-        policy = evaluation.policy_of(records.latest_record("bench"))
+        policy = evaluation.policy_of(store.latest_record("bench"))
         item = factories.insert([factories.request_item(policy, "bench", priority, received, received,
                                                          events=[("respond", received + timedelta(minutes=20))])])[0]
         gc.collect()  # the earlier accounts' garbage is not this resolve's cost
@@ -258,10 +259,10 @@ def _resolved_after(days, priority):
         stored = RequestModel.get(item.request_id)
         if refused:  # the item the resolve would have written, measured all the same
             stored.timeline = [*stored.timeline, {"seq": len(stored.timeline) + 1, "type": "resolve", "at": resolved}]
-            state = evaluation.state_of(stored, policy, resolved)
-            for name, value in evaluation.cache_fields(stored, state).items():
+            state = evaluation.state_of(records.stored_request(stored), policy, resolved)
+            for name, value in records.cached_attributes(stored, cached_fields(state)).items():
                 setattr(stored, name, value)
-        state = evaluation.state_of(stored, policy, resolved)
+        state = evaluation.state_of(records.stored_request(stored), policy, resolved)
     return state, stored, cpu, refused
 
 
@@ -325,7 +326,7 @@ def notification_list_by_age(args):
     with common.fresh_account():
         received = SCANNED_AT - timedelta(days=max(args.scanned_for), minutes=20)
         contracts.put_contract(common.ADMIN, "bench", document, received - timedelta(days=1))
-        policy = evaluation.policy_of(records.latest_record("bench"))
+        policy = evaluation.policy_of(store.latest_record("bench"))
         item = factories.insert([factories.request_item(policy, "bench", "urgent", received, received,
                                                          events=[("respond", received + timedelta(minutes=20))])])[0]
         started, moment, scans = time.perf_counter(), received, 0

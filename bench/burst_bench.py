@@ -39,7 +39,7 @@ from botocore.client import BaseClient
 from moto.core.botocore_stubber import BotocoreStubber
 
 from chalicelib import contracts, evaluation, scanner
-from chalicelib.aws import outbox, records
+from chalicelib.aws import outbox, store
 from chalicelib.budget import Budget
 from chalicelib.shards import Share
 
@@ -103,7 +103,7 @@ class LambdaContext:
 
 def fill(size):
     contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = evaluation.policy_of(records.latest_record("bench"))
+    policy = evaluation.policy_of(store.latest_record("bench"))
     spread = timedelta(minutes=10) / size
     factories.insert([factories.due_breach(policy, "bench", NOW - timedelta(minutes=10) + n * spread)
                       for n in range(size)])

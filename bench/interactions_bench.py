@@ -25,7 +25,7 @@ import common  # first: it sets the environment the table models read at import
 from pynamodb.connection.base import Connection
 
 from chalicelib import contracts, evaluation, interactions, reporting
-from chalicelib.aws import records
+from chalicelib.aws import store
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 23, tzinfo=SH)
@@ -90,7 +90,7 @@ def main():
     results, ingested, ingest_s = [], 0, 0.0
     with common.fresh_account():
         contracts.put_contract(common.ADMIN, "bench", CONTRACT, NOW)
-        policy = evaluation.policy_of(records.latest_record("bench"))
+        policy = evaluation.policy_of(store.latest_record("bench"))
         for total in args.totals:
             if ingested == 0:
                 items = [interaction(rng, n, DAY) for n in range(args.day)]

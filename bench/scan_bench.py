@@ -20,7 +20,7 @@ import common  # first: it sets the environment the table models read at import
 import factories
 
 from chalicelib import contracts, evaluation, scanner
-from chalicelib.aws import outbox, records
+from chalicelib.aws import outbox, store
 from chalicelib.aws.tables import NotificationModel, RequestModel
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
@@ -28,7 +28,7 @@ NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
 
 def fill(size, due):
     contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = evaluation.policy_of(records.latest_record("bench"))
+    policy = evaluation.policy_of(store.latest_record("bench"))
     earlier = NOW - timedelta(minutes=20)  # last evaluated then: its next check (+15 min) has come
     due_items = [factories.request_item(policy, "bench", "urgent", earlier, earlier) for _ in range(due)]
     factories.insert(due_items + [factories.request_item(policy, "bench", "low", NOW, NOW)

@@ -18,7 +18,7 @@ import common  # first: it sets the environment the table models read at import
 import factories
 
 from chalicelib import contracts, evaluation, reporting
-from chalicelib.aws import records
+from chalicelib.aws import store
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 23, tzinfo=SH)
@@ -27,7 +27,7 @@ NOW = DAY + timedelta(days=1, minutes=5)  # the nightly run, 00:05 the next day
 
 def fill(size, active):
     contracts.put_contract(common.ADMIN, "bench", common.CONTRACT, NOW)
-    policy = evaluation.policy_of(records.latest_record("bench"))
+    policy = evaluation.policy_of(store.latest_record("bench"))
     items = []
     for n in range(size - active):  # history: the first three weeks of the month, resolved the same day
         received = DAY - timedelta(days=1 + n % 20, hours=-10)

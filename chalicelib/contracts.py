@@ -3,7 +3,7 @@ background re-evaluation of open requests after a change. `now` is always an arg
 import json
 
 from chalicelib import evaluation
-from chalicelib.aws import records, store, webhooks
+from chalicelib.aws import store, webhooks
 from chalicelib.core.clock import Event, RequestFacts, evaluate
 from chalicelib.core.documents import contract_document, preview_document
 from chalicelib.core.errors import ConflictError
@@ -16,7 +16,7 @@ def latest_contract_of(principal, contract_id):
     """The latest version of a contract the caller may see (400 bad id, 403 another's, 404 none)."""
     check_contract_id(contract_id)
     principal.require_contract(contract_id)
-    return records.latest_record(contract_id)
+    return store.latest_record(contract_id)
 
 
 def _contract_document(principal, record, now):
@@ -50,7 +50,7 @@ def put_contract(principal, contract_id, body, now):
         if previous is not None:
             _refuse_dropping_what_open_requests_use(contract_id, previous, policy)
         stale_claims = _refuse_queues_of_other_contracts(contract_id, policy)
-        version = int(previous.version) + 1 if previous else 1
+        version = previous.version + 1 if previous else 1
         return previous, store.save_contract_version(contract_id, version, document, principal.token_id, now,
                                                      policy.amazon_connect_queues, stale_claims)
 
@@ -128,12 +128,12 @@ def schedule_reevaluation(contract_id, now):
 def reevaluate_page(job, now):
     """One page of a re-evaluation job: refresh each open request's cached fields under the latest
     version and make it due at once when something already came due. Returns (requests, finished)."""
-    policy = evaluation.policy_of(records.latest_record(job.subject))
-    items, next_key = store.open_requests_page(job.subject, job.cursor)
-    for item in items:
-        state = evaluation.state_of(item, policy, now)
-        store.refresh_cache(item, evaluation.cache_after_write(item, policy, state, now))
-    return len(items), store.advance_job(job, next_key)
+    policy = evaluation.policy_of(store.latest_record(job.subject))
+    page, next_key = store.open_requests_page(job.subject, job.cursor)
+    for request in page:
+        state = evaluation.state_of(request, policy, now)
+        store.refresh_cache(request, evaluation.cache_after_write(request, policy, state, now))
+    return len(page), store.advance_job(job, next_key)
 
 
 def preview(principal, contract_id, body, now):

@@ -99,8 +99,7 @@ def erase_request(request_id, now, contract_id, address=None):
         requester_address = (item.requester or {}).get("email")
         if address is not None and not same_address(requester_address, address):
             return False
-        for event in store.events_with_notes(request_id):
-            store.erase_note(event)
+        store.erase_notes(request_id)
         _erase_emails(request_id, requester_address, now)
         if item.idempotency_key is not None:
             store.forget_first_answer(item.idempotency_key, request_id)

@@ -1,11 +1,13 @@
 """Evaluating stored requests, for every use case: the policy of a contract version (parsed once per
 warm Lambda), which version applies to a request, its SLA state at `now`, and the fields it keeps of
-that state. Reads through chalicelib.aws, asks the core, and hands back what the caller writes: the
-store maps records and decides nothing about SLAs. `state_of` is the one way to evaluate a stored request."""
+that state. Reads domain values through chalicelib.aws (StoredRequest, ContractVersion), asks the core,
+and hands back what the caller writes (CachedFields): the store maps records and decides nothing about
+SLAs. `state_of` is the one way to evaluate a stored request."""
 import json
+from dataclasses import replace
 from functools import lru_cache
 
-from chalicelib.aws import records, store
+from chalicelib.aws import store
 from chalicelib.core import alerts
 from chalicelib.core.evaluation import cached_fields, request_state
 from chalicelib.core.facts import RESOLVED, RequestFacts
@@ -22,7 +24,7 @@ def _policy(contract_id, version, document_json, overrides):
 
 
 def country_of(record):
-    """The holidays country of a stored contract version (None: the contract defines every day itself)."""
+    """The holidays country of a ContractVersion (None: the contract defines every day itself)."""
     return record.document["calendar"].get("holidays")
 
 
@@ -34,70 +36,67 @@ def country_overrides(country, memo=None):
         return ()
     if memo is not None and country in memo:
         return memo[country]
-    found = records.published_overrides(country)
+    found = store.published_overrides(country)
     if memo is not None:
         memo[country] = found
     return found
 
 
 def policy_of(record, memo=None):
-    """The Policy of a stored contract version under the country's published schedules, parsed once
-    per warm Lambda for each content of both (a new override is a new key: never served stale)."""
+    """The Policy of a ContractVersion under the country's published schedules, parsed once per warm
+    Lambda for each content of both (a new override is a new key: never served stale)."""
     overrides = country_overrides(country_of(record), memo)
-    return _policy(record.contract_id, int(record.version), json.dumps(record.document, sort_keys=True), overrides)
+    return _policy(record.contract_id, record.version, json.dumps(record.document, sort_keys=True), overrides)
 
 
-def policy_for(item, memo=None):
+def policy_for(request, memo=None):
     """A resolved request keeps the contract version it was resolved under; others follow the latest."""
-    if item.status == RESOLVED:
-        record = store.contract_version(item.contract_id, int(item.contract_version))
+    if request.status == RESOLVED:
+        record = store.contract_version(request.contract_id, request.contract_version)
         if record is not None:
             return policy_of(record, memo)
-    return policy_of(records.latest_record(item.contract_id), memo)
+    return policy_of(store.latest_record(request.contract_id), memo)
 
 
-def resolved_policy(item, cache, latest):
+def resolved_policy(request, cache, latest):
     """The policy a resolved request was resolved under (`cache`: version -> policy, per run)."""
-    version = int(item.contract_version)
+    version = request.contract_version
     if version == latest.version:
         return latest
     if version not in cache:
-        cache[version] = policy_for(item)
+        cache[version] = policy_for(request)
     return cache[version]
 
 
-def facts_of(item):
-    return RequestFacts(priority=item.priority, designated=item.designated, received_at=item.received_at,
-                        category=item.category, kept=_kept_of(item))
+def facts_of(request):
+    """The RequestFacts of a StoredRequest."""
+    return RequestFacts(priority=request.priority, designated=request.designated, received_at=request.received_at,
+                        category=request.category, kept=_kept_of(request))
 
 
-def _kept_of(item):
-    return KeptTargets.from_document(item.kept_targets) if item.kept_targets is not None else None
+def _kept_of(request):
+    return KeptTargets.from_document(request.kept_targets) if request.kept_targets is not None else None
 
 
-def keep_targets_on_reopen(item, latest):
-    """Before a resolved `item` is reopened under `latest`: set on it the targets it was resolved under
-    when `latest` no longer defines its priority or category (ConflictError when it has none to keep).
-    Returns the fields to write with the reopen."""
-    kept = kept_on_reopen(latest, policy_for(item), item.current_priority, item.category, _kept_of(item))
-    item.kept_targets = kept.as_document() if kept is not None else None
-    return {"kept_targets": item.kept_targets}
+def keep_targets_on_reopen(request, latest):
+    """Before a resolved `request` is reopened under `latest`: the request with the targets it was
+    resolved under kept when `latest` no longer defines its priority or category (ConflictError when it
+    has none to keep), and the fields to write with the reopen."""
+    kept = kept_on_reopen(latest, policy_for(request), request.current_priority, request.category,
+                          _kept_of(request))
+    document = kept.as_document() if kept is not None else None
+    return replace(request, kept_targets=document), {"kept_targets": document}
 
 
-def state_of(item, policy, now, events=None, timeline=None):
-    """A stored request's SLA state at `now` (core.evaluation.request_state: a resolved one keeps its
-    outcome). `events`: the timeline to use instead of the item's (one more event being posted);
+def state_of(request, policy, now, events=None, timeline=None):
+    """A StoredRequest's SLA state at `now` (core.evaluation.request_state: a resolved one keeps its
+    outcome). `events`: the timeline to use instead of the request's (one more event being posted);
     `timeline`: those events replayed already (by a caller evaluating the request under several policies)."""
-    events = records.clock_events(item) if events is None else events
-    return request_state(facts_of(item), events, item.status, item.frozen_state, policy, now, timeline)
+    events = request.events if events is None else events
+    return request_state(facts_of(request), events, request.status, request.frozen_state, policy, now, timeline)
 
 
-def cache_fields(item, state, check_now=None, checked_until=None):
-    """The attributes `item` keeps of `state` (core.evaluation.cached_fields), ready to write."""
-    return records.cached_attributes(item, cached_fields(state, check_now, checked_until))
-
-
-def cache_after_write(item, policy, state, now, written_for=None):
-    """Cached fields after an API write about the moment `written_for` (None: a change of terms), the
-    scanner's next look as alerts.check_after_write decides it."""
-    return cache_fields(item, state, check_now=alerts.check_after_write(policy, item, state, now, written_for))
+def cache_after_write(request, policy, state, now, written_for=None):
+    """The CachedFields after an API write about the moment `written_for` (None: a change of terms),
+    the scanner's next look as alerts.check_after_write decides it."""
+    return cached_fields(state, check_now=alerts.check_after_write(policy, request, state, now, written_for))

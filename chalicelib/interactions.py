@@ -37,7 +37,7 @@ def store_contact_legs(contract_id, contacts, now):
         changes = []
         for customer_contact_id, arriving in sorted(contacts.items()):
             record = stored.get(customer_contact_id)
-            legs = store.legs_of(record) if record is not None else {}
+            legs = dict(record.legs) if record is not None else {}
             for contact_id, leg in arriving.items():
                 kept = legs.get(contact_id)
                 if kept is not None and not newer(leg, kept):

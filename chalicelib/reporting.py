@@ -166,10 +166,8 @@ def _cap_month(contract_id, day, policy):
     """Re-apply the monthly cap over the month's days in order; rewrite the days it changes."""
     month = sorted(store.tallies_of_month(contract_id, day.strftime("%Y-%m-")), key=lambda t: t.day)
     capped = apply_cap([(t.day, t.penalties_raw) for t in month], policy.penalties.monthly_cap)
-    for item, (_, allowed) in zip(month, capped, strict=True):
-        if item.penalties != allowed:
-            store.cap_tally(item, allowed)
-    return month
+    return [store.cap_tally(tally, allowed) if tally.penalties != allowed else tally
+            for tally, (_, allowed) in zip(month, capped, strict=True)]
 
 
 def tally_document(contract_id, policy, item):

@@ -13,6 +13,7 @@ from chalicelib.core.documents import event_document, notification_document, req
 from chalicelib.core.durations import parse_duration
 from chalicelib.core.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.core.events import TYPES, Details
+from chalicelib.core.facts import StoredEvent
 from chalicelib.core.fields import (
     check_contract_id,
     page_limit,
@@ -33,28 +34,29 @@ MAX_EVENTS = 20_000
 
 
 def _visible_request(principal, request_id):
-    item = store.get_request(request_id) if isinstance(request_id, str) and len(request_id) <= 64 else None
-    if item is None or not (principal.is_admin or principal.contract_id == item.contract_id):
+    """The StoredRequest `request_id` when the caller may see it."""
+    request = store.get_request(request_id) if isinstance(request_id, str) and len(request_id) <= 64 else None
+    if request is None or not (principal.is_admin or principal.contract_id == request.contract_id):
         # Another contract's request answers exactly like a missing one.
         raise NotFoundError(f"no request {request_id!r}")
-    return item
+    return request
 
 
 def get_request(principal, request_id, now):
-    item = _visible_request(principal, request_id)
-    policy = evaluation.policy_for(item)
-    state = evaluation.state_of(item, policy, now)
-    return _single_document(principal, item, state, policy, _events_page(item))
+    request = _visible_request(principal, request_id)
+    policy = evaluation.policy_for(request)
+    state = evaluation.state_of(request, policy, now)
+    return _single_document(principal, request, state, policy, _events_page(request))
 
 
-def _single_document(principal, item, state, policy, events_page, written=()):
+def _single_document(principal, request, state, policy, events_page, written=()):
     """A request on its own: with its newest events, the cursor to older ones, and for agents and
     admins its newest notifications and the cursor to older ones (clients never see them: they name
     the provider's and admins' addresses). `written`: the outbox entries this call created."""
     events, events_next = events_page
     notifications, notifications_next = (None, None) if principal.is_client else \
-        _notifications_page(item.request_id, written=written)
-    return request_document(item, state, policy, events=events, events_next=events_next,
+        _notifications_page(request.request_id, written=written)
+    return request_document(request, state, policy, events=events, events_next=events_next,
                             notifications=notifications, notifications_next=notifications_next)
 
 
@@ -78,18 +80,18 @@ def list_notifications(principal, request_id, params):
     reject_unknown(params, ("next", "limit"))
     limit = whole_number(params.get("limit", str(NOTIFICATIONS_PAGE)), "limit", 1, MAX_EVENTS_PAGE)
     start = page_start(params, store.decode_notifications_cursor, request_id)
-    item = _visible_request(principal, request_id)
-    notifications, notifications_next = _notifications_page(item.request_id, start, limit)
-    tz = evaluation.policy_for(item).calendar.tz
+    request = _visible_request(principal, request_id)
+    notifications, notifications_next = _notifications_page(request.request_id, start, limit)
+    tz = evaluation.policy_for(request).calendar.tz
     return {"items": [notification_document(entry, tz) for entry in notifications], "next": notifications_next}
 
 
-def _events_page(item, before=None, limit=EVENTS_PAGE):
+def _events_page(request, before=None, limit=EVENTS_PAGE):
     """(events, cursor): the newest events before seq `before` (default: the newest of all), up to
     `limit`, oldest first, and the cursor to the ones before them (None when there are none)."""
-    events = store.events_before(item.request_id, before, limit)
+    events = store.events_before(request.request_id, before, limit)
     oldest = events[0].seq if events else 1
-    return events, store.events_cursor(item.request_id, oldest) if oldest > 1 else None
+    return events, store.events_cursor(request.request_id, oldest) if oldest > 1 else None
 
 
 def list_events(principal, request_id, params):
@@ -99,10 +101,10 @@ def list_events(principal, request_id, params):
     reject_unknown(params, ("next", "limit"))
     limit = whole_number(params.get("limit", str(EVENTS_PAGE)), "limit", 1, MAX_EVENTS_PAGE)
     before = page_start(params, store.decode_events_cursor, request_id)
-    item = _visible_request(principal, request_id)
-    events, events_next = _events_page(item, before, limit)
-    tz = evaluation.policy_for(item).calendar.tz
-    erased = item.personal_data_erased_at is not None
+    request = _visible_request(principal, request_id)
+    events, events_next = _events_page(request, before, limit)
+    tz = evaluation.policy_for(request).calendar.tz
+    erased = request.personal_data_erased_at is not None
     return {"items": [event_document(event, tz, erased) for event in events], "next": events_next}
 
 
@@ -142,23 +144,21 @@ def create_request(principal, body, idempotency_key, now):
 def _create_request(principal, body, now, idempotency=None):
     contract_id = check_contract_id(contract_id_of(body))
     principal.require_contract(contract_id)
-    record = records.latest_record(contract_id)
-    policy = evaluation.policy_of(record)
+    policy = evaluation.policy_of(store.latest_record(contract_id))
     new = parse_new_request(body, policy, principal.role, now)
     request_id = "req_" + uuid.uuid4().hex
     received = Event(seq=1, type="received", at=new.received_at)
-    event = records.event_record(request_id, received, principal.token_id, None)
     designated = policy.is_designated(new.channel)
-    item = records.new_request_record(request_id, contract_id, new, designated, event, principal.token_id)
-    state = evaluation.state_of(item, policy, now)
-    for name, value in evaluation.cache_after_write(item, policy, state, now, written_for=new.received_at).items():
-        setattr(item, name, value)
-    entries = [outbox.outbox_entry(item, alerts.acknowledgement(policy, item, state, now), policy, now),
-               *webhooks.entries(item, policy, TYPES["received"].webhook, "received", new.received_at, now)]
-    store.create_request(item, event, entries, now, idempotency)
+    request = records.new_request(request_id, contract_id, new, designated, received, principal.token_id)
+    state = evaluation.state_of(request, policy, now)
+    cached = evaluation.cache_after_write(request, policy, state, now, written_for=new.received_at)
+    entries = [outbox.outbox_entry(request, alerts.acknowledgement(policy, request, state, now), policy, now),
+               *webhooks.entries(request, policy, TYPES["received"].webhook, "received", new.received_at, now)]
+    store.create_request(request, cached, entries, now, idempotency)
     metrics.emit("RequestsReceived", contract_id=contract_id, Priority=new.priority)
     _deliver(entries, now)
-    return _single_document(principal, item, state, policy, ([event], None), written=entries)
+    first = StoredEvent(seq=1, type="received", at=new.received_at, by=principal.token_id)
+    return _single_document(principal, request, state, policy, ([first], None), written=entries)
 
 
 def post_event(principal, request_id, body, now):
@@ -166,13 +166,13 @@ def post_event(principal, request_id, body, now):
     require_object(body, "body")
 
     def append():
-        item = _visible_request(principal, request_id)
+        request = _visible_request(principal, request_id)
         reopening = body.get("type") == "reopen"
         if reopening:
-            policy = evaluation.policy_of(records.latest_record(item.contract_id))
+            policy = evaluation.policy_of(store.latest_record(request.contract_id))
         else:
-            policy = evaluation.policy_for(item)
-        events = records.clock_events(item)
+            policy = evaluation.policy_for(request)
+        events = request.events
         if len(events) >= MAX_EVENTS:
             raise ConflictError(f"the request has {MAX_EVENTS:,} events, the most one request keeps; open a new one")
         new = parse_event(body, policy, principal.role, now, last_at=events[-1].at)
@@ -180,20 +180,21 @@ def post_event(principal, request_id, body, now):
         event = Event(seq=events[-1].seq + 1, type=new.type, at=new.at, **details.for_clock)
         # A reopen under a version that dropped the request's priority or category keeps the targets
         # it was resolved under: it never runs without a clock, whoever reopens it.
-        kept = evaluation.keep_targets_on_reopen(item, policy) if reopening and item.status == RESOLVED else {}
-        state = evaluation.state_of(item, policy, now, events + [event])  # ConflictError: nothing written
+        kept = {}
+        if reopening and request.status == RESOLVED:
+            request, kept = evaluation.keep_targets_on_reopen(request, policy)
+        state = evaluation.state_of(request, policy, now, (*events, event))  # ConflictError: nothing written
         # Once a request's personal data is erased, no note is kept on it either.
-        note = new.note if item.personal_data_erased_at is None else None
-        model = records.event_record(item.request_id, event, principal.token_id, note, details)
-        notice = alerts.event_notice(policy, item, state, event, note, now)
-        entries = [outbox.outbox_entry(item, notice, policy, now)] if notice else []
+        note = new.note if request.personal_data_erased_at is None else None
+        notice = alerts.event_notice(policy, request, state, event, note, now)
+        entries = [outbox.outbox_entry(request, notice, policy, now)] if notice else []
         announced = TYPES[event.type].webhook
         if announced is not None:
-            entries += webhooks.entries(item, policy, announced, f"{announced}|{event.seq}", event.at, now)
-        cache = evaluation.cache_after_write(item, policy, state, now, written_for=new.at) | kept
-        store.append_event(item, model, cache, entries)
+            entries += webhooks.entries(request, policy, announced, f"{announced}|{event.seq}", event.at, now)
+        cached = evaluation.cache_after_write(request, policy, state, now, written_for=new.at)
+        store.append_event(request, event, principal.token_id, note, cached, entries, fields=kept, details=details)
         _deliver(entries, now)
-        return _single_document(principal, item, state, policy, _events_page(item), written=entries)
+        return _single_document(principal, request, state, policy, _events_page(request), written=entries)
 
     return store.retrying(append, "the request")
 
@@ -242,29 +243,29 @@ def list_requests(principal, params, now):
     if "due_within" in params and sort != "due":
         raise ValidationError("due_within", "works with sort=due only")
     memo = {}
-    latest = evaluation.policy_of(records.latest_record(contract_id), memo)
+    latest = evaluation.policy_of(store.latest_record(contract_id), memo)
     priority = params.get("priority")
     if priority is not None and priority not in latest.priorities:
         raise ValidationError("priority", f"must be one of the contract's priorities: {', '.join(latest.priorities)}")
     category = _category_param(latest, params.get("category"))
     due_by = now + _wall_duration(params["due_within"], "due_within") if "due_within" in params else None
 
-    def document_of(item):
-        """The item's document when it passes every filter, else None. The indexes are as of each
+    def document_of(request):
+        """The request's document when it passes every filter, else None. The indexes are as of each
         request's last evaluation; the clock's answer now decides."""
-        if status is not None and item.status != status:
+        if status is not None and request.status != status:
             return None
-        policy = latest if item.status != RESOLVED else evaluation.policy_for(item, memo)
-        state = evaluation.state_of(item, policy, now)
+        policy = latest if request.status != RESOLVED else evaluation.policy_for(request, memo)
+        state = evaluation.state_of(request, policy, now)
         if breached is not None and state.breached != breached:
             return None
         if priority is not None and state.priority != priority:
             return None
-        if category is not None and getattr(item, "category", None) != category:
+        if category is not None and request.category != category:
             return None
         if due_by is not None and (state.next_due_at is None or state.next_due_at > due_by):
             return None
-        return request_document(item, state, policy)
+        return request_document(request, state, policy)
 
     if sort == "due":
         return _queue(contract_id, params, limit, status, due_by, document_of)

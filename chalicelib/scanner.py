@@ -44,15 +44,15 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from chalicelib import contracts, evaluation
-from chalicelib.aws import metrics, outbox, records, store, timeouts, webhooks
-from chalicelib.aws.tables import CONNECTIONS
+from chalicelib.aws import metrics, outbox, store, timeouts, webhooks
+from chalicelib.aws.store import SCAN_CONNECTIONS as CONNECTIONS
 from chalicelib.budget import Budget
 from chalicelib.core import alerts, delivery
 from chalicelib.core.clock import RESOLVED
+from chalicelib.core.evaluation import cached_fields
 from chalicelib.logs import log_event
 from chalicelib.pacing import TokenBucket
 from chalicelib.shards import WHOLE
@@ -119,17 +119,17 @@ class _Scan:
         if first:
             self.report.count("items_read")
             try:
-                policy.set_result(evaluation.policy_of(records.latest_record(contract_id), self.calendars))
+                policy.set_result(evaluation.policy_of(store.latest_record(contract_id), self.calendars))
             except Exception as exc:  # noqa: BLE001 - a broken contract fails its own requests only
                 policy.set_exception(exc)
         return policy.result()
 
-    def policy_for(self, item):
+    def policy_for(self, request):
         """The latest version for open requests (the index holds only those), the pinned one once resolved."""
-        if item.status == RESOLVED:
+        if request.status == RESOLVED:
             self.report.count("items_read")
-            return evaluation.policy_for(item)
-        return self.latest_policy(item.contract_id)
+            return evaluation.policy_for(request)
+        return self.latest_policy(request.contract_id)
 
 
 def scan(now, budget=None, workers=WORKERS, pace=None, share=WHOLE):
@@ -355,14 +355,13 @@ def _visit(work, request_id, item, lease):
     if item is None:
         item = store.get_request(request_id)
         report.count("items_read")
-    if item is None or item.next_check_at is None or item.next_check_at > now.timestamp():
+    if item is None or item.next_check_at is None or item.next_check_at > now:
         return []  # an event or another scanner moved it meanwhile
     policy = work.latest_policy(item.contract_id)
     state = evaluation.state_of(item, policy, now)
     report.count("due")
-    since = datetime.fromtimestamp(item.checked_until, UTC) if item.checked_until is not None else None
     created = []
-    for notification in alerts.due_notifications(policy, item, state, now, since):
+    for notification in alerts.due_notifications(policy, item, state, now, item.checked_until):
         email = [outbox.outbox_entry(item, notification, policy, now)] if notification.recipients else []
         for position, entry in enumerate(email + webhooks.for_alert(item, policy, notification, now)):
             if outbox.enqueue(entry, leased=lease):
@@ -373,7 +372,7 @@ def _visit(work, request_id, item, lease):
                     work.metrics.add("Breaches", contract_id=item.contract_id, Priority=state.priority,
                                      Metric=notification.metric)
     report.count("created", len(created))
-    store.refresh_cache(item, evaluation.cache_fields(item, state, checked_until=now))
+    store.refresh_cache(item, cached_fields(state, checked_until=now))
     return created
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib import evaluation
-from chalicelib.aws import metrics, outbox, records, store
+from chalicelib.aws import metrics, outbox, store
 from chalicelib.batches import Unreadable, read_each
 from chalicelib.core import delivery
 from chalicelib.core.alerts import local_time
@@ -159,7 +159,7 @@ def _tell_admins_of_requester_bounce(entry, event, now):
     bounced, diagnostic = next(((a, d) for a, d in event.reported if a.lower() == requester), (None, ""))
     if not requester or bounced is None:
         return
-    policy = evaluation.policy_of(records.latest_record(item.contract_id))
+    policy = evaluation.policy_of(store.latest_record(item.contract_id))
     if not policy.notify.admins:
         log_event(logger, "requester bounce: the contract names no admins", level=logging.WARNING,
                   request_id=item.request_id, contract_id=item.contract_id)

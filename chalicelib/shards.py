@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from chalicelib import settings
 from chalicelib.aws import functions
-from chalicelib.aws.tables import DUE_SHARDS
+from chalicelib.aws.store import SCAN_SHARDS as DUE_SHARDS
 from chalicelib.logs import log_event
 from chalicelib.pacing import Grid
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 
 from chalicelib import contracts, evaluation
-from chalicelib.aws import records, store, webhooks
+from chalicelib.aws import store, webhooks
 from chalicelib.core import fields
 from chalicelib.core.clock import RESOLVED, evaluate_replayed
 from chalicelib.core.clock import replay as replay_timeline
@@ -59,7 +59,7 @@ def replay(items, latest, candidate, month, at, priorities=None):
         if count > MAX_REQUESTS:
             raise ValidationError("month", _too_many(month, priorities))
         request_id, received_at = item.request_id, item.received_at
-        facts, events = evaluation.facts_of(item), records.clock_events(item)
+        facts, events = evaluation.facts_of(item), item.events
         timeline = replay_timeline(facts, events)  # one replay serves both sides
         policy = latest if item.status != RESOLVED else evaluation.resolved_policy(item, pinned, latest)
         current_side.requests.append(Evaluated(request_id, received_at, evaluation.state_of(

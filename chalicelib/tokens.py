@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from chalicelib import settings
-from chalicelib.aws import parameters, records, store
+from chalicelib.aws import parameters, store
 from chalicelib.core.documents import token_document
 from chalicelib.core.errors import ForbiddenError, NotFoundError, UnauthorizedError, ValidationError
 from chalicelib.core.fields import (
@@ -112,7 +112,7 @@ def issue_token(principal, body, now):
         if contract_id is None:
             raise ValidationError("contract_id", f"is required for {role} tokens")
         check_contract_id(contract_id)
-        records.latest_record(contract_id)
+        store.latest_record(contract_id)
     expires_at = body.get("expires_at")
     if expires_at is not None:
         expires_at = instant(expires_at, "expires_at")

@@ -11,6 +11,7 @@ from chalicelib import evaluation
 from chalicelib.aws import records
 from chalicelib.aws.tables import EventModel, RequestModel, listing_key
 from chalicelib.core.clock import evaluate
+from chalicelib.core.evaluation import cached_fields
 
 # A long-running request: progress updates, and now and then a wait for the customer.
 LONG_RUNNING = ("progress",) * 8 + ("await_customer", "customer_reply")
@@ -27,8 +28,9 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
         timeline=[{"seq": seq, "type": kind, "at": at}
                   for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
     )
-    state = evaluate(policy, evaluation.facts_of(item), records.clock_events(item), now)
-    for name, value in evaluation.cache_fields(item, state).items():
+    request = records.stored_request(item)
+    state = evaluate(policy, evaluation.facts_of(request), request.events, now)
+    for name, value in records.cached_attributes(request, cached_fields(state)).items():
         setattr(item, name, value)
     return item
 

@@ -117,3 +117,23 @@ def test_the_core_reading_the_clock_or_the_environment_fails_the_lint(tree):
     assert "`datetime.datetime.now` is banned" in result.stdout
     assert "`os.environ` is banned" in result.stdout
     assert ruff(tree, "chalicelib/scanner.py").returncode == 0  # the bans are the core's alone
+
+
+@pytest.mark.parametrize("module, line", [
+    ("chalicelib/requests.py", "from chalicelib.aws.tables import RequestModel"),
+    ("chalicelib/evaluation.py", "from chalicelib.aws import tables"),
+    ("chalicelib/zz_probe.py", "import chalicelib.aws.tables"),
+], ids=["use-case-imports-a-model", "evaluation-imports-the-tables", "new-module-imports-the-tables"])
+def test_a_module_above_the_store_importing_the_tables_fails_the_lint(tree, module, line):
+    """The store hands back StoredRequest, ContractVersion...: a PynamoDB model above chalicelib.aws
+    would let items, and their attribute names, travel through the use cases again. The ban goes by
+    the imported name, so it covers a module added later too."""
+    path = tree / module
+    if path.exists():
+        plant(tree, module, f"{line}  # noqa: E402, F401, I001")
+    else:
+        path.write_text(f"{line}  # noqa: F401\n")
+    result = ruff(tree, module)
+    assert result.returncode != 0
+    assert "`chalicelib.aws.tables` is banned: the tables stay in the store" in result.stdout, result.stdout
+    assert ruff(tree, "chalicelib/aws/store.py").returncode == 0  # the store is where the tables are used

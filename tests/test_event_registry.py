@@ -6,12 +6,13 @@ import re
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from test_scanner import ADMIN, PROVIDER, REQUESTER, create
 
 from chalicelib import openapi, tokens
-from chalicelib.aws import store, timeline_codec
+from chalicelib.aws import records, timeline_codec
 from chalicelib.aws.tables import EventModel, RequestModel
 from chalicelib.core import alerts, clock, emails, events, facts, intake, personal_data, webhook_rules
 from chalicelib.core.emails import LANGUAGES
@@ -157,8 +158,9 @@ def test_details_keep_the_fields_the_type_declares_that_are_set():
 def test_the_timeline_keeps_only_the_details_the_clock_reads():
     """A detail the clock does not read (say an escalation's reason) stays in the event's record."""
     at = datetime(2026, 11, 23, 2, tzinfo=UTC)
-    record = EventModel("req_1", 3, type="reprioritize", at=at, by="tok", details={"priority": "high", "reason": "x"})
-    assert store.compact_event(record) == {"seq": 3, "type": "reprioritize", "at": at, "priority": "high"}
+    details = Details(MappingProxyType({"priority": "high", "reason": "x"}))
+    event = facts.Event(3, "reprioritize", at, **details.for_clock)
+    assert records.compact_event(event) == {"seq": 3, "type": "reprioritize", "at": at, "priority": "high"}
 
 
 def test_an_events_details_are_stored_with_it_and_its_clock_details_in_the_timeline(acme, mailbox, clock):

@@ -180,7 +180,8 @@ def test_a_request_resolved_before_runs_reads_the_same_and_is_rewritten_small_wh
     status, resolved = at(resolving, agent.post, f"/requests/{request_id}/events", {"type": "resolve"})
     assert status == 200, resolved
     item = RequestModel.get(request_id)
-    state = resolved_state(item.frozen_state, replay(evaluation.facts_of(item), records.clock_events(item)))
+    request = records.stored_request(item)
+    state = resolved_state(item.frozen_state, replay(evaluation.facts_of(request), request.events))
     item.update(actions=[RequestModel.frozen_state.set(_previous_freeze(state))])
     assert "milestones" in RequestModel.get(request_id).frozen_state
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from app import app
 from chalicelib import contracts, evaluation, requests
-from chalicelib.aws import records
+from chalicelib.aws import store
 from chalicelib.aws.tables import RequestModel
 from chalicelib.core.errors import ValidationError
 from conftest import DEMO_CONTRACT, demo_contract
@@ -314,7 +314,7 @@ class RequestReads:
 def history(size, resolved, breached=0):
     """`size` requests on acme, received a minute apart before Monday 10:00; the oldest `resolved` are
     resolved, the newest `breached` are late (urgent, no response), the rest answered on time."""
-    policy = evaluation.policy_of(records.latest_record("acme"))
+    policy = evaluation.policy_of(store.latest_record("acme"))
     items = []
     for n in range(size):
         received = MONDAY_10 - timedelta(minutes=size - n)

@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from app import app
 from chalicelib import evaluation, scanner
-from chalicelib.aws import outbox, records, store, tables
+from chalicelib.aws import outbox, store, tables
 from chalicelib.aws.tables import NotificationModel
 from chalicelib.core import delivery
 from chalicelib.core.clock import evaluate
@@ -159,7 +159,7 @@ class OutboxMachine(RequestTraffic):
         for request_id in self.requests:
             item = store.get_request(request_id)
             policy = evaluation.policy_for(item)
-            state = evaluate(policy, evaluation.facts_of(item), records.clock_events(item), now)
+            state = evaluate(policy, evaluation.facts_of(item), item.events, now)
             entries = {e.key: e for e in NotificationModel.query(request_id)}
             assert all(e.status in ("sent", "superseded") for e in entries.values()), {
                 k: e.status for k, e in entries.items()}

@@ -14,7 +14,7 @@ from chalice.test import Client
 from test_hardening_input import RequestReads
 
 from chalicelib import evaluation
-from chalicelib.aws import records
+from chalicelib.aws import store
 from chalicelib.aws.tables import RequestModel
 from conftest import DEMO_CONTRACT
 
@@ -204,7 +204,7 @@ def test_a_due_soon_query_on_ten_thousand_requests_reads_only_what_it_returns(ac
     admin, _, _ = acme
     bulk = {"name": "bulk", "priorities": {"high": {"first_response": "30m", "resolution": "240h", "clock": "24x7"}}}
     assert admin.put("/contracts/bulk", bulk)[0] == 201
-    policy = evaluation.policy_of(records.latest_record("bulk"))
+    policy = evaluation.policy_of(store.latest_record("bulk"))
     items = []
     for n in range(10_000):
         received = MONDAY_10 - timedelta(seconds=60 + 86.4 * n)

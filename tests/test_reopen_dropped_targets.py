@@ -8,6 +8,7 @@ import pytest
 from test_scanner import ADMIN, PROVIDER, scan_at
 
 from chalicelib.aws import store
+from chalicelib.aws.tables import RequestModel
 from chalicelib.core.errors import ConflictError
 from chalicelib.core.policy import KeptTargets, kept_on_reopen, parse_contract
 from conftest import DEMO_CONTRACT, contract_with_tokens, demo_contract, local
@@ -130,8 +131,7 @@ def test_a_request_resolved_without_targets_is_not_reopened_without_a_clock(acme
     admin, agent, client = acme
     request_id = resolved_at_eleven(agent, clock, "vip")
     assert admin.put("/contracts/acme", WITHOUT_VIP)[0] == 200
-    item = store.get_request(request_id)
-    item.update(actions=[type(item).contract_version.set(2)])
+    RequestModel.get(request_id).update(actions=[RequestModel.contract_version.set(2)])
     clock.move_to(local(23, 13))
     status, body = client.post(f"/requests/{request_id}/events", {"type": "reopen"})
     assert status == 409 and body["Message"].startswith("priority: the contract no longer defines priority 'vip'")

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 
@@ -21,7 +22,10 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.aws import records
 from chalicelib.aws.tables import (
+    CONNECTIONS,
+    DUE_SHARDS,
     OPEN_KEY,
     TALLY_RUNS,
     CalendarOverrideModel,
@@ -52,12 +56,13 @@ from chalicelib.aws.tables import (
     written_if_it_holds,
 )
 from chalicelib.core.customer_contacts import Leg
-from chalicelib.core.errors import ConflictError, CursorError
-from chalicelib.core.events import CLOCK_DETAILS
+from chalicelib.core.errors import ConflictError, CursorError, NotFoundError
 from chalicelib.core.facts import RESOLVED
 from chalicelib.core.service_level import Interaction
 from chalicelib.logs import log_event
 
+# What the scanner sizes itself by: the shards of the due index, the HTTP connections of each client.
+SCAN_SHARDS, SCAN_CONNECTIONS = DUE_SHARDS, CONNECTIONS
 IDEMPOTENCY_TTL = timedelta(hours=24)
 logger = logging.getLogger("sla_clock.store")
 WRITE_ATTEMPTS = 12
@@ -104,13 +109,23 @@ def _connection():
 
 
 def latest_contract(contract_id):
+    """The latest ContractVersion of a contract, or None."""
     items = list(ContractModel.query(contract_id, scan_index_forward=False, limit=1, consistent_read=True))
-    return items[0] if items else None
+    return records.contract_version(items[0]) if items else None
+
+
+def latest_record(contract_id):
+    """The latest ContractVersion of a contract; NotFoundError when it has none."""
+    record = latest_contract(contract_id)
+    if record is None:
+        raise NotFoundError(f"no contract {contract_id!r}")
+    return record
 
 
 def contract_version(contract_id, version):
+    """Version `version` of a contract (a ContractVersion), or None."""
     try:
-        return ContractModel.get(contract_id, version)
+        return records.contract_version(ContractModel.get(contract_id, version))
     except DoesNotExist:
         return None
 
@@ -119,12 +134,12 @@ def save_contract_version(contract_id, version, document, by, now, queues=(), st
     """Write version `version` and claim the Amazon Connect queues it lists, in one transaction;
     StaleWrite if another writer took that number, or a queue, first. A queue is claimed when no
     contract claims it, this one does, or `stale_claims` ({queue id: contract id}) names the contract
-    that still claims it although its latest version no longer lists it."""
+    that still claims it although its latest version no longer lists it. Returns the ContractVersion."""
     record = ContractModel(contract_id, version, document=document, updated_at=now, updated_by=by)
     if not queues:
         with _stale_when_beaten():
             record.save(condition=ContractModel.version.does_not_exist())
-        return record
+        return records.contract_version(record)
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         tx.save(record, condition=ContractModel.version.does_not_exist())
         for queue_id in sorted(queues):
@@ -132,7 +147,7 @@ def save_contract_version(contract_id, version, document, by, now, queues=(), st
             if queue_id in (stale_claims or {}):
                 condition |= ConnectQueueModel.contract_id == stale_claims[queue_id]
             tx.save(ConnectQueueModel(queue_id, contract_id=contract_id), condition=condition)
-    return record
+    return records.contract_version(record)
 
 
 # --- Amazon Connect queues -----------------------------------------------------------------------
@@ -167,34 +182,49 @@ def calendar_overrides(country):
     return list(CalendarOverrideModel.query(country, consistent_read=True))
 
 
+def published_overrides(country):
+    """The published schedules of `country` as ((year, (holidays, workdays)), ...), read now."""
+    return records.overrides_of(calendar_overrides(country))
+
+
 def calendar_override(country, year):
+    """The CalendarOverride of `country` and `year`, or None."""
     try:
-        return CalendarOverrideModel.get(country, year, consistent_read=True)
+        found = CalendarOverrideModel.get(country, year, consistent_read=True)
     except DoesNotExist:
         return None
+    return _override(found)
+
+
+def _override(item):
+    return records.CalendarOverride(item.country, int(item.year), list(item.holidays), list(item.workdays),
+                                    item.source, item.updated_at, item.updated_by)
 
 
 def save_calendar_override(country, year, holidays, workdays, source, by, now):
     record = CalendarOverrideModel(country, year, holidays=holidays, workdays=workdays, source=source,
                                    updated_at=now, updated_by=by)
     record.save()
-    return record
+    return _override(record)
 
 
-def delete_calendar_override(record):
-    record.delete()
+def delete_calendar_override(override):
+    CalendarOverrideModel(override.country, override.year).delete()
 
 
 # --- requests and events ----------------------------------------------------------------------
 
 
-def create_request(request, received_event, outbox, now, idempotency=None):
-    """Request, first event and the notifications it triggers: all or nothing.
+def create_request(request, cached, outbox, now, idempotency=None):
+    """A new request (a StoredRequest holding its received event) with its cached fields (a
+    CachedFields), its first event and the notifications it triggers: all or nothing.
 
     `idempotency`: (key, fingerprint) of the Idempotency-Key the request is created under. Its record
     names the request and commits with it, unless a live record holds the key already (StaleWrite:
     read it and answer with its request).
     """
+    received_event = records.event_record(request.request_id, request.events[0], request.created_by, None)
+    request = records.new_request_item(request, cached)
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         if idempotency is not None:
             key, fingerprint = idempotency
@@ -209,41 +239,46 @@ def create_request(request, received_event, outbox, now, idempotency=None):
 
 
 def get_request(request_id):
+    """The StoredRequest `request_id`, or None."""
     try:
-        return RequestModel.get(request_id, consistent_read=True)
+        return records.stored_request(RequestModel.get(request_id, consistent_read=True))
     except DoesNotExist:
         return None
 
 
 def get_requests(request_ids):
-    """The requests of `request_ids` that exist, by id: one strongly consistent BatchGetItem per 100
-    ids (PynamoDB retries the keys DynamoDB leaves unprocessed)."""
-    return {item.request_id: item for item in RequestModel.batch_get(request_ids, consistent_read=True)}
+    """The StoredRequests of `request_ids` that exist, by id: one strongly consistent BatchGetItem per
+    100 ids (PynamoDB retries the keys DynamoDB leaves unprocessed)."""
+    return {item.request_id: records.stored_request(item)
+            for item in RequestModel.batch_get(request_ids, consistent_read=True)}
 
 
 def events_before(request_id, before, limit):
     """The newest events of a request with a seq below `before` (None: the newest of all), at most
     `limit` of them and fewer when they pass DynamoDB's 1 MB page, oldest first: exactly one Query,
-    whatever the length of the timeline or the weight of its notes."""
+    whatever the length of the timeline or the weight of its notes. StoredEvents."""
     condition = EventModel.seq < before if before is not None else None
     results = EventModel.query(request_id, condition, scan_index_forward=False, limit=limit, consistent_read=True)
     page = next(results.page_iter)
-    return [EventModel.from_raw_data(raw) for raw in reversed(page["Items"])]
+    return [records.stored_event(EventModel.from_raw_data(raw)) for raw in reversed(page["Items"])]
 
 
-def append_event(request, event, cache, outbox=()):
-    """Append `event` to `request`'s timeline, refresh its cached fields and create the
+def append_event(request, event, by, note, cached, outbox=(), fields=None, details=None):
+    """Append `event` (a clock Event posted by `by` with `note` and `details`, an events.Details, stored
+    with its record) to `request`'s timeline, refresh its
+    cached fields (a CachedFields) and `fields` ({StoredRequest field: value}), and create the
     notifications the event triggers, atomically.
 
-    `request` is the item as read; its VersionAttribute makes the update fail if anyone else
-    appended meanwhile (StaleWrite), and the event key can be written once only.
+    `request` is the StoredRequest as read: the update fails if anyone else appended meanwhile
+    (StaleWrite: its version changed), and the event key can be written once only.
     """
-    entry = compact_event(event)
-    actions = [RequestModel.timeline.set(request.timeline + [entry])]
-    actions += _cache_actions(cache)
+    timeline = [records.compact_event(e) for e in (*request.events, event)]
+    actions = [RequestModel.timeline.set(timeline)]
+    actions += _cache_actions(records.cached_attributes(request, cached) | (fields or {}))
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
-        tx.update(request, actions=actions)
-        tx.save(event, condition=EventModel.seq.does_not_exist())
+        tx.update(records.request_as_read(request), actions=actions)
+        tx.save(records.event_record(request.request_id, event, by, note, details),
+                condition=EventModel.seq.does_not_exist())
         for notification in outbox:
             tx.save(notification, condition=NotificationModel.key.does_not_exist())
 
@@ -255,20 +290,15 @@ def _cache_actions(cache):
             for name, value in cache.items()]
 
 
-def refresh_cache(request, cache):
+def refresh_cache(request, cached):
     """Best effort: a concurrent event post refreshes the cache itself, so a lost race is fine.
-    Writes only the fields that differ from the item as read (under its version), none when none do."""
-    changed = {name: value for name, value in cache.items() if getattr(request, name) != value}
+    Writes only the fields of `cached` (a CachedFields) that differ from the StoredRequest as read
+    (under its version), none when none do."""
+    changed = records.changed_attributes(request, cached)
     if not changed:
         return
-    written_if_it_holds(lambda: write(request, changed))  # a failed version condition: someone else wrote meanwhile
-
-
-def compact_event(event):
-    """The clock-relevant part of an event, kept inside the request item."""
-    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC)}
-    entry.update((name, value) for name, value in (event.details or {}).items() if name in CLOCK_DETAILS)
-    return entry
+    # A failed version condition: someone else wrote it meanwhile.
+    written_if_it_holds(lambda: write(records.request_as_read(request), changed))
 
 
 def connect_for_scan():
@@ -304,7 +334,7 @@ def requests_of_contract(contract_id, start_key=None, page_size=50, status=None,
         start_key = {"request_id": start_key["request_id"], "listed_at": start_key["listed_at"],
                      partition[0]: {"S": partition[1]}}
     result = index.query(partition[1], scan_index_forward=False, limit=page_size, last_evaluated_key=start_key)
-    items = list(result)
+    items = [records.stored_request(item) for item in result]
     last = result.last_evaluated_key
     if last is not None:
         last = {"request_id": last["request_id"], "contract_id": {"S": contract_id}, "listed_at": last["listed_at"]}
@@ -312,10 +342,11 @@ def requests_of_contract(contract_id, start_key=None, page_size=50, status=None,
 
 
 def _one_page(results):
-    """Exactly one DynamoDB page of a request query: (items, last evaluated key or None). A filter
-    then costs one bounded read per call, however few of the items read it keeps."""
+    """Exactly one DynamoDB page of a request query: (StoredRequests, last evaluated key or None). A
+    filter then costs one bounded read per call, however few of the requests read it keeps."""
     page = next(results.page_iter)
-    return [RequestModel.from_raw_data(raw) for raw in page["Items"]], results.page_iter.last_evaluated_key
+    return ([records.stored_request(RequestModel.from_raw_data(raw)) for raw in page["Items"]],
+            results.page_iter.last_evaluated_key)
 
 
 def requests_by_deadline(contract_id, start_key=None, page_size=50, due_by=None):
@@ -341,11 +372,11 @@ def requests_without_deadline(contract_id, start_key=None, page_size=50, status=
 
 
 def open_requests_page(contract_id, start_key=None, page_size=100):
-    """One page of the contract's open requests (full items): (items, last evaluated key or None)."""
+    """One page of the contract's open requests: (StoredRequests, last evaluated key or None)."""
     result = RequestModel.by_contract_closed.query(
         contract_id, RequestModel.closed_key == OPEN_KEY, limit=page_size, last_evaluated_key=start_key
     )
-    items = list(result)
+    items = [records.stored_request(item) for item in result]
     return items, result.last_evaluated_key
 
 
@@ -362,7 +393,7 @@ def an_open_request_in_category(contract_id, categories):
 def _an_open_request(contract_id, condition):
     matches = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key == OPEN_KEY,
                                                     filter_condition=condition)
-    return next(iter(matches), None)
+    return records.stored_request(next(iter(matches), None))
 
 
 def encode_cursor(key):
@@ -502,9 +533,9 @@ def decode_notifications_cursor(cursor, request_id):
 
 
 def token(token_id):
-    """The stored token `token_id` (its secret's hash, role, scope, expiry), or None."""
+    """The stored Token `token_id` (its secret's hash, role, scope, expiry), or None."""
     try:
-        return TokenModel.get(token_id, consistent_read=True)
+        return records.value_of(records.Token, TokenModel.get(token_id, consistent_read=True))
     except DoesNotExist:
         return None
 
@@ -517,7 +548,7 @@ def stamp_token_use(record, now, every):
         return
     stale = TokenModel.last_used_at.does_not_exist() | (TokenModel.last_used_at <= now - every)
     try:
-        record.update(actions=[TokenModel.last_used_at.set(now)], condition=stale)
+        write(TokenModel(record.token_id), {"last_used_at": now}, condition=stale)
     except UpdateError as exc:
         if not condition_failed(exc):
             log_event(logger, "token use not recorded", level=logging.WARNING, token_id=record.token_id,
@@ -525,18 +556,17 @@ def stamp_token_use(record, now, every):
 
 
 def save_token(token_id, secret_sha256, role, contract_id, created_by, now, expires_at):
-    """Store a new token's hash (never the token) and return its record."""
+    """Store a new token's hash (never the token) and return its Token."""
     record = TokenModel(token_id, secret_sha256=secret_sha256, role=role, contract_id=contract_id,
                         created_at=now, created_by=created_by, expires_at=expires_at)
     record.save(condition=TokenModel.token_id.does_not_exist())
-    return record
+    return records.value_of(records.Token, record)
 
 
 def tokens_page(limit, start_key=None):
-    """One page of stored tokens (a Scan of the small tokens table): (records, last key or None)."""
+    """One page of stored tokens (a Scan of the small tokens table): (Tokens, last key or None)."""
     result = TokenModel.scan(limit=limit, last_evaluated_key=start_key)
-    records = list(result)
-    return records, result.last_evaluated_key
+    return [records.value_of(records.Token, item) for item in result], result.last_evaluated_key
 
 
 def delete_token(token_id):
@@ -552,13 +582,13 @@ def delete_token(token_id):
 
 
 def idempotency_record(key, now):
-    """The record of a request created under `key`, or None (never used, or expired: DynamoDB's
+    """The FirstAnswer of a request created under `key`, or None (never used, or expired: DynamoDB's
     TTL deletes late)."""
     try:
         record = IdempotencyModel.get(key, consistent_read=True)
     except DoesNotExist:
         return None
-    return record if record.expires_at > now else None
+    return records.value_of(records.FirstAnswer, record) if record.expires_at > now else None
 
 
 def save_first_answer(key, body):
@@ -591,13 +621,11 @@ def requests_without_personal_keys():
                                                             attributes_to_get=["request_id"]))
 
 
-def events_with_notes(request_id):
-    """The request's events that hold a note (the others are read but not returned)."""
-    return list(EventModel.query(request_id, filter_condition=EventModel.note.exists(), consistent_read=True))
-
-
-def erase_note(event):
-    write(event, {"note": None})
+def erase_notes(request_id):
+    """Remove the note of every event of the request that holds one (the others are read but not
+    written)."""
+    for event in EventModel.query(request_id, filter_condition=EventModel.note.exists(), consistent_read=True):
+        write(event, {"note": None})
 
 
 def forget_first_answer(key, request_id):
@@ -609,27 +637,33 @@ def forget_first_answer(key, request_id):
 
 
 def update_request_fields(request, fields):
-    """Write `fields` on `request` as read (None removes one): StaleWrite when anyone wrote it since."""
+    """Write `fields` ({attribute: value}, None removes one) on the StoredRequest as read: StaleWrite
+    when anyone wrote it since."""
     with _stale_when_beaten():
-        write(request, fields)
+        write(records.request_as_read(request), fields)
 
 
 def save_erasure(contract_id, by, reason, requests, now):
     record = ErasureModel(contract_id, f"{utc_key(now)}#{uuid.uuid4().hex[:8]}", erased_at=now, erased_by=by,
                           reason=reason, requests=requests)
     record.save()
-    return record
+    return _erasure(record)
+
+
+def _erasure(item):
+    return records.Erasure(item.contract_id, item.erasure_id, item.erased_at, item.erased_by, item.reason,
+                           int(item.requests))
 
 
 ERASURE_KEY = {"contract_id": "S", "erasure_id": "S"}
 
 
 def erasures_page(contract_id, limit, start_key=None):
-    """One page of the contract's erasure records, newest first: (records, last key or None)."""
+    """One page of the contract's erasure records, newest first: (Erasures, last key or None)."""
     result = ErasureModel.query(contract_id, scan_index_forward=False, limit=limit, last_evaluated_key=start_key,
                                 consistent_read=True)
     page = next(result.page_iter)
-    return [ErasureModel.from_raw_data(raw) for raw in page["Items"]], result.page_iter.last_evaluated_key
+    return [_erasure(ErasureModel.from_raw_data(raw)) for raw in page["Items"]], result.page_iter.last_evaluated_key
 
 
 def decode_erasures_cursor(cursor, contract_id):
@@ -651,17 +685,19 @@ def start_job(kind, subject, now):
 
 
 def pending_jobs(kind=REEVALUATE):
-    return list(JobModel.query(kind, consistent_read=True))
+    """The Jobs of `kind` waiting to be drained."""
+    return [records.value_of(records.Job, item) for item in JobModel.query(kind, consistent_read=True)]
 
 
 def advance_job(job, cursor):
-    """Record where the job's next page starts, or finish it when `cursor` is None. Returns True
-    when the job is finished (or was restarted by a newer change, which owns it now)."""
+    """Record where the Job's next page starts (on `job` too), or finish it when `cursor` is None.
+    Returns True when the job is finished (or was restarted by a newer change, which owns it now)."""
     same_generation = JobModel.generation == job.generation
+    stored = JobModel(job.kind, job.subject)
     if cursor is None:
-        written_if_it_holds(lambda: job.delete(condition=same_generation))
+        written_if_it_holds(lambda: stored.delete(condition=same_generation))
         return True
-    if not written_if_it_holds(lambda: job.update(actions=[JobModel.cursor.set(cursor)], condition=same_generation)):
+    if not written_if_it_holds(lambda: write(stored, {"cursor": cursor}, condition=same_generation)):
         return True
     job.cursor = cursor
     return False
@@ -677,8 +713,9 @@ def contract_ids():
 
 def requests_active_since(contract_id, start):
     """The contract's requests resolved at or after `start`, and every open one: the only ones that
-    can have anything to count on a day beginning at `start`."""
-    return RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
+    can have anything to count on a day beginning at `start`. StoredRequests, read lazily."""
+    found = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
+    return (records.stored_request(item) for item in found)
 
 
 def count_received_between(contract_id, start, end):
@@ -700,9 +737,9 @@ def _received_between(start, end):
     return RequestModel.listed_at.between(listing_key(start), listing_key(end))
 
 
-# What evaluating a stored request reads (evaluation.state_of, facts_of, clock_events, pinned versions):
-# an attribute left out reads as null, so the request would be evaluated as another one (a category's
-# targets lost). tests/test_whatif.py checks the evaluation reads nothing else.
+# What evaluating a StoredRequest needs of its item (evaluation.state_of, facts_of, pinned versions):
+# an attribute left out reads as None, so the request would be evaluated as another one (a category's
+# targets lost). tests/test_whatif.py checks one read this way evaluates like the whole item.
 EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "category", "kept_targets", "designated",
                          "received_at", "timeline", "status", "contract_version", "frozen_state"]
 
@@ -710,32 +747,38 @@ EVALUATION_ATTRIBUTES = ["request_id", "contract_id", "priority", "category", "k
 def requests_received_between(contract_id, start, end, priorities=None):
     """The contract's requests received in [start, end), oldest first: one Query of the listing index
     returning only what evaluating them needs. `priorities`: only requests whose current priority is
-    one of them (filtered by DynamoDB, so the others are never sent or parsed)."""
+    one of them (filtered by DynamoDB, so the others are never sent or parsed). StoredRequests, read
+    lazily, holding only what EVALUATION_ATTRIBUTES holds."""
     only = RequestModel.current_priority.is_in(*priorities) if priorities else None
-    return RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
-                                          scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
+    found = RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
+                                           scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
+    return (records.stored_request(item) for item in found)
 
 
 def tallies_of_month(contract_id, month_prefix):
-    return list(TallyModel.query(contract_id, TallyModel.day.startswith(month_prefix), consistent_read=True))
+    """The DayTallies of the contract's days whose date starts with `month_prefix` ("2026-11-")."""
+    return [records.value_of(records.DayTally, item)
+            for item in TallyModel.query(contract_id, TallyModel.day.startswith(month_prefix), consistent_read=True)]
 
 
 def outages_of(contract_id):
-    return list(OutageModel.query(contract_id, consistent_read=True))
+    """The contract's recorded Outages, by start."""
+    return [records.value_of(records.Outage, item) for item in OutageModel.query(contract_id, consistent_read=True)]
 
 
 def replace_outages(removed, added):
-    """Swap merged outages for their union in one transaction."""
+    """Swap merged Outages for their union in one transaction."""
     with TransactWrite(connection=_connection()) as tx:
         for outage in removed:
-            tx.delete(outage)
-        tx.save(added)
+            tx.delete(OutageModel(outage.contract_id, outage.start))
+        tx.save(OutageModel(added.contract_id, added.start, end=added.end, description=added.description,
+                            recorded_at=added.recorded_at, recorded_by=added.recorded_by))
 
 
 def new_tally_run(started_at, day):
-    """A nightly run starting at `started_at` (of `day`, or each contract's previous local day); not
-    stored until the run saves where it stands."""
-    return TallyRunModel(TALLY_RUNS, utc_key(started_at), started_at=started_at, date=day.isoformat() if day else None)
+    """A nightly TallyRun starting at `started_at` (of `day`, or each contract's previous local day);
+    not stored until the run saves where it stands."""
+    return records.TallyRun(utc_key(started_at), started_at, day.isoformat() if day else None)
 
 
 def save_tally(contract_id, tally, now):
@@ -744,9 +787,11 @@ def save_tally(contract_id, tally, now):
                penalties=tally.penalties_raw, computed_at=now).save()
 
 
-def cap_tally(item, allowed):
-    """Set a stored day's penalties to what the month's cap allows."""
-    item.update(actions=[TallyModel.penalties.set(allowed)])
+def cap_tally(tally, allowed):
+    """Set a stored day's penalties (of the DayTally `tally`) to what the month's cap allows; returns
+    the DayTally as it now stands."""
+    write(TallyModel(tally.contract_id, tally.day), {"penalties": allowed})
+    return replace(tally, penalties=allowed)
 
 
 def outages_overlapping(contract_id, start, end):
@@ -755,26 +800,35 @@ def outages_overlapping(contract_id, start, end):
 
 
 def new_outage(contract_id, start, end, description, now, by):
-    """An outage record, not yet stored (`replace_outages` stores it in place of those it merges)."""
-    return OutageModel(contract_id, utc_key(start), end=utc_key(end), description=description, recorded_at=now,
-                       recorded_by=by)
+    """An Outage, not yet stored (`replace_outages` stores it in place of those it merges)."""
+    return records.Outage(contract_id, utc_key(start), utc_key(end), description, now, by)
 
 
 def tally_runs():
-    """Nightly runs not finished yet, oldest first (a handful at most)."""
-    return list(TallyRunModel.query(TALLY_RUNS, consistent_read=True))
+    """Nightly TallyRuns not finished yet, oldest first (a handful at most)."""
+    return [records.value_of(records.TallyRun, item) for item in TallyRunModel.query(TALLY_RUNS, consistent_read=True)]
+
+
+def _run_item(run):
+    item = TallyRunModel(TALLY_RUNS, run.run_id, started_at=run.started_at, date=run.date, after=run.after,
+                         current=run.current, lease_until=run.lease_until)
+    if run.version is not None:  # the save and the delete check it (none: never saved)
+        item.version = run.version
+    return item
 
 
 def save_tally_run(run):
-    """StaleWrite if another invocation saved the run since it was read."""
+    """Save where the TallyRun stands; StaleWrite if another invocation saved it since it was read."""
+    item = _run_item(run)
     with _stale_when_beaten():
-        run.save()
+        item.save()
+    run.version = item.version
 
 
 def finish_tally_run(run):
     """The run is done: forget it (StaleWrite if another invocation saved it meanwhile)."""
     with _stale_when_beaten():
-        run.delete()
+        _run_item(run).delete()
 # --- interactions --------------------------------------------------------------------------------
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -831,15 +885,16 @@ def leg_of(contact_id, document):
 
 
 def customer_contacts(contract_id, customer_contact_ids):
-    """{customer contact id: CustomerContactModel} of those the contract has legs of: one strongly
+    """{customer contact id: CustomerContact} of those the contract has legs of: one strongly
     consistent BatchGetItem per 100 ids."""
     keys = [(customer_contact_key(contract_id, i), i) for i in customer_contact_ids]
-    return {item.customer_contact_id: item for item in CustomerContactModel.batch_get(keys, consistent_read=True)}
+    return {item.customer_contact_id: _customer_contact(item)
+            for item in CustomerContactModel.batch_get(keys, consistent_read=True)}
 
 
-def legs_of(record):
-    """{ContactId: Leg} of a stored customer contact."""
-    return {contact_id: leg_of(contact_id, document) for contact_id, document in record.legs.items()}
+def _customer_contact(item):
+    legs = {contact_id: leg_of(contact_id, document) for contact_id, document in item.legs.items()}
+    return records.CustomerContact(item.customer_contact_id, legs, item.stored_in, item.version)
 
 
 CUSTOMER_CONTACTS_PER_TRANSACTION = 25  # 3 writes each at most: inside DynamoDB's 100 per transaction
@@ -847,7 +902,7 @@ CUSTOMER_CONTACTS_PER_TRANSACTION = 25  # 3 writes each at most: inside DynamoDB
 
 def save_customer_contacts(contract_id, changes, retention, now):
     """Store customer contacts: `changes` lists (customer contact id, {ContactId: Leg}, Interaction or
-    None, the CustomerContactModel as read or None). Each contact's legs, its interaction (moved when
+    None, the CustomerContact as read or None). Each contact's legs, its interaction (moved when
     its first enqueue moved to another hour, removed when it is no offered contact any more) commit
     together, 25 contacts a transaction; StaleWrite when another consumer wrote one of them since it
     was read (read again and recompute: nothing is lost, storing the same legs again changes nothing)."""
@@ -856,15 +911,16 @@ def save_customer_contacts(contract_id, changes, retention, now):
         with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
             for customer_contact_id, legs, interaction, record in changes[start:start + size]:
                 bucket = interaction_bucket(contract_id, interaction.offered_at) if interaction else None
-                if record is None:
-                    record = CustomerContactModel(customer_contact_key(contract_id, customer_contact_id),
-                                                  customer_contact_id)
-                elif record.stored_in is not None and record.stored_in != bucket:
+                if record is not None and record.stored_in is not None and record.stored_in != bucket:
                     tx.delete(InteractionModel(record.stored_in, customer_contact_id))
                 earliest = min((leg.enqueued_at or leg.disconnected_at or now for leg in legs.values()), default=now)
-                record.legs = {contact_id: leg_document(leg) for contact_id, leg in sorted(legs.items())}
-                record.stored_in, record.expires_at = bucket, earliest + retention
-                tx.save(record)
+                item = CustomerContactModel(
+                    customer_contact_key(contract_id, customer_contact_id), customer_contact_id,
+                    legs={contact_id: leg_document(leg) for contact_id, leg in sorted(legs.items())},
+                    stored_in=bucket, expires_at=earliest + retention)
+                if record is not None and record.version is not None:  # the save checks it: none, a new one
+                    item.version = record.version
+                tx.save(item)
                 if interaction is not None:
                     tx.save(_interaction_item(bucket, interaction, retention))
 

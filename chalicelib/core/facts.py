@@ -1,7 +1,8 @@
-"""What a stored request is made of, as plain data: its statuses and event types, the facts it was
-created with, its events, and the fields cached from its SLA state. The store maps its items to and
-from these; the rules that produce them live in clock, policy, alerts and evaluation."""
-from dataclasses import dataclass
+"""What the store holds, as plain data: a request's statuses and event types, the facts it was created
+with, its events, the fields cached from its SLA state, the request as read, and a contract version.
+The store maps its items to and from these; the rules that produce them live in clock, policy, alerts
+and evaluation."""
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.core import events
@@ -55,3 +56,61 @@ class CachedFields:
     closed_at: datetime | None
     frozen_state: dict | None
     checked_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """A request as the store read it: what it was created with, its text, its events (the clock's
+    Events, oldest first) and what it keeps of its SLA state. A value: a use case reads it, asks the
+    core, and hands the store what to write.
+
+    `version`: the stored item's version, which the store's conditional write checks (None: not stored
+    yet); `stored`: the cached fields as the store holds them, so a refresh writes only what changed."""
+
+    request_id: str
+    contract_id: str
+    priority: str  # as created; reprioritize events change the current one
+    designated: bool
+    received_at: datetime
+    events: tuple  # of Event
+    category: str | None = None
+    channel: str | None = None
+    subject: str | None = None  # the requester's personal data: None once erased
+    description: str | None = None
+    requester: dict | None = None
+    created_by: str | None = None
+    status: str | None = None  # None: not evaluated yet (a new request)
+    current_priority: str | None = None
+    contract_version: int | None = None
+    next_check_at: datetime | None = None
+    checked_until: datetime | None = None
+    frozen_state: dict | None = None
+    kept_targets: dict | None = None  # policy.KeptTargets.as_document()
+    personal_data_erased_at: datetime | None = None
+    idempotency_key: str | None = None
+    requester_key: str | None = None
+    version: int | None = None
+    stored: dict | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a request as recorded: who posted it, its note and its details."""
+
+    seq: int
+    type: str
+    at: datetime
+    by: str
+    note: str | None = None
+    details: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContractVersion:
+    """One stored version of a contract: its normalized document (parsed by core.policy)."""
+
+    contract_id: str
+    version: int
+    document: dict
+    updated_at: datetime
+    updated_by: str | None = None
