@@ -36,6 +36,18 @@ def plant(tree, module, line):
     path.write_text(path.read_text() + f"\n{line}\n")
 
 
+def assert_ruff_refuses(tree, module, line, reported):
+    """`line` added to `module` (a new module when there is none) fails ruff, naming `reported`."""
+    path = tree / module
+    if path.exists():
+        plant(tree, module, f"{line}  # noqa: E402, F401, I001")
+    else:
+        path.write_text(f"{line}  # noqa: F401\n")
+    result = ruff(tree, module)
+    assert result.returncode != 0
+    assert reported in result.stdout, result.stdout
+
+
 def test_the_code_as_it_stands_keeps_every_layer_contract(tree):
     result = lint_imports(tree)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -97,14 +109,7 @@ def test_a_module_nobody_placed_in_a_layer_fails_the_lint_naming_it(tree):
 ], ids=["new-module-imports-boto3", "new-module-imports-botocore", "use-case-imports-pynamodb",
         "shell-imports-boto3", "core-imports-boto3"])
 def test_aws_imported_outside_chalicelib_aws_fails_the_lint_naming_it(tree, module, line, reported):
-    path = tree / module
-    if path.exists():
-        plant(tree, module, f"{line}  # noqa: E402, F401, I001")
-    else:
-        path.write_text(f"{line}  # noqa: F401\n")
-    result = ruff(tree, module)
-    assert result.returncode != 0
-    assert reported in result.stdout, result.stdout
+    assert_ruff_refuses(tree, module, line, reported)
     assert ruff(tree, "chalicelib/aws/store.py").returncode == 0  # the store is where AWS is called
 
 
@@ -128,12 +133,5 @@ def test_a_module_above_the_store_importing_the_tables_fails_the_lint(tree, modu
     """The store hands back StoredRequest, ContractVersion...: a PynamoDB model above chalicelib.aws
     would let items, and their attribute names, travel through the use cases again. The ban goes by
     the imported name, so it covers a module added later too."""
-    path = tree / module
-    if path.exists():
-        plant(tree, module, f"{line}  # noqa: E402, F401, I001")
-    else:
-        path.write_text(f"{line}  # noqa: F401\n")
-    result = ruff(tree, module)
-    assert result.returncode != 0
-    assert "`chalicelib.aws.tables` is banned: the tables stay in the store" in result.stdout, result.stdout
+    assert_ruff_refuses(tree, module, line, "`chalicelib.aws.tables` is banned: the tables stay in the store")
     assert ruff(tree, "chalicelib/aws/store.py").returncode == 0  # the store is where the tables are used

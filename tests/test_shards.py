@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import time_machine
@@ -48,17 +49,8 @@ class RequestWrites:
 
 def at_once(*scans):
     """Run each callable in a thread of its own, all at once: their results, in order."""
-    results = [None] * len(scans)
-
-    def run(index):
-        results[index] = scans[index]()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(scans))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    with ThreadPoolExecutor(max_workers=len(scans)) as pool:
+        return list(pool.map(lambda scan: scan(), scans))
 
 
 def busiest_second(times):

@@ -103,6 +103,17 @@ class NewRequest:
     category: str | None = None
 
 
+def _terms(body, policy, role, now):
+    """What decides a request's deadlines, checked against the contract: (priority, category,
+    received_at). Every problem found is named in one ValidationError."""
+    problems = Problems()
+    priority = problems.run(_priority, body.priority, policy)
+    category = problems.run(_category, body.category, policy)
+    received_at = problems.run(_backdated, body.received_at, "received_at", role, now)
+    problems.raise_any()
+    return priority, category, received_at
+
+
 def contract_id_of(body):
     """The contract a POST /requests body names, once the body is valid (schemas.RequestInput)."""
     return check(RequestInput, body).contract_id
@@ -111,11 +122,7 @@ def contract_id_of(body):
 def parse_new_request(body, policy, role, now):
     """A POST /requests body, checked against the contract's policy."""
     request = check(RequestInput, body)
-    problems = Problems()
-    priority = problems.run(_priority, request.priority, policy)
-    category = problems.run(_category, request.category, policy)
-    received_at = problems.run(_backdated, request.received_at, "received_at", role, now)
-    problems.raise_any()
+    priority, category, received_at = _terms(request, policy, role, now)
     return NewRequest(
         contract_id=request.contract_id,
         priority=priority,
@@ -140,11 +147,7 @@ def parse_preview(body, policy, role, now):
     """A POST /contracts/{id}/preview body: the fields of a request that decide its deadlines, checked
     as a request's are."""
     preview = check(PreviewInput, body)
-    problems = Problems()
-    priority = problems.run(_priority, preview.priority, policy)
-    category = problems.run(_category, preview.category, policy)
-    received_at = problems.run(_backdated, preview.received_at, "received_at", role, now)
-    problems.raise_any()
+    priority, category, received_at = _terms(preview, policy, role, now)
     return Preview(priority=priority, received_at=received_at, channel=preview.channel, category=category)
 
 
