@@ -2,14 +2,22 @@
 pinned to the byte, every report the core builds is an instance of the declaration, the CSV's columns
 are the day row's fields in order, and the spec's `Report` schemas are generated from the models."""
 import copy
+import json
 from datetime import datetime, timedelta
+from typing import get_origin
 from zoneinfo import ZoneInfo
 
 import pytest
+import test_schemas
 import time_machine
+import yaml
 from chalice.test import Client
+from pydantic import ValidationError as PydanticError
 
 from app import app
+from chalicelib import openapi
+from chalicelib.core.report import CategoryDay, ChannelDay, Report, ReportDay
+from chalicelib.core.tally import report_csv
 from conftest import DEMO_CONTRACT, contract_with_tokens
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -113,3 +121,56 @@ def _answer(admin, query):
 def test_the_json_and_the_csv_of_a_month_are_the_bytes_they_were(month):
     assert _answer(month, "") == ("application/json; charset=utf-8", PINNED_JSON)
     assert _answer(month, "&format=csv") == ("text/csv; charset=utf-8", PINNED_CSV)
+
+
+def _declared(document):
+    """`document` as the declaration reads and writes it back: the same JSON, keys in the same order,
+    only when every field is declared, of its type, in its place."""
+    return json.dumps(Report.model_validate(document).model_dump(mode="json"), ensure_ascii=False)
+
+
+def test_the_report_of_a_month_is_the_declared_document_field_for_field_in_order(month):
+    assert _declared(json.loads(PINNED_JSON)) == json.dumps(json.loads(PINNED_JSON), ensure_ascii=False)
+    with time_machine.travel(datetime(2026, 12, 1, 9, tzinfo=SH), tick=False):
+        status, empty = month.get("/contracts/acme/reports?month=2026-10")
+    assert status == 200 and empty["days"] == []
+    assert _declared(empty) == json.dumps(empty, ensure_ascii=False)
+
+
+def test_a_field_the_core_adds_without_declaring_it_fails_the_declaration(month):
+    document = json.loads(PINNED_JSON)
+    document["days"][0]["median_first_response"] = 30
+    with pytest.raises(PydanticError, match="days.0.median_first_response"):
+        Report.model_validate(document)
+    del document["days"][0]["median_first_response"], document["penalties"]["capped"]
+    with pytest.raises(PydanticError, match="penalties.capped"):
+        Report.model_validate(document)
+
+
+def test_the_csv_columns_are_a_day_rows_fields_in_declared_order_per_name_ones_spread():
+    header = PINNED_CSV.split("\r\n", 1)[0].split(",")
+    scalars = [name for name, info in ReportDay.model_fields.items() if get_origin(info.annotation) is not dict]
+    assert header[:len(scalars)] == scalars
+    assert header[len(scalars):] == [
+        *(f"category.{name}.{key}" for name in ("complaint", "inquiry") for key in CategoryDay.model_fields),
+        *(f"interactions.{name}.{key}" for name in ("chat", "phone") for key in ChannelDay.model_fields)]
+
+
+def test_a_day_row_holding_a_value_the_declaration_lacks_is_refused_not_dropped_from_the_csv():
+    document = json.loads(PINNED_JSON)
+    document["days"][1]["interactions"]["phone"]["median_answer_seconds"] = 12
+    with pytest.raises(ValueError, match="median_answer_seconds"):
+        report_csv(document)
+    del document["days"][1]["interactions"]["phone"]["median_answer_seconds"]
+    assert report_csv(document) == PINNED_CSV
+
+
+def test_the_specs_report_schemas_are_generated_from_the_models_not_written_by_hand():
+    generator = test_schemas.generator()
+    generated, source = generator.components(), yaml.safe_load(generator.SOURCE.read_text("utf-8"))
+    source = source["components"]["schemas"]
+    spec = openapi.document()["components"]["schemas"]
+    parts = ("Report", "ReportDay", "BreachCounts", "OnTimeRate", "PenaltyTotal", "KpiResult")
+    assert all(name in generated and name not in source and spec[name] == generated[name] for name in parts)
+    assert list(spec["ReportDay"]["properties"]) == list(ReportDay.model_fields)
+    assert spec["Report"]["properties"]["days"]["items"] == {"$ref": "#/components/schemas/ReportDay"}
