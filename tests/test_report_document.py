@@ -174,3 +174,8 @@ def test_the_specs_report_schemas_are_generated_from_the_models_not_written_by_h
     assert all(name in generated and name not in source and spec[name] == generated[name] for name in parts)
     assert list(spec["ReportDay"]["properties"]) == list(ReportDay.model_fields)
     assert spec["Report"]["properties"]["days"]["items"] == {"$ref": "#/components/schemas/ReportDay"}
+
+
+@pytest.mark.parametrize("model", [Report, ReportDay])
+def test_every_field_the_docs_table_lists_says_what_it_is(model):
+    assert [name for name, info in model.model_fields.items() if not info.description] == []

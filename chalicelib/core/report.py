@@ -110,14 +110,16 @@ class ReportDay(Document):
 
 
 class Report(Document):
-    contract_id: Annotated[str, shared("ContractId")]
+    contract_id: Annotated[str, shared("ContractId")] = Field(description="the contract's id")
     month: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}$", description="YYYY-MM")
     currency: str = Field(description="ISO 4217, of every amount")
     requests: ReportRequests = Field(description=(
         "requests received in the month, first responses and resolve events in it"))
     breaches: BreachCounts = Field(description="the month's breaches per metric")
-    on_time_rate: OnTimeRate
-    penalties: PenaltyTotal
+    on_time_rate: OnTimeRate = Field(description=(
+        "priority -> metric -> the share decided on time, of the metrics decided in the month only"))
+    penalties: PenaltyTotal = Field(description=(
+        "`total`, the month's penalties after the monthly cap, and `capped`, whether the cap cut it"))
     kpi: ReportKpi = Field(description="each KPI of the contract: the month's actual value against its target")
     interactions: dict[str, ChannelMonth] = Field(description=(
         "channel -> the month's calls or chats, with the average and 90th-percentile answer seconds, for every "
