@@ -131,33 +131,35 @@ class Report(Document):
 
 
 def _per_name(info):
-    """(CSV prefix, model of each name's columns) of a per-name field of a day row, else None."""
+    """(CSV prefix, the fields of each name's columns) of a per-name field of a day row, else None."""
     prefix = next((m.prefix for m in info.metadata if isinstance(m, Columns)), None)
-    return None if prefix is None else (prefix, get_args(info.annotation)[1])
+    return None if prefix is None else (prefix, tuple(get_args(info.annotation)[1].model_fields))
+
+
+# A day row's fields in order, each with its _per_name: read once, a CSV has a row per day.
+_DAY_FIELDS = tuple((field, _per_name(info)) for field, info in ReportDay.model_fields.items())
 
 
 def csv_columns(report):
     """The CSV's columns for `report`: each field of a day row in order, a per-name one as
     `<prefix>.<name>.<field>` for each name the report's field of the same name lists."""
     columns = []
-    for field, info in ReportDay.model_fields.items():
-        per_name = _per_name(info)
+    for field, per_name in _DAY_FIELDS:
         if per_name is None:
             columns.append(field)
             continue
-        prefix, model = per_name
-        columns += [f"{prefix}.{name}.{key}" for name in report[field] for key in model.model_fields]
+        prefix, keys = per_name
+        columns += [f"{prefix}.{name}.{key}" for name in report[field] for key in keys]
     return columns
 
 
 def csv_row(day):
     """A day row of the report as its CSV cells ({column: value}; None an empty cell)."""
     row = {}
-    for field, info in ReportDay.model_fields.items():
-        per_name = _per_name(info)
+    for field, per_name in _DAY_FIELDS:
         if per_name is None:
-            row[field] = day[field]
+            row[field] = "" if day[field] is None else day[field]
             continue
         for name, values in day[field].items():
-            row |= {f"{per_name[0]}.{name}.{key}": value for key, value in values.items()}
-    return {column: "" if value is None else value for column, value in row.items()}
+            row |= {f"{per_name[0]}.{name}.{key}": "" if value is None else value for key, value in values.items()}
+    return row
