@@ -257,7 +257,8 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
     and `received_resolved`: (requests received in the month, how many of them are resolved now).
 
     Resolution rate is the share of the month's requests that are resolved, so requests carried
-    over from the month before do not push it above 1."""
+    over from the month before do not push it above 1. The document is `report.Report`, its keys in
+    the order declared there."""
     days = [t["tally"] for t in tallies]
     totals = month_totals(tallies)
     # Every category and channel of the contract, and any an older version had that still has counts this month.
@@ -322,7 +323,8 @@ def _kpis(policy, bounds, outages, days, received_resolved, month_channels):
 
 
 def _report_day(stored, categories, channels):
-    """One day's row of the report (and of its CSV): totals, then per category and per channel."""
+    """One day's row of the report (and of its CSV): totals, then per category and per channel, as
+    `report.ReportDay` declares it."""
     d = stored["tally"]
     return {
         "date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
