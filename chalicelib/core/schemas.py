@@ -38,7 +38,7 @@ from chalicelib.core.webhook_rules import EVENTS as WEBHOOK_EVENTS
 from chalicelib.core.webhook_rules import MASK, MAX_SECRET, MAX_URL, MIN_SECRET
 
 REF = "#/components/schemas/{model}"
-SHARED = "x-component"  # stands for a $ref to a hand-written component, see _ref
+SHARED = "x-component"  # stands for a $ref to a hand-written component, see shared
 NAME = re.compile(r"[a-z0-9_-]{1,32}")  # priority, category and channel names (fullmatch: no trailing newline)
 MAX_NAME = 200
 MAX_QUEUES = 50  # queues a new version may list: a PUT claims them in one DynamoDB transaction
@@ -65,7 +65,7 @@ class Says:
         self.by_kind = by_kind
 
 
-def _ref(name):
+def shared(name):
     """A JSON Schema that stands for the OpenAPI component `name`, one the spec declares by hand (pydantic
     resolves a "$ref" among its own models only; the generator writes this one as a "$ref")."""
     return WithJsonSchema({SHARED: name})
@@ -100,7 +100,7 @@ def _name_of(what):
         if not isinstance(value, str) or not NAME.fullmatch(value):
             raise ValidationError("", f"{what} names are 1–32 characters of a–z, 0–9, '_' and '-'")
         return value
-    return Annotated[str, PlainValidator(check), _ref("PriorityName")]
+    return Annotated[str, PlainValidator(check), shared("PriorityName")]
 
 
 PriorityName = _name_of("priority")
@@ -110,7 +110,7 @@ Email = Annotated[str, *_rule(lambda value: email_address(value, ""), {"type": "
 Channel = Text(MAX_CHANNEL)
 # A duration ("30s", "30m", "2h", "5wd") read as a durations.Duration, written back as its text.
 Duration = Annotated[str, PlainValidator(lambda value: parse_duration(value, "")), PlainSerializer(str),
-                     _ref("Duration")]
+                     shared("Duration")]
 MAX_ANSWER_WITHIN_S = 24 * 3600  # a phone or chat answer target is seconds or minutes; a day is plenty
 
 
@@ -129,7 +129,7 @@ def _queue_id(value):
 
 
 QueueId = Annotated[str, *_rule(_queue_id, {"type": "string"})]
-AnswerWithin = Annotated[str, PlainValidator(_answer_within), PlainSerializer(str), _ref("Duration")]
+AnswerWithin = Annotated[str, PlainValidator(_answer_within), PlainSerializer(str), shared("Duration")]
 Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 

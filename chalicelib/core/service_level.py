@@ -26,7 +26,6 @@ _US_PER_S = 1_000_000
 EXACT_UP_TO_S = 600
 LONGEST_S = 24 * 3600
 COUNTS = ("offered", "answered", "answered_within", "abandoned", "abandoned_within", "callbacks")
-DAY_COLUMNS = ("offered", "answered", "answered_within", "abandoned", "service_level", "callbacks")
 
 
 @dataclass(frozen=True)

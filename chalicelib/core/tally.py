@@ -24,10 +24,10 @@ from datetime import UTC, date, datetime, timedelta
 from chalicelib.core import service_level
 from chalicelib.core.documents import money
 from chalicelib.core.facts import FIRST_RESPONSE, METRICS, PROGRESS_UPDATE, RESOLUTION
+from chalicelib.core.report import csv_columns, csv_row
 
 DECIDED_METRICS = (FIRST_RESPONSE, RESOLUTION)
 GOOD_RATING = 4
-CSV_COLUMNS = ("date", "received", "responded", "resolved", "breaches", "penalties", "penalties_before_cap")
 
 
 def day_bounds(day, tz):
@@ -257,7 +257,8 @@ def month_report(contract_id, month, policy, tallies, outages, received_resolved
     and `received_resolved`: (requests received in the month, how many of them are resolved now).
 
     Resolution rate is the share of the month's requests that are resolved, so requests carried
-    over from the month before do not push it above 1."""
+    over from the month before do not push it above 1. The document is `report.Report`, its keys in
+    the order declared there."""
     days = [t["tally"] for t in tallies]
     totals = month_totals(tallies)
     # Every category and channel of the contract, and any an older version had that still has counts this month.
@@ -322,7 +323,8 @@ def _kpis(policy, bounds, outages, days, received_resolved, month_channels):
 
 
 def _report_day(stored, categories, channels):
-    """One day's row of the report (and of its CSV): totals, then per category and per channel."""
+    """One day's row of the report (and of its CSV): totals, then per category and per channel, as
+    `report.ReportDay` declares it."""
     d = stored["tally"]
     return {
         "date": d["date"], "received": d["received"], "responded": d["responded"], "resolved": d["resolved"],
@@ -336,25 +338,12 @@ def _report_day(stored, categories, channels):
     }
 
 
-CATEGORY_CSV = ("received", "breaches")
-
-
 def report_csv(report):
-    """The report's days as CSV for spreadsheets (UTF-8, header row first): the fixed columns, then
-    `category.<name>.received` and `category.<name>.breaches` for each category of the report, then
-    `interactions.<channel>.<count>` for each channel (offered, answered, answered_within, abandoned,
-    service_level, callbacks)."""
-    columns = list(CSV_COLUMNS) + [f"category.{name}.{key}" for name in report["by_category"] for key in CATEGORY_CSV]
-    columns += [f"interactions.{channel}.{key}" for channel in report["interactions"]
-                for key in service_level.DAY_COLUMNS]
+    """The report's days as CSV for spreadsheets (UTF-8, header row first): a day row's fields in the
+    order `report.ReportDay` declares them, `category.<name>.received` / `.breaches` for each category
+    of the report and `interactions.<channel>.<count>` for each channel (an empty cell for null)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
+    writer = csv.DictWriter(out, fieldnames=csv_columns(report), lineterminator="\r\n")
     writer.writeheader()
-    for day in report["days"]:
-        row = {key: day[key] for key in CSV_COLUMNS}
-        for name, counts in day["by_category"].items():
-            row |= {f"category.{name}.{key}": counts[key] for key in CATEGORY_CSV}
-        for channel, counts in day["interactions"].items():
-            row |= {f"interactions.{channel}.{key}": "" if value is None else value for key, value in counts.items()}
-        writer.writerow(row)
+    writer.writerows(csv_row(day) for day in report["days"])
     return out.getvalue()
