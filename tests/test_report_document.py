@@ -13,6 +13,7 @@ import time_machine
 import yaml
 from chalice.test import Client
 from pydantic import ValidationError as PydanticError
+from test_interactions import call
 
 from app import app
 from chalicelib import openapi
@@ -69,9 +70,9 @@ def month(admin):
         admin, agent, client = contract_with_tokens(admin, CONTRACT)
         for day, offset in ((MONDAY_10, 0), (MONDAY_10 + timedelta(days=1), 1)):
             _requests_of(agent, client, day, offset)
-        calls = [_call("c1", MONDAY_10, answered=45), _call("c2", MONDAY_10 + timedelta(minutes=5), answered=90),
-                 _call("c3", MONDAY_10 + timedelta(minutes=6), abandoned=10),
-                 _call("h1", MONDAY_10 - timedelta(hours=7), answered=20, channel="chat")]
+        calls = [call("c1", MONDAY_10, answered=45), call("c2", MONDAY_10 + timedelta(minutes=5), answered=90),
+                 call("c3", MONDAY_10 + timedelta(minutes=6), abandoned=10),
+                 call("h1", MONDAY_10 - timedelta(hours=7), answered=20, channel="chat")]
         assert agent.post("/contracts/acme/interactions", {"items": calls})[0] == 200
         assert admin.post("/contracts/acme/outages", {"start": "2026-11-10T10:00:00+08:00",
                                                       "end": "2026-11-10T14:00:00+08:00",
@@ -99,15 +100,6 @@ def _requests_of(agent, client, received, offset):
         assert agent.post(f"/requests/{request_id}/events", event)[0] == 200
     with time_machine.travel(received + timedelta(hours=4), tick=False):  # a rating is given when it is posted
         assert client.post(f"/requests/{ids[0]}/events", {"type": "rate", "score": 5 - 3 * offset})[0] == 200
-
-
-def _call(id, offered, answered=None, abandoned=None, channel="phone"):
-    item = {"id": id, "channel": channel, "offered_at": offered.isoformat()}
-    if answered is not None:
-        item["answered_at"] = (offered + timedelta(seconds=answered)).isoformat()
-    if abandoned is not None:
-        item["abandoned_at"] = (offered + timedelta(seconds=abandoned)).isoformat()
-    return item
 
 
 def _answer(admin, query):
