@@ -7,7 +7,8 @@ the schemas of the request bodies appended, generated from the pydantic models t
 models that declare it (chalicelib/core/report.py), all adapted to OpenAPI 3.1: no titles,
 `type: [string, "null"]` for a nullable value, a reference to a hand-written component where a model
 names one. The event-type enums come from the event types the API takes. A doc table sits between
-`<!-- fields: Model style -->` and `<!-- end fields -->` and lists the model's fields.
+`<!-- fields: Model style -->` and `<!-- end fields -->` and lists the model's fields; the table of event
+types (`<!-- fields: EventTypes registry -->`) lists chalicelib/core/events.py's postable types.
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ from pydantic.json_schema import models_json_schema
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib.core import report, schemas  # noqa: E402
+from chalicelib.core import events, report, schemas  # noqa: E402
 from chalicelib.core.facts import EVENT_TYPES  # noqa: E402
 from chalicelib.core.intake import CalendarYearInput, EventInput, InteractionsInput  # noqa: E402
 
@@ -122,9 +123,20 @@ def rules_table(model, prefix=""):
     return rows
 
 
+def event_types_table(_):
+    """Each event type the API takes: who may post it and what it does (core/events.py)."""
+    def who(roles):
+        return "any" if roles == events.ANYONE else ", ".join(r for r in (events.CLIENT, events.AGENT, events.ADMIN)
+                                                              if r in roles)
+    return ["| type | who | effect |", "| --- | --- | --- |",
+            *(f"| `{name}` | {who(events.TYPES[name].posted_by)} | {events.TYPES[name].effect} |"
+              for name in events.POSTABLE)]
+
+
 MODELS_BY_NAME = {model.__name__: model for model in (*MODELS, schemas.PriorityTargets, schemas.ChannelRule, *ANSWERS,
                                                       report.ReportDay)}
-TABLES = {"rules": rules_table, "answer": answer_table}  # a style of its own; any other titles a key table
+TABLES = {"rules": rules_table, "answer": answer_table, "registry": event_types_table}
+# a style of its own (above); any other titles a key table
 
 
 def document_text(path):
@@ -138,7 +150,7 @@ def document_text(path):
         marker, _, rest = rest.partition(" -->\n")
         _, _, rest = rest.partition(TABLE_END)
         name, style = marker.split()
-        model = MODELS_BY_NAME[name]
+        model = MODELS_BY_NAME.get(name)  # the event types' table reads the registry, not a model
         rows = TABLES[style](model) if style in TABLES else field_table(model, style, text)
         out.append(f"{before}{TABLE_START}{marker} -->\n" + "\n".join(rows) + f"\n{TABLE_END}")
     return "".join(out) + rest

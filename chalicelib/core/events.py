@@ -38,6 +38,7 @@ class EventType:
     email_to: tuple = ()  # REQUESTER, PROVIDER and/or ADMINS
     webhook: str | None = None  # the webhook event it announces, if any
     moves_clock: bool = True  # False: the clock passes over it (its time still orders the timeline)
+    effect: str = ""  # what it does to the request, in the API's words (docs/api.md's table of event types)
 
     @property
     def postable(self):
@@ -48,17 +49,26 @@ _DECLARED = (
     # Made by the request's creation, never posted; its effect is in the request's facts.
     EventType("received", 0, email="acknowledgement", email_to=(REQUESTER,), webhook="received",
               moves_clock=False),
-    EventType("respond", 1, STAFF, email="respond", email_to=(REQUESTER,)),
-    EventType("progress", 2, STAFF, email="progress", email_to=(REQUESTER,)),
-    EventType("await_customer", 3, STAFF, email="await_customer", email_to=(REQUESTER,)),
+    EventType("respond", 1, STAFF, email="respond", email_to=(REQUESTER,),
+              effect="the first response: meets `first_response`, starts the progress cycle"),
+    EventType("progress", 2, STAFF, email="progress", email_to=(REQUESTER,),
+              effect="a progress update: meets the running cycle, starts the next"),
+    EventType("await_customer", 3, STAFF, email="await_customer", email_to=(REQUESTER,),
+              effect="pauses every running clock (status `awaiting_customer`)"),
     # Customers, through their client systems, reply, reopen and rate; agents run the request;
     # admins may do everything.
-    EventType("customer_reply", 4, ANYONE),
-    EventType("reprioritize", 5, STAFF, details=(Detail("priority", clock=True),)),
-    EventType("register", 6, STAFF, details=(Detail("channel", clock=True),)),
-    EventType("resolve", 7, STAFF, email="resolve", email_to=(REQUESTER,), webhook="resolved"),
-    EventType("reopen", 8, ANYONE),
-    EventType("rate", 9, frozenset({CLIENT, ADMIN}), details=(Detail("score", clock=True),)),
+    EventType("customer_reply", 4, ANYONE, effect="resumes; deadlines move by the paused business time"),
+    EventType("reprioritize", 5, STAFF, details=(Detail("priority", clock=True),),
+              effect="recomputes every deadline from the clock start with the new priority's targets"),
+    EventType("register", 6, STAFF, details=(Detail("channel", clock=True),),
+              effect="a request from a non-designated channel is recorded on a designated one: its clock starts"),
+    EventType("resolve", 7, STAFF, email="resolve", email_to=(REQUESTER,), webhook="resolved",
+              effect="meets `resolution` (and `first_response` if still open); status `resolved`"),
+    EventType("reopen", 8, ANYONE,
+              effect=("status `open`; the resolution clock runs again from where it stopped (see [reopening after a "
+                      "contract change](#reopening-after-a-contract-change))")),
+    EventType("rate", 9, frozenset({CLIENT, ADMIN}), details=(Detail("score", clock=True),),
+              effect="customer satisfaction, once per resolution of a resolved request"),
 )
 TYPES = MappingProxyType({t.name: t for t in _DECLARED})
 
