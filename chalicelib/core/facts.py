@@ -14,7 +14,7 @@ FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION = "first_response", "progress_update
 METRICS = (FIRST_RESPONSE, PROGRESS_UPDATE, RESOLUTION)  # in the order reports and emails list them
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """What the clock needs of an event: its type, time and the details the clock reads
     (events.CLOCK_DETAILS); authors, notes and other details live in the event record, not here."""
