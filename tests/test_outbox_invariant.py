@@ -18,7 +18,8 @@ import copy
 import os
 import socket
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from contextlib import ExitStack
+from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import default
 from unittest import mock
@@ -34,7 +35,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.ses.models import ses_backends
-from test_outbox_stateful import RequestTraffic, open_acme
+from test_outbox_stateful import RequestTraffic
 from test_webhooks import Receiver
 
 from chalicelib.aws import outbox, webhooks
@@ -74,15 +75,14 @@ class OutboxInvariant(RequestTraffic):
     def start(self):
         self.ses_faults, self.mark_faults, self.encoding_faults = [], 0, 0
         self.accepted = Counter()  # (request_id, key) -> emails SES accepted
-        self.aws = mock_aws()
-        self.aws.start()
+        self.fakes = ExitStack()
+        self.fakes.enter_context(mock_aws())
         dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables.update(copy.deepcopy(_empty_tables()))
         ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].verify_email_identity(SENDER)
         self.receiver = Receiver()
-        self.refusing = refusing_port()
-        self.refused_port = self.refusing.__enter__()
-        self.traveller = time_machine.travel(START, tick=False)
-        self.clock = self.traveller.start()
+        self.fakes.callback(self.receiver.close)
+        self.refused_port = self.fakes.enter_context(refusing_port())
+        self.clock = self.fakes.enter_context(time_machine.travel(START, tick=False))
         machine = self
 
         def call(client, operation, params):
@@ -107,34 +107,14 @@ class OutboxInvariant(RequestTraffic):
         def resolver(host, *args, **kwargs):  # *.localhost (punycode once looked up) is this machine
             return _original_getaddrinfo("127.0.0.1" if host.endswith(".localhost") else host, *args, **kwargs)
 
-        self.patches = [mock.patch.object(BaseClient, "_make_api_call", call),
-                        mock.patch.object(webhooks, "_request", request),
-                        mock.patch.object(socket, "getaddrinfo", resolver),
-                        mock.patch.object(outbox, "_sleep", lambda seconds: None),
-                        mock.patch.object(outbox, "configured_send_rate", lambda: 10_000.0),
-                        mock.patch.dict(os.environ, {webhooks.ALLOW_LOCAL_VARIABLE: "1"})]
-        for patch in self.patches:
-            patch.start()
-        self.chalice, self.admin = open_acme()
-        self.requests = []
-
-    def teardown(self):
-        if not hasattr(self, "aws"):
-            return
-        try:
-            self.at_the_end()
-        finally:
-            self.chalice.__exit__(None, None, None)
-            for patch in reversed(self.patches):
-                patch.stop()
-            self.traveller.stop()
-            self.receiver.close()
-            self.refusing.__exit__(None, None, None)
-            self.aws.stop()
-
-    @property
-    def now(self):
-        return datetime.now(UTC)
+        for patch in (mock.patch.object(BaseClient, "_make_api_call", call),
+                      mock.patch.object(webhooks, "_request", request),
+                      mock.patch.object(socket, "getaddrinfo", resolver),
+                      mock.patch.object(outbox, "_sleep", lambda seconds: None),
+                      mock.patch.object(outbox, "configured_send_rate", lambda: 10_000.0),
+                      mock.patch.dict(os.environ, {webhooks.ALLOW_LOCAL_VARIABLE: "1"})):
+            self.fakes.enter_context(patch)
+        self.start_traffic()
 
     def url(self, kind, n):
         port = self.receiver.server.server_port
@@ -218,7 +198,7 @@ class OutboxInvariant(RequestTraffic):
             if entry.status == "failed":
                 assert entry.last_error, entry.key
 
-    def at_the_end(self):
+    def check_the_end(self):
         """No more faults; one scan 24 hours after the newest entry ends every entry there is."""
         self.ses_faults, self.mark_faults, self.encoding_faults, self.receiver.statuses = [], 0, 0, []
         newest = max((entry.created_at for entry in NotificationModel.scan()), default=self.now)

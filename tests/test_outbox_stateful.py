@@ -5,6 +5,7 @@ clock jumps and SES fails for random stretches. At the end SES recovers and the 
 then every breach the clock shows has been alerted, every email went out at most once, and every
 provider alert sent announced a milestone that had really come.
 """
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 from zoneinfo import ZoneInfo
@@ -48,7 +49,24 @@ def open_acme():
 
 class RequestTraffic(RuleBasedStateMachine):
     """Requests received and events posted through the API (`self.admin`), their ids in `self.requests`:
-    the traffic both outbox machines drive."""
+    the traffic both outbox machines drive. Each machine's fakes go on `self.fakes` (an ExitStack) as
+    it starts them; after every example its books are checked (`check_the_end`), then they stop."""
+
+    def start_traffic(self):
+        """The app's test client with the demo contract as acme, open until the fakes stop."""
+        self.chalice, self.admin = open_acme()
+        self.fakes.callback(self.chalice.__exit__, None, None, None)
+        self.requests = []
+
+    @property
+    def now(self):
+        return datetime.now(UTC)
+
+    def teardown(self):
+        if not hasattr(self, "fakes"):
+            return
+        with self.fakes:
+            self.check_the_end()
 
     @rule(priority=st.sampled_from(["urgent", "high", "medium"]))
     def receive(self, priority):
@@ -70,10 +88,9 @@ class OutboxMachine(RequestTraffic):
     @initialize()
     def start(self):
         self.ses_down = False
-        self.aws = mock_aws()
-        self.aws.start()
-        self.clock = time_machine.travel(START, tick=False)
-        self.traveller = self.clock.start()
+        self.fakes = ExitStack()
+        self.fakes.enter_context(mock_aws())
+        self.traveller = self.fakes.enter_context(time_machine.travel(START, tick=False))
         machine = self
 
         def call(client, operation, params):
@@ -82,28 +99,10 @@ class OutboxMachine(RequestTraffic):
                                    "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
             return _original_call(client, operation, params)
 
-        self.patch = mock.patch.object(BaseClient, "_make_api_call", call)
-        self.patch.start()
+        self.fakes.enter_context(mock.patch.object(BaseClient, "_make_api_call", call))
         tables.create_all()
         boto3.client("ses", region_name="us-east-1").verify_email_identity(EmailAddress=SENDER)
-        self.chalice, self.admin = open_acme()
-        self.requests = []
-
-    def teardown(self):
-        """After every example: the books must balance at the end, then the fakes stop."""
-        if not hasattr(self, "aws"):
-            return
-        try:
-            self.check_the_end()
-        finally:
-            self.chalice.__exit__(None, None, None)
-            self.patch.stop()
-            self.clock.stop()
-            self.aws.stop()
-
-    @property
-    def now(self):
-        return datetime.now(UTC)
+        self.start_traffic()
 
     def scan(self):
         event = self.chalice.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
