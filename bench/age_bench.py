@@ -69,6 +69,7 @@ from chalicelib.aws.tables import NotificationModel, RequestModel
 from chalicelib.budget import Budget
 from chalicelib.core.documents import notification_document
 from chalicelib.core.evaluation import cached_fields
+from chalicelib.core.facts import Event
 
 # moto answers GetSendQuota with the sandbox's 1 email a second, at which a catch-up's four emails would
 # be paced over 3 s of waiting; a stage configures its real rate, and so does the bench.
@@ -258,7 +259,7 @@ def _resolved_after(days, priority):
         cpu = time.process_time() - started
         stored = RequestModel.get(item.request_id)
         if refused:  # the item the resolve would have written, measured all the same
-            stored.timeline = [*stored.timeline, {"seq": len(stored.timeline) + 1, "type": "resolve", "at": resolved}]
+            stored.timeline = (*stored.timeline, Event(len(stored.timeline) + 1, "resolve", resolved))
             state = evaluation.state_of(records.stored_request(stored), policy, resolved)
             for name, value in records.cached_attributes(stored, cached_fields(state)).items():
                 setattr(stored, name, value)

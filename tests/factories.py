@@ -12,6 +12,7 @@ from chalicelib.aws import records
 from chalicelib.aws.tables import EventModel, RequestModel, listing_key
 from chalicelib.core.clock import evaluate
 from chalicelib.core.evaluation import cached_fields
+from chalicelib.core.facts import Event
 
 # A long-running request: progress updates, and now and then a wait for the customer.
 LONG_RUNNING = ("progress",) * 8 + ("await_customer", "customer_reply")
@@ -25,8 +26,8 @@ def request_item(policy, contract_id, priority, received_at, now, events=(), req
         request_id, contract_id=contract_id, listed_at=listing_key(received_at, request_id),
         priority=priority, channel="portal", designated=True, subject="批量请求", description=None,
         requester={"email": requester}, received_at=received_at, created_by="factory",
-        timeline=[{"seq": seq, "type": kind, "at": at}
-                  for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)],
+        timeline=tuple(Event(seq, kind, at)
+                       for seq, (kind, at) in enumerate([("received", received_at), *events], start=1)),
     )
     request = records.stored_request(item)
     state = evaluate(policy, evaluation.facts_of(request), request.events, now)
@@ -84,7 +85,7 @@ def long_request(policy, contract_id, size, last_at, every=timedelta(minutes=45)
     item = request_item(policy, contract_id, "high", received_at, last_at, list(zip(kinds, times, strict=True)))
     insert([item])
     with EventModel.batch_write() as batch:
-        for entry in item.timeline:
-            batch.save(EventModel(item.request_id, entry["seq"], type=entry["type"], at=entry["at"], by="factory",
-                                  note=f"note {entry['seq']}"))
+        for event in item.timeline:
+            batch.save(EventModel(item.request_id, event.seq, type=event.type, at=event.at, by="factory",
+                                  note=f"note {event.seq}"))
     return item

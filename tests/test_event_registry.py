@@ -12,7 +12,7 @@ import pytest
 from test_scanner import ADMIN, PROVIDER, REQUESTER, create
 
 from chalicelib import openapi, tokens
-from chalicelib.aws import records, timeline_codec
+from chalicelib.aws import timeline_codec
 from chalicelib.aws.tables import EventModel, RequestModel
 from chalicelib.core import alerts, clock, emails, events, facts, intake, personal_data, webhook_rules
 from chalicelib.core.emails import LANGUAGES
@@ -36,11 +36,11 @@ def test_the_timeline_codes_are_the_ones_stored_and_each_type_has_its_own():
 
 def test_a_timeline_stores_each_type_as_its_declared_code_and_reads_it_back():
     at = datetime(2026, 11, 23, 2, tzinfo=UTC)
-    entries = [{"seq": seq, "type": name, "at": at} for seq, name in enumerate(reversed(TYPES), start=1)]
-    packed = timeline_codec.pack(entries)
+    timeline = tuple(facts.Event(seq, name, at) for seq, name in enumerate(reversed(TYPES), start=1))
+    packed = timeline_codec.pack(timeline)
     payload = zlib.decompress(packed[1:])  # the entry count (4 bytes), then one code per entry
-    assert payload[4:4 + len(entries)] == bytes(TYPES[entry["type"]].code for entry in entries)
-    assert timeline_codec.unpack(packed) == entries
+    assert payload[4:4 + len(timeline)] == bytes(TYPES[event.type].code for event in timeline)
+    assert timeline_codec.unpack(packed) == timeline
 
 
 def test_received_is_made_by_the_request_and_every_other_type_is_posted_by_someone():
@@ -159,8 +159,10 @@ def test_the_timeline_keeps_only_the_details_the_clock_reads():
     """A detail the clock does not read (say an escalation's reason) stays in the event's record."""
     at = datetime(2026, 11, 23, 2, tzinfo=UTC)
     details = Details(MappingProxyType({"priority": "high", "reason": "x"}))
-    event = facts.Event(3, "reprioritize", at, **details.for_clock)
-    assert records.compact_event(event) == {"seq": 3, "type": "reprioritize", "at": at, "priority": "high"}
+    timeline = (facts.Event(1, "received", at), facts.Event(2, "reprioritize", at, **details.for_clock))
+    payload = zlib.decompress(timeline_codec.pack(timeline)[1:])
+    assert payload[4 + 9 * len(timeline):] == b'{"2":{"priority":"high"}}'
+    assert timeline_codec.unpack(timeline_codec.pack(timeline)) == timeline
 
 
 def test_an_events_details_are_stored_with_it_and_its_clock_details_in_the_timeline(acme, mailbox, clock):
@@ -177,9 +179,9 @@ def test_an_events_details_are_stored_with_it_and_its_clock_details_in_the_timel
         1: ("received", None, None), 2: ("reprioritize", {"priority": "urgent"}, "VIP"), 3: ("respond", None, None),
         4: ("resolve", None, None), 5: ("rate", {"score": 4}, None)}
     timeline = RequestModel.get(request_id).timeline
-    assert [{k: v for k, v in e.items() if k != "at"} for e in timeline] == [
-        {"seq": 1, "type": "received"}, {"seq": 2, "type": "reprioritize", "priority": "urgent"},
-        {"seq": 3, "type": "respond"}, {"seq": 4, "type": "resolve"}, {"seq": 5, "type": "rate", "score": 4}]
+    assert [(e.seq, e.type, e.priority, e.score) for e in timeline] == [
+        (1, "received", None, None), (2, "reprioritize", "urgent", None), (3, "respond", None, None),
+        (4, "resolve", None, None), (5, "rate", None, 4)]
     assert [e.get("priority") or e.get("score") for e in document["events"]] == [None, "urgent", None, None, 4]
 
 

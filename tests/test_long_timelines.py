@@ -12,6 +12,7 @@ from chalicelib import evaluation, requests
 from chalicelib.aws import store
 from chalicelib.aws.tables import EventModel, RequestModel
 from chalicelib.aws.timeline_codec import pack, unpack
+from chalicelib.core.facts import Event
 from conftest import DEMO_CONTRACT
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -174,14 +175,14 @@ def test_past_the_most_events_a_request_keeps_a_post_is_a_409_and_nothing_is_sto
 
 def test_the_packed_timeline_round_trips_every_field_and_instant():
     shanghai = datetime(2026, 11, 23, 10, 0, 0, 1, tzinfo=SH)
-    entries = [
-        {"seq": 1, "type": "received", "at": shanghai},
-        {"seq": 2, "type": "register", "at": shanghai + timedelta(microseconds=1), "channel": "门户"},
-        {"seq": 3, "type": "reprioritize", "at": shanghai + timedelta(days=400), "priority": "urgent"},
-        {"seq": 4, "type": "resolve", "at": shanghai + timedelta(days=400)},
-        {"seq": 5, "type": "rate", "at": datetime(2027, 12, 28, 2, 0, tzinfo=UTC), "score": 5},
-    ]
-    assert unpack(pack(entries)) == entries
-    assert all(entry["at"].tzinfo == UTC for entry in unpack(pack(entries)))
+    timeline = (
+        Event(1, "received", shanghai),
+        Event(2, "register", shanghai + timedelta(microseconds=1), channel="门户"),
+        Event(3, "reprioritize", shanghai + timedelta(days=400), priority="urgent"),
+        Event(4, "resolve", shanghai + timedelta(days=400)),
+        Event(5, "rate", datetime(2027, 12, 28, 2, 0, tzinfo=UTC), score=5),
+    )
+    assert unpack(pack(timeline)) == timeline
+    assert all(event.at.tzinfo == UTC for event in unpack(pack(timeline)))
     with pytest.raises(ValueError, match="seq"):
-        pack([entries[0], entries[2]])
+        pack([timeline[0], timeline[2]])

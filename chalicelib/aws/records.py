@@ -8,8 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
 from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
-from chalicelib.core.events import CLOCK_DETAILS
-from chalicelib.core.facts import RESOLVED, ContractVersion, Event, StoredEvent, StoredRequest
+from chalicelib.core.facts import RESOLVED, ContractVersion, StoredEvent, StoredRequest
 from chalicelib.core.personal_data import requester_key
 
 
@@ -172,28 +171,13 @@ def stored_request(item):
     contract_version = values.get("contract_version")
     return StoredRequest(
         **{name: values.get(name) for name in _AS_STORED},
-        events=clock_events(values.get("timeline") or ()),
+        events=values.get("timeline") or (),
         contract_version=int(contract_version) if contract_version is not None else None,
         next_check_at=_instant(values.get("next_check_at")),
         checked_until=_instant(values.get("checked_until")),
         version=item.version,
         stored={name: values.get(name) for name in _STORED},
     )
-
-
-def clock_events(timeline):
-    """The clock's Events of a stored timeline (its compact entries)."""
-    return tuple(
-        Event(seq=e["seq"], type=e["type"], at=e["at"], **{name: e[name] for name in CLOCK_DETAILS if name in e})
-        for e in timeline
-    )
-
-
-def compact_event(event):
-    """What the clock reads of an event (a clock Event), kept inside the request item."""
-    entry = {"seq": event.seq, "type": event.type, "at": event.at.astimezone(UTC)}
-    entry.update((name, getattr(event, name)) for name in CLOCK_DETAILS if getattr(event, name) is not None)
-    return entry
 
 
 def cached_attributes(request, cached):
@@ -264,7 +248,7 @@ def new_request_item(request, cached):
         personal_contract=request.contract_id if request.requester_key else None,
         received_at=request.received_at,
         created_by=request.created_by,
-        timeline=[compact_event(event) for event in request.events],
+        timeline=request.events,
         **cached_attributes(request, cached),
     )
 

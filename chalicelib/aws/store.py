@@ -272,8 +272,7 @@ def append_event(request, event, by, note, cached, outbox=(), fields=None, detai
     `request` is the StoredRequest as read: the update fails if anyone else appended meanwhile
     (StaleWrite: its version changed), and the event key can be written once only.
     """
-    timeline = [records.compact_event(e) for e in (*request.events, event)]
-    actions = [RequestModel.timeline.set(timeline)]
+    actions = [RequestModel.timeline.set((*request.events, event))]
     actions += _cache_actions(records.cached_attributes(request, cached) | (fields or {}))
     with _stale_when_beaten(), TransactWrite(connection=_connection()) as tx:
         tx.update(records.request_as_read(request), actions=actions)

@@ -223,7 +223,7 @@ class RequestModel(Model):
     idempotency_key = UnicodeAttribute(null=True)  # the IdempotencyModel key it was created under, if any
     received_at = UTCDateTimeAttribute()
     created_by = UnicodeAttribute()
-    timeline = TimelineAttribute()  # [{"seq","type","at", optional "priority","score","channel"}]
+    timeline = TimelineAttribute()  # the clock's Events, oldest first (timeline_codec)
     version = VersionAttribute()
     # Derived from the timeline by the pure clock; cached for listing filters and the scanner.
     status = UnicodeAttribute()
