@@ -8,7 +8,7 @@ import pytest
 from pynamodb.models import Model
 
 from chalicelib import evaluation
-from chalicelib.aws import store
+from chalicelib.aws import records, store
 from chalicelib.aws.tables import RequestModel
 from chalicelib.core.evaluation import cached_fields
 from chalicelib.core.facts import ContractVersion, StoredEvent, StoredRequest
@@ -84,3 +84,30 @@ def test_a_refresh_from_a_stale_read_writes_nothing_and_a_field_write_from_it_lo
     with pytest.raises(store.StaleWrite):
         store.update_request_fields(stale, {"subject": None})
     assert RequestModel.get(request_id).subject == REQUEST["subject"]
+
+
+def test_a_request_read_from_dynamodbs_answer_is_the_one_pynamodb_would_build(acme, clock):
+    """The month's replay maps each item from the Query's answer without building the PynamoDB item:
+    every state a request can be in (open, answered, reprioritized, resolved with its frozen outcome,
+    erased) maps to the same StoredRequest, cached fields and defaults included."""
+    admin, agent, _ = acme
+    ids = [agent.post("/requests", {**REQUEST, "requester": {"email": f"r{n}@customer.example"}})[1]["request_id"]
+           for n in range(4)]
+    clock.shift(timedelta(minutes=20))
+    for request_id, bodies in zip(ids[1:], ([{"type": "respond"}], [{"type": "reprioritize", "priority": "low"}],
+                                            [{"type": "respond"}, {"type": "resolve"}]), strict=True):
+        for body in bodies:
+            assert agent.post(f"/requests/{request_id}/events", body)[0] == 200
+    assert admin.post("/contracts/acme/erasures", {"email": "r3@customer.example"})[0] == 200
+    raws = RequestModel._get_connection().scan()["Items"]
+    assert len(raws) == 4
+    for raw in raws:
+        built = records.stored_request(RequestModel.from_raw_data(raw))
+        read = records.stored_request_of_raw(raw)
+        assert read == built and read.stored == built.stored
+    erased = next(records.stored_request_of_raw(raw) for raw in raws if "personal_data_erased_at" in raw)
+    assert erased.status == "resolved" and erased.frozen_state and erased.requester is None
+    # An attribute PynamoDB gives a default (never written on an item imported bare) reads as that default.
+    bare = {name: value for name, value in raws[0].items() if name not in ("breached", "closed_key")}
+    assert records.stored_request_of_raw(bare) == records.stored_request(RequestModel.from_raw_data(bare))
+    assert records.stored_request_of_raw(bare).stored == records.stored_request(RequestModel.from_raw_data(bare)).stored

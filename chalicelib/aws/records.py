@@ -7,6 +7,8 @@ decides nothing."""
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
+from pynamodb.constants import NULL
+
 from chalicelib.aws.tables import OPEN_KEY, EventModel, RequestModel, listing_key, shard_of, status_key, utc_key
 from chalicelib.core.facts import RESOLVED, ContractVersion, StoredEvent, StoredRequest
 from chalicelib.core.personal_data import requester_key
@@ -167,7 +169,30 @@ def stored_request(item):
     what it leaves out reads as None."""
     if item is None:
         return None
-    values = item.attribute_values  # what each attribute reads (a month's replay maps thousands of items)
+    return _stored_request(item.attribute_values)
+
+
+# A request item's attributes by the names DynamoDB stores them under, and the defaults PynamoDB gives
+# those an item lacks.
+_REQUEST_ATTRIBUTES = {attr.attr_name: (name, attr) for name, attr in RequestModel.get_attributes().items()}
+_REQUEST_DEFAULTS = {name: attr.default for name, attr in RequestModel.get_attributes().items()
+                     if attr.default is not None}
+
+
+def stored_request_of_raw(raw):
+    """The StoredRequest of a request item as DynamoDB answered it (one of a Query page's `Items`), each
+    attribute read as PynamoDB reads it, without building the PynamoDB item: that costs three times the
+    mapping, and a month's replay maps thousands."""
+    values = {name: default() if callable(default) else default for name, default in _REQUEST_DEFAULTS.items()}
+    for stored_name, stored in raw.items():
+        name, attr = _REQUEST_ATTRIBUTES.get(stored_name, (None, None))
+        if attr is not None and stored and NULL not in stored:
+            values[name] = attr.deserialize(attr.get_value(stored))
+    return _stored_request(values)
+
+
+def _stored_request(values):
+    """The StoredRequest of a request item's attribute values, by attribute name."""
     contract_version = values.get("contract_version")
     return StoredRequest(
         **{name: values.get(name) for name in _AS_STORED},
@@ -175,7 +200,7 @@ def stored_request(item):
         contract_version=int(contract_version) if contract_version is not None else None,
         next_check_at=_instant(values.get("next_check_at")),
         checked_until=_instant(values.get("checked_until")),
-        version=item.version,
+        version=values.get("version"),
         stored={name: values.get(name) for name in _STORED},
     )
 

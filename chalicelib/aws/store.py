@@ -714,7 +714,7 @@ def requests_active_since(contract_id, start):
     """The contract's requests resolved at or after `start`, and every open one: the only ones that
     can have anything to count on a day beginning at `start`. StoredRequests, read lazily."""
     found = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
-    return (records.stored_request(item) for item in found)
+    return (records.stored_request_of_raw(raw) for page in found.page_iter for raw in page.get("Items", ()))
 
 
 def count_received_between(contract_id, start, end):
@@ -751,7 +751,7 @@ def requests_received_between(contract_id, start, end, priorities=None):
     only = RequestModel.current_priority.is_in(*priorities) if priorities else None
     found = RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
                                            scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
-    return (records.stored_request(item) for item in found)
+    return (records.stored_request_of_raw(raw) for page in found.page_iter for raw in page.get("Items", ()))
 
 
 def tallies_of_month(contract_id, month_prefix):
