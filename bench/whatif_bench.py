@@ -13,7 +13,9 @@ month's days and the comparison. Target: evaluation of 10,000 requests under 2 s
 What is timed is our code's share of the API call, as the API runs it: DynamoDB's answers to the
 read are recorded at PynamoDB's connection and served again from memory, and the month is replayed
 from them, streamed, through the store (parsing the answer, mapping each item to a StoredRequest) and
-the evaluation. Reading alone is timed the same way; the evaluation is the difference. The objects
+the evaluation. Reading alone is timed the same way; the evaluation is the difference. The function
+calls of reading and evaluating are counted once (a profile hook), a measure of work that does not
+move with this machine's speed. The objects
 alive before either starts are frozen out of Python's cycle collector
 (`gc.freeze`): moto keeps its copy of the table in this process, about 30 tracked objects an item,
 where a Lambda function holds none of it. Left in, a full pass of the collector walks them all
@@ -161,6 +163,23 @@ class RecordedAnswers:
             Connection._make_api_call = original
 
 
+def calls_of(action):
+    """The function calls, Python and C, that `action()` makes, counted by a profile hook: a measure of
+    our work that this noisy machine's speed does not move."""
+    count = 0
+
+    def hook(_frame, event, _arg):
+        nonlocal count
+        count += event in ("call", "c_call")
+
+    sys.setprofile(hook)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
 def our_share(answers, latest, candidate_policy, start, end):
     """The month read and replayed from DynamoDB's recorded `answers` (a RecordedAnswers), as the API
     streams it: the replay's answer, the CPU seconds of reading alone, of evaluating (the replay's less
@@ -196,6 +215,9 @@ def measure(size, rounds):
             result, *times = our_share(answers, latest, candidate_policy, start, end)
             results.append(result)
             shares.append(times)
+        with answers.served():
+            calls = calls_of(lambda: simulations.replay(store.requests_received_between("bench", start, end),
+                                                        latest, candidate_policy, MONTH, end))
         call = common.measure_rounds(1, lambda: simulations.simulate(
             common.ADMIN, "bench", {"contract": candidate(), "month": "2026-11"}, NOW))
     assert all(result == results[0] for result in results), "a replay must give the same answer every time"
@@ -206,7 +228,7 @@ def measure(size, rounds):
 
     return {"size": size, "items_read": reads[0], "read_s": statistics.median(read_s),
             "reading_cpu_s": median(0), "evaluation_cpu_s": median(1), "collector_s": median(2),
-            "call_s": call["median_ms"] / 1000,
+            "calls": calls, "call_s": call["median_ms"] / 1000,
             "call_items": call["items_read"], "build_s": build_s, "result": results[0]}
 
 
@@ -218,13 +240,14 @@ def main():
     results = [measure(size, args.rounds) for size in args.sizes]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; medians of {args.rounds} rounds\n")
     print("| requests in the month | items read | reading them from moto, wall | reading, our CPU "
-          "| evaluation, CPU | evaluation per request | collector, in the replay "
+          "| evaluation, CPU | evaluation per request | collector, in the replay | function calls per request "
           "| whole call from moto, wall (items read) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         print(f"| {r['size']:,} | {r['items_read']:,} | {r['read_s'] * 1000:,.0f} ms "
               f"| {r['reading_cpu_s'] * 1000:,.0f} ms | {r['evaluation_cpu_s'] * 1000:,.0f} ms "
               f"| {r['evaluation_cpu_s'] / r['size'] * 1e6:,.0f} µs | {r['collector_s'] * 1000:,.0f} ms "
+              f"| {r['calls'] / r['size']:,.0f} "
               f"| {r['call_s'] * 1000:,.0f} ms ({r['call_items']:,}) |")
     largest = results[-1]
     for r in results:
