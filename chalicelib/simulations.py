@@ -19,9 +19,9 @@ from chalicelib.core.policy import parse_contract
 from chalicelib.core.tally import Evaluated, month_bounds
 from chalicelib.core.whatif import Side, compare
 
-# The most requests one call replays. Evaluating 10,000 takes 2 to 3 s of CPU (bench/README.md); the
-# API function's 512 MB buy about 0.3 of a vCPU, so with reading them that is 10 to 15 s of the 29 s
-# API Gateway allows. A busier month is narrowed with `priorities`, a priority or a few per call.
+# The most requests one call replays. Reading and evaluating 10,000 takes about 2 s of CPU on the
+# bench's VM (bench/README.md); the API function's 512 MB buy about 0.3 of a vCPU, so that is 6 to 8 s
+# plus DynamoDB's time, of the 29 s API Gateway allows. A busier month is narrowed with `priorities`.
 MAX_REQUESTS = 10_000
 CONTRACT_REQUIRED = "is required: the full contract document to replay the month under"
 
