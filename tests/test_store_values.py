@@ -107,7 +107,7 @@ def test_a_request_read_from_dynamodbs_answer_is_the_one_pynamodb_would_build(ac
         assert read == built and read.stored == built.stored
     erased = next(records.stored_request_of_raw(raw) for raw in raws if "personal_data_erased_at" in raw)
     assert erased.status == "resolved" and erased.frozen_state and erased.requester is None
-    # An attribute PynamoDB gives a default (never written on an item imported bare) reads as that default.
+    # An item without the attributes PynamoDB gives a default reads them as those defaults.
     bare = {name: value for name, value in raws[0].items() if name not in ("breached", "closed_key")}
     assert records.stored_request_of_raw(bare) == records.stored_request(RequestModel.from_raw_data(bare))
     assert records.stored_request_of_raw(bare).stored == records.stored_request(RequestModel.from_raw_data(bare)).stored

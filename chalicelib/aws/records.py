@@ -181,8 +181,8 @@ _REQUEST_DEFAULTS = {name: attr.default for name, attr in RequestModel.get_attri
 
 def stored_request_of_raw(raw):
     """The StoredRequest of a request item as DynamoDB answered it (one of a Query page's `Items`), each
-    attribute read as PynamoDB reads it, without building the PynamoDB item: that costs three times the
-    mapping, and a month's replay maps thousands."""
+    attribute read as PynamoDB reads it, without building the PynamoDB item: building it costs about as
+    much again as the mapping, and a month's replay or a day's tally maps thousands."""
     values = {name: default() if callable(default) else default for name, default in _REQUEST_DEFAULTS.items()}
     for stored_name, stored in raw.items():
         name, attr = _REQUEST_ATTRIBUTES.get(stored_name, (None, None))
