@@ -15,13 +15,12 @@ read are recorded at PynamoDB's connection and served again from memory, and the
 from them, streamed, through the store (parsing the answer, mapping each item to a StoredRequest) and
 the evaluation. Reading alone is timed the same way; the evaluation is the difference. The function
 calls of reading and evaluating are counted once (a profile hook), a measure of work that does not
-move with this machine's speed. The objects
-alive before either starts are frozen out of Python's cycle collector
-(`gc.freeze`): moto keeps its copy of the table in this process, about 30 tracked objects an item,
-where a Lambda function holds none of it. Left in, a full pass of the collector walks them all
-(0.6 s at 10,000 requests), and whether one falls inside the timed window depends on what ran before:
-it swung the figure by a third. Our own objects are collected as usual, and the collector's share of
-our CPU is printed.
+move with this machine's speed. The objects alive before either starts are frozen out of Python's
+cycle collector (`gc.freeze`): moto keeps its copy of the table in this process, about 30 tracked
+objects an item, where a Lambda function holds none of it. Left in, a full pass of the collector walks
+them all (0.6 s at 10,000 requests), and whether one falls inside the timed window depends on what ran
+before: it swung the figure by a third. Our own objects are collected as usual, and the collector's
+share of our CPU is printed.
 """
 import argparse
 import copy
@@ -114,8 +113,8 @@ class Collector:
 
     @contextmanager
     def timed(self):
-        """First moves every object alive now out of the collector's walks (moto's table and the month
-        read), as on AWS."""
+        """First moves every object alive now out of the collector's walks (moto's table and the answers
+        recorded from it), as on AWS."""
         gc.collect()
         gc.freeze()
         gc.callbacks.append(self._observe)
