@@ -344,8 +344,12 @@ def _one_page(results):
     """Exactly one DynamoDB page of a request query: (StoredRequests, last evaluated key or None). A
     filter then costs one bounded read per call, however few of the requests read it keeps."""
     page = next(results.page_iter)
-    return ([records.stored_request(RequestModel.from_raw_data(raw)) for raw in page["Items"]],
-            results.page_iter.last_evaluated_key)
+    return [records.stored_request_of_raw(raw) for raw in page["Items"]], results.page_iter.last_evaluated_key
+
+
+def _stored_requests(results):
+    """The StoredRequests of every page of a request Query, lazily, each mapped from DynamoDB's answer."""
+    return (records.stored_request_of_raw(raw) for page in results.page_iter for raw in page.get("Items", ()))
 
 
 def requests_by_deadline(contract_id, start_key=None, page_size=50, due_by=None):
@@ -714,7 +718,7 @@ def requests_active_since(contract_id, start):
     """The contract's requests resolved at or after `start`, and every open one: the only ones that
     can have anything to count on a day beginning at `start`. StoredRequests, read lazily."""
     found = RequestModel.by_contract_closed.query(contract_id, RequestModel.closed_key >= utc_key(start))
-    return (records.stored_request_of_raw(raw) for page in found.page_iter for raw in page.get("Items", ()))
+    return _stored_requests(found)
 
 
 def count_received_between(contract_id, start, end):
@@ -751,7 +755,7 @@ def requests_received_between(contract_id, start, end, priorities=None):
     only = RequestModel.current_priority.is_in(*priorities) if priorities else None
     found = RequestModel.by_contract.query(contract_id, _received_between(start, end), filter_condition=only,
                                            scan_index_forward=True, attributes_to_get=EVALUATION_ATTRIBUTES)
-    return (records.stored_request_of_raw(raw) for page in found.page_iter for raw in page.get("Items", ()))
+    return _stored_requests(found)
 
 
 def tallies_of_month(contract_id, month_prefix):
